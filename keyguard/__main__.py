@@ -1,0 +1,5 @@
+import sys
+
+from keyguard.cli import main
+
+sys.exit(main())

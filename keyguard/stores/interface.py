@@ -1,0 +1,107 @@
+"""The secret-store contract: versions of one key with the stages pending, current, previous.
+
+A store is one secret in one secret manager, named by a URI. It keeps versions the way AWS
+Secrets Manager rotation does: ``pending`` (delivered, not yet served), ``current`` (what
+consumers read) and ``previous`` (kept for rollback). A label sits on at most one version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from keyguard.keys import Secret
+
+
+class Stage(StrEnum):
+    PENDING = "pending"
+    CURRENT = "current"
+    PREVIOUS = "previous"
+
+
+@dataclass(frozen=True)
+class VersionMeta:
+    """What keyguard records beside a stored key. Never the key itself."""
+
+    key_id: str | None = None  # Anthropic ``apikey_...`` id
+    hint: str | None = None  # ``sk-ant-api03-R2D...igAA``
+    fingerprint: str | None = None  # SHA-256 hex of the key
+    stored_at: datetime | None = None
+    token: str | None = None  # the rotation token that stored it
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreVersion:
+    """One version as ``describe()`` shows it: stages and metadata, no value."""
+
+    version_id: str
+    stages: frozenset[Stage] = field(default_factory=frozenset)
+    meta: VersionMeta = field(default_factory=VersionMeta)
+
+
+@runtime_checkable
+class SecretStore(Protocol):
+    """One secret in one secret manager. Every method is idempotent and safe to retry."""
+
+    uri: str
+
+    def get(self, stage: Stage = Stage.CURRENT) -> Secret | None:
+        """The key at ``stage``, or None when no version holds it."""
+        ...
+
+    def put_pending(self, value: Secret, meta: VersionMeta) -> str:
+        """Store ``value`` as pending under ``meta.token``; returns the version id.
+
+        Same token and same value: a no-op. Same token, other value: ``ConflictError``.
+        """
+        ...
+
+    def promote(self, token: str) -> None:
+        """Pending version ``token`` becomes current; the old current becomes previous.
+
+        Compare-and-set: ``ConflictError`` if ``token`` is not pending (nor already current).
+        A version already current for ``token`` is left as it is.
+        """
+        ...
+
+    def rollback(self) -> None:
+        """Previous becomes current again (and current becomes previous)."""
+        ...
+
+    def discard_pending(self, token: str) -> None:
+        """Drop the pending stage of ``token`` (the key stays as a version for the record)."""
+        ...
+
+    def describe(self) -> list[StoreVersion]:
+        """Versions with their stages and metadata, newest first, never values."""
+        ...
+
+    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
+        """Hold the store for one rotation: ``LeaseHeldError`` if another live holder has it.
+
+        A lease whose holder died expires after ``ttl_seconds``, or sooner when the holder is
+        seen to be gone (same host, process no longer running).
+        """
+        ...
+
+    def retire_superseded(self) -> None:
+        """After the old key was revoked: disable versions that hold no stage (where supported)."""
+        ...
+
+
+def stage_map(versions: list[StoreVersion]) -> dict[Stage, StoreVersion]:
+    """Which version holds each stage."""
+    out: dict[Stage, StoreVersion] = {}
+    for v in versions:
+        for s in v.stages:
+            out[s] = v
+    return out
+
+
+def iter_stages() -> Iterator[Stage]:
+    yield from (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from keyguard.config import load_config, resolve_admin_key
+from keyguard.errors import AuthError, ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "keyguard.toml"
+    path.write_text(text)
+    return path
+
+
+def test_environments_and_relative_file_stores(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(
+            tmp_path,
+            '[environments.dev]\nstores = ["file:.keyguard/dev.json"]\n'
+            '[environments.prod]\nstores = ["aws-sm://us-east-1/anthropic/prod"]\n'
+            'workspace = "wrkspc_1"\n[environments.prod.policy]\nmax_age = "30d"\n'
+            'due_after = "20d"\n',
+        )
+    )
+    assert cfg.environments["dev"].stores == (f"file:{tmp_path / '.keyguard/dev.json'}",)
+    assert cfg.environments["prod"].policy.max_age.days == 30
+    assert cfg.environments["dev"].policy.max_age.days == 90
+
+
+def test_unknown_setting_names_file_line_and_fix(tmp_path: Path) -> None:
+    path = write(tmp_path, '[environments.dev]\nstores = ["file:x.json"]\nstorez = 1\n')
+    with pytest.raises(ConfigError, match=rf"{path}:3: unknown setting 'storez'.*known: check"):
+        load_config(path)
+
+
+def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[environments.dev\n")
+    with pytest.raises(ConfigError, match=r"line 1"):
+        load_config(path)
+
+
+def test_missing_stores_says_how(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"needs stores = "):
+        load_config(write(tmp_path, '[environments.dev]\nworkspace = "w"\n'))
+
+
+def test_admin_key_from_env_and_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config(write(tmp_path, ""))
+    monkeypatch.delenv("ANTHROPIC_ADMIN_KEY", raising=False)
+    with pytest.raises(AuthError, match="ANTHROPIC_ADMIN_KEY"):
+        resolve_admin_key(cfg)
+    monkeypatch.setenv("ANTHROPIC_ADMIN_KEY", "  value\n")
+    assert resolve_admin_key(cfg).reveal() == "value"
+
+
+def test_base_url_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9999/")
+    assert load_config(write(tmp_path, "")).base_url == "http://127.0.0.1:9999"
