@@ -51,13 +51,19 @@ class Sandbox:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> Sandbox:
-        """Bind and serve in a background thread; returns self."""
+    def bind(self) -> SandboxServer:
+        """Open the listening socket (once); ``url`` is known from here on."""
         if self._server is None:
             self._server = SandboxServer((self.host, self.port), self.state)
             self.port = self._server.server_address[1]
+        return self._server
+
+    def start(self) -> Sandbox:
+        """Bind and serve in a background thread; returns self."""
+        if self._thread is None:
+            server = self.bind()
             self._thread = threading.Thread(
-                target=self._server.serve_forever,
+                target=server.serve_forever,
                 kwargs={"poll_interval": 0.05},
                 name=f"keyguard-sandbox-{self.port}",
                 daemon=True,
@@ -67,14 +73,12 @@ class Sandbox:
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (``keyguard sandbox``)."""
-        if self._server is None:
-            self._server = SandboxServer((self.host, self.port), self.state)
-            self.port = self._server.server_address[1]
+        server = self.bind()
         try:
-            self._server.serve_forever(poll_interval=0.2)
+            server.serve_forever(poll_interval=0.2)
         finally:
-            self._server.close_connections()
-            self._server.server_close()
+            server.close_connections()
+            server.server_close()
             self._server = None
 
     def stop(self) -> None:
