@@ -19,7 +19,8 @@ newest version of NAME *is* ``current``. Everything else follows from that:
 ``?vault_url=https://HOST:PORT`` points at a private endpoint or emulator (the challenge
 resource is then not checked), ``?ca_bundle=PATH`` trusts its certificate, and
 ``?credential=static`` sends a dummy token (emulators only). Otherwise the credential is
-``azure.identity.DefaultAzureCredential``.
+``azure.identity.DefaultAzureCredential``. ``?max_attempts=N`` (default 4) bounds the SDK's
+retries of throttling (429, honouring Retry-After), 5xx answers and connection errors.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class AzureKeyVaultStore:
     @classmethod
     def from_uri(cls, uri: str, **kwargs: Any) -> AzureKeyVaultStore:
         parsed = parse_store_uri(uri)
-        parsed.check_options({"vault_url", "ca_bundle", "credential"})
+        parsed.check_options({"vault_url", "ca_bundle", "credential", "max_attempts"})
         vault, name = parsed.require_authority("VAULT/NAME", "azure-kv://my-vault/anthropic-prod")
         if not _VAULT_RE.match(vault):
             raise ConfigError(f"store {uri!r}: {vault!r} is not a Key Vault name (3-24 a-z0-9-)")
@@ -133,6 +134,8 @@ class AzureKeyVaultStore:
             ca_bundle = str(Path(ca_bundle).expanduser())
             if not Path(ca_bundle).is_file():
                 raise ConfigError(f"store {uri!r}: ca_bundle {ca_bundle} is not a readable file")
+        if "max_attempts" in parsed.options:
+            kwargs.setdefault("max_attempts", max(1, parsed.opt_int("max_attempts", 4)))
         return cls(
             uri,
             vault_url,
