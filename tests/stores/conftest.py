@@ -9,6 +9,11 @@ from __future__ import annotations
 import pytest
 
 from tests.stores.servers.aws import aws_server  # noqa: F401  (fixture)
+from tests.stores.servers.azure import (  # noqa: F401  (fixtures)
+    azure_kv,
+    azure_kv_server,
+    azure_server,
+)
 from tests.stores.servers.base import Harness
 from tests.stores.servers.file import file_server  # noqa: F401  (fixture)
 
@@ -16,6 +21,7 @@ from tests.stores.servers.file import file_server  # noqa: F401  (fixture)
 BACKENDS: dict[str, tuple[str, frozenset[str]]] = {
     "file": ("file_server", frozenset()),
     "aws": ("aws_server", frozenset({"throttle", "denied", "unreachable"})),
+    "azure": ("azure_server", frozenset({"throttle", "denied", "unreachable"})),
 }
 
 

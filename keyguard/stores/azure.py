@@ -1,0 +1,504 @@
+"""``azure-kv://VAULT/NAME``: one key in Azure Key Vault, rotated from the client side.
+
+Key Vault has no labels: a plain ``GET /secrets/NAME`` returns the newest version, so the
+newest version of NAME *is* ``current``. Everything else follows from that:
+
+- ``pending`` lives in a companion secret ``NAME-pending`` that consumers never read, one
+  version per rotation token, so a delivered key is never served before it is promoted.
+- ``previous`` is named by the current version itself (tag ``keyguard-previous``): promote and
+  rollback each make one new version of NAME whose tags say which version came before, so the
+  stages move in a single write. Rollback therefore writes the previous value again as a new
+  newest version (tagged ``keyguard-rollback-of``); old versions stay for the record.
+- ``keyguard-stage`` tags on each version say what it was last; they are informational and
+  fixed up after each move (a crash can leave one stale; the structure above is the truth).
+- A secret put there by hand (no keyguard tags) is adopted: its newest version is current and
+  the one before it previous.
+- Soft-delete is always on: writing to a deleted companion (or main) secret fails with 409
+  ``ObjectIsDeletedButRecoverable``; the store recovers it and writes again.
+
+``?vault_url=https://HOST:PORT`` points at a private endpoint or emulator (the challenge
+resource is then not checked), ``?ca_bundle=PATH`` trusts its certificate, and
+``?credential=static`` sends a dummy token (emulators only). Otherwise the credential is
+``azure.identity.DefaultAzureCredential``. ``?max_attempts=N`` (default 4) bounds the SDK's
+retries of throttling (429, honouring Retry-After), 5xx answers and connection errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.keyvault.secrets import KeyVaultSecret, SecretProperties
+
+from keyguard.errors import ConfigError, ConflictError, LeaseHeldError, UsageError
+from keyguard.keys import Secret
+from keyguard.stores import azure_client as az
+from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
+from keyguard.stores.lease import LeaseRecord
+from keyguard.stores.uri import extract_field, merge_field, parse_store_uri
+
+_VAULT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
+# Room for the longest companion suffix within Key Vault's 127 characters.
+_NAME_RE = re.compile(r"^[0-9A-Za-z-]{1,119}$")
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass
+class _State:
+    """What one look at the vault shows: NAME's versions and the companion's."""
+
+    versions: list[SecretProperties] = field(default_factory=list)  # newest first
+    current: SecretProperties | None = None
+    current_raw: str | None = None
+    current_disabled: bool = False
+    previous: SecretProperties | None = None
+    companion: list[SecretProperties] = field(default_factory=list)  # newest first
+    pending: SecretProperties | None = None
+
+    def current_token(self) -> str | None:
+        return _tags(self.current).get(az.TOKEN) if self.current else None
+
+
+def _tags(p: SecretProperties | None) -> dict[str, str]:
+    return dict(p.tags or {}) if p is not None else {}
+
+
+def _newest_first(items: list[SecretProperties]) -> list[SecretProperties]:
+    # Creation times have one-second resolution; the server's order breaks ties.
+    order = {id(p): i for i, p in enumerate(items)}
+    return sorted(items, key=lambda p: (p.created_on or _NEVER, order[id(p)]), reverse=True)
+
+
+class AzureKeyVaultStore:
+    """One key in one Key Vault secret plus its companions (see the module docstring)."""
+
+    def __init__(
+        self,
+        uri: str,
+        vault_url: str,
+        name: str,
+        *,
+        field: str | None = None,
+        static_credential: bool = False,
+        ca_bundle: str | None = None,
+        max_attempts: int = 4,
+        backoff: float = 0.5,
+        poll_interval: float = 2.0,
+        transport: Any = None,
+    ) -> None:
+        self.uri = uri
+        self.vault_url = vault_url.rstrip("/")
+        self.name = name
+        self.pending_name = f"{name}-pending"
+        self.lease_name = f"{name}-lease"
+        self.field = field
+        self.poll_interval = poll_interval
+        self.client = az.make_client(
+            self.vault_url,
+            static=static_credential,
+            custom_url=not self.vault_url.endswith(".vault.azure.net"),
+            ca_bundle=ca_bundle,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            transport=transport,
+        )
+
+    @classmethod
+    def from_uri(cls, uri: str, **kwargs: Any) -> AzureKeyVaultStore:
+        parsed = parse_store_uri(uri)
+        parsed.check_options({"vault_url", "ca_bundle", "credential", "max_attempts"})
+        vault, name = parsed.require_authority("VAULT/NAME", "azure-kv://my-vault/anthropic-prod")
+        if not _VAULT_RE.match(vault):
+            raise ConfigError(f"store {uri!r}: {vault!r} is not a Key Vault name (3-24 a-z0-9-)")
+        if not _NAME_RE.match(name):
+            raise ConfigError(
+                f"store {uri!r}: secret name {name!r} must be 1-119 letters, digits or '-' "
+                "(keyguard adds -pending and -lease companions within Azure's 127)"
+            )
+        vault_url = parsed.opt("vault_url") or f"https://{vault}.vault.azure.net"
+        if not vault_url.startswith("https://"):
+            raise ConfigError(f"store {uri!r}: vault_url must be https:// (Key Vault needs TLS)")
+        credential = parsed.opt("credential", "default")
+        if credential not in ("default", "static"):
+            raise ConfigError(f"store {uri!r}: credential must be 'default' or 'static'")
+        ca_bundle = parsed.opt("ca_bundle")
+        if ca_bundle is not None:
+            ca_bundle = str(Path(ca_bundle).expanduser())
+            if not Path(ca_bundle).is_file():
+                raise ConfigError(f"store {uri!r}: ca_bundle {ca_bundle} is not a readable file")
+        if "max_attempts" in parsed.options:
+            kwargs.setdefault("max_attempts", max(1, parsed.opt_int("max_attempts", 4)))
+        return cls(
+            uri,
+            vault_url,
+            name,
+            field=parsed.field,
+            static_credential=credential == "static",
+            ca_bundle=ca_bundle,
+            **kwargs,
+        )
+
+    # -- SDK calls, errors mapped ----------------------------------------------------------------
+
+    def _call(self, doing: str, fn: Any) -> Any:
+        return az.call(self.uri, self.vault_url, doing, fn)
+
+    def _read(self, name: str, version: str | None = None) -> KeyVaultSecret | None:
+        """One version (the newest when ``version`` is empty); None if absent or disabled."""
+        try:
+            secret: KeyVaultSecret = self.client.get_secret(name, version)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            if az.is_disabled(exc):
+                return None
+            raise az.map_error(exc, self.uri, self.vault_url, f"reading {name}") from None
+        return secret
+
+    def _list(self, name: str) -> list[SecretProperties]:
+        def fetch() -> list[SecretProperties]:
+            try:
+                return list(self.client.list_properties_of_secret_versions(name))
+            except ResourceNotFoundError:
+                return []
+
+        return _newest_first(self._call(f"listing versions of {name}", fetch))
+
+    def _write(
+        self, name: str, value: str, tags: dict[str, str], content_type: str | None = None
+    ) -> SecretProperties:
+        """A new version of ``name``; a soft-deleted secret is recovered first, not fought."""
+        for attempt in range(2):
+            try:
+                secret = self.client.set_secret(name, value, tags=tags, content_type=content_type)
+                props: SecretProperties = secret.properties
+                return props
+            except AzureError as exc:
+                if attempt == 0 and az.is_deleted_conflict(exc):
+                    self._recover(name)
+                    continue
+                raise az.map_error(exc, self.uri, self.vault_url, f"writing {name}") from None
+        raise AssertionError("unreachable")
+
+    def _recover(self, name: str) -> None:
+        def run() -> None:
+            try:
+                poller = self.client.begin_recover_deleted_secret(
+                    name, _polling_interval=self.poll_interval
+                )
+                poller.wait()
+            except ResourceNotFoundError:
+                pass  # purged meanwhile: the name is free again
+
+        self._call(f"recovering the soft-deleted secret {name}", run)
+
+    def _retag(self, name: str, p: SecretProperties, **changes: str | None) -> None:
+        tags = _tags(p)
+        for key, value in changes.items():
+            tag = {"stage": az.STAGE}.get(key, key)
+            if value is None:
+                tags.pop(tag, None)
+            else:
+                tags[tag] = value
+        if tags != _tags(p):
+            self._call(
+                f"tagging {name}/{p.version}",
+                lambda: self.client.update_secret_properties(name, p.version, tags=tags),
+            )
+
+    def _disable(self, name: str, p: SecretProperties) -> None:
+        self._call(
+            f"disabling {name}/{p.version}",
+            lambda: self.client.update_secret_properties(name, p.version, enabled=False),
+        )
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def _state(self) -> _State:
+        st = _State(versions=self._list(self.name))
+        if st.versions:
+            latest = self._read(self.name)
+            if latest is None:  # the newest version is disabled: consumers get 403
+                st.current, st.current_disabled = st.versions[0], True
+            else:
+                st.current = next(
+                    (v for v in st.versions if v.version == latest.properties.version),
+                    latest.properties,
+                )
+                st.current_raw = latest.value
+            st.versions.sort(key=lambda v: v is not st.current)
+            st.previous = self._previous_of(st)
+        st.companion = self._list(self.pending_name)
+        if st.companion:
+            newest = self._read(self.pending_name)
+            tags = _tags(newest.properties) if newest else {}
+            if (
+                newest
+                and tags.get(az.STAGE) == "pending"
+                and tags.get(az.TOKEN)
+                not in (
+                    None,
+                    st.current_token(),
+                )
+            ):
+                st.pending = next(
+                    (p for p in st.companion if p.version == newest.properties.version),
+                    newest.properties,
+                )
+        return st
+
+    @staticmethod
+    def _previous_of(st: _State) -> SecretProperties | None:
+        tags = _tags(st.current)
+        if az.TOKEN in tags:  # written by keyguard: it names its previous
+            wanted = tags.get(az.PREVIOUS)
+            return next((v for v in st.versions if v.version == wanted), None)
+        # Adopted (written by hand): the version before it.
+        older = [v for v in st.versions if v is not st.current and v.enabled]
+        return older[0] if older else None
+
+    def _key(self, raw: str | None) -> Secret | None:
+        value = extract_field(raw, self.field, self.uri)
+        return Secret(value) if value else None
+
+    def _current_or_refuse(self, st: _State) -> None:
+        if st.current_disabled:
+            raise ConflictError(
+                f"store {self.uri}: the newest version of {self.name} is disabled, so consumers "
+                "cannot read it; enable it (or write a new version) before rotating"
+            )
+
+    # -- SecretStore ------------------------------------------------------------------------------
+
+    def get(self, stage: Stage = Stage.CURRENT) -> Secret | None:
+        st = self._state()
+        if stage is Stage.PENDING:
+            if st.pending is None:
+                return None
+            found = self._read(self.pending_name, st.pending.version)
+            return Secret(found.value) if found and found.value else None
+        if stage is Stage.CURRENT:
+            self._current_or_refuse(st)
+            return self._key(st.current_raw)
+        if st.previous is None:
+            return None
+        found = self._read(self.name, st.previous.version)
+        return self._key(found.value) if found else None
+
+    def put_pending(self, value: Secret, meta: VersionMeta) -> str:
+        token = meta.token
+        if not token:
+            raise UsageError("put_pending needs a rotation token in meta.token")
+        if meta.stored_at is None:
+            meta = replace(meta, stored_at=datetime.now(UTC).replace(microsecond=0))
+        st = self._state()
+        for p in st.companion:
+            if _tags(p).get(az.TOKEN) == token:
+                found = self._read(self.pending_name, p.version)
+                self._same_or_conflict(token, found.value if found else None, value)
+                if p is st.companion[0] and _tags(p).get(az.STAGE) == "discarded":
+                    self._retag(self.pending_name, p, stage="pending")
+                return str(p.version)
+        for p in st.versions:
+            if _tags(p).get(az.TOKEN) == token:  # promoted already (companion gone)
+                found = self._read(self.name, p.version)
+                raw = extract_field(found.value, self.field, self.uri) if found else None
+                self._same_or_conflict(token, raw, value)
+                return str(p.version)
+        tags = {**az.meta_tags(meta), az.STAGE: "pending"}
+        written = self._write(self.pending_name, value.reveal(), tags)
+        if st.pending is not None:
+            self._retag(self.pending_name, st.pending, stage="superseded")
+        return str(written.version)
+
+    def _same_or_conflict(self, token: str, stored: str | None, value: Secret) -> None:
+        if stored != value.reveal():
+            raise ConflictError(
+                f"store {self.uri}: rotation token {token} already stored a different key; "
+                "start a new rotation (a new token) instead of reusing this one"
+            )
+
+    def promote(self, token: str) -> None:
+        st = self._state()
+        if st.current is None and self._recover_if_deleted(self.name):
+            st = self._state()
+        if st.current is not None and st.current_token() == token:
+            self._tidy_after_move(st)  # a crash may have stopped the last promote here
+            return
+        if st.pending is None or _tags(st.pending).get(az.TOKEN) != token:
+            raise ConflictError(
+                f"store {self.uri}: rotation {token} has no pending version to promote "
+                "(another run replaced or discarded it); run `keyguard status` to see why"
+            )
+        self._current_or_refuse(st)
+        found = self._read(self.pending_name, st.pending.version)
+        if found is None or not found.value:
+            raise ConflictError(f"store {self.uri}: the pending version of {token} is unreadable")
+        raw = merge_field(st.current_raw, self.field, found.value, self.uri)
+        tags = {k: v for k, v in _tags(st.pending).items() if k in az.META_TAGS.values()}
+        tags[az.STAGE] = "current"
+        if st.current is not None:
+            tags[az.PREVIOUS] = str(st.current.version)
+        self._write(self.name, raw, tags, self._content_type())
+        self._tidy_after_move(self._state())
+
+    def _tidy_after_move(self, st: _State) -> None:
+        """Make the informational stage tags match the structure after a promote or rollback."""
+        for v in st.versions:
+            stage = _tags(v).get(az.STAGE)
+            want = (
+                "current"
+                if v is st.current
+                else "previous"
+                if v is st.previous
+                else "superseded"
+                if stage in ("current", "previous")
+                else stage
+            )
+            if want != stage and _tags(v).get(az.TOKEN):
+                self._retag(self.name, v, stage=want)
+        token = st.current_token()
+        for p in st.companion:
+            if token and _tags(p).get(az.TOKEN) == token and _tags(p).get(az.STAGE) == "pending":
+                self._retag(self.pending_name, p, stage="promoted")
+
+    def _recover_if_deleted(self, name: str) -> bool:
+        def deleted() -> bool:
+            try:
+                self.client.get_deleted_secret(name)
+            except ResourceNotFoundError:
+                return False
+            return True
+
+        if self._call(f"looking for a soft-deleted {name}", deleted):
+            self._recover(name)
+            return True
+        return False
+
+    def rollback(self) -> None:
+        st = self._state()
+        self._current_or_refuse(st)
+        if st.previous is None:
+            raise ConflictError(f"store {self.uri}: no previous version to roll back to")
+        found = self._read(self.name, st.previous.version)
+        key = extract_field(found.value, self.field, self.uri) if found else None
+        if not key:
+            raise ConflictError(
+                f"store {self.uri}: the previous version {st.previous.version} is disabled or "
+                "empty; enable it in the vault to roll back to it"
+            )
+        raw = merge_field(st.current_raw, self.field, key, self.uri)
+        tags = {k: v for k, v in _tags(st.previous).items() if k in az.META_TAGS.values()}
+        tags.update(
+            {
+                az.STAGE: "current",
+                az.ROLLBACK_OF: str(st.previous.version),
+            }
+        )
+        if st.current is not None:
+            tags[az.PREVIOUS] = str(st.current.version)
+        self._write(self.name, raw, tags, self._content_type())
+        self._tidy_after_move(self._state())
+
+    def discard_pending(self, token: str) -> None:
+        for p in self._list(self.pending_name):
+            tags = _tags(p)
+            if tags.get(az.TOKEN) == token and tags.get(az.STAGE) == "pending":
+                self._retag(self.pending_name, p, stage="discarded")
+
+    def describe(self) -> list[StoreVersion]:
+        st = self._state()
+        promoted = {_tags(v).get(az.TOKEN) for v in st.versions} - {None}
+        rows: list[tuple[Any, int, StoreVersion]] = []
+        for v in st.versions:
+            stages = frozenset(
+                s
+                for s, holder in ((Stage.CURRENT, st.current), (Stage.PREVIOUS, st.previous))
+                if v is holder
+            )
+            rank = 2 if Stage.CURRENT in stages else 1 if stages else 0
+            rows.append((v.created_on or _NEVER, rank, self._version(v, stages)))
+        for p in st.companion:
+            if _tags(p).get(az.TOKEN) in promoted:
+                continue  # the same key is listed as a version of NAME
+            stages = frozenset({Stage.PENDING}) if p is st.pending else frozenset()
+            rows.append((p.created_on or _NEVER, 3 if stages else 0, self._version(p, stages)))
+        rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
+        return [r[2] for r in rows]
+
+    @staticmethod
+    def _version(p: SecretProperties, stages: frozenset[Stage]) -> StoreVersion:
+        return StoreVersion(str(p.version), stages, az.meta_from_tags(p.tags))
+
+    def retire_superseded(self) -> None:
+        """Disable versions holding no stage (their keys are revoked); never current/previous."""
+        st = self._state()
+        for v in st.versions:
+            if v.enabled and v is not st.current and v is not st.previous:
+                self._disable(self.name, v)
+        for p in st.companion:
+            if p.enabled and p is not st.pending:
+                self._disable(self.pending_name, p)
+
+    def _content_type(self) -> str | None:
+        return "application/json" if self.field else None
+
+    # -- the lease ------------------------------------------------------------------------------
+
+    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
+        """Hold the store by a claim version in ``NAME-lease``; the earliest live claim wins.
+
+        Key Vault has no compare-and-set (no ETag or If-Match on secrets), so each contender
+        writes a claim version (owner and expiry in tags), then lists the claims. It holds the
+        lease only if no *other* live claim (enabled, not expired, holder not seen gone) was
+        created at or before its own; a loser disables its claim at once. Reads after a write
+        are consistent, so of two claims the later one always sees the earlier: at most one
+        contender wins. Creation times have one-second resolution, so two claims in the same
+        second may both lose (both runs stop with exit 5 and can be run again).
+
+        The race we accept: expiry uses the claimant's clock, so a holder that runs past its
+        ``ttl_seconds`` (or a host whose clock is far off) can overlap the next holder; and a
+        loser whose release fails blocks others until its own claim expires.
+        """
+        return self._lease(owner, ttl_seconds)
+
+    @contextlib.contextmanager
+    def _lease(self, owner: str, ttl_seconds: float) -> Iterator[None]:
+        record = LeaseRecord(owner, time.time() + ttl_seconds)
+        tags = {az.LEASE_OWNER: owner[:256], az.LEASE_EXPIRES: repr(record.expires)}
+        mine = self._write(self.lease_name, record.encode(), tags, "application/json")
+        try:
+            my_time = mine.created_on or _NEVER
+            for claim in self._list(self.lease_name):
+                if claim.version == mine.version or not claim.enabled:
+                    continue
+                rival = _claim_record(claim)
+                if rival and rival.live() and (claim.created_on or _NEVER) <= my_time:
+                    raise LeaseHeldError(
+                        f"store {self.uri} is leased: {rival.describe()}; another rotation is "
+                        "running. Wait for it, or run again after the lease expires"
+                    )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._disable(self.lease_name, mine)
+            raise
+        try:
+            yield
+        finally:
+            self._disable(self.lease_name, mine)
+
+
+def _claim_record(p: SecretProperties) -> LeaseRecord | None:
+    tags = _tags(p)
+    try:
+        return LeaseRecord(tags[az.LEASE_OWNER], float(tags[az.LEASE_EXPIRES]))
+    except (KeyError, ValueError):
+        return None
