@@ -94,6 +94,7 @@ class FakeSecretManager:
         self._etags = itertools.count(1)
         self._faults: list[_Fault] = []
         self._hooks: dict[str, list[Callable[[], None]]] = {}
+        self._corrupt = 0
         self.calls: list[tuple[str, str]] = []  # (method, resource name) of every request
         self._servers: list[grpc.Server] = []
         self.address = ""
@@ -126,6 +127,7 @@ class FakeSecretManager:
             self._faults.clear()
             self._hooks.clear()
             self.calls.clear()
+            self._corrupt = 0
 
     def inject(
         self, code: grpc.StatusCode, count: int = 1, methods: set[str] | None = None
@@ -133,6 +135,11 @@ class FakeSecretManager:
         """Fail the next ``count`` calls (of ``methods``, e.g. {"GetSecret"}) with ``code``."""
         with self._lock:
             self._faults.append(_Fault(code, count, frozenset(methods) if methods else None))
+
+    def corrupt(self, count: int) -> None:
+        """Send a wrong ``data_crc32c`` with the next ``count`` AccessSecretVersion answers."""
+        with self._lock:
+            self._corrupt = count
 
     def before(self, method: str, hook: Callable[[], None]) -> None:
         """Run ``hook`` once, just before the next ``method`` call is served (a racing writer)."""
@@ -372,7 +379,11 @@ class FakeSecretManager:
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"Secret Version [{secret_name}/versions/{v.number}] is in {v.state.name} state.",
             )
-        payload = resources.SecretPayload(data=v.data, data_crc32c=crc32c_bitwise(v.data))
+        crc = crc32c_bitwise(v.data)
+        if self._corrupt > 0:  # as if the payload were damaged on the way
+            self._corrupt -= 1
+            crc ^= 1
+        payload = resources.SecretPayload(data=v.data, data_crc32c=crc)
         return service.AccessSecretVersionResponse(
             name=f"{secret_name}/versions/{v.number}", payload=payload
         )
