@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.stores.servers.aws import aws_server  # noqa: F401  (fixture)
 from tests.stores.servers.base import Harness
 from tests.stores.servers.file import file_server  # noqa: F401  (fixture)
 from tests.stores.servers.gcp import gcp, gcp_fake, gcp_server  # noqa: F401  (fixtures)
@@ -15,6 +16,7 @@ from tests.stores.servers.gcp import gcp, gcp_fake, gcp_server  # noqa: F401  (f
 #: backend name -> (server fixture name, fault kinds its server can inject)
 BACKENDS: dict[str, tuple[str, frozenset[str]]] = {
     "file": ("file_server", frozenset()),
+    "aws": ("aws_server", frozenset({"throttle", "denied", "unreachable"})),
     "gcp": ("gcp_server", frozenset({"throttle", "denied", "unreachable"})),
 }
 
