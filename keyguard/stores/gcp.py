@@ -236,6 +236,7 @@ class GcpSecretManagerStore:
             try:
                 self._call(
                     client.disable_secret_version,
+                    expect=rpc.GONE_OR_CONFLICT,
                     request={"name": version.name, "etag": version.etag},
                 )
             except rpc.GONE_OR_CONFLICT:
@@ -281,7 +282,7 @@ class GcpSecretManagerStore:
 
     def _secret(self) -> Any:
         try:
-            return self._call(self._client().get_secret, name=self.name)
+            return self._call(self._client().get_secret, expect=(rpc.NotFound,), name=self.name)
         except rpc.NotFound:
             return None
 
@@ -293,6 +294,7 @@ class GcpSecretManagerStore:
         with contextlib.suppress(rpc.AlreadyExists):  # a concurrent run created it: use theirs
             self._call(
                 self._client().create_secret,
+                expect=(rpc.AlreadyExists,),
                 request={"parent": self.parent, "secret_id": self.secret_id, "secret": secret},
             )
         created = self._secret()
@@ -305,13 +307,16 @@ class GcpSecretManagerStore:
         for _ in range(self._cas_attempts):
             secret = self._secret()
             if secret is None:
-                raise ConflictError(f"{self.uri} was deleted while keyguard was writing to it")
+                raise ConflictError(
+                    f"{self.uri} does not exist (or was deleted meanwhile): nothing to change"
+                )
             paths = mutate(secret)
             if not paths:
                 return secret
             try:
                 return self._call(
                     self._client().update_secret,
+                    expect=rpc.CONFLICT,
                     request={"secret": secret, "update_mask": {"paths": paths}},
                 )
             except rpc.CONFLICT:
@@ -355,7 +360,9 @@ class GcpSecretManagerStore:
         while True:
             try:
                 page = self._call(
-                    self._client().list_secret_versions, request={**request, "page_token": token}
+                    self._client().list_secret_versions,
+                    expect=(rpc.NotFound,),
+                    request={**request, "page_token": token},
                 )
             except rpc.NotFound:
                 return
@@ -370,7 +377,11 @@ class GcpSecretManagerStore:
     def _access(self, number: int, stage: Stage) -> str | None:
         name = f"{self.name}/versions/{number}"
         try:
-            data = self._call.checked(self._client().access_secret_version, name=name)
+            data = self._call.checked(
+                self._client().access_secret_version,
+                expect=(rpc.NotFound, rpc.FailedPrecondition),
+                name=name,
+            )
         except rpc.NotFound:
             return None
         except rpc.FailedPrecondition as exc:

@@ -19,7 +19,13 @@ from google.cloud.secretmanager_v1.services.secret_manager_service.transports im
     SecretManagerServiceGrpcTransport,
 )
 
-from keyguard.errors import AuthError, UnavailableError
+from keyguard.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    UnavailableError,
+    UsageError,
+)
 
 T = TypeVar("T")
 
@@ -98,7 +104,10 @@ class Caller:
         self.timeout = timeout
         self.backoff = backoff
 
-    def __call__(self, fn: Callable[..., T], **kwargs: Any) -> T:
+    def __call__(
+        self, fn: Callable[..., T], *, expect: tuple[type[Exception], ...] = (), **kwargs: Any
+    ) -> T:
+        """``fn(**kwargs)``; errors in ``expect`` reach the caller as they are, others mapped."""
         last: Exception | None = None
         for attempt in range(self.attempts):
             if attempt:
@@ -116,12 +125,28 @@ class Caller:
                 ) from None
             except GoogleAuthError as exc:
                 raise credentials_error(self.where, exc) from None
+            except gexc.GoogleAPICallError as exc:
+                if isinstance(exc, expect):
+                    raise
+                raise self._unexpected(exc) from None
         raise UnavailableError(
             f"GCP Secret Manager unavailable for {self.where} after {self.attempts} attempts "
             f"({_reason(last)}); check the network or the endpoint, then run again"
         )
 
-    def checked(self, fn: Callable[..., Any], **kwargs: Any) -> bytes:
+    def _unexpected(self, exc: gexc.GoogleAPICallError) -> Exception:
+        what = f"GCP Secret Manager answered {_reason(exc)} for {self.where}"
+        if isinstance(exc, gexc.NotFound):
+            return NotFoundError(f"{what}: it was deleted meanwhile; check it and run again")
+        if isinstance(exc, CONFLICT):
+            return ConflictError(f"{what}: another writer changed it; run again")
+        if isinstance(exc, (gexc.InvalidArgument, gexc.OutOfRange)):
+            return UsageError(f"{what}; check the store URI and the secret's settings")
+        return UnavailableError(f"{what}; try again later")
+
+    def checked(
+        self, fn: Callable[..., Any], *, expect: tuple[type[Exception], ...] = (), **kwargs: Any
+    ) -> bytes:
         """Access a version's payload, verifying its crc32c (retried when it does not match)."""
 
         def access(**kw: Any) -> bytes:
@@ -131,7 +156,7 @@ class Caller:
                 raise Corrupted("payload crc32c mismatch")
             return data
 
-        return self(access, **kwargs)
+        return self(access, expect=expect, **kwargs)
 
 
 def credentials_error(where: str, exc: Exception) -> AuthError:

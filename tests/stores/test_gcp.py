@@ -10,7 +10,15 @@ import grpc
 import pytest
 from google.api_core import exceptions as gexc
 
-from keyguard.errors import AuthError, ConfigError, ConflictError, ExitCode, UnavailableError
+from keyguard.errors import (
+    AuthError,
+    ConfigError,
+    ConflictError,
+    ExitCode,
+    NotFoundError,
+    UnavailableError,
+    UsageError,
+)
 from keyguard.keys import Secret, generate_key
 from keyguard.stores import Stage, open_store
 from keyguard.stores.gcp import GcpSecretManagerStore
@@ -176,6 +184,26 @@ def test_permission_denied_is_an_auth_error(gcp: FakeSecretManager, gcp_server: 
     with pytest.raises(AuthError, match="roles/secretmanager") as err:
         store.get()
     assert err.value.exit_code == ExitCode.AUTH
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (grpc.StatusCode.INVALID_ARGUMENT, UsageError),
+        (grpc.StatusCode.INTERNAL, UnavailableError),
+        (grpc.StatusCode.NOT_FOUND, NotFoundError),
+    ],
+)
+def test_other_service_errors_become_keyguard_errors(
+    gcp: FakeSecretManager, gcp_server: GcpHarness, code: grpc.StatusCode, error: type
+) -> None:
+    store = open_gcp(gcp_server)
+    k1 = generate_key()
+    rotate(store, k1)
+    gcp.inject(code, count=1, methods={"AddSecretVersion"})
+    with pytest.raises(error, match=code.name):
+        store.put_pending(generate_key(), meta(k1, "t-err"))
+    assert store.get() == k1 and store.get(Stage.PENDING) is None
 
 
 def test_missing_default_credentials_are_an_auth_error(
