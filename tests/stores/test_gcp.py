@@ -256,3 +256,24 @@ def test_the_sdk_loads_only_when_a_gcp_store_opens() -> None:
         "assert 'google.cloud.secretmanager_v1' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("by_hand", [False, True])
+def test_a_crash_after_adding_a_version_never_serves_it(
+    gcp_server: GcpHarness, by_hand: bool
+) -> None:
+    uri = gcp_server.new_uri()
+    hand_key = generate_key()
+    if by_hand:
+        gcp_server.put_by_hand(uri, hand_key.reveal())
+    new = generate_key()
+    # Writes before the crash: CreateSecret (keyguard's own secret) or the adopting alias
+    # update (a hand-made one), then AddSecretVersion; the pending alias is never written.
+    with pytest.raises(UnavailableError):
+        gcp_server.cut_after(uri, 2).put_pending(new, meta(new, "t-crash"))
+    store = open_store(uri)
+    assert store.get() == (hand_key if by_hand else None)
+    assert store.get(Stage.PENDING) is None
+    store.put_pending(new, meta(new, "t-crash"))
+    assert store.get(Stage.PENDING) == new
+    assert store.get() == (hand_key if by_hand else None)
