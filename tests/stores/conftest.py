@@ -16,12 +16,14 @@ from tests.stores.servers.azure import (  # noqa: F401  (fixtures)
 )
 from tests.stores.servers.base import Harness
 from tests.stores.servers.file import file_server  # noqa: F401  (fixture)
+from tests.stores.servers.gcp import gcp, gcp_fake, gcp_server  # noqa: F401  (fixtures)
 
 #: backend name -> (server fixture name, fault kinds its server can inject)
 BACKENDS: dict[str, tuple[str, frozenset[str]]] = {
     "file": ("file_server", frozenset()),
     "aws": ("aws_server", frozenset({"throttle", "denied", "unreachable"})),
     "azure": ("azure_server", frozenset({"throttle", "denied", "unreachable"})),
+    "gcp": ("gcp_server", frozenset({"throttle", "denied", "unreachable"})),
 }
 
 

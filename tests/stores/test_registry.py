@@ -9,10 +9,8 @@ import pytest
 from keyguard.errors import ConfigError
 from keyguard.stores import BACKENDS, open_store
 
-IMPLEMENTED = {"file", "aws-sm"}  # other branches add theirs
 
-
-@pytest.mark.parametrize("scheme", sorted(IMPLEMENTED))
+@pytest.mark.parametrize("scheme", sorted(BACKENDS))
 def test_every_backend_entry_resolves_to_a_class_with_from_uri(scheme: str) -> None:
     module_name, _, attr = BACKENDS[scheme].partition(":")
     cls = getattr(importlib.import_module(module_name), attr)

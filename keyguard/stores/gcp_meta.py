@@ -1,0 +1,94 @@
+"""How the ``gcp-sm`` store keeps stages and metadata on a Secret: aliases and annotations.
+
+Pure functions over the SDK's ``Secret`` message (no SDK import here): version aliases map
+stages to version numbers; annotation ``keyguard-v<N>`` holds version N's metadata as compact
+JSON; ``keyguard-lease`` holds the lease record.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from keyguard.keys import Secret
+from keyguard.stores.interface import Stage, VersionMeta
+
+META_PREFIX = "keyguard-v"
+LEASE = "keyguard-lease"
+KEEP_META = 20  # metadata of older, unstaged versions is pruned (annotations cap: 16 KiB)
+ALIASES = {stage: stage.value for stage in Stage}
+
+
+def aliases_of(s: Any) -> dict[str, int]:
+    return {k: int(v) for k, v in s.version_aliases.items() if k in ALIASES.values()}
+
+
+def meta_key(number: int) -> str:
+    return f"{META_PREFIX}{number}"
+
+
+def metas_of(s: Any) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    for key, raw in s.annotations.items():
+        suffix = key[len(META_PREFIX) :]
+        if key.startswith(META_PREFIX) and suffix.isdigit():
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                out[int(suffix)] = data
+    return out
+
+
+def token_version(s: Any, token: str) -> int | None:
+    for number, data in metas_of(s).items():
+        if data.get("token") == token:
+            return number
+    return None
+
+
+def encode_meta(meta: VersionMeta, value: Secret) -> str:
+    stored_at = meta.stored_at or datetime.now(UTC)
+    data = {
+        "key_id": meta.key_id,
+        "hint": meta.hint or value.hint,
+        "fp": meta.fingerprint or value.fingerprint,
+        "at": stored_at.isoformat(),
+        "token": meta.token,
+        "env": meta.environment,
+    }
+    return json.dumps({k: v for k, v in data.items() if v is not None}, separators=(",", ":"))
+
+
+def meta_of(data: dict[str, Any] | None) -> VersionMeta:
+    if not data:
+        return VersionMeta()
+    at = data.get("at")
+    try:
+        stored_at = datetime.fromisoformat(at) if isinstance(at, str) else None
+    except ValueError:
+        stored_at = None
+    return VersionMeta(
+        key_id=data.get("key_id"),
+        hint=data.get("hint"),
+        fingerprint=data.get("fp"),
+        stored_at=stored_at,
+        token=data.get("token"),
+        environment=data.get("env"),
+    )
+
+
+def pruned(annotations: dict[str, str], aliases: dict[str, int]) -> dict[str, str]:
+    """Drop metadata of old unstaged versions so the annotations stay under their 16 KiB cap."""
+    numbers = sorted(
+        (int(k[len(META_PREFIX) :]) for k in annotations if k.startswith(META_PREFIX)),
+        reverse=True,
+    )
+    keep = set(numbers[:KEEP_META]) | set(aliases.values())
+    return {
+        k: v
+        for k, v in annotations.items()
+        if not k.startswith(META_PREFIX) or int(k[len(META_PREFIX) :]) in keep
+    }
