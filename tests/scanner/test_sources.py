@@ -158,7 +158,7 @@ def test_keys_across_chunk_boundaries_and_in_huge_lines(plain_dir: Path, scan_js
 
 def test_two_gigabyte_class_file_in_bounded_memory(plain_dir: Path) -> None:
     path = plain_dir / "huge.bin"
-    size = 768 << 20
+    size = 400 << 20  # far beyond the buffer: memory must not grow with the file
     with open(path, "wb") as f:
         f.truncate(size)  # sparse: costs no disk
         f.seek(size)
@@ -179,3 +179,22 @@ def test_two_gigabyte_class_file_in_bounded_memory(plain_dir: Path) -> None:
     assert report["findings"][0]["line"] == 2
     rss_kib = int(proc.stderr.decode().rsplit("RSS ", 1)[1])
     assert rss_kib < 120 * 1024
+
+
+def test_process_pool_gives_the_same_findings(
+    plain_dir: Path, scan_json: Scan, monkeypatch: object
+) -> None:
+    from keyguard.scanner import engine
+
+    keys = {}
+    for i in range(40):
+        key = generate_key().reveal()
+        keys[f"f{i:02}.txt"] = key
+        write(plain_dir / f"f{i:02}.txt", f"{'filler ' * 2000}\n{key}\n")
+    monkeypatch.setattr(engine, "POOL_MIN_BYTES", 0)  # type: ignore[attr-defined]
+    code, report, _ = scan_json(".", "--jobs", "2")
+    assert code == 1
+    assert sorted((f["path"], f["line"]) for f in report["findings"]) == [
+        (name, 2) for name in sorted(keys)
+    ]
+    assert report["stats"]["files"] == 40
