@@ -58,3 +58,35 @@ def test_admin_key_from_env_and_missing(tmp_path: Path, monkeypatch: pytest.Monk
 def test_base_url_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9999/")
     assert load_config(write(tmp_path, "")).base_url == "http://127.0.0.1:9999"
+
+
+def test_admin_key_from_a_named_env_var_or_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyguard.keys import generate_key
+
+    key = generate_key("admin")
+    monkeypatch.delenv("ANTHROPIC_ADMIN_KEY", raising=False)
+    monkeypatch.setenv("KG_ADMIN", key.reveal())
+    cfg = load_config(write(tmp_path, '[anthropic]\nadmin_key = "env:KG_ADMIN"\n'))
+    assert resolve_admin_key(cfg) == key
+    (tmp_path / "admin.key").write_text(key.reveal() + "\n")
+    cfg = load_config(write(tmp_path, '[anthropic]\nadmin_key = "file:admin.key"\n'))
+    assert resolve_admin_key(cfg) == key  # relative to keyguard.toml
+    (tmp_path / "admin.key").unlink()
+    with pytest.raises(AuthError, match="cannot read the admin key file") as err:
+        resolve_admin_key(cfg)
+    assert err.value.exit_code == 3
+
+
+def test_base_url_default_config_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    assert load_config(write(tmp_path, "")).base_url == "https://api.anthropic.com"
+    assert load_config(None).base_url == "https://api.anthropic.com"
+    cfg = write(tmp_path, '[anthropic]\nbase_url = "http://127.0.0.1:8765/"\n')
+    assert load_config(cfg).base_url == "http://127.0.0.1:8765"
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://localhost:1")
+    assert load_config(cfg).base_url == "http://localhost:1"
+    monkeypatch.delenv("ANTHROPIC_BASE_URL")
+    with pytest.raises(ConfigError, match="must be https://"):
+        load_config(write(tmp_path, '[anthropic]\nbase_url = "http://evil.example"\n'))

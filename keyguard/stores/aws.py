@@ -9,6 +9,8 @@ version gets its own tag; unstaged old ones are pruned to stay under the 50-tag 
 
 AWS adds ``AWSCURRENT`` to the first version a secret ever gets, even when it is put as
 pending: the first key of an empty secret is served at once (there was nothing to serve).
+When that first version is a lease record (a rotation leased an empty secret), keyguard never
+reads it as a key, and takes ``AWSPREVIOUS`` off it once a real key is promoted.
 """
 
 from __future__ import annotations
@@ -229,8 +231,13 @@ class AwsSecretsManagerStore:
     # -- SecretStore --------------------------------------------------------------------------
 
     def get(self, stage: Stage = Stage.CURRENT) -> Secret | None:
-        raw = self._value(VersionStage=LABELS[stage])
-        value = extract_field(raw, self.field, self.uri)
+        try:
+            got = self._call("get_secret_value", VersionStage=LABELS[stage])
+        except _NotFound:
+            return None
+        if str(got.get("VersionId", "")).startswith(LEASE_PREFIX):
+            return None  # AWS labels a secret's first version AWSCURRENT, even a lease record
+        value = extract_field(got.get("SecretString"), self.field, self.uri)
         return Secret(value) if value else None
 
     def put_pending(self, value: Secret, meta: VersionMeta) -> str:
@@ -250,6 +257,8 @@ class AwsSecretsManagerStore:
                 self._move(LABELS[Stage.PENDING], vid, self._holder(stages, "AWSPENDING"))
         else:
             current = self._holder(stages, "AWSCURRENT")
+            if current and current.startswith(LEASE_PREFIX):
+                current = None  # a lease record, not a JSON secret to keep fields of
             base = self._value(VersionId=current, VersionStage="AWSCURRENT") if current else None
             raw = merge_field(base, self.field, value.reveal(), self.uri)
             self._call(
@@ -300,15 +309,19 @@ class AwsSecretsManagerStore:
                 f"store {self.uri}: rotation {token} has no pending version to promote "
                 "(another run replaced or discarded it); run `keyguard status` to see why"
             )
-        self._move("AWSCURRENT", vid, self._holder(state[0], "AWSCURRENT"))
+        old = self._holder(state[0], "AWSCURRENT")
+        self._move("AWSCURRENT", vid, old)
         # moto refuses the next rotation while AWSPENDING shares a version with AWSCURRENT.
         self._move("AWSPENDING", None, vid)
+        if old and old.startswith(LEASE_PREFIX):
+            # AWS moved AWSPREVIOUS onto the lease record: it is no key to roll back to.
+            self._move("AWSPREVIOUS", None, old)
 
     def rollback(self) -> None:
         state = self._state()
         stages = state[0] if state else {}
         previous = self._holder(stages, "AWSPREVIOUS")
-        if previous is None:
+        if previous is None or previous.startswith(LEASE_PREFIX):
             raise ConflictError(f"store {self.uri}: no previous version to roll back to")
         # AWS moves AWSPREVIOUS to the version AWSCURRENT leaves.
         self._move("AWSCURRENT", previous, self._holder(stages, "AWSCURRENT"))

@@ -46,7 +46,13 @@ class StoreVersion:
 
 @runtime_checkable
 class SecretStore(Protocol):
-    """One secret in one secret manager. Every method is idempotent and safe to retry."""
+    """One secret in one secret manager.
+
+    Every method is idempotent and safe to retry, except ``rollback``: it swaps current and
+    previous, so a second call swaps them back. A caller that retries a rollback (e.g. after a
+    timeout) checks ``describe()`` first: if the version it meant to restore is already
+    current, the rollback happened.
+    """
 
     uri: str
 
@@ -70,7 +76,7 @@ class SecretStore(Protocol):
         ...
 
     def rollback(self) -> None:
-        """Previous becomes current again (and current becomes previous)."""
+        """Previous becomes current again (and current becomes previous). Not idempotent."""
         ...
 
     def discard_pending(self, token: str) -> None:

@@ -116,3 +116,22 @@ def test_hook_entry_imports_nothing_heavy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=True
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_staged_blobs_that_cannot_be_read_fail_the_hook_and_the_commit(repo: Path) -> None:
+    """A broken index read (the staged blob is gone) scans nothing: an error, never a pass."""
+    write(repo / "settings.py", f"KEY = '{generate_key().reveal()}'\n")
+    git(repo, "add", "settings.py")
+    oid = git(repo, "rev-parse", ":settings.py").stdout.strip()
+    (repo / ".git" / "objects" / oid[:2] / oid[2:]).unlink()
+    proc = _hook(repo)
+    assert proc.returncode == 2, proc.stderr
+    assert "scanned 0 files" in proc.stderr
+    assert "1 staged file(s) but nothing was scanned" in proc.stderr
+    assert main(["scan", "--staged"]) == 2
+    assert main(["install-hook"]) == 0
+    commit = subprocess.run(
+        ["git", "commit", "-m", "x"], cwd=repo, capture_output=True, text=True, env=_env()
+    )
+    assert commit.returncode != 0
+    assert "nothing was scanned" in commit.stderr

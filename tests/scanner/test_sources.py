@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from keyguard.keys import generate_key
 from keyguard.scanner import detect
 from tests.scanner.conftest import Scan, git, write
@@ -109,10 +111,11 @@ def test_history_reads_each_blob_once_and_names_the_introducing_commit(
     assert scan_json("--history", "--all")[0] == 2
 
 
-def test_stdin(monkeypatch: object, capsysbinary: object) -> None:
+@pytest.mark.parametrize("flag", ["-", "--stdin"])
+def test_stdin(flag: str) -> None:
     key = generate_key().reveal()
     proc = subprocess.run(
-        [sys.executable, "-m", "keyguard", "scan", "-", "-f", "json"],
+        [sys.executable, "-m", "keyguard", "scan", flag, "-f", "json"],
         input=f"line one\nkey: {key}\n".encode(),
         capture_output=True,
         check=False,

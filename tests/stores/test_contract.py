@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import traceback
 import uuid
 from datetime import UTC, datetime
 
@@ -125,6 +126,19 @@ def test_rollback_swaps_current_and_previous(store_factory: Harness) -> None:
     assert_consistent(store)
 
 
+def test_a_second_rollback_swaps_back(store_factory: Harness) -> None:
+    """Documented in the Protocol: rollback is the one method that is not idempotent."""
+    store = store_factory()
+    k1, k2 = generate_key(), generate_key()
+    rotate(store, k1)
+    rotate(store, k2)
+    store.rollback()
+    store.rollback()
+    assert store.get() == k2
+    assert store.get(Stage.PREVIOUS) == k1
+    assert_consistent(store)
+
+
 def test_rollback_without_previous_is_refused(store_factory: Harness) -> None:
     store = store_factory()
     k1 = generate_key()
@@ -235,13 +249,18 @@ def test_json_field_keeps_other_fields(store_factory: Harness) -> None:
     assert json.loads(raw) == {"DB_URL": "postgres://db", FIELD: k2.reveal()}
 
 
-def test_json_field_on_a_plain_secret_is_a_config_error(store_factory: Harness) -> None:
+@pytest.mark.parametrize("shape", ["plain", "broken-json"])
+def test_json_field_on_a_plain_secret_is_a_config_error(store_factory: Harness, shape: str) -> None:
     plain = store_factory()
-    store_factory.put_by_hand(plain.uri, generate_key().reveal())
+    key = generate_key()
+    raw = key.reveal() if shape == "plain" else f'{{"{FIELD}": "{key.reveal()}",'
+    store_factory.put_by_hand(plain.uri, raw)
     with pytest.raises(KeyguardError) as err:
         store_factory.open(f"{plain.uri}#{FIELD}").get()
     assert err.value.exit_code == ExitCode.USAGE
     assert FIELD in str(err.value)
+    shown = "".join(traceback.format_exception(err.value)) + repr(err.value)
+    assert key.reveal()[20:60] not in shown, "a parse error must not quote the secret"
 
 
 # -- faults ----------------------------------------------------------------------------------

@@ -123,3 +123,65 @@ def test_retire_superseded_drops_old_keys_from_disk(tmp_path: Path) -> None:
     assert keys[0].reveal() not in raw
     assert keys[1].reveal() in raw and keys[2].reveal() in raw
     assert len(store.describe()) == 3, "metadata of the retired version is kept"
+
+
+_DENIED_PROBE = """
+import os, sys
+from keyguard.errors import KeyguardError
+from keyguard.keys import Secret
+from keyguard.stores import open_store
+from keyguard.stores.interface import VersionMeta
+
+store = open_store(sys.argv[1])
+new = Secret(sys.stdin.read())
+if os.geteuid() == 0:  # root reads anything: act as "nobody", whom 0600/0700 keep out
+    os.setegid(65534)
+    os.seteuid(65534)
+for name, action in (
+    ("get", lambda: store.get()),
+    ("put", lambda: store.put_pending(new, VersionMeta(token="t2"))),
+):
+    try:
+        action()
+        print(name, "ok")
+    except KeyguardError as exc:
+        print(name, type(exc).__name__, int(exc.exit_code), str(exc))
+"""
+
+
+def test_permission_denied_is_an_auth_error_and_changes_nothing(tmp_path: Path) -> None:
+    """A user who may not read the store gets exit 3, no key in the message, no change."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "secrets"
+    uri = f"file:{folder / 'prod.json'}"
+    store = FileStore.from_uri(uri)
+    old, new = generate_key(), generate_key()
+    store.put_pending(old, VersionMeta(token="t1"))
+    store.promote("t1")
+    before = (folder / "prod.json").read_bytes()
+    if os.geteuid() != 0:
+        folder.chmod(0o000)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _DENIED_PROBE, uri],
+            input=new.reveal(),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+            check=False,
+        )
+    finally:
+        folder.chmod(0o700)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split()[:3] for line in lines] == [
+        ["get", "AuthError", "3"],
+        ["put", "AuthError", "3"],
+    ]
+    assert all("permission denied" in line for line in lines)
+    assert old.reveal() not in proc.stdout + proc.stderr
+    assert new.reveal() not in proc.stdout + proc.stderr
+    assert (folder / "prod.json").read_bytes() == before
