@@ -165,13 +165,8 @@ def _rotate_one(
         if due and not state.due:
             click.echo(f"{engine.env.name}: not due ({state.waiting_for})")
             return 0
-        why = (
-            "no key yet"
-            if state.current is None
-            else (
-                f"the current key {state.current} is {state.age.days if state.age else '?'} days old"
-            )
-        )
+        age = f"{state.age.days} days old" if state.age else "of unknown age"
+        why = "no key yet" if state.current is None else f"the key {state.current} is {age}"
         request = rotation_request(engine, why)
         click.echo(request["text"])
         if config.webhook:
