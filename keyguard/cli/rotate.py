@@ -154,7 +154,9 @@ def _rotate_one(
 
     st = engine.latest()
     in_flight = st is not None and st.in_flight
-    key = _optional_key(engine) if single and not in_flight else None
+    # A crash while storing may have left the key nowhere: then it is wanted again.
+    wants_key = not in_flight or (st is not None and st.phase == "creating")
+    key = _optional_key(engine) if single and wants_key else None
     if dry_run:
         for line in plan(engine, key.hint if key else None):
             click.echo(line)
