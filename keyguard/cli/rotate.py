@@ -56,13 +56,13 @@ def _prompt(engine: RotationEngine) -> str:
     return f"{engine.env.name}: {engine.request_text()}.\nNew key (hidden)"
 
 
-def _optional_key(engine: RotationEngine) -> Secret | None:
+def _optional_key(engine: RotationEngine, *, prompt: bool) -> Secret | None:
     """A new key if one is coming: stdin when piped, a prompt on a terminal; never a hang."""
     stdin = sys.stdin
     if stdin is None or stdin.closed:
         return None
     if stdin.isatty():
-        return read_key(_prompt(engine), allow_empty=True)
+        return read_key(_prompt(engine), allow_empty=True) if prompt else None
     try:
         fd = stdin.fileno()
     except (OSError, ValueError):
@@ -156,7 +156,8 @@ def _rotate_one(
     in_flight = st is not None and st.in_flight
     # A crash while storing may have left the key nowhere: then it is wanted again.
     wants_key = not in_flight or (st is not None and st.phase == "creating")
-    key = _optional_key(engine) if single and wants_key else None
+    # A piped key is always read, so that one sent mid-rotation is refused, not ignored.
+    key = _optional_key(engine, prompt=wants_key) if single else None
     if dry_run:
         for line in plan(engine, key.hint if key else None):
             click.echo(line)

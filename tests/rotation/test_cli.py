@@ -43,6 +43,10 @@ def test_deliver_then_rotate_waits_for_grace(project: Project) -> None:
     assert project.status_of(old) == "active"
     status = project.run("status", "prod")
     assert status.returncode == 0 and "grace period" in status.stdout
+    # Another key piped in mid-rotation is refused out loud, never dropped in silence.
+    _, other = project.mint("prod-other")
+    done = project.run("rotate", "prod", input=other.reveal())
+    assert done.returncode == 2 and "in the middle of rotation" in done.stderr
 
 
 def test_deliver_refuses_a_key_the_organization_does_not_know(project: Project) -> None:
