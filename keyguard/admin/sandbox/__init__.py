@@ -51,13 +51,19 @@ class Sandbox:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> Sandbox:
-        """Bind and serve in a background thread; returns self."""
+    def bind(self) -> SandboxServer:
+        """Open the listening socket (once); ``url`` is known from here on."""
         if self._server is None:
             self._server = SandboxServer((self.host, self.port), self.state)
             self.port = self._server.server_address[1]
+        return self._server
+
+    def start(self) -> Sandbox:
+        """Bind and serve in a background thread; returns self."""
+        if self._thread is None:
+            server = self.bind()
             self._thread = threading.Thread(
-                target=self._server.serve_forever,
+                target=server.serve_forever,
                 kwargs={"poll_interval": 0.05},
                 name=f"keyguard-sandbox-{self.port}",
                 daemon=True,
@@ -67,14 +73,12 @@ class Sandbox:
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (``keyguard sandbox``)."""
-        if self._server is None:
-            self._server = SandboxServer((self.host, self.port), self.state)
-            self.port = self._server.server_address[1]
+        server = self.bind()
         try:
-            self._server.serve_forever(poll_interval=0.2)
+            server.serve_forever(poll_interval=0.2)
         finally:
-            self._server.close_connections()
-            self._server.server_close()
+            server.close_connections()
+            server.server_close()
             self._server = None
 
     def stop(self) -> None:
@@ -140,13 +144,17 @@ class Sandbox:
         expires_at: datetime | float | None = None,
         *,
         age: timedelta | None = None,
+        secret: Secret | None = None,
     ) -> tuple[str, Secret]:
-        """Create a key as the Console does: ``(key id, secret)``; the secret is shown once."""
+        """Create a key as the Console does: ``(key id, secret)``; the secret is shown once.
+
+        ``secret`` forces the key's value (tests only: e.g. two keys that share one hint).
+        """
         created = _ts(created_at)
         if created is None and age is not None:
             created = self.state.now() - age.total_seconds()
-        view, secret = self.state.mint_key(name, workspace_id, created, _ts(expires_at))
-        return view["id"], secret
+        view, minted = self.state.mint_key(name, workspace_id, created, _ts(expires_at), secret)
+        return view["id"], minted
 
     def record_usage(
         self,

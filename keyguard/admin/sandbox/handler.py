@@ -242,13 +242,14 @@ class Handler(BaseHTTPRequestHandler):
                 400, "invalid_request_error", "anthropic-version: header is required"
             )
 
-    def _admin(self) -> None:
+    def _admin(self, *, console: bool = False) -> None:
         presented = self.headers.get("x-api-key")
         if not presented:
             raise SandboxError(401, "authentication_error", "x-api-key header is required")
         if not secrets.compare_digest(presented, self.state.data["admin_key"]):
             raise SandboxError(401, "authentication_error", "invalid x-api-key")
-        self._require_version()
+        if not console:  # the Console routes are ours: no API version to pin
+            self._require_version()
 
     def _api_key(self) -> dict[str, Any]:
         presented = self.headers.get("x-api-key")
@@ -357,7 +358,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- the Console, under /_sandbox/ ------------------------------------------------------
 
     def _sb_body(self) -> dict[str, Any]:
-        self._admin()
+        self._admin(console=True)
         if not isinstance(self.body, dict):
             raise SandboxError(400, "invalid_request_error", "body must be a JSON object")
         return self.body
@@ -366,7 +367,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, {"ok": True})
 
     def r_sb_list_keys(self, query: dict[str, list[str]]) -> None:
-        self._admin()
+        self._admin(console=True)
         with self.state.lock:
             data = [
                 {
@@ -400,7 +401,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(201, self.state.add_workspace(str(body.get("name") or ""), tags))
 
     def r_sb_get_faults(self, query: dict[str, list[str]]) -> None:
-        self._admin()
+        self._admin(console=True)
         self._send(200, self.state.faults.describe())
 
     def r_sb_set_faults(self, query: dict[str, list[str]]) -> None:
@@ -421,7 +422,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, faults.describe())
 
     def r_sb_clear_faults(self, query: dict[str, list[str]]) -> None:
-        self._admin()
+        self._admin(console=True)
         with self.state.lock:
             self.state.faults.rate = 0.0
             self.state.faults.kinds = ()
