@@ -187,3 +187,34 @@ def test_demo_exits_0_without_credentials() -> None:
     assert done.returncode == 0, done.stderr
     assert "still carries traffic" in done.stdout and "is inactive" in done.stdout
     assert not API_KEY_RE.search(done.stdout + done.stderr)
+
+
+def test_deliver_on_a_terminal_says_what_to_create_and_hides_the_key(project: Project) -> None:
+    import pty
+
+    _, new = project.mint(f"prod-{datetime.now(UTC):%Y%m%d}")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real CLI on a terminal
+        os.execve(
+            sys.executable, [sys.executable, "-m", "keyguard", "deliver", "prod"], project.env()
+        )
+    seen = b""
+    while b"New key" not in seen:
+        chunk = os.read(fd, 4096)
+        assert chunk, seen
+        seen += chunk
+    os.write(fd, new.reveal().encode() + b"\r")
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    _, status = os.waitpid(pid, 0)
+    text = seen.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert f"prod-{datetime.now(UTC):%Y%m%d}" in text and project.workspace in text
+    assert "stored as pending" in text
+    assert not API_KEY_RE.search(text), "the key was echoed"
