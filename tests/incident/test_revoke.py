@@ -79,7 +79,7 @@ def test_already_inactive_key_is_said_and_not_written(incident: Incident) -> Non
 
 
 def test_archived_key_is_said_and_not_written(incident: Incident) -> None:
-    key_id, key = incident.mint("old-2")
+    key_id, _ = incident.mint("old-2")
     with incident.sandbox.client() as admin:
         admin.update_key(key_id, status="archived")
     before = len(incident.sandbox.writes())
@@ -131,7 +131,7 @@ def test_a_key_on_the_command_line_is_refused_without_echo(
 
 
 def test_no_terminal_and_no_yes_refuses_before_any_call(incident: Incident) -> None:
-    key_id, key = incident.mint("prod-1")
+    _, key = incident.mint("prod-1")
     run = incident.revoke("--leaked", "-", key=key)
     assert run.code == 2
     assert "add --yes" in run.err
@@ -217,7 +217,7 @@ def test_rotation_request_goes_to_the_webhook(incident: Incident, tmp_path: Path
         cfg.write_text(
             cfg.read_text() + f'\n[notify]\nwebhook = "http://127.0.0.1:{server.server_port}/h"\n'
         )
-        key_id, key = incident.mint("staging-1")
+        _, key = incident.mint("staging-1")
         incident.serve("staging", key)
         run = incident.revoke("--leaked", "-", "--yes", key=key)
     finally:

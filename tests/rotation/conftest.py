@@ -59,7 +59,8 @@ class Project:
             return admin.get_key(self.ids[secret.fingerprint]).status
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
         env.update(
             PYTHONPATH=str(ROOT),
             KEYGUARD_CONFIG=str(self.root / "keyguard.toml"),
@@ -69,37 +70,27 @@ class Project:
         )
         return env
 
-    def run(
-        self, *args: str, input: str | None = "", crash_at: str | None = None, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, input: str | None = "", crash_at: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """The real CLI in a subprocess; stdin gets ``input`` (closed after)."""
         extra = {"KEYGUARD_TEST_CRASH_AT": crash_at} if crash_at else {}
         done = subprocess.run(
-            [sys.executable, "-m", "keyguard", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            env=self.env(**extra),
-            cwd=self.root,
-            timeout=timeout,
-            check=False,
+            [sys.executable, "-m", "keyguard", *args], input=input, capture_output=True,
+            text=True, env=self.env(**extra), cwd=self.root, timeout=timeout, check=False,
         )
         assert not API_KEY_RE.search(done.stdout + done.stderr), "a key reached the output"
         return done
 
 
-def make_project(
-    root: Path, sandbox: Sandbox, *, stores: int = 2, check: str | None = None, extra: str = ""
-) -> Project:
+def make_project(root: Path, sandbox: Sandbox, *, stores: int = 2, check: str | None = None,
+                 extra: str = "") -> Project:
     workspace = sandbox.add_workspace("prod", tags={"env": "prod"})
     uris = [f"file:{root / 'stores' / f'prod-{i}.json'}" for i in range(stores)]
     check_line = f"check = {check!r}\n" if check else ""
     (root / "keyguard.toml").write_text(
         f'[anthropic]\nbase_url = "{sandbox.url}"\n\n'
         f"[environments.prod]\nstores = {uris!r}\n".replace("'", '"')
-        + f'workspace = "{workspace}"\n'
-        + check_line
-        + extra
+        + f'workspace = "{workspace}"\n' + check_line + extra
     )
     return Project(root, sandbox, workspace, uris)
 

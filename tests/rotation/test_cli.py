@@ -55,13 +55,8 @@ def test_no_key_waits_with_exit_5_and_never_hangs_on_an_open_stdin(project: Proj
     read_end, write_end = os.pipe()  # a writer that never writes nor closes
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "keyguard", "rotate", "prod"],
-            stdin=read_end,
-            capture_output=True,
-            text=True,
-            env=project.env(),
-            timeout=60,
-            check=False,
+            [sys.executable, "-m", "keyguard", "rotate", "prod"], stdin=read_end,
+            capture_output=True, text=True, env=project.env(), timeout=60, check=False,
         )
     finally:
         os.close(read_end)
@@ -136,8 +131,7 @@ def test_rollback_serves_the_previous_key_again(project: Project) -> None:
 def test_two_concurrent_rotates_exactly_one_proceeds(tmp_path: Path, sandbox: Sandbox) -> None:
     gate = tmp_path / "gate"
     project = make_project(
-        tmp_path,
-        sandbox,
+        tmp_path, sandbox,
         check=f"touch {gate}.in; i=0; while [ ! -e {gate}.go ] && [ $i -lt 600 ]; "
         "do sleep 0.05; i=$((i+1)); done",
     )
@@ -146,10 +140,7 @@ def test_two_concurrent_rotates_exactly_one_proceeds(tmp_path: Path, sandbox: Sa
     _, new = project.mint("prod-20261125")
     first = subprocess.Popen(
         [sys.executable, "-m", "keyguard", "rotate", "prod", "--grace", "0"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=project.env(),
     )
     assert first.stdin is not None
@@ -171,14 +162,8 @@ def test_two_concurrent_rotates_exactly_one_proceeds(tmp_path: Path, sandbox: Sa
 def test_demo_exits_0_without_credentials() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    done = subprocess.run(
-        [sys.executable, "-m", "keyguard", "demo"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    done = subprocess.run([sys.executable, "-m", "keyguard", "demo"], capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "still carries traffic" in done.stdout and "is inactive" in done.stdout
     assert not API_KEY_RE.search(done.stdout + done.stderr)

@@ -4,6 +4,7 @@ active, and the rotation finishes once the fault is gone."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,9 +25,8 @@ STEPS = ["create", "update", "verify", "revoke"]
 class FaultyStore:
     """A real store reached through a failing path: ``method`` fails until ``heal()``."""
 
-    def __init__(
-        self, inner: SecretStore, method: str, error: KeyguardError, after: str | None = None
-    ) -> None:
+    def __init__(self, inner: SecretStore, method: str, error: KeyguardError,
+                 after: str | None = None) -> None:
         self.inner, self.method, self.error, self.after = inner, method, error, after
         self.uri = inner.uri
         self.armed = after is None
@@ -82,19 +82,12 @@ def scenario(project: Project, clock: Clock) -> tuple[Secret, Secret]:
     return old, new
 
 
-def run_step(
-    project: Project,
-    clock: Clock,
-    step: str,
-    new: Secret,
-    stores: list[SecretStore] | None = None,
-    **client: Any,
-) -> Any:
+def run_step(project: Project, clock: Clock, step: str, new: Secret,
+             stores: list[SecretStore] | None = None, **client: Any) -> Any:
     """Run the command that performs ``step``: deliver, rotate (update+verify), rotate later."""
     with project.sandbox.client(**client) as admin:
-        engine: RotationEngine = open_engine(
-            project.config, "prod", admin, clock=clock, stores=stores
-        )
+        engine: RotationEngine = open_engine(project.config, "prod", admin, clock=clock,
+                                             stores=stores)
         if step == "create":
             return engine.deliver(new)
         return engine.rotate()
@@ -168,15 +161,12 @@ def test_persistent_overload_stops_cleanly_and_resumes(project: Project, step: s
 @pytest.mark.parametrize("step", STEPS)
 @pytest.mark.parametrize(
     "error",
-    [
-        UnavailableError("store throttled: rate exceeded, slow down"),
-        AuthError("store permission denied: AccessDenied"),
-    ],
+    [UnavailableError("store throttled: rate exceeded, slow down"),
+     AuthError("store permission denied: AccessDenied")],
     ids=["throttled", "denied"],
 )
-def test_store_faults_stop_cleanly_and_resume(
-    project: Project, step: str, error: KeyguardError
-) -> None:
+def test_store_faults_stop_cleanly_and_resume(project: Project, step: str,
+                                             error: KeyguardError) -> None:
     clock = Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=3))
     old, new = scenario(project, clock)
     advance_to(project, clock, step, new)
@@ -200,3 +190,5 @@ def test_store_faults_stop_cleanly_and_resume(
         clock.advance(hours=24, minutes=6)
     assert out.exit_code == 0, out.message
     assert project.served() == [new, new] and project.status_of(old) == "inactive"
+
+
