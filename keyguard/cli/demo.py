@@ -99,7 +99,8 @@ def demo(keep: bool) -> int:
             )
 
         _step("keyguard rotate --due (cron): a rotation request for each environment")
-        say(rotation_request(engine("prod"), "the key is 85 days old")["text"])
+        for env in ("dev", "prod"):
+            say(rotation_request(engine(env), "the key is 85 days old")["text"])
 
         _step("Someone creates the key in the Console (the sandbox's Console here)")
         new_id, new = sb.mint_key(

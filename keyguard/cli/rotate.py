@@ -56,13 +56,13 @@ def _prompt(engine: RotationEngine) -> str:
     return f"{engine.env.name}: {engine.request_text()}.\nNew key (hidden)"
 
 
-def _optional_key(engine: RotationEngine) -> Secret | None:
+def _optional_key(engine: RotationEngine, *, prompt: bool) -> Secret | None:
     """A new key if one is coming: stdin when piped, a prompt on a terminal; never a hang."""
     stdin = sys.stdin
     if stdin is None or stdin.closed:
         return None
     if stdin.isatty():
-        return read_key(_prompt(engine), allow_empty=True)
+        return read_key(_prompt(engine), allow_empty=True) if prompt else None
     try:
         fd = stdin.fileno()
     except (OSError, ValueError):
@@ -154,7 +154,10 @@ def _rotate_one(
 
     st = engine.latest()
     in_flight = st is not None and st.in_flight
-    key = _optional_key(engine) if single and not in_flight else None
+    # A crash while storing may have left the key nowhere: then it is wanted again.
+    wants_key = not in_flight or (st is not None and st.phase == "creating")
+    # A piped key is always read, so that one sent mid-rotation is refused, not ignored.
+    key = _optional_key(engine, prompt=wants_key) if single else None
     if dry_run:
         for line in plan(engine, key.hint if key else None):
             click.echo(line)

@@ -22,7 +22,6 @@ from keyguard.errors import (
 from keyguard.journal import RotationJournal
 from keyguard.keys import Secret, is_admin_key, is_api_key
 from keyguard.models import ApiKey, UsageRow, VerifyResult
-from keyguard.policy import format_duration
 from keyguard.rotation.state import KeyRef, RotationState, replay
 from keyguard.rotation.verify import run_check
 from keyguard.stores.interface import SecretStore, Stage, VersionMeta, stage_map
@@ -422,131 +421,19 @@ class RotationEngine:
 
     # ----------------------------------------------------------------- revoke
     def _revoke(self, st: RotationState) -> Outcome:
-        assert st.updated_at is not None
-        olds = [k for k in st.revocable() if k.id not in st.revoked]
-        skipped = [k for k in st.olds if not k.id]
-        note = "".join(
-            f" Key {k.hint} was never identified: revoke it in the Console yourself."
-            for k in skipped
-        )
-        if olds and self.grace > timedelta(0):
-            waiting = self._drain_wait(st, olds)
-            if waiting is not None:
-                return waiting
-        if olds:
-            self._check_not_served(olds)
-        for old in olds:
-            assert old.id is not None
-            self.journal.append(
-                st.token, "revoke", "before", self.clock(), key_id=old.id, hint=old.hint
-            )
-            status = self.admin.get_key(old.id).status
-            if status == "active":
-                self.admin.update_key(old.id, status="inactive")
-            self.journal.append(
-                st.token, "revoke", "after", self.clock(), key_id=old.id, hint=old.hint
-            )
-            self.say(f"{self.env.name}: old key {old.label()} is now inactive")
-        for store in self.stores:
-            try:
-                store.retire_superseded()
-            except KeyguardError as exc:
-                self.say(f"{self.env.name}: note: could not tidy {store.uri}: {exc}")
-        self.journal.append(st.token, "revoke", "done", self.clock())
-        return Outcome(
-            self.env.name,
-            True,
-            f"{self.env.name}: rotation finished; {st.new.label()} serves"
-            + (f", {', '.join(k.hint for k in olds)} revoked" if olds else "")
-            + "."
-            + note,
-        )
+        from keyguard.rotation.revoke import revoke_step
+
+        return revoke_step(self, st)
 
     def _drain_wait(self, st: RotationState, olds: list[KeyRef]) -> Outcome | None:
-        assert st.updated_at is not None
-        now = self.clock()
-        lag = self.env.policy.usage_lag
-        grace_end = st.updated_at + self.grace
-        names = ", ".join(k.label() for k in olds)
-        if now < grace_end:
-            return Outcome(
-                self.env.name,
-                False,
-                f"{self.env.name}: grace period: old key {names} stays active until "
-                f"{grace_end:%Y-%m-%d %H:%M:%S}Z ({format_duration(self.grace)} after the "
-                "update); run again then",
-                "grace",
-            )
-        if self.force:
-            self.say(f"{self.env.name}: --force: skipping the drain check for {names}")
-            return None
-        window_end = now - lag
-        if window_end < grace_end:
-            return Outcome(
-                self.env.name,
-                False,
-                f"{self.env.name}: the usage report lags {format_duration(lag)}; the drain check "
-                f"for {names} can run from {grace_end + lag:%Y-%m-%d %H:%M:%S}Z; run again then",
-                "report",
-            )
-        # The old key must have been idle for a whole grace period, read where the report
-        # is complete: traffic right after the update (consumers reloading) may have stopped.
-        start = max(st.updated_at, window_end - self.grace)
-        width = "1m" if window_end - start <= timedelta(hours=24) else "1h"
-        rows = self.admin.usage([k.id for k in olds if k.id], start, window_end, bucket_width=width)
-        traffic: dict[str, int] = {}
-        last: dict[str, datetime] = {}
-        for row in rows:
-            if row.api_key_id and row.total_tokens > 0:
-                traffic[row.api_key_id] = traffic.get(row.api_key_id, 0) + row.total_tokens
-                last[row.api_key_id] = max(last.get(row.api_key_id, row.ending_at), row.ending_at)
-        busy = [k for k in olds if k.id in traffic]
-        if not busy:
-            return None
-        detail = "; ".join(
-            f"{k.label()}: {traffic[k.id or '']} tokens between {start:%Y-%m-%d %H:%M}Z and "
-            f"{window_end:%Y-%m-%d %H:%M}Z (last in the bucket ending "
-            f"{last[k.id or '']:%Y-%m-%d %H:%M}Z)"
-            for k in busy
-        )
-        return Outcome(
-            self.env.name,
-            False,
-            f"{self.env.name}: not revoking, the old key still carries traffic: {detail}. "
-            "Some consumer still uses it: point it at the store's current key; run again later "
-            "(or --force in an incident)",
-            "drain",
-        )
+        from keyguard.rotation.revoke import drain_wait
 
-    def _check_not_served(self, olds: list[KeyRef]) -> None:
-        prints = {k.fingerprint: k for k in olds}
-        for store in self.stores:
-            value = store.get(Stage.CURRENT)
-            if value is not None and value.fingerprint in prints:
-                raise ConflictError(
-                    f"{self.env.name}: {store.uri} serves the old key "
-                    f"{prints[value.fingerprint].hint} again; not revoking it. Run "
-                    f"`keyguard status {self.env.name}` and rotate again"
-                )
+        return drain_wait(self, st, olds)
 
-    # ----------------------------------------------------------------- archive
     def _archive_due(self) -> None:
-        now = self.clock()
-        for st in self.history():
-            for old in st.archive_pending():
-                assert old.id is not None
-                if now < st.revoked[old.id] + self.env.policy.archive_after:
-                    continue
-                if any(
-                    (v := s.get(Stage.CURRENT)) is not None and v.fingerprint == old.fingerprint
-                    for s in self.stores
-                ):
-                    continue  # served again (rolled back by hand): never archive it
-                self.journal.append(st.token, "archive", "before", now, key_id=old.id)
-                if self.admin.get_key(old.id).status == "inactive":
-                    self.admin.update_key(old.id, status="archived")
-                self.journal.append(st.token, "archive", "after", now, key_id=old.id)
-                self.say(f"{self.env.name}: archived {old.label()}")
+        from keyguard.rotation.revoke import archive_due
+
+        archive_due(self)
 
 
 def describe_meta(store: SecretStore, stage: Stage) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from keyguard.admin.sandbox import Sandbox
 from keyguard.keys import API_KEY_RE, generate_key
@@ -43,6 +43,10 @@ def test_deliver_then_rotate_waits_for_grace(project: Project) -> None:
     assert project.status_of(old) == "active"
     status = project.run("status", "prod")
     assert status.returncode == 0 and "grace period" in status.stdout
+    # Another key piped in mid-rotation is refused out loud, never dropped in silence.
+    _, other = project.mint("prod-other")
+    done = project.run("rotate", "prod", input=other.reveal())
+    assert done.returncode == 2 and "in the middle of rotation" in done.stderr
 
 
 def test_deliver_refuses_a_key_the_organization_does_not_know(project: Project) -> None:
@@ -55,8 +59,13 @@ def test_no_key_waits_with_exit_5_and_never_hangs_on_an_open_stdin(project: Proj
     read_end, write_end = os.pipe()  # a writer that never writes nor closes
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "keyguard", "rotate", "prod"], stdin=read_end,
-            capture_output=True, text=True, env=project.env(), timeout=60, check=False,
+            [sys.executable, "-m", "keyguard", "rotate", "prod"],
+            stdin=read_end,
+            capture_output=True,
+            text=True,
+            env=project.env(),
+            timeout=60,
+            check=False,
         )
     finally:
         os.close(read_end)
@@ -66,7 +75,7 @@ def test_no_key_waits_with_exit_5_and_never_hangs_on_an_open_stdin(project: Proj
 
 
 class _Hook(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
@@ -131,28 +140,33 @@ def test_rollback_serves_the_previous_key_again(project: Project) -> None:
 def test_two_concurrent_rotates_exactly_one_proceeds(tmp_path: Path, sandbox: Sandbox) -> None:
     gate = tmp_path / "gate"
     project = make_project(
-        tmp_path, sandbox,
+        tmp_path,
+        sandbox,
         check=f"touch {gate}.in; i=0; while [ ! -e {gate}.go ] && [ $i -lt 600 ]; "
         "do sleep 0.05; i=$((i+1)); done",
     )
     _, old = project.mint("prod-legacy")
     project.seed(old)
     _, new = project.mint("prod-20261125")
-    first = subprocess.Popen(
-        [sys.executable, "-m", "keyguard", "rotate", "prod", "--grace", "0"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=project.env(),
-    )
-    assert first.stdin is not None
-    first.stdin.write(new.reveal())
-    first.stdin.close()
+    keyfile = tmp_path / "new.key"
+    keyfile.write_text(new.reveal())
+    keyfile.chmod(0o600)
+    with keyfile.open() as stdin:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "keyguard", "rotate", "prod", "--grace", "0"],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=project.env(),
+        )
     for _ in range(1200):  # the first run sits in its verify step, holding the lease
         if Path(f"{gate}.in").exists() or first.poll() is not None:
             break
         threading.Event().wait(0.05)
     second = project.run("rotate", "prod", "--grace", "0")
     Path(f"{gate}.go").touch()
-    out, err = first.communicate(timeout=60)
+    _, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
     assert second.returncode == 5
     assert "another keyguard run is rotating" in second.stderr
@@ -162,8 +176,14 @@ def test_two_concurrent_rotates_exactly_one_proceeds(tmp_path: Path, sandbox: Sa
 def test_demo_exits_0_without_credentials() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    done = subprocess.run([sys.executable, "-m", "keyguard", "demo"], capture_output=True,
-                          text=True, env=env, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "keyguard", "demo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "still carries traffic" in done.stdout and "is inactive" in done.stdout
     assert not API_KEY_RE.search(done.stdout + done.stderr)

@@ -15,13 +15,15 @@ def test_traffic_on_the_old_key_holds_back_revoke_until_idle(project: Project) -
     project.seed(old)
     _, new = project.mint("prod-new", created_at=clock())
     with project.sandbox.client() as admin:
+
         def engine():  # type: ignore[no-untyped-def]
             return open_engine(project.config, "prod", admin, clock=clock)
 
         out = engine().rotate(new)
         assert out.waiting_for == "grace" and project.served() == [new, new]
-        project.sandbox.record_usage(old_id, at=clock() + timedelta(hours=3), input_tokens=700,
-                                     output_tokens=50)
+        project.sandbox.record_usage(
+            old_id, at=clock() + timedelta(hours=3), input_tokens=700, output_tokens=50
+        )
         clock.advance(hours=24, minutes=2)
         assert engine().rotate().waiting_for == "report"  # the report lags 5 minutes
         clock.advance(minutes=5)
@@ -47,11 +49,11 @@ def test_idle_old_key_is_revoked_once_the_window_covers_grace(project: Project) 
     project.sandbox.record_usage(old_id, at=clock() - timedelta(minutes=30))  # before the update
     _, new = project.mint("prod-new")
     with project.sandbox.client() as admin:
-        engine = open_engine(project.config, "prod", admin, clock=clock,
-                             grace=timedelta(hours=1))
+        engine = open_engine(project.config, "prod", admin, clock=clock, grace=timedelta(hours=1))
         assert engine.rotate(new).waiting_for == "grace"
         clock.advance(hours=1, minutes=6)
-        out = open_engine(project.config, "prod", admin, clock=clock,
-                          grace=timedelta(hours=1)).rotate()
+        out = open_engine(
+            project.config, "prod", admin, clock=clock, grace=timedelta(hours=1)
+        ).rotate()
         assert out.exit_code == 0, out.message
     assert project.status_of(old) == "inactive"

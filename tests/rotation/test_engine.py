@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from keyguard.config import Environment
-from keyguard.errors import LeaseHeldError, NotFoundError, UnavailableError, UsageError
+from keyguard.errors import (
+    ConflictError,
+    LeaseHeldError,
+    NotFoundError,
+    UnavailableError,
+    UsageError,
+)
 from keyguard.journal import RotationJournal
 from keyguard.keys import generate_key
 from keyguard.policy import Policy
@@ -211,3 +217,44 @@ def test_journal_has_no_key(world) -> None:
     text = (tmp / "prod.journal.jsonl").read_text()
     assert new.reveal() not in text and old.reveal() not in text and new.hint in text
     assert oct((tmp / "prod.journal.jsonl").stat().st_mode & 0o777) == "0o600"
+
+
+def test_rollback_mid_update_restores_only_promoted_stores(world) -> None:
+    admin, stores, _, _ = world
+    old_id, old = admin.mint("prod-old", "wrkspc_p")
+    for s in stores:
+        s.seed(old)
+    _, new = admin.mint("prod-new", "wrkspc_p")
+    stores[1].fail["promote"] = 1
+    with pytest.raises(UnavailableError):
+        engine(world).rotate(new)
+    assert [s.get() for s in stores] == [new, old]
+    assert rollback(engine(world)).exit_code == 0
+    assert [s.get() for s in stores] == [old, old]
+    assert stores[1].get(Stage.PENDING) is None
+    assert admin.keys[old_id].status == "active"
+    assert engine(world).rotate().waiting_for == "key"  # the rotation is closed
+
+
+def test_rollback_refuses_an_archived_previous_key(world) -> None:
+    admin, stores, clock, _ = world
+    old_id, old = admin.mint("prod-old", "wrkspc_p")
+    for s in stores:
+        s.seed(old)
+    _, new = admin.mint("prod-new", "wrkspc_p")
+    engine(world, grace=timedelta(0)).rotate(new)
+    clock.advance(days=8)
+    engine(world).rotate()
+    assert admin.keys[old_id].status == "archived"
+    with pytest.raises(ConflictError, match="archived and cannot serve again"):
+        rollback(engine(world))
+    assert all(s.get() == new for s in stores)
+
+
+def test_status_says_due_and_what_to_create(world) -> None:
+    admin, stores, clock, _ = world
+    _, old = admin.mint("prod-old", "wrkspc_p", created_at=clock.now - timedelta(days=81))
+    stores[0].seed(old)
+    st = status(engine(world))
+    assert st.due and st.age is not None and st.age.days == 81
+    assert "named 'prod-20261125' in workspace wrkspc_p" in st.waiting_for

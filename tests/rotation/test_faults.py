@@ -4,20 +4,22 @@ active, and the rotation finishes once the fault is gone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from keyguard.admin.sandbox import Sandbox
 from keyguard.errors import AuthError, KeyguardError, UnavailableError
 from keyguard.keys import Secret
 from keyguard.rotation import RotationEngine, open_engine
-from keyguard.stores import SecretStore, open_store
+from keyguard.stores import SecretStore
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
-from tests.rotation.conftest import Project
+from tests.rotation.conftest import Project, make_project
 from tests.rotation.fakes import Clock
+from tests.stores.servers.aws import AwsHarness
 
 STEPS = ["create", "update", "verify", "revoke"]
 
@@ -25,8 +27,9 @@ STEPS = ["create", "update", "verify", "revoke"]
 class FaultyStore:
     """A real store reached through a failing path: ``method`` fails until ``heal()``."""
 
-    def __init__(self, inner: SecretStore, method: str, error: KeyguardError,
-                 after: str | None = None) -> None:
+    def __init__(
+        self, inner: SecretStore, method: str, error: KeyguardError, after: str | None = None
+    ) -> None:
         self.inner, self.method, self.error, self.after = inner, method, error, after
         self.uri = inner.uri
         self.armed = after is None
@@ -71,8 +74,28 @@ STORE_FAULT_AT = {
     "create": ("put_pending", None),
     "update": ("promote", None),
     "verify": ("get", "promote"),
-    "revoke": ("retire_superseded", None),
+    "revoke": ("get", None),
 }
+
+
+class RoutedStore(FaultyStore):
+    """Store 1 on AWS: ``method`` goes through a fault proxy in front of moto (real boto
+    errors, mapped by the real store); every other call goes straight to moto."""
+
+    def __init__(
+        self, inner: SecretStore, faulted: SecretStore, method: str, after: str | None
+    ) -> None:
+        super().__init__(inner, method, UnavailableError("unused"), after)
+        self.faulted = faulted
+
+    def _call(self, name: str, *args: Any) -> Any:
+        if name == self.method and self.armed:
+            self.failures += 1
+            return getattr(self.faulted, name)(*args)
+        result = getattr(self.inner, name)(*args)
+        if name == self.after:
+            self.armed = True
+        return result
 
 
 def scenario(project: Project, clock: Clock) -> tuple[Secret, Secret]:
@@ -82,12 +105,19 @@ def scenario(project: Project, clock: Clock) -> tuple[Secret, Secret]:
     return old, new
 
 
-def run_step(project: Project, clock: Clock, step: str, new: Secret,
-             stores: list[SecretStore] | None = None, **client: Any) -> Any:
+def run_step(
+    project: Project,
+    clock: Clock,
+    step: str,
+    new: Secret,
+    stores: list[SecretStore] | None = None,
+    **client: Any,
+) -> Any:
     """Run the command that performs ``step``: deliver, rotate (update+verify), rotate later."""
     with project.sandbox.client(**client) as admin:
-        engine: RotationEngine = open_engine(project.config, "prod", admin, clock=clock,
-                                             stores=stores)
+        engine: RotationEngine = open_engine(
+            project.config, "prod", admin, clock=clock, stores=stores or project.open_stores()
+        )
         if step == "create":
             return engine.deliver(new)
         return engine.rotate()
@@ -101,6 +131,25 @@ def advance_to(project: Project, clock: Clock, step: str, new: Secret) -> None:
         run_step(project, clock, before, new)
     if target == "revoke":
         clock.advance(hours=24, minutes=6)
+
+
+def finish(project: Project, clock: Clock, new: Secret) -> None:
+    """Plain reruns, a day apart, until the rotation is done; the served key always active."""
+    for _ in range(4):
+        with project.sandbox.client() as admin:
+            latest = open_engine(
+                project.config, "prod", admin, stores=project.open_stores()
+            ).latest()
+        assert latest is not None and latest.new.fingerprint == new.fingerprint
+        if not latest.in_flight:
+            break
+        out = run_step(project, clock, "revoke", new)
+        served_keys_active(project)
+        assert out.exit_code == 0 or out.waiting_for in ("grace", "report"), out.message
+        clock.advance(hours=24, minutes=6)
+    else:
+        pytest.fail("the rotation did not finish")
+    assert project.served() == [new, new]
 
 
 def served_keys_active(project: Project) -> None:
@@ -117,15 +166,13 @@ def test_transient_sandbox_faults_are_ridden_out(project: Project, step: str, ki
     advance_to(project, clock, step, new)
     project.sandbox.set_faults(rate=1.0, kinds=(kind,), retry_after=0, latency=0.05, count=2)
     out = run_step(project, clock, step, new)
-    assert project.sandbox.faults_injected() >= 1
+    assert project.sandbox.faults_injected >= 1
     project.sandbox.clear_faults()
     served_keys_active(project)
     if step == "revoke":
         assert out.exit_code == 0 and project.status_of(old) == "inactive"
-    else:
-        clock.advance(hours=24, minutes=6)
-        assert run_step(project, clock, "revoke", new).exit_code == 0
-    assert project.served() == [new, new]
+    finish(project, clock, new)
+    assert project.status_of(old) == "inactive"
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -135,60 +182,62 @@ def test_persistent_overload_stops_cleanly_and_resumes(project: Project, step: s
     advance_to(project, clock, step, new)
     project.sandbox.set_faults(rate=1.0, kinds=("529",), retry_after=0)
     before = project.served()
-    if step == "update":
-        # The update touches only the stores: it goes through, verify then meets the outage.
-        with pytest.raises(UnavailableError):
-            run_step(project, clock, step, new, max_attempts=2)
-    else:
-        with pytest.raises(UnavailableError):
-            run_step(project, clock, step, new, max_attempts=2)
-        if step == "create":
-            assert project.served() == before
+    # The update touches only the stores; in its run verify then meets the outage.
+    with pytest.raises(UnavailableError):
+        run_step(project, clock, step, new, max_attempts=2)
+    if step == "create":
+        assert project.served() == before
     project.sandbox.clear_faults()
     served_keys_active(project)
     assert project.status_of(old) == "active"
     if step == "create":
         run_step(project, clock, "create", new)
-    clock.advance(hours=24, minutes=6)
-    out = run_step(project, clock, "revoke", new)
-    if out.exit_code == 5:  # the update ran only now: wait out the grace
-        clock.advance(hours=24, minutes=6)
-        out = run_step(project, clock, "revoke", new)
-    assert out.exit_code == 0, out.message
-    assert project.served() == [new, new] and project.status_of(old) == "inactive"
+    finish(project, clock, new)
+    assert project.status_of(old) == "inactive"
+
+
+@pytest.fixture
+def aws_project(tmp_path: Path, sandbox: Sandbox, aws_server: AwsHarness) -> Project:
+    uris = [f"file:{tmp_path / 'stores' / 'prod-0.json'}", aws_server.new_uri()]
+    project = make_project(tmp_path, sandbox, uris=uris)
+    project.by_hand = aws_server.put_by_hand
+    return project
 
 
 @pytest.mark.parametrize("step", STEPS)
-@pytest.mark.parametrize(
-    "error",
-    [UnavailableError("store throttled: rate exceeded, slow down"),
-     AuthError("store permission denied: AccessDenied")],
-    ids=["throttled", "denied"],
-)
-def test_store_faults_stop_cleanly_and_resume(project: Project, step: str,
-                                             error: KeyguardError) -> None:
+@pytest.mark.parametrize(("kind", "error"), [("throttle", UnavailableError), ("denied", AuthError)])
+def test_store_faults_stop_cleanly_and_resume(
+    aws_project: Project,
+    aws_server: AwsHarness,
+    step: str,
+    kind: str,
+    error: type[KeyguardError],
+) -> None:
+    project = aws_project
     clock = Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=3))
     old, new = scenario(project, clock)
     advance_to(project, clock, step, new)
     method, after = STORE_FAULT_AT[step]
-    real = [open_store(u) for u in project.stores]
-    faulty = FaultyStore(real[1], method, error, after)
-    with pytest.raises(type(error)):
-        run_step(project, clock, step, new, stores=[real[0], faulty])
-    assert faulty.failures >= 1
+    real = project.open_stores()
+    routed = RoutedStore(real[1], aws_server.faulty(project.stores[1], kind), method, after)
+    with pytest.raises(error):
+        run_step(project, clock, step, new, stores=[real[0], routed])
+    assert routed.failures >= 1
     served_keys_active(project)
     if step != "revoke":
         assert project.status_of(old) == "active"
     # Fault gone: plain reruns finish the rotation.
     if step == "create":
         run_step(project, clock, "create", new)
-    for _ in range(3):
-        out = run_step(project, clock, "revoke", new)
-        served_keys_active(project)
-        if out.exit_code == 0:
-            break
-        clock.advance(hours=24, minutes=6)
-    assert out.exit_code == 0, out.message
-    assert project.served() == [new, new] and project.status_of(old) == "inactive"
+    finish(project, clock, new)
+    assert project.status_of(old) == "inactive"
 
 
+def test_cli_rotates_a_file_and_an_aws_store_together(aws_project: Project) -> None:
+    _, old = aws_project.mint("prod-legacy")
+    aws_project.seed(old)
+    _, new = aws_project.mint("prod-20261125")
+    done = aws_project.run("rotate", "prod", "--grace", "0", "--yes", input=new.reveal())
+    assert done.returncode == 0, done.stderr
+    assert aws_project.served() == [new, new]
+    assert aws_project.status_of(old) == "inactive"

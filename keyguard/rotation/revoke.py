@@ -1,0 +1,144 @@
+"""The revoke step: grace, the drain check on the usage report, revoking, archiving later."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from keyguard.errors import ConflictError, KeyguardError
+from keyguard.policy import format_duration
+from keyguard.rotation.engine import Outcome, RotationEngine
+from keyguard.rotation.state import KeyRef, RotationState
+from keyguard.stores.interface import Stage
+
+
+def revoke_step(engine: RotationEngine, st: RotationState) -> Outcome:
+    """Revoke the old keys once grace and drain allow; finished, or what it waits for."""
+    assert st.updated_at is not None
+    olds = [k for k in st.revocable() if k.id not in st.revoked]
+    skipped = [k for k in st.olds if not k.id]
+    note = "".join(
+        f" Key {k.hint} was never identified: revoke it in the Console yourself." for k in skipped
+    )
+    if olds and engine.grace > timedelta(0):
+        waiting = drain_wait(engine, st, olds)
+        if waiting is not None:
+            return waiting
+    if olds:
+        check_not_served(engine, olds)
+    for old in olds:
+        assert old.id is not None
+        engine.journal.append(
+            st.token, "revoke", "before", engine.clock(), key_id=old.id, hint=old.hint
+        )
+        status = engine.admin.get_key(old.id).status
+        if status == "active":
+            engine.admin.update_key(old.id, status="inactive")
+        engine.journal.append(
+            st.token, "revoke", "after", engine.clock(), key_id=old.id, hint=old.hint
+        )
+        engine.say(f"{engine.env.name}: old key {old.label()} is now inactive")
+    for store in engine.stores:
+        try:
+            store.retire_superseded()
+        except KeyguardError as exc:
+            engine.say(f"{engine.env.name}: note: could not tidy {store.uri}: {exc}")
+    engine.journal.append(st.token, "revoke", "done", engine.clock())
+    return Outcome(
+        engine.env.name,
+        True,
+        f"{engine.env.name}: rotation finished; {st.new.label()} serves"
+        + (f", {', '.join(k.hint for k in olds)} revoked" if olds else "")
+        + "."
+        + note,
+    )
+
+
+def drain_wait(engine: RotationEngine, st: RotationState, olds: list[KeyRef]) -> Outcome | None:
+    """None when the old keys may go now; else what the revoke waits for (grace, report, drain)."""
+    assert st.updated_at is not None
+    now = engine.clock()
+    lag = engine.env.policy.usage_lag
+    grace_end = st.updated_at + engine.grace
+    names = ", ".join(k.label() for k in olds)
+    if now < grace_end:
+        return Outcome(
+            engine.env.name,
+            False,
+            f"{engine.env.name}: grace period: old key {names} stays active until "
+            f"{grace_end:%Y-%m-%d %H:%M:%S}Z ({format_duration(engine.grace)} after the "
+            "update); run again then",
+            "grace",
+        )
+    if engine.force:
+        engine.say(f"{engine.env.name}: --force: skipping the drain check for {names}")
+        return None
+    window_end = now - lag
+    if window_end < grace_end:
+        return Outcome(
+            engine.env.name,
+            False,
+            f"{engine.env.name}: the usage report lags {format_duration(lag)}; the drain check "
+            f"for {names} can run from {grace_end + lag:%Y-%m-%d %H:%M:%S}Z; run again then",
+            "report",
+        )
+    # The old key must have been idle for a whole grace period, read where the report
+    # is complete: traffic right after the update (consumers reloading) may have stopped.
+    start = max(st.updated_at, window_end - engine.grace)
+    width = "1m" if window_end - start <= timedelta(hours=24) else "1h"
+    rows = engine.admin.usage([k.id for k in olds if k.id], start, window_end, bucket_width=width)
+    traffic: dict[str, int] = {}
+    last: dict[str, datetime] = {}
+    for row in rows:
+        if row.api_key_id and row.total_tokens > 0:
+            traffic[row.api_key_id] = traffic.get(row.api_key_id, 0) + row.total_tokens
+            last[row.api_key_id] = max(last.get(row.api_key_id, row.ending_at), row.ending_at)
+    busy = [k for k in olds if k.id in traffic]
+    if not busy:
+        return None
+    detail = "; ".join(
+        f"{k.label()}: {traffic[k.id or '']} tokens between {start:%Y-%m-%d %H:%M}Z and "
+        f"{window_end:%Y-%m-%d %H:%M}Z (last in the bucket ending "
+        f"{last[k.id or '']:%Y-%m-%d %H:%M}Z)"
+        for k in busy
+    )
+    return Outcome(
+        engine.env.name,
+        False,
+        f"{engine.env.name}: not revoking, the old key still carries traffic: {detail}. "
+        "Some consumer still uses it: point it at the store's current key; run again later "
+        "(or --force in an incident)",
+        "drain",
+    )
+
+
+def check_not_served(engine: RotationEngine, olds: list[KeyRef]) -> None:
+    """Refuse to revoke a key some store serves again (rolled back by hand meanwhile)."""
+    prints = {k.fingerprint: k for k in olds}
+    for store in engine.stores:
+        value = store.get(Stage.CURRENT)
+        if value is not None and value.fingerprint in prints:
+            raise ConflictError(
+                f"{engine.env.name}: {store.uri} serves the old key "
+                f"{prints[value.fingerprint].hint} again; not revoking it. Run "
+                f"`keyguard status {engine.env.name}` and rotate again"
+            )
+
+
+def archive_due(engine: RotationEngine) -> None:
+    """Archive revoked keys whose ``archive_after`` has passed, if no store serves them."""
+    now = engine.clock()
+    for st in engine.history():
+        for old in st.archive_pending():
+            assert old.id is not None
+            if now < st.revoked[old.id] + engine.env.policy.archive_after:
+                continue
+            if any(
+                (v := s.get(Stage.CURRENT)) is not None and v.fingerprint == old.fingerprint
+                for s in engine.stores
+            ):
+                continue  # served again (rolled back by hand): never archive it
+            engine.journal.append(st.token, "archive", "before", now, key_id=old.id)
+            if engine.admin.get_key(old.id).status == "inactive":
+                engine.admin.update_key(old.id, status="archived")
+            engine.journal.append(st.token, "archive", "after", now, key_id=old.id)
+            engine.say(f"{engine.env.name}: archived {old.label()}")
