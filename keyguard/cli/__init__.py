@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,9 @@ import click
 
 from keyguard import __version__
 from keyguard.errors import ExitCode, KeyguardError
+from keyguard.keys import redact
+
+_KEYISH_RE = re.compile(r"sk-ant-[A-Za-z0-9_\-]*")
 
 #: command name -> "module:attr" of a click command.
 COMMANDS: dict[str, str] = {
@@ -85,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
+        # Click repeats a bad argument in its message: never let that be a key.
+        exc.message = _KEYISH_RE.sub(lambda m: redact(m.group(0)), exc.message)
         exc.show()
         return int(ExitCode.USAGE)
     if isinstance(result, int):

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from keyguard.errors import ExitCode, UsageError
+from keyguard.scanner.engine import Verifier
 from keyguard.scanner.hook import load_excludes, present
 from keyguard.scanner.report import FORMATS
 from keyguard.scanner.run import ScanOptions, check_hook, run_scan
@@ -45,6 +46,11 @@ exec {{python}} -m keyguard.scanner.hook "$@"
 @click.option("--baseline", type=click.Path(dir_okay=False), help="Accept the keys listed in FILE.")
 @click.option("--update-baseline", is_flag=True, help="Write every finding to --baseline FILE.")
 @click.option("--jobs", type=click.IntRange(1, 64), help="Processes to read with (default: cores).")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Check each key found with GET /v1/models (free): live, revoked or unknown.",
+)
 @click.pass_context
 def scan(
     ctx: click.Context,
@@ -57,6 +63,7 @@ def scan(
     baseline: str | None,
     update_baseline: bool,
     jobs: int | None,
+    verify: bool = False,
 ) -> int:
     """Find Anthropic keys in PATHs (default .), the staged content, or git history.
 
@@ -73,6 +80,7 @@ def scan(
         config_root=root,
         baseline=baseline,
         update_baseline=update_baseline,
+        verify=_verifier(obj.get("config_path")) if verify else None,
         jobs=jobs,
     )
     run = run_scan(opts)
@@ -110,3 +118,11 @@ def install_hook(force: bool) -> int:
 
 def _quote(path: str) -> str:
     return "'" + path.replace("'", "'\\''") + "'" if os.sep in path or " " in path else path
+
+
+def _verifier(config_path: str | None) -> Verifier:
+    """The --verify seam: httpx loads only here, and keys go only to the configured base URL."""
+    from keyguard.config import find_config, load_config
+    from keyguard.liveness import LivenessChecker
+
+    return LivenessChecker(load_config(find_config(config_path)).base_url)

@@ -182,8 +182,13 @@ class Sandbox:
         retry_after: float = 0,
         latency: float = 0.0,
         count: int | None = None,
+        only: str | None = None,
     ) -> None:
-        """Answer ``/v1/`` requests with faults at ``rate`` (429 500 529 latency drop)."""
+        """Answer ``/v1/`` requests with faults at ``rate`` (429 500 529 latency drop).
+
+        ``only`` limits faults to one method and path prefix, e.g. ``"POST"`` (writes) or
+        ``"GET /v1/organizations/usage_report"``.
+        """
         unknown = [k for k in kinds if k not in FAULT_KINDS]
         if unknown:
             raise UsageError(f"unknown fault kind {unknown[0]!r}: use {', '.join(FAULT_KINDS)}")
@@ -191,10 +196,24 @@ class Sandbox:
             faults = self.state.faults
             faults.rate, faults.kinds = rate, tuple(kinds)
             faults.retry_after, faults.latency, faults.count = retry_after, latency, count
+            faults.only = only
 
     def clear_faults(self) -> None:
         """No more faults."""
         self.set_faults(rate=0.0, kinds=())
+
+    def request_log(self) -> list[tuple[str, str, int]]:
+        """Every answered request so far as ``(method, path, status)``, oldest first."""
+        with self.state.lock:
+            return list(self.state.request_log)
+
+    def writes(self) -> list[tuple[str, str, int]]:
+        """The Admin API writes that succeeded (``POST /v1/organizations/...`` answered 2xx)."""
+        return [
+            r
+            for r in self.request_log()
+            if r[0] == "POST" and r[1].startswith("/v1/organizations/") and 200 <= r[2] < 300
+        ]
 
     @property
     def faults_injected(self) -> int:

@@ -175,6 +175,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+        with self.state.lock:
+            self.state.request_log.append((self.command, urlsplit(self.path).path, status))
 
     def _error(self, status: int, error_type: str, message: str, **headers: str) -> None:
         body = {
@@ -194,7 +196,7 @@ class Handler(BaseHTTPRequestHandler):
             self.body: Any = json.loads(raw) if raw.strip() else None
         except ValueError:
             self.body = ...
-        if path.startswith("/v1/") and self._fault():
+        if path.startswith("/v1/") and self._fault(method, path):
             return
         matched_path = False
         for verb, pattern, name in self.routes:
@@ -216,10 +218,11 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._error(404, "not_found_error", f"no route {method} {path}")
 
-    def _fault(self) -> bool:
+    def _fault(self, method: str, path: str) -> bool:
         """Inject a fault if one is drawn; True when the request is answered (or dropped)."""
         with self.state.lock:
-            kind = self.state.faults.draw()
+            applies = self.state.faults.applies(method, path)
+            kind = self.state.faults.draw() if applies else None
             faults = self.state.faults
         if kind is None:
             return False

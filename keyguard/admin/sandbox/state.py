@@ -56,6 +56,14 @@ class Faults:
     count: int | None = None
     injected: int = 0
     rng: random.Random = field(default_factory=random.Random)
+    only: str | None = None  # "POST" or "GET /v1/organizations/usage_report": faults hit these
+
+    def applies(self, method: str, path: str) -> bool:
+        """True when a request with ``method`` and ``path`` may draw a fault."""
+        if not self.only:
+            return True
+        verb, _, prefix = self.only.partition(" ")
+        return method == verb and path.startswith(prefix)
 
     def draw(self) -> str | None:
         if self.rate <= 0 or not self.kinds or (self.count is not None and self.count <= 0):
@@ -75,6 +83,7 @@ class Faults:
             "latency": self.latency,
             "count": self.count,
             "injected": self.injected,
+            "only": self.only,
         }
 
 
@@ -130,6 +139,8 @@ class SandboxState:
         self.path = path
         self.faults = Faults()
         self.now = time.time
+        #: Every answered request as (method, path, status): tests count writes with it.
+        self.request_log: list[tuple[str, str, int]] = []
         if path is not None and path.exists():
             self.data = json.loads(path.read_text("utf-8"))
         else:

@@ -1,0 +1,374 @@
+"""Incident response: leaked key -> id -> deactivate -> affected environments -> rotations.
+
+Deactivation is the first write and comes before anything slow (store reads, the usage
+report); after it, the stores of every environment are read concurrently to find where the key
+lives, and environments that serve it are rotated at once (no grace, no drain) when a new key
+is waiting, else asked for one. The exposure report and the audit log live in
+``keyguard.incident_report``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keyguard.config import Config
+from keyguard.errors import KeyguardError, NotFoundError, UsageError
+from keyguard.keys import Secret
+from keyguard.models import ApiKey
+from keyguard.stores.interface import Stage, stage_map
+
+if TYPE_CHECKING:
+    from keyguard.admin import AdminClient
+
+Say = Callable[[str], None]
+#: Stores read at once; cloud stores are slow, but a bound keeps us polite to their APIs.
+STORE_READERS = 8
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the operator gave: a key, an id, or a scan finding (fingerprint + hint)."""
+
+    key: Secret | None = None
+    key_id: str | None = None
+    fingerprint: str | None = None
+    hint: str | None = None
+    commits: tuple[str, ...] = ()  # history findings: commits the scanner found the key in
+    note: str | None = None  # how a scan finding was matched
+
+    def __post_init__(self) -> None:
+        if self.key is not None:
+            object.__setattr__(self, "fingerprint", self.key.fingerprint)
+            object.__setattr__(self, "hint", self.key.hint)
+
+
+@dataclass(frozen=True)
+class Deactivation:
+    """What the single write did (or why none was needed)."""
+
+    key: ApiKey
+    status_before: str
+    action: str  # deactivated, archived, already inactive, already archived, expired
+    writes: int
+    seconds: float  # from the start of the incident to the end of the write
+
+
+@dataclass(frozen=True)
+class Holding:
+    """One store stage that holds the leaked key."""
+
+    environment: str
+    store: str
+    stage: Stage
+
+
+@dataclass
+class EnvOutcome:
+    """What happened to one affected environment."""
+
+    environment: str
+    stages: list[Holding]
+    action: str  # rotated, waiting, not served, error
+    message: str
+    request: dict[str, Any] | None = None
+
+    @property
+    def waiting(self) -> bool:
+        return self.action in ("waiting", "error")
+
+
+@dataclass
+class StoreValue:
+    """One stage of one store as read during the incident (the value stays in memory)."""
+
+    environment: str
+    store: str
+    stage: Stage
+    value: Secret | None
+    key_id: str | None
+
+
+@dataclass
+class Snapshot:
+    """Every stage of every configured store, read once; errors kept per store."""
+
+    values: list[StoreValue] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def holding(self, fp: str | None, key_id: str | None, hint: str | None) -> list[Holding]:
+        """Stages whose value (or metadata key id) is the leaked key."""
+        out: list[Holding] = []
+        for v in self.values:
+            if fp and v.value is not None:
+                hit = v.value.fingerprint == fp
+            else:
+                hit = v.value is not None and hint is not None and v.value.hint == hint
+            if hit or (key_id is not None and v.key_id == key_id):
+                out.append(Holding(v.environment, v.store, v.stage))
+        return out
+
+    def by_fingerprint(self, fp: str) -> StoreValue | None:
+        return next((v for v in self.values if v.value and v.value.fingerprint == fp), None)
+
+
+def _read_store(env: str, uri: str) -> list[StoreValue]:
+    from keyguard.stores import open_store
+
+    store = open_store(uri)
+    meta = stage_map(store.describe())
+    out = []
+    for stage in (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS):
+        version = meta.get(stage)
+        value = store.get(stage) if version is not None or stage is Stage.CURRENT else None
+        key_id = version.meta.key_id if version else None
+        if value is not None or key_id is not None:
+            out.append(StoreValue(env, uri, stage, value, key_id))
+    return out
+
+
+def read_stores(config: Config, workers: int = STORE_READERS) -> Snapshot:
+    """Read every stage of every store of every environment, ``workers`` stores at a time."""
+    jobs = [(env.name, uri) for env in config.environments.values() for uri in env.stores]
+    snap = Snapshot()
+    if not jobs:
+        return snap
+
+    def one(job: tuple[str, str]) -> tuple[str, list[StoreValue] | str]:
+        try:
+            return job[1], _read_store(*job)
+        except KeyguardError as exc:
+            return job[1], str(exc)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
+        for uri, result in pool.map(one, jobs):
+            if isinstance(result, str):
+                snap.errors[uri] = result
+            else:
+                snap.values.extend(result)
+    return snap
+
+
+# -- from a scan report ----------------------------------------------------------------------
+
+
+def load_scan(path: Path) -> dict[str, Target]:
+    """Fingerprint -> Target (hint, commits) from a ``keyguard scan --format json`` report."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read the scan report {path}: {exc.strerror}") from None
+    except ValueError:
+        raise UsageError(
+            f"{path} is not JSON; write it with `keyguard scan --format json --output FILE`"
+        ) from None
+    findings = data.get("findings") if isinstance(data, dict) else None
+    if not isinstance(findings, list):
+        raise UsageError(
+            f"{path} has no findings list: is it a `keyguard scan --format json` report?"
+        )
+    out: dict[str, Target] = {}
+    for f in findings:
+        fp = f.get("fingerprint") if isinstance(f, dict) else None
+        if not isinstance(fp, str) or not fp:
+            continue
+        hint = f.get("redacted") if isinstance(f.get("redacted"), str) else None
+        commit = f.get("commit") if isinstance(f.get("commit"), str) else None
+        old = out.get(fp)
+        commits = (old.commits if old else ()) + ((commit,) if commit else ())
+        out[fp] = Target(fingerprint=fp, hint=hint or (old.hint if old else None), commits=commits)
+    if not out:
+        raise NotFoundError(f"the scan report {path} holds no findings: nothing to revoke")
+    return out
+
+
+def resolve_scan(
+    found: dict[str, Target], snap: Snapshot, keys: Callable[[], Iterable[ApiKey]]
+) -> tuple[list[Target], list[str]]:
+    """Match scan findings to keys: through store values (fingerprint), else a unique hint.
+
+    Returns the resolved targets and one message per finding left unresolved.
+    """
+    targets: list[Target] = []
+    unresolved: list[str] = []
+    listing: list[ApiKey] | None = None
+    for fp, t in found.items():
+        held = snap.by_fingerprint(fp)
+        if held is not None and held.value is not None:
+            targets.append(
+                Target(key=held.value, commits=t.commits, note=f"matched in {held.store}")
+            )
+            continue
+        if listing is None:
+            listing = list(keys())
+        same = [k for k in listing if t.hint and k.partial_key_hint == t.hint]
+        if len(same) == 1:
+            targets.append(
+                Target(
+                    key_id=same[0].id,
+                    fingerprint=fp,
+                    hint=t.hint,
+                    commits=t.commits,
+                    note="matched by its hint alone (no store holds it)",
+                )
+            )
+        elif same:
+            ids = ", ".join(k.id for k in same)
+            unresolved.append(
+                f"{t.hint}: {len(same)} keys share this hint ({ids}); pipe the key itself "
+                "into `keyguard revoke --leaked -`"
+            )
+        else:
+            unresolved.append(
+                f"{t.hint or fp[:12]}: no store holds it and no key of the organization has "
+                "this hint (another organization's key, or already deleted)"
+            )
+    return targets, unresolved
+
+
+def first_commit_time(commits: Iterable[str], repo: Path | None = None) -> datetime | None:
+    """The earliest committer date among ``commits`` (``git show -s --format=%cI``)."""
+    times = []
+    for commit in dict.fromkeys(commits):
+        proc = subprocess.run(
+            ["git", "show", "-s", "--format=%cI", commit, "--"],
+            capture_output=True,
+            text=True,
+            cwd=repo,
+            check=False,
+        )
+        if proc.returncode == 0 and proc.stdout.strip():
+            try:
+                times.append(datetime.fromisoformat(proc.stdout.strip().splitlines()[0]))
+            except ValueError:
+                continue
+    return min(times) if times else None
+
+
+# -- identify and deactivate -----------------------------------------------------------------
+
+
+def identify(admin: AdminClient, target: Target) -> ApiKey:
+    """The Admin API's view of the target key; ``NotFoundError`` (exit 1) if it has none."""
+    if target.key_id is not None:
+        try:
+            return admin.get_key(target.key_id)
+        except NotFoundError:
+            raise NotFoundError(
+                f"no key {target.key_id} in this organization; check the id with "
+                "`keyguard keys list` (or the admin key's organization)"
+            ) from None
+    if target.key is None:
+        raise UsageError("nothing to identify: give --leaked -, --key-id or --from-scan")
+    try:
+        return admin.find_key(target.key)
+    except NotFoundError:
+        raise NotFoundError(
+            f"the leaked key {target.key.hint} is not a key of this organization (no key has "
+            "its hint): it belongs to another organization, or the admin key cannot see it. "
+            "Revoke it in that organization's Console; nothing was changed"
+        ) from None
+
+
+def deactivate(admin: AdminClient, key: ApiKey, *, archive: bool, started: float) -> Deactivation:
+    """One write: ``inactive`` (or ``archived``), skipped when the key is already there."""
+    before = key.status
+    want = "archived" if archive else "inactive"
+    if before == "archived":
+        return Deactivation(key, before, "already archived", 0, time.monotonic() - started)
+    if before == "inactive" and not archive:
+        return Deactivation(key, before, "already inactive", 0, time.monotonic() - started)
+    if before == "expired" and not archive:
+        return Deactivation(key, before, "expired", 0, time.monotonic() - started)
+    # Archiving straight from active is one documented status change: still a single write.
+    after = admin.update_key(key.id, status=want)
+    action = "archived" if archive else "deactivated"
+    return Deactivation(after, before, action, 1, time.monotonic() - started)
+
+
+# -- affected environments -------------------------------------------------------------------
+
+
+def group_holdings(holdings: Iterable[Holding]) -> dict[str, list[Holding]]:
+    out: dict[str, list[Holding]] = {}
+    for h in holdings:
+        out.setdefault(h.environment, []).append(h)
+    return out
+
+
+Rotator = Callable[[str, "LeakedKey"], EnvOutcome]
+
+
+@dataclass(frozen=True)
+class LeakedKey:
+    """The leaked key as the later steps need it: never its value."""
+
+    id: str
+    hint: str
+    fingerprint: str | None
+
+
+def handle_environments(
+    holdings: list[Holding], leaked: LeakedKey, rotate: Rotator
+) -> Iterator[EnvOutcome]:
+    """Rotate each environment that serves the key; note those that only keep it."""
+    for env, stages in group_holdings(holdings).items():
+        kinds = {h.stage for h in stages}
+        if Stage.CURRENT in kinds:
+            outcome = rotate(env, leaked)
+            outcome.stages = stages
+            yield outcome
+        elif Stage.PENDING in kinds:
+            yield EnvOutcome(
+                env,
+                stages,
+                "waiting",
+                f"{env}: the leaked key {leaked.hint} is the PENDING key of a rotation: undo it "
+                f"with `keyguard rollback {env}`, then deliver a new key with "
+                f"`keyguard deliver {env}`",
+            )
+        else:
+            yield EnvOutcome(
+                env,
+                stages,
+                "not served",
+                f"{env}: keeps the leaked key only as the previous version (rollback target); "
+                "it is not served. Do not roll back to it",
+            )
+
+
+def engine_rotator(config: Config, admin: AdminClient, say: Say) -> Rotator:
+    """The seam to ``keyguard.rotation``: force semantics, no grace, no drain."""
+
+    def rotate(env: str, leaked: LeakedKey) -> EnvOutcome:
+        from keyguard.rotation import open_engine, rotation_request
+
+        try:
+            engine = open_engine(config, env, admin, grace=timedelta(0), force=True, say=say)
+            st = engine.latest()
+            new = None
+            if st is None or not st.in_flight:
+                for store in engine.stores:
+                    value = store.get(Stage.PENDING)
+                    if value is not None and value.fingerprint != leaked.fingerprint:
+                        new = value
+                        break
+            in_flight = st is not None and st.in_flight and st.new.fingerprint != leaked.fingerprint
+            if in_flight or new is not None:
+                outcome = engine.rotate(new)
+                action = "rotated" if outcome.finished else "waiting"
+                return EnvOutcome(env, [], action, outcome.message)
+            why = f"its key {leaked.hint} ({leaked.id}) leaked and was deactivated"
+            request = rotation_request(engine, why)
+            return EnvOutcome(env, [], "waiting", str(request["text"]), request)
+        except KeyguardError as exc:
+            return EnvOutcome(env, [], "error", f"{env}: rotation failed: {exc}")
+
+    return rotate

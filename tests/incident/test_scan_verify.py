@@ -1,0 +1,93 @@
+"""``keyguard scan --verify``: live / revoked / unknown with GET /v1/models, no admin key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from keyguard.admin.sandbox import Sandbox
+from keyguard.keys import Secret, generate_key
+from tests.incident.conftest import ROOT
+
+
+def _scan(folder: Path, sandbox: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
+    env.update(PYTHONPATH=str(ROOT), ANTHROPIC_BASE_URL=sandbox.url)  # no admin key at all
+    return subprocess.run(
+        [sys.executable, "-m", "keyguard", "scan", ".", "--format", "json", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def _verdicts(done: subprocess.CompletedProcess[str]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for f in json.loads(done.stdout)["findings"]:
+        out.setdefault(f["fingerprint"], set()).add(f.get("verdict"))
+    return out
+
+
+def _plant(folder: Path, *keys: Secret) -> None:
+    folder.mkdir()
+    for i, key in enumerate(keys):
+        (folder / f"f{i}.env").write_text(f"KEY={key.reveal()}\n")
+
+
+def test_verify_classifies_each_key_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    live_id, live = sandbox.mint_key("prod-1")
+    dead_id, dead = sandbox.mint_key("prod-0")
+    with sandbox.client() as admin:
+        admin.update_key(dead_id, status="inactive")
+    stranger = generate_key()
+    admin_key = generate_key("admin")
+    _plant(tmp_path / "src", live, live, dead, stranger, admin_key)
+    before = len(sandbox.request_log())
+
+    done = _scan(tmp_path / "src", sandbox, "--verify")
+
+    assert done.returncode == 1, done.stderr
+    for key in (live, dead, stranger, admin_key):
+        assert key.reveal() not in done.stdout + done.stderr
+    assert _verdicts(done) == {
+        live.fingerprint: {"live"},
+        dead.fingerprint: {"revoked"},
+        stranger.fingerprint: {"revoked"},
+        admin_key.fingerprint: {"unknown"},  # never sent: /v1/models cannot judge admin keys
+    }
+    log = sandbox.request_log()[before:]
+    assert [r[:2] for r in log] == [("GET", "/v1/models")] * 3  # one per API key, cached
+    assert sandbox.requests(live_id) == 1
+
+
+def test_verify_says_unknown_when_the_api_does_not_answer(sandbox: Sandbox, tmp_path: Path) -> None:
+    _, live = sandbox.mint_key("prod-1")
+    _plant(tmp_path / "src", live)
+    sandbox.set_faults(rate=1.0, kinds=("500",))
+    done = _scan(tmp_path / "src", sandbox, "--verify")
+    assert done.returncode == 1, done.stderr
+    assert _verdicts(done) == {live.fingerprint: {"unknown"}}
+
+
+def test_scan_sends_nothing_without_verify(sandbox: Sandbox, tmp_path: Path) -> None:
+    _, live = sandbox.mint_key("prod-1")
+    _plant(tmp_path / "src", live)
+    done = _scan(tmp_path / "src", sandbox)
+    assert done.returncode == 1
+    assert _verdicts(done) == {live.fingerprint: {None}}
+    assert sandbox.request_log() == []
+
+
+def test_the_scan_command_does_not_import_httpx() -> None:
+    code = (
+        "import sys, keyguard.cli.scan, keyguard.scanner.hook; "
+        "sys.exit(1 if 'httpx' in sys.modules else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0
