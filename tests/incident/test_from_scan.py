@@ -27,16 +27,21 @@ def _git(repo: Path, *args: str, when: datetime | None = None) -> None:
 
 
 def _scan_history(repo: Path, out: Path) -> None:
-    """A history report of ``repo``: the real scanner's JSON, each finding with its commit.
-
-    ``keyguard scan --history`` lists no blobs yet on the scanner branch as merged here, so the
-    scan reads the work tree and the commit (the repo's only one) is added the way a history
-    report carries it. Switch to ``--history`` alone once that lands.
-    """
+    """A history report of ``repo``: the real scanner's JSON, each finding with its commit."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("KEYGUARD_CONFIG", None)
     done = subprocess.run(
-        [sys.executable, "-m", "keyguard", "scan", ".", "--format", "json", "--output", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "keyguard",
+            "scan",
+            "--history",
+            "--format",
+            "json",
+            "--output",
+            str(out),
+        ],
         cwd=repo,
         env=env,
         capture_output=True,
@@ -47,10 +52,7 @@ def _scan_history(repo: Path, out: Path) -> None:
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
     ).stdout.strip()
-    data = json.loads(out.read_text())
-    for finding in data["findings"]:
-        finding.setdefault("commit", head)
-    out.write_text(json.dumps(data))
+    assert {f.get("commit") for f in json.loads(out.read_text())["findings"]} == {head}
 
 
 def test_from_scan_matches_through_stores_and_hints(incident: Incident, tmp_path: Path) -> None:
