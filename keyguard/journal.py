@@ -1,0 +1,125 @@
+"""The rotation journal: one JSON line per step boundary, fsync'd, per environment, no keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from keyguard.errors import ConfigError
+from keyguard.keys import API_KEY_RE
+
+#: Set in tests only: ``KEYGUARD_TEST_CRASH_AT=create:after`` kills the process right after
+#: that entry is durable, the way a power cut or an OOM kill would.
+CRASH_ENV = "KEYGUARD_TEST_CRASH_AT"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One journal line."""
+
+    ts: datetime
+    rotation: str
+    step: str
+    phase: str
+    data: dict[str, Any]
+
+    @property
+    def point(self) -> str:
+        """``step:phase`` plus the store index when the entry is about one store."""
+        store = self.data.get("store_index")
+        return f"{self.step}:{self.phase}" if store is None else f"{self.step}:{store}:{self.phase}"
+
+
+class RotationJournal:
+    """Append-only JSON lines at ``<state_dir>/<env>.journal.jsonl`` (0600)."""
+
+    def __init__(self, state_dir: Path, environment: str) -> None:
+        self.environment = environment
+        self.path = Path(state_dir) / f"{environment}.journal.jsonl"
+
+    def append(self, rotation: str, step: str, phase: str, at: datetime, **data: Any) -> Entry:
+        """Write one entry durably (fsync of file and folder) before returning."""
+        entry = Entry(ts=at, rotation=rotation, step=step, phase=phase, data=data)
+        line = json.dumps(
+            {
+                "ts": at.isoformat(),
+                "env": self.environment,
+                "rotation": rotation,
+                "step": step,
+                "phase": phase,
+                **data,
+            },
+            sort_keys=True,
+        )
+        # A key must never reach the journal, whatever a caller passes in data.
+        if API_KEY_RE.search(line):
+            raise ValueError("refusing to write a key into the rotation journal")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (line + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(self.path.parent)
+        if os.environ.get(CRASH_ENV) == entry.point:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return entry
+
+    def entries(self) -> list[Entry]:
+        """Every entry in order; a torn last line (crash mid-write) is ignored."""
+        return list(self._read())
+
+    def _read(self) -> Iterator[Entry]:
+        try:
+            text = self.path.read_text("utf-8")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the rotation journal {self.path}: {exc.strerror}; "
+                "check the [state] dir setting and its permissions"
+            ) from None
+        lines = text.splitlines()
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+                ts = datetime.fromisoformat(obj.pop("ts"))
+                obj.pop("env", None)
+                yield Entry(
+                    ts=ts,
+                    rotation=str(obj.pop("rotation")),
+                    step=str(obj.pop("step")),
+                    phase=str(obj.pop("phase")),
+                    data=obj,
+                )
+            except (ValueError, KeyError, TypeError):
+                if number == len(lines):
+                    return  # torn final write: the step it announced did not complete
+                raise ConfigError(
+                    f"{self.path}:{number}: the rotation journal line is damaged; "
+                    "move the file aside to start over (the stores keep every key)"
+                ) from None
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,64 @@
+"""The rotation engine: create -> update -> verify -> revoke per environment, resumable."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from keyguard.config import Config
+from keyguard.journal import RotationJournal
+from keyguard.rotation.engine import (
+    Admin,
+    Clock,
+    Outcome,
+    RotationEngine,
+    Say,
+    VerificationError,
+    key_name,
+    utcnow,
+)
+from keyguard.rotation.ops import EnvStatus, rollback, rotation_request, status
+from keyguard.rotation.state import KeyRef, RotationState
+from keyguard.stores.interface import SecretStore
+
+__all__ = [
+    "Admin",
+    "EnvStatus",
+    "KeyRef",
+    "Outcome",
+    "RotationEngine",
+    "RotationState",
+    "VerificationError",
+    "key_name",
+    "open_engine",
+    "rollback",
+    "rotation_request",
+    "status",
+]
+
+
+def open_engine(
+    config: Config,
+    environment: str,
+    admin: Admin,
+    *,
+    stores: Sequence[SecretStore] | None = None,
+    clock: Clock = utcnow,
+    grace: timedelta | None = None,
+    force: bool = False,
+    say: Say | None = None,
+) -> RotationEngine:
+    """An engine for one configured environment, its stores opened from their URIs."""
+    from keyguard.stores import open_store
+
+    env = config.environment(environment)
+    return RotationEngine(
+        env,
+        admin=admin,
+        stores=list(stores) if stores is not None else [open_store(u) for u in env.stores],
+        journal=RotationJournal(config.state_dir, env.name),
+        clock=clock,
+        grace=grace,
+        force=force,
+        say=say,
+    )

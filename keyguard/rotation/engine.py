@@ -1,0 +1,561 @@
+"""The rotation state machine: create -> update -> verify -> revoke, resumable at every step."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from keyguard.config import Environment
+from keyguard.errors import (
+    ConflictError,
+    KeyguardError,
+    LeaseHeldError,
+    NotFoundError,
+    UsageError,
+)
+from keyguard.journal import RotationJournal
+from keyguard.keys import Secret, is_admin_key, is_api_key
+from keyguard.models import ApiKey, UsageRow, VerifyResult
+from keyguard.policy import format_duration
+from keyguard.rotation.state import KeyRef, RotationState, replay
+from keyguard.rotation.verify import run_check
+from keyguard.stores.interface import SecretStore, Stage, VersionMeta, stage_map
+
+Clock = Callable[[], datetime]
+Say = Callable[[str], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Admin(Protocol):
+    """The part of ``AdminClient`` the engine uses (a fake satisfies it in unit tests)."""
+
+    def get_key(self, key_id: str) -> ApiKey: ...
+    def update_key(
+        self, key_id: str, *, name: str | None = None, status: str | None = None
+    ) -> ApiKey: ...
+    def usage(
+        self,
+        key_ids: Sequence[str],
+        starting_at: datetime,
+        ending_at: datetime | None = None,
+        *,
+        bucket_width: str = "1h",
+        group_by_model: bool = False,
+    ) -> list[UsageRow]: ...
+    def verify_key(self, key: Secret) -> VerifyResult: ...
+    def find_key(self, key: Secret) -> ApiKey: ...
+
+
+class VerificationError(KeyguardError):
+    """The new key failed verification; the stores serve the old key again."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one run did for one environment."""
+
+    environment: str
+    finished: bool
+    message: str
+    waiting_for: str | None = None  # key, grace, report, drain
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.finished else 5
+
+
+def key_name(env: Environment, now: datetime) -> str:
+    """The Console name the template asks for (``{env}``, ``{service}``, ``{date:%Y%m%d}``)."""
+    try:
+        return env.key_name_template().format(
+            env=env.name, service=env.service or env.name, date=now
+        )
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UsageError(
+            f"key_name template {env.key_name_template()!r} of {env.name} is invalid ({exc}); "
+            "use {env}, {service} and {date:%Y%m%d}"
+        ) from None
+
+
+class RotationEngine:
+    """Rotates the key of one environment across all its stores, journaling every step."""
+
+    def __init__(
+        self,
+        env: Environment,
+        *,
+        admin: Admin,
+        stores: Sequence[SecretStore],
+        journal: RotationJournal,
+        clock: Clock = utcnow,
+        grace: timedelta | None = None,
+        force: bool = False,
+        say: Say | None = None,
+        lease_ttl: float = 900.0,
+    ) -> None:
+        self.env = env
+        self.admin = admin
+        self.stores = list(stores)
+        self.journal = journal
+        self.clock = clock
+        self.grace = env.policy.grace if grace is None else grace
+        self.force = force
+        self.say: Say = say or (lambda _msg: None)
+        self.lease_ttl = lease_ttl
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+    # ----------------------------------------------------------------- state
+    def history(self) -> list[RotationState]:
+        return replay(self.journal.entries())
+
+    def latest(self) -> RotationState | None:
+        states = self.history()
+        return states[-1] if states else None
+
+    def request_text(self) -> str:
+        """What a person must create and how to hand it over."""
+        where = f" in workspace {self.env.workspace}" if self.env.workspace else ""
+        return (
+            f"create an API key named {key_name(self.env, self.clock())!r}{where} in the "
+            "Anthropic Console (Settings > API keys), then hand it over: "
+            f"`keyguard deliver {self.env.name}` (hidden prompt) or pipe it into "
+            f"`keyguard rotate {self.env.name}`"
+        )
+
+    # ----------------------------------------------------------------- entry points
+    @contextmanager
+    def leased(self) -> Iterator[None]:
+        """Hold every store's lease, in store order, for the whole run."""
+        with ExitStack() as stack:
+            for store in self.stores:
+                try:
+                    stack.enter_context(store.lease(self.owner, self.lease_ttl))
+                except LeaseHeldError as exc:
+                    raise LeaseHeldError(
+                        f"{self.env.name}: another keyguard run is rotating this environment "
+                        f"({exc}); this run changed nothing, run it again once that one ends"
+                    ) from None
+            yield
+
+    def deliver(self, key: Secret) -> Outcome:
+        """The create step alone: check the key and store it as pending everywhere."""
+        with self.leased():
+            st = self._create(key)
+        return Outcome(
+            self.env.name,
+            True,
+            f"{self.env.name}: new key {st.new.label()} stored as pending in "
+            f"{len(self.stores)} store(s); `keyguard rotate {self.env.name}` puts it in service",
+        )
+
+    def rotate(self, key: Secret | None = None) -> Outcome:
+        """Create (if a key is given), then continue as far as the clock and traffic allow."""
+        with self.leased():
+            self._archive_due()
+            st = self.latest()
+            if key is not None:
+                st = self._create(key)
+            elif st is not None and st.phase == "creating":
+                st = self._resume_create(st)
+                if st is None:
+                    latest = self.latest()
+                    assert latest is not None
+                    return Outcome(
+                        self.env.name,
+                        False,
+                        f"{self.env.name}: the delivered key {latest.new.hint} is not stored "
+                        f"anywhere yet; deliver it again with `keyguard deliver {self.env.name}`",
+                        "key",
+                    )
+            if st is None or not st.in_flight:
+                return Outcome(
+                    self.env.name,
+                    False,
+                    f"{self.env.name}: waiting for a new key: " + self.request_text(),
+                    "key",
+                )
+            return self._continue(st)
+
+    def _continue(self, st: RotationState) -> Outcome:
+        key = self._new_key(st)
+        if st.updated_at is None:
+            self._promote(st, key)
+            st = self._reload(st)
+        if st.verified_at is None:
+            self._verify(st, key)
+            st = self._reload(st)
+        return self._revoke(st)
+
+    def _reload(self, st: RotationState) -> RotationState:
+        for s in self.history():
+            if s.token == st.token:
+                return s
+        raise AssertionError("rotation vanished from the journal")  # pragma: no cover
+
+    # ----------------------------------------------------------------- create
+    def _create(self, key: Secret) -> RotationState:
+        value = key.reveal()
+        if is_admin_key(value):
+            raise UsageError(
+                "that is an admin key (sk-ant-admin01-...); deliver the new API key "
+                "(sk-ant-api03-...) instead"
+            )
+        if not is_api_key(value):
+            raise UsageError(
+                f"the delivered value {key.redacted} is not an Anthropic API key "
+                "(sk-ant-api03- + 93 characters + AA); copy the whole key from the Console"
+            )
+        st = self.latest()
+        if st is not None and st.in_flight:
+            if st.new.fingerprint == key.fingerprint:
+                if st.phase == "creating":
+                    self._store_pending(st, key)
+                    return self._reload(st)
+                self.say(f"{self.env.name}: key {st.new.hint} was already delivered")
+                return st
+            if st.phase != "creating":
+                raise UsageError(
+                    f"{self.env.name} is in the middle of rotation {st.token} (new key "
+                    f"{st.new.hint}, {st.phase}); finish it with `keyguard rotate "
+                    f"{self.env.name}` or undo it with `keyguard rollback {self.env.name}` "
+                    "before delivering another key"
+                )
+            self._abandon(st, f"replaced by key {key.hint}")
+        for store in self.stores:
+            current = store.get(Stage.CURRENT)
+            if current is not None and current.fingerprint == key.fingerprint:
+                raise UsageError(
+                    f"key {key.hint} is already the current key in {store.uri}; "
+                    "create a new key in the Console"
+                )
+        api = self._identify_new(key)
+        olds = self._current_keys()
+        now = self.clock()
+        token = f"{self.env.name}-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        new = KeyRef(key.fingerprint, key.hint, api.id, api.name, api.workspace_id)
+        self.journal.append(
+            token,
+            "create",
+            "before",
+            now,
+            key=new.to_json(),
+            olds=[o.to_json() for o in olds],
+            expected_name=key_name(self.env, now),
+        )
+        st = self._reload_token(token)
+        self._store_pending(st, key)
+        return self._reload(st)
+
+    def _reload_token(self, token: str) -> RotationState:
+        for s in self.history():
+            if s.token == token:
+                return s
+        raise AssertionError("rotation vanished from the journal")  # pragma: no cover
+
+    def _identify_new(self, key: Secret) -> ApiKey:
+        try:
+            api = self.admin.find_key(key)
+        except NotFoundError:
+            raise NotFoundError(
+                f"no API key with hint {key.hint} exists in the organization of the admin key; "
+                "create it in that organization's Console and deliver it again"
+            ) from None
+        if api.status != "active":
+            raise UsageError(
+                f"key {key.hint} ({api.id}) is {api.status}, not active; create a new key"
+            )
+        if self.env.workspace and api.workspace_id != self.env.workspace:
+            raise UsageError(
+                f"key {key.hint} ({api.id}) belongs to workspace {api.workspace_id or 'default'}, "
+                f"but {self.env.name} uses {self.env.workspace}; create the key there"
+            )
+        expected = key_name(self.env, self.clock())
+        if api.name != expected:
+            self.say(f"{self.env.name}: note: key is named {api.name!r}, expected {expected!r}")
+        return api
+
+    def _current_keys(self) -> list[KeyRef]:
+        """The keys the stores serve now (adopted when keyguard never saw them)."""
+        found: dict[str, KeyRef] = {}
+        for store in self.stores:
+            current = store.get(Stage.CURRENT)
+            if current is None or current.fingerprint in found:
+                continue
+            meta = stage_map(store.describe()).get(Stage.CURRENT)
+            key_id = meta.meta.key_id if meta else None
+            name = workspace = None
+            if key_id is None:
+                try:
+                    api = self.admin.find_key(current)
+                    key_id, name, workspace = api.id, api.name, api.workspace_id
+                    self.say(f"{self.env.name}: adopting current key {current.hint} ({api.id})")
+                except (NotFoundError, UsageError):
+                    self.say(
+                        f"{self.env.name}: current key {current.hint} in {store.uri} is not in "
+                        "the organization's key list; keyguard will not revoke it"
+                    )
+            found[current.fingerprint] = KeyRef(
+                current.fingerprint, current.hint, key_id, name, workspace
+            )
+        return list(found.values())
+
+    def _store_pending(self, st: RotationState, key: Secret) -> None:
+        meta = VersionMeta(
+            key_id=st.new.id,
+            hint=st.new.hint,
+            fingerprint=st.new.fingerprint,
+            stored_at=self.clock(),
+            token=st.token,
+            environment=self.env.name,
+        )
+        for index, store in enumerate(self.stores):
+            if index in st.stored:
+                continue
+            self.journal.append(
+                st.token, "create", "before", self.clock(), store_index=index, store=store.uri
+            )
+            store.put_pending(key, meta)
+            self.journal.append(
+                st.token, "create", "after", self.clock(), store_index=index, store=store.uri
+            )
+        self.journal.append(st.token, "create", "after", self.clock())
+        self.say(f"{self.env.name}: new key {st.new.label()} stored as pending in every store")
+
+    def _resume_create(self, st: RotationState) -> RotationState | None:
+        """Finish storing a delivered key after a crash, reading it back from any store."""
+        for store in self.stores:
+            pending = store.get(Stage.PENDING)
+            if pending is not None and pending.fingerprint == st.new.fingerprint:
+                self._store_pending(st, pending)
+                return self._reload(st)
+        return None
+
+    def _abandon(self, st: RotationState, reason: str) -> None:
+        for store in self.stores:
+            store.discard_pending(st.token)
+        self.journal.append(st.token, "create", "closed", self.clock(), reason=reason)
+
+    # ----------------------------------------------------------------- update
+    def _new_key(self, st: RotationState) -> Secret:
+        """The new key's value, read back from the first store that has it."""
+        for store in self.stores:
+            for stage in (Stage.PENDING, Stage.CURRENT):
+                value = store.get(stage)
+                if value is not None and value.fingerprint == st.new.fingerprint:
+                    return value
+        raise ConflictError(
+            f"{self.env.name}: no store holds the key {st.new.hint} of rotation {st.token} any "
+            f"more; deliver a new key with `keyguard deliver {self.env.name}`"
+        )
+
+    def _promote(self, st: RotationState, key: Secret) -> None:
+        """Promote in store order; a failure stops here and the next run goes on from it.
+
+        Both keys stay active until verify has seen the new key in every store, so a store
+        that still serves the old key during the stop is safe.
+        """
+        del key
+        if not st.promote_started:
+            self.journal.append(st.token, "promote", "before", self.clock())
+        for index, store in enumerate(self.stores):
+            if index in st.promoted:
+                continue
+            self.journal.append(
+                st.token, "promote", "before", self.clock(), store_index=index, store=store.uri
+            )
+            store.promote(st.token)
+            self.journal.append(
+                st.token, "promote", "after", self.clock(), store_index=index, store=store.uri
+            )
+        self.journal.append(st.token, "promote", "after", self.clock())
+        self.say(f"{self.env.name}: every store now serves the new key {st.new.hint}")
+
+    # ----------------------------------------------------------------- verify
+    def _verify(self, st: RotationState, key: Secret) -> None:
+        self.journal.append(st.token, "verify", "before", self.clock())
+        problem = self._verify_problem(st, key)
+        if problem is None:
+            self.journal.append(st.token, "verify", "after", self.clock())
+            self.say(f"{self.env.name}: verified {st.new.hint} in every store and with the API")
+            return
+        self.journal.append(st.token, "verify", "failed", self.clock(), reason=problem)
+        served_again = self._restore_old(st)
+        self.journal.append(st.token, "verify", "closed", self.clock(), reason=f"failed: {problem}")
+        raise VerificationError(
+            f"{self.env.name}: the new key {st.new.hint} failed verification: {problem}. "
+            f"{served_again} Nothing was revoked; deliver another key when fixed."
+        )
+
+    def _verify_problem(self, st: RotationState, key: Secret) -> str | None:
+        for store in self.stores:
+            value = store.get(Stage.CURRENT)
+            if value is None or value.fingerprint != st.new.fingerprint:
+                got = value.hint if value else "nothing"
+                return f"{store.uri} serves {got} instead"
+        result = self.admin.verify_key(key)
+        if not result.usable:
+            return f"GET /v1/models refused it (HTTP {result.status_code})"
+        if self.env.workspace and result.workspace_id and result.workspace_id != self.env.workspace:
+            return f"it answers for workspace {result.workspace_id}, not {self.env.workspace}"
+        if self.env.check:
+            return run_check(self.env.check, self.env.name, st.new)
+        return None
+
+    def _restore_old(self, st: RotationState) -> str:
+        """Put the previous key back where the new one was promoted (old key is still active)."""
+        if not st.olds:
+            return "The stores had no key before; they keep the new one."
+        for store in self.stores:
+            value = store.get(Stage.CURRENT)
+            if value is not None and value.fingerprint == st.new.fingerprint:
+                store.rollback()
+        return "Every store serves the previous key again."
+
+    # ----------------------------------------------------------------- revoke
+    def _revoke(self, st: RotationState) -> Outcome:
+        assert st.updated_at is not None
+        olds = [k for k in st.revocable() if k.id not in st.revoked]
+        skipped = [k for k in st.olds if not k.id]
+        note = "".join(
+            f" Key {k.hint} was never identified: revoke it in the Console yourself."
+            for k in skipped
+        )
+        if olds and self.grace > timedelta(0):
+            waiting = self._drain_wait(st, olds)
+            if waiting is not None:
+                return waiting
+        if olds:
+            self._check_not_served(olds)
+        for old in olds:
+            assert old.id is not None
+            self.journal.append(
+                st.token, "revoke", "before", self.clock(), key_id=old.id, hint=old.hint
+            )
+            status = self.admin.get_key(old.id).status
+            if status == "active":
+                self.admin.update_key(old.id, status="inactive")
+            self.journal.append(
+                st.token, "revoke", "after", self.clock(), key_id=old.id, hint=old.hint
+            )
+            self.say(f"{self.env.name}: old key {old.label()} is now inactive")
+        for store in self.stores:
+            try:
+                store.retire_superseded()
+            except KeyguardError as exc:
+                self.say(f"{self.env.name}: note: could not tidy {store.uri}: {exc}")
+        self.journal.append(st.token, "revoke", "done", self.clock())
+        return Outcome(
+            self.env.name,
+            True,
+            f"{self.env.name}: rotation finished; {st.new.label()} serves"
+            + (f", {', '.join(k.hint for k in olds)} revoked" if olds else "")
+            + "."
+            + note,
+        )
+
+    def _drain_wait(self, st: RotationState, olds: list[KeyRef]) -> Outcome | None:
+        assert st.updated_at is not None
+        now = self.clock()
+        lag = self.env.policy.usage_lag
+        grace_end = st.updated_at + self.grace
+        names = ", ".join(k.label() for k in olds)
+        if now < grace_end:
+            return Outcome(
+                self.env.name,
+                False,
+                f"{self.env.name}: grace period: old key {names} stays active until "
+                f"{grace_end:%Y-%m-%d %H:%M:%S}Z ({format_duration(self.grace)} after the "
+                "update); run again then",
+                "grace",
+            )
+        if self.force:
+            self.say(f"{self.env.name}: --force: skipping the drain check for {names}")
+            return None
+        window_end = now - lag
+        if window_end < grace_end:
+            return Outcome(
+                self.env.name,
+                False,
+                f"{self.env.name}: the usage report lags {format_duration(lag)}; the drain check "
+                f"for {names} can run from {grace_end + lag:%Y-%m-%d %H:%M:%S}Z; run again then",
+                "report",
+            )
+        # The old key must have been idle for a whole grace period, read where the report
+        # is complete: traffic right after the update (consumers reloading) may have stopped.
+        start = max(st.updated_at, window_end - self.grace)
+        width = "1m" if window_end - start <= timedelta(hours=24) else "1h"
+        rows = self.admin.usage([k.id for k in olds if k.id], start, window_end, bucket_width=width)
+        traffic: dict[str, int] = {}
+        last: dict[str, datetime] = {}
+        for row in rows:
+            if row.api_key_id and row.total_tokens > 0:
+                traffic[row.api_key_id] = traffic.get(row.api_key_id, 0) + row.total_tokens
+                last[row.api_key_id] = max(last.get(row.api_key_id, row.ending_at), row.ending_at)
+        busy = [k for k in olds if k.id in traffic]
+        if not busy:
+            return None
+        detail = "; ".join(
+            f"{k.label()}: {traffic[k.id or '']} tokens between {start:%Y-%m-%d %H:%M}Z and "
+            f"{window_end:%Y-%m-%d %H:%M}Z (last in the bucket ending "
+            f"{last[k.id or '']:%Y-%m-%d %H:%M}Z)"
+            for k in busy
+        )
+        return Outcome(
+            self.env.name,
+            False,
+            f"{self.env.name}: not revoking, the old key still carries traffic: {detail}. "
+            "Some consumer still uses it: point it at the store's current key; run again later "
+            "(or --force in an incident)",
+            "drain",
+        )
+
+    def _check_not_served(self, olds: list[KeyRef]) -> None:
+        prints = {k.fingerprint: k for k in olds}
+        for store in self.stores:
+            value = store.get(Stage.CURRENT)
+            if value is not None and value.fingerprint in prints:
+                raise ConflictError(
+                    f"{self.env.name}: {store.uri} serves the old key "
+                    f"{prints[value.fingerprint].hint} again; not revoking it. Run "
+                    f"`keyguard status {self.env.name}` and rotate again"
+                )
+
+    # ----------------------------------------------------------------- archive
+    def _archive_due(self) -> None:
+        now = self.clock()
+        for st in self.history():
+            for old in st.archive_pending():
+                assert old.id is not None
+                if now < st.revoked[old.id] + self.env.policy.archive_after:
+                    continue
+                if any(
+                    (v := s.get(Stage.CURRENT)) is not None and v.fingerprint == old.fingerprint
+                    for s in self.stores
+                ):
+                    continue  # served again (rolled back by hand): never archive it
+                self.journal.append(st.token, "archive", "before", now, key_id=old.id)
+                if self.admin.get_key(old.id).status == "inactive":
+                    self.admin.update_key(old.id, status="archived")
+                self.journal.append(st.token, "archive", "after", now, key_id=old.id)
+                self.say(f"{self.env.name}: archived {old.label()}")
+
+
+def describe_meta(store: SecretStore, stage: Stage) -> dict[str, Any]:
+    """The metadata of the version at ``stage`` (for status), without its value."""
+    version = stage_map(store.describe()).get(stage)
+    if version is None:
+        return {}
+    return {
+        "key_id": version.meta.key_id,
+        "hint": version.meta.hint,
+        "stored_at": version.meta.stored_at,
+    }

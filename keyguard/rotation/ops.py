@@ -1,0 +1,219 @@
+"""Rollback, status and rotation requests: the operations around the state machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from keyguard.errors import ConflictError, KeyguardError, NotFoundError, UsageError
+from keyguard.policy import format_duration
+from keyguard.rotation.engine import Outcome, RotationEngine, key_name
+from keyguard.rotation.state import RotationState
+from keyguard.stores.interface import SecretStore, Stage, stage_map
+
+
+def rollback(engine: RotationEngine) -> Outcome:
+    """Serve the previous key again everywhere, re-activating it first if it was inactive."""
+    name = engine.env.name
+    with engine.leased():
+        st = engine.latest()
+        if st is not None and st.phase in ("creating", "delivered"):
+            engine._abandon(st, "rolled back before the update")
+            return Outcome(
+                name,
+                True,
+                f"{name}: pending key {st.new.hint} discarded; the "
+                "stores serve what they served before",
+            )
+        live = st if st is not None and not st.closed else None
+        todo = [s for s in engine.stores if _needs_rollback(s, live)]
+        if not todo:
+            raise UsageError(
+                f"{name}: nothing to roll back: no store serves a key with a "
+                "previous one to go back to"
+            )
+        for store in todo:  # every key first, before any store changes
+            _ensure_active(engine, store, live)
+        token = live.token if live else f"{name}-rollback-{engine.clock():%Y%m%dT%H%M%SZ}"
+        engine.journal.append(token, "rollback", "before", engine.clock())
+        for index, store in enumerate(engine.stores):
+            if store in todo:
+                store.rollback()
+                engine.journal.append(
+                    token, "rollback", "after", engine.clock(), store_index=index, store=store.uri
+                )
+            elif live is not None:
+                store.discard_pending(live.token)
+        engine.journal.append(token, "rollback", "closed", engine.clock(), reason="rolled back")
+        served = todo[0].get(Stage.CURRENT)
+        hint = served.hint if served else "?"
+        extra = (
+            (
+                f" The newer key {live.new.label()} is still active; deactivate it in the "
+                "Console if it should not be used."
+            )
+            if live
+            else ""
+        )
+        return Outcome(name, True, f"{name}: {len(todo)} store(s) serve {hint} again.{extra}")
+
+
+def _needs_rollback(store: SecretStore, live: RotationState | None) -> bool:
+    current = store.get(Stage.CURRENT)
+    if live is not None:
+        return (
+            current is not None and current.fingerprint == live.new.fingerprint and bool(live.olds)
+        )
+    return current is not None and store.get(Stage.PREVIOUS) is not None
+
+
+def _ensure_active(engine: RotationEngine, store: SecretStore, live: RotationState | None) -> None:
+    previous = store.get(Stage.PREVIOUS)
+    if previous is None:
+        raise ConflictError(f"{store.uri} has no previous key to serve again")
+    key_id = None
+    if live is not None:
+        key_id = next((o.id for o in live.olds if o.fingerprint == previous.fingerprint), None)
+    if key_id is None:
+        version = stage_map(store.describe()).get(Stage.PREVIOUS)
+        key_id = version.meta.key_id if version else None
+    if key_id is None:
+        try:
+            key_id = engine.admin.find_key(previous).id
+        except (NotFoundError, UsageError):
+            engine.say(
+                f"note: {previous.hint} is not in the organization's key list; "
+                "cannot check that it is active"
+            )
+            return
+    status = engine.admin.get_key(key_id).status
+    if status == "archived" or status == "expired":
+        raise ConflictError(
+            f"{engine.env.name}: the previous key {previous.hint} ({key_id}) is {status} and "
+            "cannot serve again; deliver a new key instead"
+        )
+    if status != "active":
+        engine.admin.update_key(key_id, status="active")
+        engine.say(f"{engine.env.name}: re-activated {previous.hint} ({key_id})")
+
+
+@dataclass(frozen=True)
+class EnvStatus:
+    """One environment at a glance."""
+
+    environment: str
+    phase: str
+    current: str | None  # hint (and id) of the served key
+    age: timedelta | None
+    due: bool
+    waiting_for: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "phase": self.phase,
+            "current": self.current,
+            "age_days": round(self.age.total_seconds() / 86400, 1) if self.age else None,
+            "due": self.due,
+            "waiting_for": self.waiting_for,
+        }
+
+
+def status(engine: RotationEngine) -> EnvStatus:
+    """Where the environment's rotation stands and what it waits for (reads only)."""
+    env = engine.env
+    st = engine.latest()
+    current, created = _served(engine)
+    now = engine.clock()
+    age = now - created if created else None
+    due = current is None or (age is not None and age >= env.policy.due_after)
+    phase = st.phase if st is not None else "idle"
+    if st is not None and st.in_flight:
+        waiting = _in_flight_wait(engine, st)
+    elif current is None:
+        waiting = "a first key: " + engine.request_text()
+    elif due:
+        waiting = (
+            f"a new key (current is {_days(age)} old, due after "
+            f"{format_duration(env.policy.due_after)}): " + engine.request_text()
+        )
+    elif created is not None:
+        waiting = f"nothing; next rotation due {created + env.policy.due_after:%Y-%m-%d}"
+    else:
+        waiting = "nothing (the current key's age is unknown)"
+    if st is not None and st.phase == "revoked":
+        waiting += (
+            f"; archives {', '.join(k.hint for k in st.archive_pending())} after "
+            f"{format_duration(env.policy.archive_after)}"
+        )
+    return EnvStatus(env.name, phase, current, age, due and not (st and st.in_flight), waiting)
+
+
+def _days(age: timedelta | None) -> str:
+    return f"{age.days}d" if age is not None else "?"
+
+
+def _in_flight_wait(engine: RotationEngine, st: RotationState) -> str:
+    run = f"run `keyguard rotate {engine.env.name}`"
+    if st.phase == "creating":
+        return (
+            f"the delivered key {st.new.hint} to be stored in every store "
+            f"({len(st.stored)} of {len(engine.stores)}); {run}"
+        )
+    if st.phase == "delivered":
+        return f"the update: {st.new.hint} is pending in every store; {run}"
+    if st.phase == "updating":
+        return f"the update to finish ({len(st.promoted)} of {len(engine.stores)} stores); {run}"
+    if st.phase == "updated":
+        return f"verification of {st.new.hint}; {run}"
+    olds = [k for k in st.revocable() if k.id not in st.revoked]
+    if not olds:
+        return f"the revoke step to close the rotation; {run}"
+    try:
+        outcome = engine._drain_wait(st, olds)
+    except KeyguardError as exc:
+        return f"the drain check (usage report unavailable: {exc})"
+    if outcome is None:
+        return f"nothing: the old key can be revoked now; {run}"
+    return outcome.message.split(": ", 1)[1]
+
+
+def _served(engine: RotationEngine) -> tuple[str | None, datetime | None]:
+    """The served key's label and creation time (Admin API, else when it was stored)."""
+    for store in engine.stores:
+        value = store.get(Stage.CURRENT)
+        if value is None:
+            continue
+        version = stage_map(store.describe()).get(Stage.CURRENT)
+        meta = version.meta if version else None
+        key_id = meta.key_id if meta else None
+        created = None
+        try:
+            api = engine.admin.get_key(key_id) if key_id else engine.admin.find_key(value)
+            key_id, created = api.id, api.created_at
+        except (NotFoundError, UsageError):
+            pass
+        if created is None and meta is not None:
+            created = meta.stored_at
+        return (f"{value.hint} ({key_id})" if key_id else value.hint), created
+    return None, None
+
+
+def rotation_request(engine: RotationEngine, why: str) -> dict[str, Any]:
+    """A request for a person: what to create, where, and how to hand it over (Slack ``text``)."""
+    env = engine.env
+    name = key_name(env, engine.clock())
+    text = (
+        f"keyguard: environment *{env.name}* needs a new Anthropic API key ({why}). "
+        + engine.request_text()[0].upper()
+        + engine.request_text()[1:]
+        + ". The next scheduled run finishes the rotation."
+    )
+    return {
+        "text": text,
+        "environment": env.name,
+        "key_name": name,
+        "workspace": env.workspace,
+        "deliver": f"keyguard deliver {env.name}",
+    }
