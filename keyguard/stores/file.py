@@ -1,0 +1,396 @@
+"""``file:PATH``: the zero-setup store, versions and stages in one 0600 JSON document.
+
+Writes take an exclusive ``flock`` on ``PATH.lock``, then replace the document atomically
+(temp file, fsync, rename, fsync of the folder), so a reader sees the old or the new document,
+never half of one. ``?passphrase_env=NAME`` encrypts each value with AES-GCM under a key
+derived by scrypt from that variable's passphrase.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from keyguard.errors import AuthError, ConfigError, ConflictError, UnavailableError, UsageError
+from keyguard.keys import Secret
+from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
+from keyguard.stores.lease import LeaseRecord, hold_lease
+from keyguard.stores.uri import extract_field, merge_field, parse_store_uri
+
+FORMAT = "keyguard-file-store"
+ADOPTED_ID = "adopted"
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+Doc = dict[str, Any]
+
+
+def meta_to_json(meta: VersionMeta) -> dict[str, str]:
+    """``VersionMeta`` as a flat dict of strings, dropping empty fields."""
+    out = {
+        "key_id": meta.key_id,
+        "hint": meta.hint,
+        "fingerprint": meta.fingerprint,
+        "stored_at": meta.stored_at.isoformat() if meta.stored_at else None,
+        "token": meta.token,
+        "environment": meta.environment,
+    }
+    return {k: v for k, v in out.items() if v}
+
+
+def meta_from_json(data: dict[str, Any]) -> VersionMeta:
+    stored = data.get("stored_at")
+    try:
+        stored_at = datetime.fromisoformat(stored) if isinstance(stored, str) else None
+    except ValueError:
+        stored_at = None
+    return VersionMeta(
+        key_id=data.get("key_id"),
+        hint=data.get("hint"),
+        fingerprint=data.get("fingerprint"),
+        stored_at=stored_at,
+        token=data.get("token"),
+        environment=data.get("environment"),
+    )
+
+
+class _Cipher:
+    """AES-GCM per value; AAD binds each ciphertext to its version id."""
+
+    def __init__(self, passphrase: str, salt: bytes) -> None:
+        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+        key = Scrypt(salt=salt, length=32, **_SCRYPT).derive(passphrase.encode("utf-8"))
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._aead = AESGCM(key)
+
+    def seal(self, version_id: str, plaintext: str) -> dict[str, str]:
+        nonce = os.urandom(12)
+        ct = self._aead.encrypt(nonce, plaintext.encode("utf-8"), version_id.encode("utf-8"))
+        return {"nonce": _b64(nonce), "ct": _b64(ct)}
+
+    def open(self, version_id: str, box: dict[str, str], where: str) -> str:
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            nonce, ct = base64.b64decode(box["nonce"]), base64.b64decode(box["ct"])
+            data = self._aead.decrypt(nonce, ct, version_id.encode("utf-8"))
+        except (InvalidTag, KeyError, ValueError, TypeError):
+            raise AuthError(
+                f"store {where}: cannot decrypt version {version_id}: wrong passphrase or a "
+                "tampered file; check the passphrase variable"
+            ) from None
+        return data.decode("utf-8")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class FileStore:
+    """One key's versions in a local JSON document (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        field: str | None = None,
+        passphrase_env: str | None = None,
+        uri: str | None = None,
+    ) -> None:
+        self.path = path
+        self.field = field
+        self.passphrase_env = passphrase_env
+        self.uri = uri or f"file:{path}"
+        self._cipher: _Cipher | None = None
+        self._salt: bytes | None = None
+        # Tests swap this to simulate a crash before the rename.
+        self._replace: Callable[[str, str], None] = os.replace
+
+    @classmethod
+    def from_uri(cls, uri: str) -> FileStore:
+        parsed = parse_store_uri(uri)
+        parsed.check_options({"passphrase_env"})
+        if parsed.authority is not None or not parsed.path:
+            raise ConfigError(f"store {uri!r}: expected file:PATH, e.g. file:.keyguard/prod.json")
+        return cls(
+            Path(parsed.path).expanduser(),
+            field=parsed.field,
+            passphrase_env=parsed.opt("passphrase_env"),
+            uri=uri,
+        )
+
+    # -- document I/O -------------------------------------------------------------------------
+
+    def _io_error(self, exc: OSError, doing: str) -> Exception:
+        if isinstance(exc, PermissionError):
+            return AuthError(
+                f"store {self.uri}: permission denied {doing} {self.path}; "
+                "check the file's owner and mode"
+            )
+        return UnavailableError(f"store {self.uri}: cannot {doing} {self.path}: {exc.strerror}")
+
+    def _load(self) -> Doc:
+        try:
+            text = self.path.read_text("utf-8")
+        except FileNotFoundError:
+            return self._empty()
+        except OSError as exc:
+            raise self._io_error(exc, "reading") from None
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and doc.get("format") == FORMAT:
+            self._check_encryption(doc)
+            return doc
+        value = text.strip()
+        if not value:
+            return self._empty()
+        # Put there by hand: one plain version, adopted as current.
+        fresh = self._empty()
+        fresh["versions"].append(
+            {
+                "id": ADOPTED_ID,
+                "stages": [Stage.CURRENT.value],
+                "meta": {},
+                "value": self._seal(fresh, ADOPTED_ID, value),
+            }
+        )
+        return fresh
+
+    def _empty(self) -> Doc:
+        doc: Doc = {"format": FORMAT, "version": 1, "versions": [], "lease": None}
+        if self.passphrase_env:
+            self._salt = self._salt or os.urandom(16)
+            doc["encryption"] = {"kdf": "scrypt", "salt": _b64(self._salt), **_SCRYPT}
+        return doc
+
+    def _check_encryption(self, doc: Doc) -> None:
+        enc = doc.get("encryption")
+        if enc and not self.passphrase_env:
+            raise ConfigError(
+                f"store {self.uri}: the file is encrypted; add ?passphrase_env=NAME to the URI"
+            )
+        if not enc and self.passphrase_env and doc["versions"]:
+            raise ConfigError(
+                f"store {self.uri}: the file is not encrypted but the URI sets "
+                "passphrase_env; drop it, or move the key to a new file"
+            )
+        if enc:
+            self._salt = base64.b64decode(enc["salt"])
+
+    def _cipher_for(self) -> _Cipher:
+        if self._cipher is None:
+            assert self.passphrase_env is not None and self._salt is not None
+            passphrase = os.environ.get(self.passphrase_env, "")
+            if not passphrase:
+                raise AuthError(
+                    f"store {self.uri}: ${self.passphrase_env} is empty; export the "
+                    "passphrase that encrypts this store"
+                )
+            self._cipher = _Cipher(passphrase, self._salt)
+        return self._cipher
+
+    def _seal(self, doc: Doc, version_id: str, value: str) -> Any:
+        if "encryption" not in doc:
+            return value
+        return self._cipher_for().seal(version_id, value)
+
+    def _open(self, doc: Doc, version: dict[str, Any]) -> str | None:
+        box = version.get("value")
+        if box is None or "encryption" not in doc:
+            return box if isinstance(box, str) or box is None else None
+        return self._cipher_for().open(version["id"], box, self.uri)
+
+    def _save(self, doc: Doc) -> None:
+        folder = self.path.parent
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise self._io_error(exc, "writing") from None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:  # mkstemp creates it 0600
+                json.dump(doc, fh, indent=2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._replace(tmp, str(self.path))
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise self._io_error(exc, "writing") from None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[Doc]:
+        """Exclusive lock, then the current document; written back by the caller via _save."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise self._io_error(exc, "locking") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield self._load()
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _find(
+        doc: Doc, *, stage: Stage | None = None, vid: str | None = None
+    ) -> dict[str, Any] | None:
+        for v in doc["versions"]:
+            if (stage is not None and stage.value in v["stages"]) or (
+                vid is not None and v["id"] == vid
+            ):
+                return v  # type: ignore[no-any-return]
+        return None
+
+    @staticmethod
+    def _move(doc: Doc, stage: Stage, to: dict[str, Any] | None) -> None:
+        for v in doc["versions"]:
+            if stage.value in v["stages"]:
+                v["stages"].remove(stage.value)
+        if to is not None:
+            to["stages"].append(stage.value)
+
+    # -- SecretStore --------------------------------------------------------------------------
+
+    def get(self, stage: Stage = Stage.CURRENT) -> Secret | None:
+        doc = self._load()
+        version = self._find(doc, stage=stage)
+        if version is None:
+            return None
+        value = extract_field(self._open(doc, version), self.field, self.uri)
+        return Secret(value) if value else None
+
+    def put_pending(self, value: Secret, meta: VersionMeta) -> str:
+        token = meta.token
+        if not token:
+            raise UsageError("put_pending needs a rotation token in meta.token")
+        with self._locked() as doc:
+            existing = self._find(doc, vid=token)
+            if existing is not None:
+                stored = extract_field(self._open(doc, existing), self.field, self.uri)
+                if stored != value.reveal():
+                    raise ConflictError(
+                        f"store {self.uri}: rotation token {token} already stored a different "
+                        "key; start a new rotation (a new token) instead of reusing this one"
+                    )
+                if existing["stages"]:
+                    return token
+                self._move(doc, Stage.PENDING, existing)
+            else:
+                current = self._find(doc, stage=Stage.CURRENT)
+                base = self._open(doc, current) if current else None
+                raw = merge_field(base, self.field, value.reveal(), self.uri)
+                stored_at = meta.stored_at or datetime.now(UTC)
+                record = {
+                    "id": token,
+                    "stages": [],
+                    "value": self._seal(doc, token, raw),
+                    "meta": meta_to_json(_with(meta, stored_at=stored_at)),
+                }
+                doc["versions"].append(record)
+                self._move(doc, Stage.PENDING, record)
+            self._save(doc)
+        return token
+
+    def promote(self, token: str) -> None:
+        with self._locked() as doc:
+            version = self._find(doc, vid=token)
+            stages = version["stages"] if version else []
+            if version is None or (
+                Stage.PENDING.value not in stages and Stage.CURRENT.value not in stages
+            ):
+                raise ConflictError(
+                    f"store {self.uri}: rotation {token} has no pending version to promote "
+                    "(another run replaced or discarded it); run `keyguard status` to see why"
+                )
+            if Stage.CURRENT.value in stages:
+                if Stage.PENDING.value not in stages:
+                    return
+                stages.remove(Stage.PENDING.value)
+            else:
+                old = self._find(doc, stage=Stage.CURRENT)
+                self._move(doc, Stage.PENDING, None)
+                self._move(doc, Stage.PREVIOUS, old)
+                self._move(doc, Stage.CURRENT, version)
+            self._save(doc)
+
+    def rollback(self) -> None:
+        with self._locked() as doc:
+            previous = self._find(doc, stage=Stage.PREVIOUS)
+            if previous is None:
+                raise ConflictError(f"store {self.uri}: no previous version to roll back to")
+            current = self._find(doc, stage=Stage.CURRENT)
+            self._move(doc, Stage.CURRENT, previous)
+            self._move(doc, Stage.PREVIOUS, current)
+            self._save(doc)
+
+    def discard_pending(self, token: str) -> None:
+        with self._locked() as doc:
+            version = self._find(doc, vid=token)
+            if version is None or Stage.PENDING.value not in version["stages"]:
+                return
+            version["stages"].remove(Stage.PENDING.value)
+            self._save(doc)
+
+    def describe(self) -> list[StoreVersion]:
+        doc = self._load()
+        return [
+            StoreVersion(
+                v["id"],
+                frozenset(Stage(s) for s in v["stages"]),
+                meta_from_json(v.get("meta") or {}),
+            )
+            for v in reversed(doc["versions"])
+        ]
+
+    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
+        def read() -> tuple[LeaseRecord | None, str | None]:
+            doc = self._load()
+            return LeaseRecord.decode(doc.get("lease")), doc.get("lease")
+
+        def write_if(seen: str | None, record: LeaseRecord | None) -> bool:
+            with self._locked() as doc:
+                if doc.get("lease") != seen:
+                    return False
+                doc["lease"] = record.encode() if record else None
+                self._save(doc)
+            return True
+
+        return hold_lease(read, write_if, owner, ttl_seconds, self.uri)
+
+    def retire_superseded(self) -> None:
+        """Drop the values (keep the metadata) of versions that hold no stage."""
+        with self._locked() as doc:
+            changed = False
+            for v in doc["versions"]:
+                if not v["stages"] and v.get("value") is not None:
+                    v["value"] = None
+                    changed = True
+            if changed:
+                self._save(doc)
+
+
+def _with(meta: VersionMeta, **changes: Any) -> VersionMeta:
+    from dataclasses import replace
+
+    return replace(meta, **changes)
