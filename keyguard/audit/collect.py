@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from keyguard.audit import judge
@@ -20,6 +21,7 @@ from keyguard.audit.model import (
 )
 from keyguard.audit.stores import Opener, read_stores
 from keyguard.config import Config, Environment
+from keyguard.errors import KeyguardError
 from keyguard.models import ApiKey, UsageRow
 
 #: ``(task, done, total)``: task is ``"stores"``, ``"keys"`` or ``"usage"``; total may be unknown.
@@ -109,6 +111,24 @@ def usage_totals(
     return out
 
 
+def journal_last_rotation(state_dir: Path) -> LastRotation:
+    """When each environment's current key went into service, per its rotation journal."""
+    from keyguard.journal import RotationJournal
+
+    def last(env: Environment) -> datetime | None:
+        try:
+            entries = RotationJournal(state_dir, env.name).entries()
+        except KeyguardError:
+            return None  # a damaged journal is `keyguard status`'s business, not the audit's
+        promoted = [e.ts for e in entries if e.step == "promote" and e.phase == "after"]
+        if not promoted:
+            return None
+        ts = max(promoted)
+        return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+    return last
+
+
 def _first_current(views: Sequence[StoreView]) -> StageView | None:
     return next((s.current for s in views if s.error is None and s.current is not None), None)
 
@@ -141,6 +161,8 @@ def run_audit(
         config.environments.values()
     )
     now = clock()
+    if last_rotation is None:
+        last_rotation = journal_last_rotation(config.state_dir)
     # Every environment's stores are read, not only the selected ones: sharing and
     # unmanaged keys are only true statements against the whole configuration.
     everything = list(config.environments.values())

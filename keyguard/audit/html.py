@@ -87,13 +87,14 @@ def _chart(envs: tuple[EnvironmentReport, ...]) -> str:
                 )
     if len(limits) == 1:
         due, max_age = next(iter(limits))
-        for cls, lim, label in (("due", due, "due"), ("max", max_age, "max")):
+        # The due label sits left of its line and the max label right of it: they never touch.
+        for cls, lim, anchor, dx in (("due", due, "end", -3), ("max", max_age, "start", 3)):
             lx = x(days(lim))
             out.append(
                 f'<line class="{cls}" data-days="{days(lim):g}" x1="{lx}" y1="{TOP - 10}" '
                 f'x2="{lx}" y2="{bottom}"/>'
-                f'<text class="limit" x="{lx}" y="{TOP - 14}" text-anchor="middle">'
-                f"{label} {days(lim):g}d</text>"
+                f'<text class="limit" x="{lx + dx}" y="{TOP - 14}" text-anchor="{anchor}">'
+                f"{cls} {days(lim):g}d</text>"
             )
     out.append(
         f'<text x="{LABEL_W}" y="{bottom + 20}">age in days (0 to {scale_max:.0f})</text></svg>'
