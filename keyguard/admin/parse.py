@@ -1,0 +1,115 @@
+"""Lenient parsing of Admin API answers: unknown fields ignored, unknown values kept, nulls ok."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from keyguard.models import ApiKey, UsageRow, Workspace
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 string as an aware datetime (UTC if no zone given); None if absent or bad."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, the form the API documents."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    return 0
+
+
+def parse_api_key(data: Any) -> ApiKey:
+    """An ``api_key`` object; raises ValueError only when it has no id."""
+    if not isinstance(data, dict) or not _str(data.get("id")):
+        raise ValueError("API key object without an id")
+    created_by = data.get("created_by")
+    creator = _str(created_by.get("id")) if isinstance(created_by, dict) else _str(created_by)
+    # Not ``scope.workspace_id``: that names the default workspace by its real id, while a
+    # null ``workspace_id`` is how the API says "default workspace".
+    workspace = _str(data.get("workspace_id"))
+    return ApiKey(
+        id=data["id"],
+        name=_str(data.get("name")) or "",
+        status=_str(data.get("status")) or "unknown",
+        created_at=parse_time(data.get("created_at")),
+        workspace_id=workspace,
+        partial_key_hint=_str(data.get("partial_key_hint")),
+        expires_at=parse_time(data.get("expires_at")),
+        created_by=creator,
+        raw=dict(data),
+    )
+
+
+def parse_workspace(data: Any) -> Workspace:
+    """A ``workspace`` object; raises ValueError only when it has no id."""
+    if not isinstance(data, dict) or not _str(data.get("id")):
+        raise ValueError("workspace object without an id")
+    tags = data.get("tags")
+    clean = {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {}
+    return Workspace(
+        id=data["id"],
+        name=_str(data.get("name")) or "",
+        tags=clean,
+        archived_at=parse_time(data.get("archived_at")),
+    )
+
+
+def _cache_creation(result: dict[str, Any]) -> int:
+    nested = result.get("cache_creation")
+    if isinstance(nested, dict):
+        return sum(_int(v) for v in nested.values())
+    return _int(result.get("cache_creation_input_tokens"))
+
+
+def parse_usage_page(data: Any) -> list[UsageRow]:
+    """The rows of one usage-report page: one per bucket and group that has a result."""
+    rows: list[UsageRow] = []
+    buckets = data.get("data") if isinstance(data, dict) else None
+    for bucket in buckets if isinstance(buckets, list) else []:
+        if not isinstance(bucket, dict):
+            continue
+        start, end = parse_time(bucket.get("starting_at")), parse_time(bucket.get("ending_at"))
+        results = bucket.get("results")
+        if start is None or end is None or not isinstance(results, list):
+            continue
+        for result in results:
+            if not isinstance(result, dict):
+                continue
+            rows.append(
+                UsageRow(
+                    starting_at=start,
+                    ending_at=end,
+                    api_key_id=_str(result.get("api_key_id")),
+                    uncached_input_tokens=_int(result.get("uncached_input_tokens")),
+                    cache_read_input_tokens=_int(result.get("cache_read_input_tokens")),
+                    cache_creation_input_tokens=_cache_creation(result),
+                    output_tokens=_int(result.get("output_tokens")),
+                    model=_str(result.get("model")),
+                )
+            )
+    return rows

@@ -1,0 +1,197 @@
+"""A local sandbox of Anthropic's Admin API (the way moto serves AWS), in-process or standalone.
+
+>>> with Sandbox() as sb:                      # doctest: +SKIP
+...     key_id, secret = sb.mint_key("dev-1")
+...     sb.client().find_key(secret).id == key_id
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from keyguard.admin.client import AdminClient
+from keyguard.admin.sandbox.handler import SandboxServer
+from keyguard.admin.sandbox.state import FAULT_KINDS, SandboxState
+from keyguard.errors import UsageError
+from keyguard.keys import Secret
+
+__all__ = ["FAULT_KINDS", "Sandbox"]
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _ts(value: datetime | float | None) -> float | None:
+    if value is None or isinstance(value, int | float):
+        return value
+    return value.timestamp()
+
+
+class Sandbox:
+    """The sandbox server plus the Console-side controls tests and demos need."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        state_file: str | Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+    ) -> None:
+        if host not in _LOOPBACK:
+            raise UsageError(f"the sandbox serves loopback only, not {host!r}")
+        self.host = host
+        self.port = port
+        self.state = SandboxState(Path(state_file) if state_file else None)
+        self._server: SandboxServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def bind(self) -> SandboxServer:
+        """Open the listening socket (once); ``url`` is known from here on."""
+        if self._server is None:
+            self._server = SandboxServer((self.host, self.port), self.state)
+            self.port = self._server.server_address[1]
+        return self._server
+
+    def start(self) -> Sandbox:
+        """Bind and serve in a background thread; returns self."""
+        if self._thread is None:
+            server = self.bind()
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"keyguard-sandbox-{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted (``keyguard sandbox``)."""
+        server = self.bind()
+        try:
+            server.serve_forever(poll_interval=0.2)
+        finally:
+            server.close_connections()
+            server.server_close()
+            self._server = None
+
+    def stop(self) -> None:
+        """Stop serving and close every open connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"Sandbox(url={self.url!r})"
+
+    # -- facts ------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def admin_key(self) -> Secret:
+        """The admin key this sandbox accepts (its own; not an Anthropic key)."""
+        return self.state.admin_key
+
+    def client(self, **kwargs: Any) -> AdminClient:
+        """An ``AdminClient`` pointed at this sandbox."""
+        return AdminClient(self.admin_key, self.url, **kwargs)
+
+    def requests(self, key_id: str) -> int:
+        """How many API requests ``key_id`` has made to the sandbox."""
+        with self.state.lock:
+            count: int = self.state.key(key_id)["requests"]
+            return count
+
+    # -- the Console ------------------------------------------------------------------------
+
+    def add_workspace(self, name: str, tags: dict[str, str] | None = None) -> str:
+        """Create a workspace; returns its ``wrkspc_...`` id."""
+        ws_id: str = self.state.add_workspace(name, tags)["id"]
+        return ws_id
+
+    def mint_key(
+        self,
+        name: str,
+        workspace_id: str | None = None,
+        created_at: datetime | float | None = None,
+        expires_at: datetime | float | None = None,
+        *,
+        age: timedelta | None = None,
+    ) -> tuple[str, Secret]:
+        """Create a key as the Console does: ``(key id, secret)``; the secret is shown once."""
+        created = _ts(created_at)
+        if created is None and age is not None:
+            created = self.state.now() - age.total_seconds()
+        view, secret = self.state.mint_key(name, workspace_id, created, _ts(expires_at))
+        return view["id"], secret
+
+    def record_usage(
+        self,
+        key_id: str,
+        at: datetime | float | None = None,
+        model: str = "claude-sonnet-4-5",
+        input_tokens: int = 100,
+        output_tokens: int = 20,
+        **tokens: int,
+    ) -> None:
+        """Record traffic for a key (as if it had called the Messages API at ``at``)."""
+        self.state.record_usage(
+            key_id,
+            at=_ts(at),
+            model=model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            **tokens,
+        )
+
+    def set_faults(
+        self,
+        rate: float = 1.0,
+        kinds: Sequence[str] = ("429",),
+        retry_after: float = 0,
+        latency: float = 0.0,
+        count: int | None = None,
+    ) -> None:
+        """Answer ``/v1/`` requests with faults at ``rate`` (429 500 529 latency drop)."""
+        unknown = [k for k in kinds if k not in FAULT_KINDS]
+        if unknown:
+            raise UsageError(f"unknown fault kind {unknown[0]!r}: use {', '.join(FAULT_KINDS)}")
+        with self.state.lock:
+            faults = self.state.faults
+            faults.rate, faults.kinds = rate, tuple(kinds)
+            faults.retry_after, faults.latency, faults.count = retry_after, latency, count
+
+    def clear_faults(self) -> None:
+        """No more faults."""
+        self.set_faults(rate=0.0, kinds=())
+
+    @property
+    def faults_injected(self) -> int:
+        return self.state.faults.injected

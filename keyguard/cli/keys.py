@@ -1,0 +1,122 @@
+"""``keyguard keys``: list, show and find API keys through Anthropic's Admin API."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime
+from typing import Any
+
+import click
+
+from keyguard.cli.common import admin_client, load, read_key
+from keyguard.models import KEY_STATUSES, ApiKey
+
+
+def key_dict(key: ApiKey) -> dict[str, Any]:
+    """An ApiKey as plain JSON-ready data (never a secret: the API has none to give)."""
+
+    def when(value: datetime | None) -> str | None:
+        return value.isoformat().replace("+00:00", "Z") if value else None
+
+    return {
+        "id": key.id,
+        "name": key.name,
+        "status": key.status,
+        "workspace_id": key.workspace_id,
+        "created_at": when(key.created_at),
+        "expires_at": when(key.expires_at),
+        "partial_key_hint": key.partial_key_hint,
+        "created_by": key.created_by,
+    }
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    # Not a terminal (a pipe, a test): wide enough that ids are never cut.
+    width = max(shutil.get_terminal_size((160, 24)).columns, 160)
+    return Console(width=width, highlight=False, soft_wrap=True)
+
+
+def _table(keys: list[ApiKey]) -> None:
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("ID", "NAME", "STATUS", "WORKSPACE", "CREATED", "EXPIRES", "HINT"):
+        table.add_column(column, no_wrap=True)
+    for key in keys:
+        d = key_dict(key)
+        table.add_row(
+            d["id"],
+            d["name"],
+            d["status"],
+            d["workspace_id"] or "default",
+            (d["created_at"] or "-")[:19],
+            (d["expires_at"] or "never")[:19],
+            d["partial_key_hint"] or "-",
+        )
+    _console().print(table)
+
+
+FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+
+
+@click.group()
+def keys() -> None:
+    """Read and find API keys with the admin key (ANTHROPIC_ADMIN_KEY or the config)."""
+
+
+@keys.command("list")
+@click.option("--workspace", "workspace_id", help="Only keys of this workspace (wrkspc_...).")
+@click.option("--status", type=click.Choice(KEY_STATUSES), help="Only keys with this status.")
+@FORMAT
+@click.pass_context
+def list_keys(ctx: click.Context, workspace_id: str | None, status: str | None, fmt: str) -> None:
+    """List every API key of the organization (all pages)."""
+    with admin_client(load(ctx)) as client:
+        found = list(client.list_keys(status=status, workspace_id=workspace_id))
+    if fmt == "json":
+        click.echo(json.dumps([key_dict(k) for k in found], indent=2))
+    elif found:
+        _table(found)
+    else:
+        click.echo("no keys match", err=True)
+
+
+@keys.command("show")
+@click.argument("key_id")
+@FORMAT
+@click.pass_context
+def show(ctx: click.Context, key_id: str, fmt: str) -> None:
+    """Show one API key by its id (apikey_...)."""
+    with admin_client(load(ctx)) as client:
+        data = key_dict(client.get_key(key_id))
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    for field, value in data.items():
+        click.echo(f"{field + ':':<18}{value if value is not None else '-'}")
+
+
+@keys.command("find")
+@click.option("--name", help="The key's name, to choose between keys with the same hint.")
+@FORMAT
+@click.pass_context
+def find(ctx: click.Context, name: str | None, fmt: str) -> None:
+    """Print the id of a full API key read from stdin or a hidden prompt (never argv)."""
+    secret = read_key("API key to look up")
+    assert secret is not None  # read_key raises instead of returning None here
+    with admin_client(load(ctx)) as client:
+        key = client.find_key(secret, name=name)
+    if fmt == "json":
+        click.echo(json.dumps(key_dict(key), indent=2))
+    else:
+        click.echo(key.id)
