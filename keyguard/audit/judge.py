@@ -26,6 +26,15 @@ def store_reasons(stores: Sequence[StoreView]) -> list[Reason]:
             out.append(Reason("store_unreadable", v, f"store {s.uri} could not be read: {s.error}"))
         elif s.current is None:
             out.append(Reason("no_current_key", v, f"store {s.uri} holds no current key"))
+        elif not s.current.well_formed:
+            out.append(
+                Reason(
+                    "not_a_key",
+                    v,
+                    f"store {s.uri} serves a value that is not an Anthropic API key "
+                    f"({s.current.hint}); put the environment's key back with `keyguard deliver`",
+                )
+            )
         elif s.current.meta_mismatch:
             out.append(
                 Reason(

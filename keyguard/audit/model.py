@@ -37,6 +37,7 @@ class StageView:
     fingerprint: str | None = None
     stored_at: datetime | None = None
     meta_mismatch: bool = False  # the stored metadata names another key than the value
+    well_formed: bool = True  # the value has the shape of an Anthropic API key
 
 
 @dataclass(frozen=True)

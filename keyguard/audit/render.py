@@ -38,12 +38,16 @@ def number(value: int | float | None) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:g}"
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def summary_line(report: AuditReport) -> str:
     c = report.counts()
     return (
-        f"{len(report.environments)} environments: {c['ok']} ok, {c['due']} due, "
-        f"{c['violation']} violation; {c['unmanaged']} unmanaged active keys; "
-        f"{report.keys_listed} keys listed"
+        f"{plural(len(report.environments), 'environment')}: {c['ok']} ok, {c['due']} due, "
+        f"{c['violation']} violation; {plural(c['unmanaged'], 'unmanaged active key')}; "
+        f"{plural(report.keys_listed, 'key')} listed"
     )
 
 
@@ -277,6 +281,38 @@ def render_markdown(report: AuditReport) -> str:
 
 
 VERDICT_STYLE = {Verdict.OK: "green", Verdict.DUE: "yellow", Verdict.VIOLATION: "bold red"}
+TERMINAL_HEADER = [
+    "Environment",
+    "Verdict",
+    "Key / hint",
+    "Age (d)",
+    "Due/max",
+    "Expires",
+    "Status",
+    "Stores",
+    "Rotated",
+    "Tokens 24h / 7d",
+    "Reasons",
+]
+
+
+def _terminal_cells(e: EnvironmentReport) -> list[str]:
+    key = "\n".join(x for x in (e.key_id, e.hint) if x) or "-"
+    return [
+        e.name,
+        e.verdict.value,
+        key,
+        number(e.age_days),
+        f"{days(e.limits.due_after):g}/{days(e.limits.max_age):g}",
+        short_date(e.expires_at) if e.expires_at else "never",
+        e.status or "-",
+        ("1 store" if len(e.stores) == 1 else f"{len(e.stores)} agree")
+        if e.stores_agree
+        else "DISAGREE",
+        short_date(e.last_rotation),
+        f"{number(e.tokens_24h)} / {number(e.tokens_7d)}",
+        "\n".join(r.message for r in e.reasons) or "-",
+    ]
 
 
 def render_table(report: AuditReport, *, width: int | None = None, color: bool = False) -> str:
@@ -289,13 +325,12 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
     console = Console(
         file=buf, width=width, force_terminal=color, no_color=not color, highlight=False
     )
-    envs = Table(title=f"keyguard audit, {report.generated_at:%Y-%m-%d %H:%M} UTC", show_lines=True)
-    for head in ENV_HEADER:
+    envs = Table(title=f"keyguard audit, {report.generated_at:%Y-%m-%d %H:%M} UTC")
+    for head in TERMINAL_HEADER:
         envs.add_column(head, overflow="fold")
     for e in report.environments:
-        cells = [Text("-" if c is None else str(c)) for c in environment_cells(e)]
+        cells = [Text(c) for c in _terminal_cells(e)]
         cells[1] = Text(e.verdict.value, style=VERDICT_STYLE[e.verdict])
-        cells[-1] = Text("\n".join(r.message for r in e.reasons) or "-")
         envs.add_row(*cells)
     console.print(envs)
     if report.unmanaged:

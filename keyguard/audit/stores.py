@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 
 from keyguard.audit.model import StageView, StoreView
-from keyguard.keys import API_KEY_RE, Secret, redact
+from keyguard.keys import API_KEY_RE, Secret, is_api_key, redact
 from keyguard.stores.interface import SecretStore, Stage, VersionMeta, stage_map
 
 Opener = Callable[[str], SecretStore]
@@ -33,6 +33,7 @@ def _stage_view(secret: Secret | None, meta: VersionMeta | None) -> StageView | 
         fingerprint=fp,
         stored_at=meta.stored_at,
         meta_mismatch=mismatch,
+        well_formed=is_api_key(secret.reveal()),
     )
 
 

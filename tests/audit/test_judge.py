@@ -73,5 +73,7 @@ def test_store_rules() -> None:
     assert [r.code for r in store_reasons(differ)] == ["stores_disagree"]
     broken = [StoreView("file:/a", error="PermissionError: denied"), StoreView("file:/b")]
     assert [r.code for r in store_reasons(broken)] == ["store_unreadable", "no_current_key"]
+    junk = [StoreView("file:/a", current=StageView(hint="...", fingerprint="j", well_formed=False))]
+    assert [r.code for r in store_reasons(junk)] == ["not_a_key"]
     edited = [StoreView("file:/a", current=stage("x", mismatch=True))]
     assert [r.code for r in store_reasons(edited)] == ["metadata_mismatch"]
