@@ -281,42 +281,31 @@ def render_markdown(report: AuditReport) -> str:
 
 
 VERDICT_STYLE = {Verdict.OK: "green", Verdict.DUE: "yellow", Verdict.VIOLATION: "bold red"}
-TERMINAL_HEADER = [
-    "Environment",
-    "Verdict",
-    "Key / hint",
-    "Age (d)",
-    "Due/max",
-    "Expires",
-    "Status",
-    "Stores",
-    "Rotated",
-    "Tokens 24h / 7d",
-    "Reasons",
-]
 
 
-def _terminal_cells(e: EnvironmentReport) -> list[str]:
+def _terminal_cells(e: EnvironmentReport, with_limits: bool) -> list[str]:
     key = "\n".join(x for x in (e.key_id, e.hint) if x) or "-"
+    limits = [f"{days(e.limits.due_after):g}/{days(e.limits.max_age):g}"] if with_limits else []
     return [
         e.name,
         e.verdict.value,
         key,
         number(e.age_days),
-        f"{days(e.limits.due_after):g}/{days(e.limits.max_age):g}",
+        *limits,
         short_date(e.expires_at) if e.expires_at else "never",
         e.status or "-",
         ("1 store" if len(e.stores) == 1 else f"{len(e.stores)} agree")
         if e.stores_agree
         else "DISAGREE",
         short_date(e.last_rotation),
-        f"{number(e.tokens_24h)} / {number(e.tokens_7d)}",
-        "\n".join(r.message for r in e.reasons) or "-",
+        number(e.tokens_24h),
+        number(e.tokens_7d),
     ]
 
 
 def render_table(report: AuditReport, *, width: int | None = None, color: bool = False) -> str:
     """The report as rich tables, as text (with ANSI colours when ``color``)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -325,20 +314,48 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
     console = Console(
         file=buf, width=width, force_terminal=color, no_color=not color, highlight=False
     )
-    envs = Table(title=f"keyguard audit, {report.generated_at:%Y-%m-%d %H:%M} UTC")
-    for head in TERMINAL_HEADER:
-        envs.add_column(head, overflow="fold")
+    limits = {(e.limits.due_after, e.limits.max_age) for e in report.environments}
+    title = f"keyguard audit, {report.generated_at:%Y-%m-%d %H:%M} UTC"
+    if len(limits) == 1:
+        due, max_age = next(iter(limits))
+        title += f"; policy: due {days(due):g}d, max {days(max_age):g}d; tokens 24h / 7d"
+    envs = Table(title=title)
+    heads = ["Environment", "Verdict", "Key / hint", "Age (d)"]
+    heads += ["Due/max"] if len(limits) > 1 else []
+    heads += ["Expires", "Status", "Stores", "Rotated", "24h", "7d"]
+    # Ids and hints must stay whole to be matched in the Console: they get their full width.
+    ids = [len(x) for e in report.environments for x in (e.key_id or "", e.hint or "")]
+    for head in heads:
+        envs.add_column(head, min_width=max(ids, default=10) if head == "Key / hint" else None)
     for e in report.environments:
-        cells = [Text(c) for c in _terminal_cells(e)]
+        cells = [Text(c) for c in _terminal_cells(e, len(limits) > 1)]
         cells[1] = Text(e.verdict.value, style=VERDICT_STYLE[e.verdict])
         envs.add_row(*cells)
     console.print(envs)
+    flagged = [(e, r) for e in report.environments for r in e.reasons]
+    if flagged:
+        why = Table(title="Reasons", box=box.SIMPLE_HEAD, title_justify="left")
+        for head in ("Environment", "Verdict", "Reason"):
+            why.add_column(head)
+        for e, r in flagged:
+            why.add_row(e.name, Text(r.verdict.value, style=VERDICT_STYLE[r.verdict]), r.message)
+        console.print(why)
     if report.unmanaged:
-        un = Table(title="Unmanaged active keys (no environment holds them)")
-        for head in UNMANAGED_HEADER:
+        un = Table(title="Unmanaged active keys (no environment holds them; tokens 24h/7d)")
+        ids = [len(x) for u in report.unmanaged for x in (u.key_id, u.hint or "")]
+        un.add_column("Key / hint", min_width=max(ids))
+        for head in ("Name", "Workspace", "Created by", "Age (d)", "24h", "7d"):
             un.add_column(head, overflow="fold")
         for u in report.unmanaged:
-            un.add_row(*(Text("-" if c is None else str(c)) for c in unmanaged_cells(u)))
+            un.add_row(
+                "\n".join(x for x in (u.key_id, u.hint) if x),
+                u.key_name,
+                u.workspace_id or "default",
+                u.created_by or "-",
+                number(u.age_days),
+                number(u.tokens_24h),
+                number(u.tokens_7d),
+            )
         console.print(un)
     console.print(summary_line(report))
     return buf.getvalue()
