@@ -13,7 +13,7 @@ import pytest
 
 from keyguard.admin.errors import ApiAuthError, ApiError, ApiNotFoundError
 from keyguard.admin.sandbox import Sandbox
-from keyguard.errors import ExitCode
+from keyguard.errors import ExitCode, UsageError
 from keyguard.keys import Secret, generate_key
 
 
@@ -217,3 +217,28 @@ def test_sandbox_refuses_non_loopback() -> None:
 
     with pytest.raises(UsageError):
         Sandbox(host="0.0.0.0")
+
+
+def _same_hint(secret: Secret) -> Secret:
+    """Another key with the same hint (prefix, first 3 and last 4 characters)."""
+    value = secret.reveal()
+    head, middle, tail = value[:16], value[16:-4], value[-4:]
+    flipped = "".join("b" if c != "b" else "c" for c in middle)
+    return Secret(head + flipped + tail)
+
+
+def test_find_key_breaks_hint_ties_by_verifying(sandbox: Sandbox) -> None:
+    prod, staging = sandbox.add_workspace("prod"), sandbox.add_workspace("staging")
+    a_id, a = sandbox.mint_key("svc", workspace_id=prod)
+    b_id, b = sandbox.mint_key("svc", workspace_id=staging, secret=_same_hint(a))
+    assert a.hint == b.hint and a != b
+    client = sandbox.client()
+    assert client.find_key(a).id == a_id
+    assert client.find_key(b).id == b_id
+    # Same workspace, different names: only the name tells them apart.
+    c_id, c = sandbox.mint_key("svc-1", workspace_id=prod)
+    d_id, _ = sandbox.mint_key("svc-2", workspace_id=prod, secret=_same_hint(c))
+    assert client.find_key(c, name="svc-1").id == c_id
+    with pytest.raises(UsageError) as info:
+        client.find_key(c)
+    assert c_id in str(info.value) and d_id in str(info.value)

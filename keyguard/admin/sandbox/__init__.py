@@ -144,13 +144,17 @@ class Sandbox:
         expires_at: datetime | float | None = None,
         *,
         age: timedelta | None = None,
+        secret: Secret | None = None,
     ) -> tuple[str, Secret]:
-        """Create a key as the Console does: ``(key id, secret)``; the secret is shown once."""
+        """Create a key as the Console does: ``(key id, secret)``; the secret is shown once.
+
+        ``secret`` forces the key's value (tests only: e.g. two keys that share one hint).
+        """
         created = _ts(created_at)
         if created is None and age is not None:
             created = self.state.now() - age.total_seconds()
-        view, secret = self.state.mint_key(name, workspace_id, created, _ts(expires_at))
-        return view["id"], secret
+        view, minted = self.state.mint_key(name, workspace_id, created, _ts(expires_at), secret)
+        return view["id"], minted
 
     def record_usage(
         self,

@@ -203,13 +203,16 @@ class SandboxState:
         workspace_id: str | None = None,
         created_at: float | None = None,
         expires_at: float | None = None,
+        secret: Secret | None = None,
     ) -> tuple[dict[str, Any], Secret]:
         if not name or len(name) > 500:
             raise SandboxError(400, "invalid_request_error", "name: 1 to 500 characters")
         with self.lock:
             if workspace_id is not None:
                 self.workspace(workspace_id)
-            secret = generate_key("api")
+            secret = secret or generate_key("api")
+            if secret.fingerprint in self._by_fp:
+                raise SandboxError(409, "conflict_error", "that secret is already a key")
             rec: dict[str, Any] = {
                 "id": new_id("apikey_"),
                 "name": name,
