@@ -133,7 +133,7 @@ class FileStore:
     def _io_error(self, exc: OSError, doing: str) -> Exception:
         if isinstance(exc, PermissionError):
             return AuthError(
-                f"store {self.uri}: permission denied {doing} {self.path}; "
+                f"store {self.uri}: permission denied to {doing} {self.path}; "
                 "check the file's owner and mode"
             )
         return UnavailableError(f"store {self.uri}: cannot {doing} {self.path}: {exc.strerror}")
@@ -144,7 +144,7 @@ class FileStore:
         except FileNotFoundError:
             return self._empty()
         except OSError as exc:
-            raise self._io_error(exc, "reading") from None
+            raise self._io_error(exc, "read") from None
         try:
             doc = json.loads(text)
         except ValueError:
@@ -217,7 +217,7 @@ class FileStore:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
         except OSError as exc:
-            raise self._io_error(exc, "writing") from None
+            raise self._io_error(exc, "write") from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:  # mkstemp creates it 0600
                 json.dump(doc, fh, indent=2)
@@ -232,7 +232,7 @@ class FileStore:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise self._io_error(exc, "writing") from None
+            raise self._io_error(exc, "write") from None
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Doc]:
@@ -242,7 +242,7 @@ class FileStore:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise self._io_error(exc, "locking") from None
+            raise self._io_error(exc, "lock") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield self._load()

@@ -6,6 +6,7 @@ token, a GCP etag, ...) and gives :func:`hold_lease` two functions: read and com
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from keyguard.errors import LeaseHeldError
+from keyguard.errors import KeyguardError, LeaseHeldError
 
 T = TypeVar("T")
 
@@ -105,6 +106,8 @@ def hold_lease(
     try:
         yield
     finally:
-        record, token = read()
-        if record is not None and record.owner == owner:
-            write_if(token, None)
+        # A failed release only delays the next run until the lease expires.
+        with contextlib.suppress(KeyguardError):
+            record, token = read()
+            if record is not None and record.owner == owner:
+                write_if(token, None)

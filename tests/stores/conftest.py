@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests.stores.servers.aws import aws_server  # noqa: F401  (fixture)
 from tests.stores.servers.base import Harness
 from tests.stores.servers.file import file_server  # noqa: F401  (fixture)
 
 #: backend name -> (server fixture name, fault kinds its server can inject)
 BACKENDS: dict[str, tuple[str, frozenset[str]]] = {
     "file": ("file_server", frozenset()),
+    "aws": ("aws_server", frozenset({"throttle", "denied", "unreachable"})),
 }
 
 

@@ -260,12 +260,8 @@ def test_fault_gives_a_clear_error_and_leaves_state(store_factory: Harness, faul
     bad = store_factory.faulty(store.uri, fault)
     cls, code = EXPECTED[fault]
     tok = token()
-    for action in (
-        lambda: bad.get(),
-        lambda: bad.put_pending(k2, meta_for(k2, tok)),
-        lambda: bad.promote(tok),
-        lambda: bad.describe(),
-    ):
+    # A read and a write: each retries with backoff first, so keep the list short.
+    for action in (lambda: bad.get(), lambda: bad.put_pending(k2, meta_for(k2, tok))):
         with pytest.raises(cls) as err:
             action()
         assert int(err.value.exit_code) == code

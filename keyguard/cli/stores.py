@@ -1,0 +1,92 @@
+"""``keyguard get ENV`` (prints the current key, for consumers) and ``keyguard stores check``."""
+
+from __future__ import annotations
+
+import click
+
+from keyguard.cli.common import load
+from keyguard.errors import ExitCode, KeyguardError, NotFoundError
+from keyguard.keys import Secret
+from keyguard.stores import Stage, open_store
+from keyguard.stores.interface import stage_map
+
+
+@click.command()
+@click.argument("environment")
+@click.pass_context
+def get(ctx: click.Context, environment: str) -> int:
+    """Print ENVIRONMENT's current key and nothing else.
+
+    For consumers: export ANTHROPIC_API_KEY=$(keyguard get prod). Stores are tried in the
+    configured order; an unreachable one falls through to the next.
+    """
+    env = load(ctx).environment(environment)
+    first_error: KeyguardError | None = None
+    key: Secret | None = None
+    for uri in env.stores:
+        try:
+            key = open_store(uri).get(Stage.CURRENT)
+        except KeyguardError as exc:
+            first_error = first_error or exc
+            continue
+        if key is not None:
+            break
+    if key is None:
+        if first_error is not None:
+            raise first_error
+        raise NotFoundError(
+            f"environment {environment!r} has no current key in {', '.join(env.stores)}; "
+            f"run `keyguard rotate {environment}` to deliver one"
+        )
+    # The one place keyguard prints a key, by design: stdout goes to the consumer.
+    click.echo(key.reveal())
+    return int(ExitCode.OK)
+
+
+@click.group()
+def stores() -> None:
+    """Inspect the configured secret stores."""
+
+
+@stores.command()
+@click.argument("environments", nargs=-1)
+@click.pass_context
+def check(ctx: click.Context, environments: tuple[str, ...]) -> int:
+    """Open every configured store; show reachability, stages and key hints (never keys)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    config = load(ctx)
+    names = list(environments) or sorted(config.environments)
+    if not names:
+        raise NotFoundError("no environments configured; add [environments.NAME] to keyguard.toml")
+    table = Table(title="secret stores")
+    table.add_column("environment")
+    table.add_column("store", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    for column in ("current", "pending", "previous"):
+        table.add_column(column, no_wrap=True)
+    worst = 0
+    problems: list[str] = []
+    for name in names:
+        for uri in config.environment(name).stores:
+            try:
+                held = stage_map(open_store(uri).describe())
+            except KeyguardError as exc:
+                worst = max(worst, int(exc.exit_code))
+                table.add_row(name, uri, f"[red]{type(exc).__name__}[/red]", "", "", "")
+                problems.append(f"{name}: {exc}")
+                continue
+            cells = []
+            for stage in (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS):
+                version = held.get(stage)
+                cells.append("-" if version is None else (version.meta.hint or "(no hint)"))
+            status = "[green]ok[/green]" if Stage.CURRENT in held else "[yellow]empty[/yellow]"
+            table.add_row(name, uri, status, *cells)
+    console = Console()
+    if not console.is_terminal:
+        console.width = 200  # piped output: do not squeeze hints into 80 columns
+    console.print(table)
+    for line in problems:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return worst

@@ -1,0 +1,387 @@
+"""``aws-sm://REGION/NAME``: AWS Secrets Manager, staged exactly as AWS's own rotation does.
+
+Stages are the labels ``AWSPENDING``/``AWSCURRENT``/``AWSPREVIOUS``; the rotation token is the
+``ClientRequestToken`` (so the version id); finishing moves ``AWSCURRENT`` with
+``RemoveFromVersionId`` (AWS then moves ``AWSPREVIOUS``) and removes ``AWSPENDING``. Reads
+always name a stage or a version: moto keeps serving the old default version after a label
+move. Metadata lives in secret tags ``keyguard:<version-id>`` (tags are per secret, so each
+version gets its own tag; unstaged old ones are pruned to stay under the 50-tag limit).
+
+AWS adds ``AWSCURRENT`` to the first version a secret ever gets, even when it is put as
+pending: the first key of an empty secret is served at once (there was nothing to serve).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+from keyguard.errors import AuthError, ConflictError, UnavailableError, UsageError
+from keyguard.keys import Secret
+from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
+from keyguard.stores.lease import LeaseRecord, hold_lease
+from keyguard.stores.uri import extract_field, merge_field, parse_store_uri
+
+LABELS = {Stage.PENDING: "AWSPENDING", Stage.CURRENT: "AWSCURRENT", Stage.PREVIOUS: "AWSPREVIOUS"}
+STAGE_OF = {label: stage for stage, label in LABELS.items()}
+LEASE_LABEL = "KEYGUARD_LEASE"
+LEASE_PREFIX = "keyguard-lease-"
+TAG_PREFIX = "keyguard:"
+KEEP_TAGGED = 20  # versions whose metadata tags survive pruning (2 tags each, limit 50)
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:/=+@-]{32,64}$")
+_THROTTLED = {
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+}
+_DENIED = {
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "DecryptionFailure",
+}
+_SERVER = {"InternalServiceError", "InternalFailure", "ServiceUnavailable"}
+
+
+class _NotFound(Exception):
+    """The secret, or the version/stage asked for, does not exist."""
+
+
+def version_id_for(token: str) -> str:
+    """AWS wants 32-64 characters: use the token itself when it fits, else a UUID5 of it."""
+    if _TOKEN_RE.match(token):
+        return token
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"keyguard:{token}"))
+
+
+def _encode_meta(meta: VersionMeta, version_id: str) -> dict[str, str]:
+    pairs = {
+        "kid": meta.key_id,
+        "hint": meta.hint,
+        "env": meta.environment,
+        "at": meta.stored_at.isoformat() if meta.stored_at else None,
+        "tok": meta.token if meta.token and meta.token != version_id else None,
+    }
+    tags = {f"{TAG_PREFIX}{version_id}": " ".join(f"{k}={v}" for k, v in pairs.items() if v)}
+    if meta.fingerprint:
+        tags[f"{TAG_PREFIX}{version_id}:fp"] = meta.fingerprint
+    return tags
+
+
+def _decode_meta(tags: dict[str, str], version_id: str) -> VersionMeta:
+    text = tags.get(f"{TAG_PREFIX}{version_id}")
+    if text is None:
+        return VersionMeta()
+    pairs = dict(p.split("=", 1) for p in text.split() if "=" in p)
+    try:
+        stored_at = datetime.fromisoformat(pairs["at"]) if "at" in pairs else None
+    except ValueError:
+        stored_at = None
+    return VersionMeta(
+        key_id=pairs.get("kid"),
+        hint=pairs.get("hint"),
+        fingerprint=tags.get(f"{TAG_PREFIX}{version_id}:fp"),
+        stored_at=stored_at,
+        token=pairs.get("tok", version_id),
+        environment=pairs.get("env"),
+    )
+
+
+class AwsSecretsManagerStore:
+    """One secret in AWS Secrets Manager (see the module docstring)."""
+
+    def __init__(
+        self,
+        region: str,
+        name: str,
+        *,
+        field: str | None = None,
+        endpoint_url: str | None = None,
+        max_attempts: int = 5,
+        uri: str | None = None,
+    ) -> None:
+        self.region = region
+        self.name = name
+        self.field = field
+        self.endpoint_url = endpoint_url
+        self.max_attempts = max_attempts
+        self.uri = uri or f"aws-sm://{region}/{name}"
+        self._client_obj: Any = None
+
+    @classmethod
+    def from_uri(cls, uri: str) -> AwsSecretsManagerStore:
+        parsed = parse_store_uri(uri)
+        parsed.check_options({"endpoint_url", "max_attempts"})
+        region, name = parsed.require_authority("REGION/NAME", "aws-sm://us-east-1/anthropic/prod")
+        return cls(
+            region,
+            name,
+            field=parsed.field,
+            endpoint_url=parsed.opt("endpoint_url"),
+            max_attempts=max(1, parsed.opt_int("max_attempts", 5)),
+            uri=uri,
+        )
+
+    # -- the client and its errors ------------------------------------------------------------
+
+    @property
+    def _client(self) -> Any:
+        if self._client_obj is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"max_attempts": self.max_attempts, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=30,
+            )
+            # endpoint_url=None lets boto3 honour AWS_ENDPOINT_URL(_SECRETS_MANAGER) itself.
+            self._client_obj = boto3.session.Session().client(
+                "secretsmanager",
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                config=config,
+            )
+        return self._client_obj
+
+    def _call(self, op: str, *, name_arg: str = "SecretId", **kwargs: Any) -> Any:
+        from botocore import exceptions as bce
+
+        try:
+            return getattr(self._client, op)(**{name_arg: self.name}, **kwargs)
+        except bce.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            message = exc.response.get("Error", {}).get("Message", "")
+            action = exc.operation_name
+            if code == "ResourceNotFoundException":
+                raise _NotFound(message) from None
+            if code in _THROTTLED or code in _SERVER:
+                raise UnavailableError(
+                    f"store {self.uri}: AWS Secrets Manager answered {code} to {action} after "
+                    f"{self.max_attempts} attempts; run again later"
+                ) from None
+            if code in _DENIED:
+                raise AuthError(
+                    f"store {self.uri}: AWS denied {action} ({code}: {message}); grant "
+                    f"secretsmanager:{action} on {self.name} to these credentials"
+                ) from None
+            if code in ("InvalidParameterException", "ResourceExistsException"):
+                raise ConflictError(
+                    f"store {self.uri}: {action} was refused ({code}: {message}); another "
+                    "writer changed the secret, run `keyguard status` and try again"
+                ) from None
+            raise UsageError(f"store {self.uri}: {action} failed ({code}: {message})") from None
+        except (bce.NoCredentialsError, bce.PartialCredentialsError) as exc:
+            raise AuthError(
+                f"store {self.uri}: no AWS credentials ({exc}); configure the "
+                "usual chain (AWS_PROFILE, env vars, instance role)"
+            ) from None
+        except (bce.EndpointConnectionError, bce.HTTPClientError, bce.ConnectionError) as exc:
+            raise UnavailableError(
+                f"store {self.uri}: cannot reach AWS Secrets Manager after {self.max_attempts} "
+                f"attempts ({type(exc).__name__}); check the network or endpoint_url"
+            ) from None
+
+    def _state(self) -> tuple[dict[str, list[str]], dict[str, str]] | None:
+        """Version id -> labels, and the secret's tags; None when the secret does not exist."""
+        try:
+            d = self._call("describe_secret")
+        except _NotFound:
+            return None
+        tags = {t["Key"]: t["Value"] for t in d.get("Tags", [])}
+        return dict(d.get("VersionIdsToStages", {})), tags
+
+    def _holder(self, stages: dict[str, list[str]], label: str) -> str | None:
+        return next((vid for vid, labels in stages.items() if label in labels), None)
+
+    def _value(self, **selector: str) -> str | None:
+        try:
+            return self._call("get_secret_value", **selector).get("SecretString")  # type: ignore[no-any-return]
+        except _NotFound:
+            return None
+
+    def _ensure_secret(self) -> tuple[dict[str, list[str]], dict[str, str]]:
+        state = self._state()
+        if state is not None:
+            return state
+        try:
+            self._call("create_secret", name_arg="Name", Description="managed by keyguard")
+        except ConflictError:
+            return self._state() or ({}, {})  # a concurrent run created it first
+        return {}, {}
+
+    def _move(self, label: str, to: str | None, away: str | None) -> None:
+        kwargs: dict[str, str] = {"VersionStage": label}
+        if to:
+            kwargs["MoveToVersionId"] = to
+        if away:
+            kwargs["RemoveFromVersionId"] = away
+        self._call("update_secret_version_stage", **kwargs)
+
+    # -- SecretStore --------------------------------------------------------------------------
+
+    def get(self, stage: Stage = Stage.CURRENT) -> Secret | None:
+        raw = self._value(VersionStage=LABELS[stage])
+        value = extract_field(raw, self.field, self.uri)
+        return Secret(value) if value else None
+
+    def put_pending(self, value: Secret, meta: VersionMeta) -> str:
+        if not meta.token:
+            raise UsageError("put_pending needs a rotation token in meta.token")
+        vid = version_id_for(meta.token)
+        stages, tags = self._ensure_secret()
+        # Check ourselves: moto lets a same-token put overwrite an AWSPENDING version.
+        stored = self._value(VersionId=vid) if vid in stages else None
+        if stored is not None:
+            if extract_field(stored, self.field, self.uri) != value.reveal():
+                raise ConflictError(
+                    f"store {self.uri}: rotation token {meta.token} already stored a different "
+                    "key; start a new rotation (a new token) instead of reusing this one"
+                )
+            if not any(label in STAGE_OF for label in stages[vid]):
+                self._move(LABELS[Stage.PENDING], vid, self._holder(stages, "AWSPENDING"))
+        else:
+            current = self._holder(stages, "AWSCURRENT")
+            base = self._value(VersionId=current, VersionStage="AWSCURRENT") if current else None
+            raw = merge_field(base, self.field, value.reveal(), self.uri)
+            self._call(
+                "put_secret_value",
+                ClientRequestToken=vid,
+                SecretString=raw,
+                VersionStages=["AWSPENDING"],
+            )
+        self._tag(vid, meta, stages, tags)
+        return vid
+
+    def _tag(
+        self, vid: str, meta: VersionMeta, stages: dict[str, list[str]], tags: dict[str, str]
+    ) -> None:
+        if meta.stored_at is None:
+            from datetime import UTC
+
+            meta = VersionMeta(
+                meta.key_id,
+                meta.hint,
+                meta.fingerprint,
+                datetime.now(UTC),
+                meta.token,
+                meta.environment,
+            )
+        wanted = _encode_meta(meta, vid)
+        if f"{TAG_PREFIX}{vid}" not in tags:
+            self._call("tag_resource", Tags=[{"Key": k, "Value": v} for k, v in wanted.items()])
+        tagged = [
+            k[len(TAG_PREFIX) :] for k in tags if k.startswith(TAG_PREFIX) and not k.endswith(":fp")
+        ]
+        keep = {v for v, labels in stages.items() if labels} | {vid}
+        stale = [v for v in tagged if v not in keep][: max(0, len(tagged) + 1 - KEEP_TAGGED)]
+        if stale:
+            keys = [f"{TAG_PREFIX}{v}{s}" for v in stale for s in ("", ":fp")]
+            self._call("untag_resource", TagKeys=keys)
+
+    def promote(self, token: str) -> None:
+        vid = version_id_for(token)
+        state = self._state()
+        labels = state[0].get(vid, []) if state else []
+        if "AWSCURRENT" in labels:
+            if "AWSPENDING" in labels:
+                self._move("AWSPENDING", None, vid)
+            return
+        if "AWSPENDING" not in labels or state is None:
+            raise ConflictError(
+                f"store {self.uri}: rotation {token} has no pending version to promote "
+                "(another run replaced or discarded it); run `keyguard status` to see why"
+            )
+        self._move("AWSCURRENT", vid, self._holder(state[0], "AWSCURRENT"))
+        # moto refuses the next rotation while AWSPENDING shares a version with AWSCURRENT.
+        self._move("AWSPENDING", None, vid)
+
+    def rollback(self) -> None:
+        state = self._state()
+        stages = state[0] if state else {}
+        previous = self._holder(stages, "AWSPREVIOUS")
+        if previous is None:
+            raise ConflictError(f"store {self.uri}: no previous version to roll back to")
+        # AWS moves AWSPREVIOUS to the version AWSCURRENT leaves.
+        self._move("AWSCURRENT", previous, self._holder(stages, "AWSCURRENT"))
+
+    def discard_pending(self, token: str) -> None:
+        vid = version_id_for(token)
+        state = self._state()
+        if state is not None and "AWSPENDING" in state[0].get(vid, []):
+            self._move("AWSPENDING", None, vid)
+
+    def describe(self) -> list[StoreVersion]:
+        state = self._state()
+        if state is None:
+            return []
+        stages, tags = state
+        created: dict[str, float] = {}
+        kwargs: dict[str, Any] = {"IncludeDeprecated": True, "MaxResults": 100}
+        while True:
+            page = self._call("list_secret_version_ids", **kwargs)
+            for v in page.get("Versions", []):
+                when = v.get("CreatedDate")
+                created[v["VersionId"]] = when.timestamp() if isinstance(when, datetime) else 0.0
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+        rank = {"AWSPENDING": 3, "AWSCURRENT": 2, "AWSPREVIOUS": 1}
+        out: list[tuple[tuple[float, int], StoreVersion]] = []
+        for vid in set(created) | set(stages):
+            if vid.startswith(LEASE_PREFIX):
+                continue
+            labels = stages.get(vid, [])
+            own = frozenset(STAGE_OF[x] for x in labels if x in STAGE_OF)
+            meta = _decode_meta(tags, vid)
+            # Same-second versions tie on CreatedDate: pending is newer than current, etc.
+            key = (created.get(vid, 0.0), max((rank.get(x, 0) for x in labels), default=0))
+            out.append((key, StoreVersion(vid, own, meta)))
+        return [v for _, v in sorted(out, key=lambda kv: kv[0], reverse=True)]
+
+    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
+        """A lease on AWS's own conditional write: the ``ClientRequestToken`` of a new version.
+
+        Each lease change puts generation n+1 as version ``keyguard-lease-<n+1>`` labelled
+        ``KEYGUARD_LEASE`` (a label AWS-native readers ignore). Two runs that both read
+        generation n race for the same version id; AWS accepts one value for an id and
+        rejects the other with ResourceExistsException, so exactly one wins. Tags and labels
+        alone have no compare-and-set, and a companion secret would need more IAM rights.
+        """
+
+        def read() -> tuple[LeaseRecord | None, int]:
+            state = self._state()
+            holder = self._holder(state[0], LEASE_LABEL) if state else None
+            if holder is None or not holder.startswith(LEASE_PREFIX):
+                return None, 0
+            generation = int(holder[len(LEASE_PREFIX) :] or 0)
+            return LeaseRecord.decode(
+                self._value(VersionId=holder, VersionStage=LEASE_LABEL)
+            ), generation
+
+        def write_if(generation: int, record: LeaseRecord | None) -> bool:
+            self._ensure_secret()
+            text = record.encode() if record else f'{{"released": "{uuid.uuid4().hex}"}}'
+            try:
+                self._call(
+                    "put_secret_value",
+                    SecretString=text,
+                    VersionStages=[LEASE_LABEL],
+                    ClientRequestToken=f"{LEASE_PREFIX}{generation + 1:017d}",
+                )
+            except ConflictError:
+                return False
+            return True
+
+        return hold_lease(read, write_if, owner, ttl_seconds, self.uri)
+
+    def retire_superseded(self) -> None:
+        """AWS has no per-version disable; unlabelled versions are already deprecated by AWS."""
