@@ -17,7 +17,7 @@ from keyguard.rotation.engine import (
     key_name,
     utcnow,
 )
-from keyguard.rotation.ops import EnvStatus, rollback, rotation_request, status
+from keyguard.rotation.ops import EnvStatus, plan, rollback, rotation_request, status
 from keyguard.rotation.state import KeyRef, RotationState
 from keyguard.stores.interface import SecretStore
 
@@ -31,6 +31,7 @@ __all__ = [
     "VerificationError",
     "key_name",
     "open_engine",
+    "plan",
     "rollback",
     "rotation_request",
     "status",

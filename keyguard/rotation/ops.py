@@ -9,7 +9,7 @@ from typing import Any
 from keyguard.errors import ConflictError, KeyguardError, NotFoundError, UsageError
 from keyguard.policy import format_duration
 from keyguard.rotation.engine import Outcome, RotationEngine, key_name
-from keyguard.rotation.state import RotationState
+from keyguard.rotation.state import KeyRef, RotationState
 from keyguard.stores.interface import SecretStore, Stage, stage_map
 
 
@@ -217,3 +217,43 @@ def rotation_request(engine: RotationEngine, why: str) -> dict[str, Any]:
         "workspace": env.workspace,
         "deliver": f"keyguard deliver {env.name}",
     }
+
+
+def plan(engine: RotationEngine, key_given: str | None) -> list[str]:
+    """What ``rotate`` would do now, step by step; reads only (``key_given``: its hint)."""
+    env = engine.env
+    st = engine.latest()
+    stores = ", ".join(s.uri for s in engine.stores)
+    steps: list[str] = []
+    if st is not None and st.in_flight:
+        steps.append(f"continue rotation {st.token} ({st.phase}) of new key {st.new.label()}")
+        phase_index = ["creating", "delivered", "updating", "updated", "verified"].index(st.phase)
+        olds = st.revocable()
+    elif key_given is None:
+        return [f"{env.name}: nothing to do without a new key: " + engine.request_text()]
+    else:
+        steps.append(f"store the new key {key_given} as pending in: {stores}")
+        phase_index = 1
+        olds = []
+        for store in engine.stores:
+            value = store.get(Stage.CURRENT)
+            if value is not None and value.hint not in [o.hint for o in olds]:
+                olds.append(KeyRef(value.fingerprint, value.hint))
+    if phase_index <= 2:
+        steps.append(f"promote pending -> current, in this order: {stores}")
+    if phase_index <= 3:
+        check = f", run the check {env.check!r}" if env.check else ""
+        steps.append(f"verify: read the key back from every store, GET /v1/models{check}")
+    if olds:
+        names = ", ".join(o.hint for o in olds)
+        if engine.grace <= timedelta(0):
+            steps.append(f"revoke {names} right after verify (--grace 0: no drain check)")
+        else:
+            steps.append(
+                f"revoke {names} after the {format_duration(engine.grace)} grace period, "
+                "once the usage report shows it idle"
+                + (" (--force: without the drain check)" if engine.force else "")
+            )
+    else:
+        steps.append("nothing to revoke (the stores held no key keyguard can identify)")
+    return [f"{env.name}: would {s}" for s in steps]

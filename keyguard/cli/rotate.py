@@ -1,0 +1,233 @@
+"""``keyguard deliver | rotate | status | rollback``: the rotation engine on the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import click
+
+from keyguard.cli.common import admin_client, load, read_key
+from keyguard.config import Config
+from keyguard.errors import ExitCode, KeyguardError, UsageError
+from keyguard.keys import Secret
+from keyguard.policy import parse_duration
+
+if TYPE_CHECKING:
+    from keyguard.admin import AdminClient
+    from keyguard.rotation import RotationEngine
+
+#: How long ``rotate`` waits for a key on a non-terminal stdin that has not closed.
+STDIN_WAIT_ENV = "KEYGUARD_STDIN_WAIT"
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@contextmanager
+def _admin(config: Config) -> Iterator[AdminClient]:
+    client = admin_client(config)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _engine(
+    config: Config,
+    name: str,
+    admin: AdminClient,
+    grace: timedelta | None = None,
+    force: bool = False,
+) -> RotationEngine:
+    from keyguard.rotation import open_engine
+
+    return open_engine(config, name, admin, grace=grace, force=force, say=_say)
+
+
+def _prompt(engine: RotationEngine) -> str:
+    return f"{engine.env.name}: {engine.request_text()}.\nNew key (hidden)"
+
+
+def _optional_key(engine: RotationEngine) -> Secret | None:
+    """A new key if one is coming: stdin when piped, a prompt on a terminal; never a hang."""
+    stdin = sys.stdin
+    if stdin is None or stdin.closed:
+        return None
+    if stdin.isatty():
+        return read_key(_prompt(engine), allow_empty=True)
+    try:
+        fd = stdin.fileno()
+    except (OSError, ValueError):
+        return read_key(_prompt(engine), allow_empty=True)
+    wait = float(os.environ.get(STDIN_WAIT_ENV, "10"))
+    ready, _, _ = select.select([fd], [], [], wait)
+    if not ready:
+        _say(
+            f"{engine.env.name}: nothing arrived on stdin within {wait:g}s; going on without "
+            "a new key"
+        )
+        return None
+    return read_key(_prompt(engine), allow_empty=True)
+
+
+@click.command()
+@click.argument("environment")
+@click.pass_context
+def deliver(ctx: click.Context, environment: str) -> int:
+    """Hand over a new key (stdin or hidden prompt): stored as pending in every store."""
+    config = load(ctx)
+    config.environment(environment)
+    with _admin(config) as admin:
+        engine = _engine(config, environment, admin)
+        key = read_key(_prompt(engine))
+        assert key is not None
+        outcome = engine.deliver(key)
+    click.echo(outcome.message)
+    return outcome.exit_code
+
+
+@click.command()
+@click.argument("environments", nargs=-1)
+@click.option("--due", is_flag=True, help="Every environment past due or mid-rotation.")
+@click.option("--all", "all_", is_flag=True, help="Every configured environment.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--grace", help="Override the policy's grace period: 0, 90s, 10m, 24h, 7d.")
+@click.option("--force", is_flag=True, help="Skip the drain check (incidents).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def rotate(
+    ctx: click.Context,
+    environments: tuple[str, ...],
+    due: bool,
+    all_: bool,
+    dry_run: bool,
+    grace: str | None,
+    force: bool,
+    yes: bool,
+) -> int:
+    """Rotate keys: create (new key on stdin) -> update -> verify -> revoke. Exit 5 = run again."""
+    if sum([bool(environments), due, all_]) != 1:
+        raise UsageError("name environments, or pass --due or --all (exactly one of them)")
+    config = load(ctx)
+    names = sorted(config.environments) if (due or all_) else list(environments)
+    for name in names:
+        config.environment(name)
+    if not names:
+        raise UsageError(f"no environments configured in {config.path or 'keyguard.toml'}")
+    grace_td = parse_duration(grace) if grace is not None else None
+    codes: list[int] = []
+    with _admin(config) as admin:
+        for name in names:
+            engine = _engine(config, name, admin, grace_td, force)
+            try:
+                codes.append(
+                    _rotate_one(
+                        config,
+                        engine,
+                        single=bool(environments) and len(names) == 1,
+                        due=due,
+                        dry_run=dry_run,
+                        yes=yes,
+                    )
+                )
+            except KeyguardError as exc:
+                if len(names) == 1:
+                    raise
+                click.echo(f"keyguard: error: {exc}", err=True)
+                codes.append(int(exc.exit_code))
+    errors = [c for c in codes if c not in (0, 5)]
+    return errors[0] if errors else max(codes)
+
+
+def _rotate_one(
+    config: Config, engine: RotationEngine, *, single: bool, due: bool, dry_run: bool, yes: bool
+) -> int:
+    from keyguard.rotation import plan, rotation_request, status
+
+    st = engine.latest()
+    in_flight = st is not None and st.in_flight
+    # A crash while storing may have left the key nowhere: then it is wanted again.
+    wants_key = not in_flight or (st is not None and st.phase == "creating")
+    key = _optional_key(engine) if single and wants_key else None
+    if dry_run:
+        for line in plan(engine, key.hint if key else None):
+            click.echo(line)
+        click.echo("(dry run: nothing changed)")
+        return 0
+    if not in_flight and key is None and not single:
+        state = status(engine)
+        if due and not state.due:
+            click.echo(f"{engine.env.name}: not due ({state.waiting_for})")
+            return 0
+        age = f"{state.age.days} days old" if state.age else "of unknown age"
+        why = "no key yet" if state.current is None else f"the key {state.current} is {age}"
+        request = rotation_request(engine, why)
+        click.echo(request["text"])
+        if config.webhook:
+            from keyguard.notify import post_webhook
+
+            try:
+                post_webhook(config.webhook, request)
+            except KeyguardError as exc:
+                _say(f"keyguard: warning: {exc}")
+        return int(ExitCode.PENDING)
+    if key is not None and sys.stdin is not None and sys.stdin.isatty() and not yes:
+        for line in plan(engine, key.hint):
+            click.echo(line)
+        click.confirm("Go ahead?", abort=True, err=True)
+    outcome = engine.rotate(key)
+    click.echo(outcome.message)
+    return outcome.exit_code
+
+
+@click.command()
+@click.argument("environment", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per environment.")
+@click.pass_context
+def status(ctx: click.Context, environment: str | None, as_json: bool) -> int:
+    """Each environment's rotation state and what it waits for."""
+    from keyguard.rotation import status as env_status
+
+    config = load(ctx)
+    names = [environment] if environment else sorted(config.environments)
+    if not names:
+        raise UsageError(f"no environments configured in {config.path or 'keyguard.toml'}")
+    with _admin(config) as admin:
+        for name in names:
+            state = env_status(_engine(config, name, admin))
+            if as_json:
+                click.echo(json.dumps(state.to_json()))
+                continue
+            age = f", {state.age.days}d old" if state.age is not None else ""
+            click.echo(
+                f"{name}: {state.phase}; serving {state.current or 'no key'}{age}"
+                + (" (DUE)" if state.due else "")
+            )
+            click.echo(f"  waiting for: {state.waiting_for}")
+    return 0
+
+
+@click.command()
+@click.argument("environment")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def rollback(ctx: click.Context, environment: str, yes: bool) -> int:
+    """Serve the previous key again (re-activated if it was only inactive)."""
+    from keyguard.rotation import rollback as do_rollback
+
+    config = load(ctx)
+    config.environment(environment)
+    if sys.stdin is not None and sys.stdin.isatty() and not yes:
+        click.confirm(f"Serve the previous key of {environment} again?", abort=True, err=True)
+    with _admin(config) as admin:
+        outcome = do_rollback(_engine(config, environment, admin))
+    click.echo(outcome.message)
+    return outcome.exit_code

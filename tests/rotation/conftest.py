@@ -1,0 +1,109 @@
+"""A keyguard project on disk wired to the real sandbox, and the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keyguard.admin.sandbox import Sandbox
+from keyguard.config import Config, load_config
+from keyguard.keys import API_KEY_RE, Secret
+from keyguard.stores import open_store
+from keyguard.stores.interface import Stage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Project:
+    """keyguard.toml with one environment ``prod`` on file stores, plus the sandbox behind it."""
+
+    root: Path
+    sandbox: Sandbox
+    workspace: str
+    stores: list[str]
+    ids: dict[str, str] = field(default_factory=dict)  # fingerprint -> apikey id
+
+    @property
+    def config(self) -> Config:
+        return load_config(self.root / "keyguard.toml")
+
+    @property
+    def journal(self) -> Path:
+        return self.root / ".keyguard" / "prod.journal.jsonl"
+
+    def mint(self, name: str, **kw: Any) -> tuple[str, Secret]:
+        key_id, secret = self.sandbox.mint_key(name, workspace_id=self.workspace, **kw)
+        self.ids[secret.fingerprint] = key_id
+        return key_id, secret
+
+    def seed(self, secret: Secret) -> None:
+        """Put a key into every store by hand, the way it sat there before keyguard."""
+        for uri in self.stores:
+            path = Path(uri.removeprefix("file:"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secret.reveal() + "\n")
+            path.chmod(0o600)
+
+    def served(self) -> list[Secret | None]:
+        return [open_store(uri).get(Stage.CURRENT) for uri in self.stores]
+
+    def status_of(self, secret: Secret) -> str:
+        with self.sandbox.client() as admin:
+            return admin.get_key(self.ids[secret.fingerprint]).status
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
+        env.update(
+            PYTHONPATH=str(ROOT),
+            KEYGUARD_CONFIG=str(self.root / "keyguard.toml"),
+            ANTHROPIC_ADMIN_KEY=self.sandbox.admin_key.reveal(),
+            KEYGUARD_STDIN_WAIT="2",
+            **extra,
+        )
+        return env
+
+    def run(
+        self, *args: str, input: str | None = "", crash_at: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """The real CLI in a subprocess; stdin gets ``input`` (closed after)."""
+        extra = {"KEYGUARD_TEST_CRASH_AT": crash_at} if crash_at else {}
+        done = subprocess.run(
+            [sys.executable, "-m", "keyguard", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self.env(**extra),
+            cwd=self.root,
+            timeout=timeout,
+            check=False,
+        )
+        assert not API_KEY_RE.search(done.stdout + done.stderr), "a key reached the output"
+        return done
+
+
+def make_project(
+    root: Path, sandbox: Sandbox, *, stores: int = 2, check: str | None = None, extra: str = ""
+) -> Project:
+    workspace = sandbox.add_workspace("prod", tags={"env": "prod"})
+    uris = [f"file:{root / 'stores' / f'prod-{i}.json'}" for i in range(stores)]
+    check_line = f"check = {check!r}\n" if check else ""
+    (root / "keyguard.toml").write_text(
+        f'[anthropic]\nbase_url = "{sandbox.url}"\n\n'
+        f"[environments.prod]\nstores = {uris!r}\n".replace("'", '"')
+        + f'workspace = "{workspace}"\n'
+        + check_line
+        + extra
+    )
+    return Project(root, sandbox, workspace, uris)
+
+
+@pytest.fixture
+def project(tmp_path: Path, sandbox: Sandbox) -> Project:
+    return make_project(tmp_path, sandbox)

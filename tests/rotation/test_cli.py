@@ -1,0 +1,185 @@
+"""The real CLI in a subprocess against the sandbox over HTTP and real file stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+from keyguard.admin.sandbox import Sandbox
+from keyguard.keys import API_KEY_RE, generate_key
+from tests.rotation.conftest import Project, make_project
+
+
+def test_rotate_with_key_on_stdin_adopts_and_finishes(project: Project) -> None:
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-20261125")
+    done = project.run("rotate", "prod", "--grace", "0", "--yes", input=new.reveal())
+    assert done.returncode == 0, done.stderr
+    assert project.served() == [new, new]
+    assert project.status_of(old) == "inactive" and project.status_of(new) == "active"
+    assert "rotation finished" in done.stdout and old.hint in done.stdout
+    text = project.journal.read_text()
+    assert not API_KEY_RE.search(text) and new.hint in text
+
+
+def test_deliver_then_rotate_waits_for_grace(project: Project) -> None:
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-20261125")
+    done = project.run("deliver", "prod", input=new.reveal())
+    assert done.returncode == 0, done.stderr
+    assert "stored as pending" in done.stdout and project.served() == [old, old]
+    done = project.run("rotate", "prod")
+    assert done.returncode == 5, done.stderr
+    assert "grace period" in done.stdout and project.served() == [new, new]
+    assert project.status_of(old) == "active"
+    status = project.run("status", "prod")
+    assert status.returncode == 0 and "grace period" in status.stdout
+
+
+def test_deliver_refuses_a_key_the_organization_does_not_know(project: Project) -> None:
+    done = project.run("deliver", "prod", input=generate_key().reveal())
+    assert done.returncode == 1 and "no API key with hint" in done.stderr
+    assert project.served() == [None, None]
+
+
+def test_no_key_waits_with_exit_5_and_never_hangs_on_an_open_stdin(project: Project) -> None:
+    read_end, write_end = os.pipe()  # a writer that never writes nor closes
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "keyguard", "rotate", "prod"],
+            stdin=read_end,
+            capture_output=True,
+            text=True,
+            env=project.env(),
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert done.returncode == 5, done.stderr
+    assert "waiting for a new key" in done.stdout and "keyguard deliver prod" in done.stdout
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_due_prints_and_posts_a_rotation_request(tmp_path: Path, sandbox: Sandbox) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        project = make_project(tmp_path, sandbox, extra=f'\n[notify]\nwebhook = "{hook}"\n')
+        _, old = project.mint("prod-legacy", created_at=datetime.now(UTC) - timedelta(days=85))
+        project.seed(old)
+        done = project.run("rotate", "--due")
+    finally:
+        server.shutdown()
+    assert done.returncode == 5, done.stderr
+    name = f"prod-{datetime.now(UTC):%Y%m%d}"
+    assert name in done.stdout and project.workspace in done.stdout
+    assert "keyguard deliver prod" in done.stdout
+    (payload,) = _Hook.received
+    assert name in payload["text"] and payload["workspace"] == project.workspace
+
+
+def test_due_leaves_a_fresh_key_alone(project: Project) -> None:
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    done = project.run("rotate", "--due")
+    assert done.returncode == 0 and "not due" in done.stdout
+
+
+def test_dry_run_changes_nothing(project: Project) -> None:
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-20261125")
+    before = [Path(u.removeprefix("file:")).read_bytes() for u in project.stores]
+    done = project.run("rotate", "prod", "--dry-run", input=new.reveal())
+    assert done.returncode == 0, done.stderr
+    assert "would store the new key" in done.stdout and "dry run" in done.stdout
+    assert [Path(u.removeprefix("file:")).read_bytes() for u in project.stores] == before
+    assert not project.journal.exists()
+    assert project.status_of(old) == "active"
+
+
+def test_rollback_serves_the_previous_key_again(project: Project) -> None:
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-20261125")
+    assert project.run("rotate", "prod", "--grace", "0", input=new.reveal()).returncode == 0
+    assert project.status_of(old) == "inactive"
+    done = project.run("rollback", "prod", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert project.served() == [old, old] and project.status_of(old) == "active"
+
+
+def test_two_concurrent_rotates_exactly_one_proceeds(tmp_path: Path, sandbox: Sandbox) -> None:
+    gate = tmp_path / "gate"
+    project = make_project(
+        tmp_path,
+        sandbox,
+        check=f"touch {gate}.in; i=0; while [ ! -e {gate}.go ] && [ $i -lt 600 ]; "
+        "do sleep 0.05; i=$((i+1)); done",
+    )
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-20261125")
+    keyfile = tmp_path / "new.key"
+    keyfile.write_text(new.reveal())
+    keyfile.chmod(0o600)
+    with keyfile.open() as stdin:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "keyguard", "rotate", "prod", "--grace", "0"],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=project.env(),
+        )
+    for _ in range(1200):  # the first run sits in its verify step, holding the lease
+        if Path(f"{gate}.in").exists() or first.poll() is not None:
+            break
+        threading.Event().wait(0.05)
+    second = project.run("rotate", "prod", "--grace", "0")
+    Path(f"{gate}.go").touch()
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert second.returncode == 5
+    assert "another keyguard run is rotating" in second.stderr
+    assert project.served() == [new, new] and project.status_of(old) == "inactive"
+
+
+def test_demo_exits_0_without_credentials() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-m", "keyguard", "demo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "still carries traffic" in done.stdout and "is inactive" in done.stdout
+    assert not API_KEY_RE.search(done.stdout + done.stderr)

@@ -1,0 +1,59 @@
+"""Grace, drain check and archive against the sandbox's usage report over HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from keyguard.rotation import open_engine, status
+from tests.rotation.conftest import Project
+from tests.rotation.fakes import Clock
+
+
+def test_traffic_on_the_old_key_holds_back_revoke_until_idle(project: Project) -> None:
+    clock = Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=12))
+    old_id, old = project.mint("prod-legacy", created_at=clock() - timedelta(days=85))
+    project.seed(old)
+    _, new = project.mint("prod-new", created_at=clock())
+    with project.sandbox.client() as admin:
+
+        def engine():  # type: ignore[no-untyped-def]
+            return open_engine(project.config, "prod", admin, clock=clock)
+
+        out = engine().rotate(new)
+        assert out.waiting_for == "grace" and project.served() == [new, new]
+        project.sandbox.record_usage(
+            old_id, at=clock() + timedelta(hours=3), input_tokens=700, output_tokens=50
+        )
+        clock.advance(hours=24, minutes=2)
+        assert engine().rotate().waiting_for == "report"  # the report lags 5 minutes
+        clock.advance(minutes=5)
+        out = engine().rotate()
+        assert (out.exit_code, out.waiting_for) == (5, "drain")
+        assert old.hint in out.message and old_id in out.message and "750 tokens" in out.message
+        assert project.status_of(old) == "active"
+        assert "still carries traffic" in status(engine()).waiting_for
+        clock.advance(hours=24)
+        out = engine().rotate()
+        assert out.exit_code == 0, out.message
+        assert project.status_of(old) == "inactive"
+        clock.advance(days=7, minutes=1)
+        assert engine().rotate().waiting_for == "key"
+        assert project.status_of(old) == "archived"
+        assert project.status_of(new) == "active"
+
+
+def test_idle_old_key_is_revoked_once_the_window_covers_grace(project: Project) -> None:
+    clock = Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=3))
+    old_id, old = project.mint("prod-legacy")
+    project.seed(old)
+    project.sandbox.record_usage(old_id, at=clock() - timedelta(minutes=30))  # before the update
+    _, new = project.mint("prod-new")
+    with project.sandbox.client() as admin:
+        engine = open_engine(project.config, "prod", admin, clock=clock, grace=timedelta(hours=1))
+        assert engine.rotate(new).waiting_for == "grace"
+        clock.advance(hours=1, minutes=6)
+        out = open_engine(
+            project.config, "prod", admin, clock=clock, grace=timedelta(hours=1)
+        ).rotate()
+        assert out.exit_code == 0, out.message
+    assert project.status_of(old) == "inactive"
