@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -199,7 +200,47 @@ def test_console_script_runs_the_audit(mixed: Org) -> None:
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     assert proc.returncode == 1, proc.stderr
     assert json.loads(proc.stdout)["environments"][0]["verdict"] == "violation"
     assert proc.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_progress_bar_only_on_a_terminal(mixed: Org) -> None:
+    import pty
+
+    main_fd, tty_fd = pty.openpty()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keyguard",
+            "--config",
+            str(mixed.config_path()),
+            "audit",
+            "--format",
+            "csv",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=tty_fd,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "TERM": "xterm"},
+    )
+    os.close(tty_fd)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 1
+    assert "reading stores" in shown or "listing keys" in shown
+    assert b"reading stores" not in proc.stdout  # the report itself stays clean
+    assert next(csv.DictReader(io.StringIO(proc.stdout.decode())))["kind"] == "environment"

@@ -179,3 +179,21 @@ def test_unmanaged_keys_are_the_active_keys_no_store_holds(org: Org) -> None:
     assert first.age_days == 200 and first.key_name == "laptop-test"
     assert (first.tokens_24h, first.tokens_7d) == (10, 10)
     assert report.keys_listed == 4
+
+
+def test_last_rotation_comes_from_the_rotation_journal(org: Org) -> None:
+    from keyguard.config import load_config
+    from keyguard.journal import RotationJournal
+
+    org.env("prod", org.key("prod-2"))
+    org.env("dev", org.key("dev-1"))
+    state_dir = load_config(org.config_path()).state_dir
+    journal = RotationJournal(state_dir, "prod")
+    promoted = org.now - timedelta(days=3, hours=4)
+    journal.append("tok-1", "promote", "before", promoted - timedelta(seconds=5))
+    journal.append("tok-1", "promote", "after", promoted)
+    journal.append("tok-1", "verify", "after", promoted + timedelta(seconds=9))
+    envs = {e.name: e for e in org.audit().environments}
+    assert envs["prod"].last_rotation == promoted
+    # No journal: when the store says its current version was stored.
+    assert envs["dev"].last_rotation == org.now - timedelta(days=1)
