@@ -31,6 +31,9 @@ ENVIRONMENTS = {
 def main(argv: list[str]) -> int:
     root = Path(argv[0] if argv else "kg-audit-demo").resolve()
     (root / "stores").mkdir(parents=True, exist_ok=True)
+    # Start from an empty organization each time: the sandbox reloads an existing state file.
+    for old in [root / "sandbox.json", *(root / "stores").glob("*.json")]:
+        old.unlink(missing_ok=True)
     config = ["[anthropic]", 'base_url = "http://127.0.0.1:8765"', ""]
     with Sandbox(state_file=root / "sandbox.json") as sb:
         prod_ws = sb.add_workspace("production", tags={"env": "prod"})

@@ -5,14 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from keyguard.audit.model import AuditReport, EnvironmentReport
-from keyguard.audit.render import (
-    ENV_HEADER,
-    UNMANAGED_HEADER,
-    days,
-    environment_cells,
-    summary_line,
-    unmanaged_cells,
-)
+from keyguard.audit.render import compact_cells, days, number, summary_line
 
 #: Nothing may load from anywhere: the page is read offline, often as a mail attachment.
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
@@ -25,7 +18,8 @@ p.summary{color:#57606a;margin:.25rem 0 1rem}
 table{border-collapse:collapse;font-size:.85rem;width:100%}
 th,td{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.verdict{font-weight:600}
+td.verdict{font-weight:600}td{white-space:nowrap}td.reasons{white-space:normal;min-width:16rem}
+div.scroll{overflow-x:auto}
 .v-ok{color:#1a7f37}.v-due{color:#9a6700}.v-violation{color:#cf222e}
 svg text{font-size:12px;fill:#1f2328}
 rect.bar.ok{fill:#2da44e}rect.bar.due{fill:#d4a72c}rect.bar.violation{fill:#cf222e}
@@ -72,11 +66,17 @@ def _chart(envs: tuple[EnvironmentReport, ...]) -> str:
                 f'x="{LABEL_W}" y="{y}" width="{max(w, 1.0)}" height="{BAR_H}">'
                 f"<title>{name}: {age:g} days ({e.verdict.value})</title></rect>"
             )
-            out.append(f'<text class="value" x="{x(age) + 4}" y="{y + BAR_H - 2}">{age:g}d</text>')
+            # A short red bar needs its why beside it: expiring, shared, stores disagree...
+            other = [r.code for r in e.reasons if r.code not in ("due", "max_age")]
+            note = f" ({escape(', '.join(other))})" if other else ""
+            out.append(
+                f'<text class="value" x="{x(age) + 4}" y="{y + BAR_H - 2}">{age:g}d{note}</text>'
+            )
         else:
+            why = escape(", ".join(r.code for r in e.reasons)) or "no key"
             out.append(
                 f'<text class="value none" data-env="{name}" x="{LABEL_W + 4}" '
-                f'y="{y + BAR_H - 2}">no key</text>'
+                f'y="{y + BAR_H - 2}">no age known ({why})</text>'
             )
         if len(limits) > 1:
             for cls, lim in (("due", e.limits.due_after), ("max", e.limits.max_age)):
@@ -110,30 +110,63 @@ def _cell(value: object, cls: str = "") -> str:
 
 def _rows(headers: list[str], rows: list[str]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def render_html(report: AuditReport) -> str:
     """The whole report as one HTML page that loads nothing from anywhere."""
-    numeric = {4, 10, 11}
+    limits = {(e.limits.due_after, e.limits.max_age) for e in report.environments}
+    mixed = len(limits) > 1
+    heads = ["Environment", "Verdict", "Key / hint", "Age (days)"]
+    heads += ["Due / max"] if mixed else []
+    heads += ["Expires", "Status", "Stores", "Last rotation", "Tokens 24h", "Tokens 7d"]
+    heads += ["Reasons"]
+    numeric = {"Age (days)", "Tokens 24h", "Tokens 7d"}
     env_rows = []
     for e in report.environments:
-        cells = environment_cells(e)
+        cells: list[object] = [*compact_cells(e, mixed), "\n".join(r.message for r in e.reasons)]
         tds = []
-        for i, c in enumerate(cells):
-            cls = "num" if i in numeric else ""
-            if i == 1:
+        for head, c in zip(heads, cells, strict=True):
+            cls = "num" if head in numeric else ""
+            if head == "Verdict":
                 cls = f"verdict v-{e.verdict.value}"
+            elif head == "Reasons":
+                cls = "reasons"
             tds.append(_cell(c, cls))
         env_rows.append(f'<tr data-env="{escape(e.name)}">{"".join(tds)}</tr>')
+    un_heads = [
+        "Key / hint",
+        "Name",
+        "Workspace",
+        "Created by",
+        "Age (days)",
+        "Tokens 24h",
+        "Tokens 7d",
+    ]
     un_rows = [
         f'<tr data-key="{escape(u.key_id)}">'
-        + "".join(_cell(c, "num" if i >= 5 else "") for i, c in enumerate(unmanaged_cells(u)))
+        + "".join(
+            _cell(c, "num" if i >= 4 else "")
+            for i, c in enumerate(
+                [
+                    "\n".join(x for x in (u.key_id, u.hint) if x),
+                    u.key_name,
+                    u.workspace_id or "default",
+                    u.created_by,
+                    number(u.age_days),
+                    number(u.tokens_24h),
+                    number(u.tokens_7d),
+                ]
+            )
+        )
         + "</tr>"
         for u in report.unmanaged
     ]
     when = f"{report.generated_at:%Y-%m-%d %H:%M} UTC"
-    unmanaged = _rows(UNMANAGED_HEADER, un_rows) if un_rows else "<p>None.</p>"
+    unmanaged = _rows(un_heads, un_rows) if un_rows else "<p>None.</p>"
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -143,7 +176,7 @@ def render_html(report: AuditReport) -> str:
         f'<h1>keyguard audit</h1><p class="summary">Generated {when}. '
         f"{escape(summary_line(report))}.</p>"
         f"<h2>Key age against policy</h2>{_chart(report.environments)}"
-        f"<h2>Environments</h2>{_rows(ENV_HEADER, env_rows)}"
+        f"<h2>Environments</h2>{_rows(heads, env_rows)}"
         "<h2>Unmanaged keys</h2><p>Active keys of the organization that no environment's "
         f"store holds.</p>{unmanaged}"
         "</body></html>\n"

@@ -283,7 +283,8 @@ def render_markdown(report: AuditReport) -> str:
 VERDICT_STYLE = {Verdict.OK: "green", Verdict.DUE: "yellow", Verdict.VIOLATION: "bold red"}
 
 
-def _terminal_cells(e: EnvironmentReport, with_limits: bool) -> list[str]:
+def compact_cells(e: EnvironmentReport, with_limits: bool) -> list[str]:
+    """An environment row with id and hint in one cell (terminal and HTML tables)."""
     key = "\n".join(x for x in (e.key_id, e.hint) if x) or "-"
     limits = [f"{days(e.limits.due_after):g}/{days(e.limits.max_age):g}"] if with_limits else []
     return [
@@ -328,7 +329,7 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
     for head in heads:
         envs.add_column(head, min_width=max(ids, default=10) if head == "Key / hint" else None)
     for e in report.environments:
-        cells = [Text(c) for c in _terminal_cells(e, len(limits) > 1)]
+        cells = [Text(c) for c in compact_cells(e, len(limits) > 1)]
         cells[1] = Text(e.verdict.value, style=VERDICT_STYLE[e.verdict])
         envs.add_row(*cells)
     console.print(envs)
