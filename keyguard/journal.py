@@ -62,8 +62,9 @@ class RotationJournal:
             raise ValueError("refusing to write a key into the rotation journal")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            _drop_torn_tail(fd)
             os.write(fd, (line + "\n").encode("utf-8"))
             os.fsync(fd)
         finally:
@@ -110,6 +111,16 @@ class RotationJournal:
                     f"{self.path}:{number}: the rotation journal line is damaged; "
                     "move the file aside to start over (the stores keep every key)"
                 ) from None
+
+
+def _drop_torn_tail(fd: int) -> None:
+    """Cut a last line a crash left unfinished: that entry never completed."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    chunk = os.pread(fd, min(size, 1 << 16), max(0, size - (1 << 16)))
+    cut = chunk.rfind(b"\n")
+    os.ftruncate(fd, size - len(chunk) + cut + 1 if cut >= 0 else 0)
 
 
 def _fsync_dir(path: Path) -> None:

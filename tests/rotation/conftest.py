@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ import pytest
 from keyguard.admin.sandbox import Sandbox
 from keyguard.config import Config, load_config
 from keyguard.keys import API_KEY_RE, Secret
-from keyguard.stores import open_store
+from keyguard.stores import SecretStore, open_store
 from keyguard.stores.interface import Stage
+from tests.stores.servers.aws import aws_server  # noqa: F401  (fixture for the AWS scenarios)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,6 +31,8 @@ class Project:
     workspace: str
     stores: list[str]
     ids: dict[str, str] = field(default_factory=dict)  # fingerprint -> apikey id
+    _opened: dict[str, SecretStore] = field(default_factory=dict)
+    by_hand: Callable[[str, str], None] | None = None  # writes a plain value to a cloud store
 
     @property
     def config(self) -> Config:
@@ -46,13 +50,24 @@ class Project:
     def seed(self, secret: Secret) -> None:
         """Put a key into every store by hand, the way it sat there before keyguard."""
         for uri in self.stores:
+            if not uri.startswith("file:"):
+                assert self.by_hand is not None, f"no way to seed {uri}"
+                self.by_hand(uri, secret.reveal())
+                continue
             path = Path(uri.removeprefix("file:"))
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(secret.reveal() + "\n")
             path.chmod(0o600)
 
+    def open_stores(self) -> list[SecretStore]:
+        """The stores, opened once (a boto3 client is slow to build)."""
+        for uri in self.stores:
+            if uri not in self._opened:
+                self._opened[uri] = open_store(uri)
+        return [self._opened[uri] for uri in self.stores]
+
     def served(self) -> list[Secret | None]:
-        return [open_store(uri).get(Stage.CURRENT) for uri in self.stores]
+        return [store.get(Stage.CURRENT) for store in self.open_stores()]
 
     def status_of(self, secret: Secret) -> str:
         with self.sandbox.client() as admin:
@@ -89,10 +104,16 @@ class Project:
 
 
 def make_project(
-    root: Path, sandbox: Sandbox, *, stores: int = 2, check: str | None = None, extra: str = ""
+    root: Path,
+    sandbox: Sandbox,
+    *,
+    stores: int = 2,
+    check: str | None = None,
+    extra: str = "",
+    uris: list[str] | None = None,
 ) -> Project:
     workspace = sandbox.add_workspace("prod", tags={"env": "prod"})
-    uris = [f"file:{root / 'stores' / f'prod-{i}.json'}" for i in range(stores)]
+    uris = uris or [f"file:{root / 'stores' / f'prod-{i}.json'}" for i in range(stores)]
     check_line = f"check = {check!r}\n" if check else ""
     (root / "keyguard.toml").write_text(
         f'[anthropic]\nbase_url = "{sandbox.url}"\n\n'

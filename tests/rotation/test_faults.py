@@ -6,17 +6,20 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from keyguard.admin.sandbox import Sandbox
 from keyguard.errors import AuthError, KeyguardError, UnavailableError
 from keyguard.keys import Secret
 from keyguard.rotation import RotationEngine, open_engine
-from keyguard.stores import SecretStore, open_store
+from keyguard.stores import SecretStore
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
-from tests.rotation.conftest import Project
+from tests.rotation.conftest import Project, make_project
 from tests.rotation.fakes import Clock
+from tests.stores.servers.aws import AwsHarness
 
 STEPS = ["create", "update", "verify", "revoke"]
 
@@ -75,6 +78,26 @@ STORE_FAULT_AT = {
 }
 
 
+class RoutedStore(FaultyStore):
+    """Store 1 on AWS: ``method`` goes through a fault proxy in front of moto (real boto
+    errors, mapped by the real store); every other call goes straight to moto."""
+
+    def __init__(
+        self, inner: SecretStore, faulted: SecretStore, method: str, after: str | None
+    ) -> None:
+        super().__init__(inner, method, UnavailableError("unused"), after)
+        self.faulted = faulted
+
+    def _call(self, name: str, *args: Any) -> Any:
+        if name == self.method and self.armed:
+            self.failures += 1
+            return getattr(self.faulted, name)(*args)
+        result = getattr(self.inner, name)(*args)
+        if name == self.after:
+            self.armed = True
+        return result
+
+
 def scenario(project: Project, clock: Clock) -> tuple[Secret, Secret]:
     _, old = project.mint("prod-legacy")
     project.seed(old)
@@ -93,7 +116,7 @@ def run_step(
     """Run the command that performs ``step``: deliver, rotate (update+verify), rotate later."""
     with project.sandbox.client(**client) as admin:
         engine: RotationEngine = open_engine(
-            project.config, "prod", admin, clock=clock, stores=stores
+            project.config, "prod", admin, clock=clock, stores=stores or project.open_stores()
         )
         if step == "create":
             return engine.deliver(new)
@@ -114,7 +137,9 @@ def finish(project: Project, clock: Clock, new: Secret) -> None:
     """Plain reruns, a day apart, until the rotation is done; the served key always active."""
     for _ in range(4):
         with project.sandbox.client() as admin:
-            latest = open_engine(project.config, "prod", admin).latest()
+            latest = open_engine(
+                project.config, "prod", admin, stores=project.open_stores()
+            ).latest()
         assert latest is not None and latest.new.fingerprint == new.fingerprint
         if not latest.in_flight:
             break
@@ -171,27 +196,33 @@ def test_persistent_overload_stops_cleanly_and_resumes(project: Project, step: s
     assert project.status_of(old) == "inactive"
 
 
+@pytest.fixture
+def aws_project(tmp_path: Path, sandbox: Sandbox, aws_server: AwsHarness) -> Project:
+    uris = [f"file:{tmp_path / 'stores' / 'prod-0.json'}", aws_server.new_uri()]
+    project = make_project(tmp_path, sandbox, uris=uris)
+    project.by_hand = aws_server.put_by_hand
+    return project
+
+
 @pytest.mark.parametrize("step", STEPS)
-@pytest.mark.parametrize(
-    "error",
-    [
-        UnavailableError("store throttled: rate exceeded, slow down"),
-        AuthError("store permission denied: AccessDenied"),
-    ],
-    ids=["throttled", "denied"],
-)
+@pytest.mark.parametrize(("kind", "error"), [("throttle", UnavailableError), ("denied", AuthError)])
 def test_store_faults_stop_cleanly_and_resume(
-    project: Project, step: str, error: KeyguardError
+    aws_project: Project,
+    aws_server: AwsHarness,
+    step: str,
+    kind: str,
+    error: type[KeyguardError],
 ) -> None:
+    project = aws_project
     clock = Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=3))
     old, new = scenario(project, clock)
     advance_to(project, clock, step, new)
     method, after = STORE_FAULT_AT[step]
-    real = [open_store(u) for u in project.stores]
-    faulty = FaultyStore(real[1], method, error, after)
-    with pytest.raises(type(error)):
-        run_step(project, clock, step, new, stores=[real[0], faulty])
-    assert faulty.failures >= 1
+    real = project.open_stores()
+    routed = RoutedStore(real[1], aws_server.faulty(project.stores[1], kind), method, after)
+    with pytest.raises(error):
+        run_step(project, clock, step, new, stores=[real[0], routed])
+    assert routed.failures >= 1
     served_keys_active(project)
     if step != "revoke":
         assert project.status_of(old) == "active"
@@ -200,3 +231,13 @@ def test_store_faults_stop_cleanly_and_resume(
         run_step(project, clock, "create", new)
     finish(project, clock, new)
     assert project.status_of(old) == "inactive"
+
+
+def test_cli_rotates_a_file_and_an_aws_store_together(aws_project: Project) -> None:
+    _, old = aws_project.mint("prod-legacy")
+    aws_project.seed(old)
+    _, new = aws_project.mint("prod-20261125")
+    done = aws_project.run("rotate", "prod", "--grace", "0", "--yes", input=new.reveal())
+    assert done.returncode == 0, done.stderr
+    assert aws_project.served() == [new, new]
+    assert aws_project.status_of(old) == "inactive"
