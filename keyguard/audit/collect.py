@@ -1,0 +1,300 @@
+"""Joining the Admin API's keys and usage, every environment's stores and the policy."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from keyguard.audit import judge
+from keyguard.audit.model import (
+    AuditReport,
+    EnvironmentReport,
+    PolicyLimits,
+    StageView,
+    StoreView,
+    UnmanagedKey,
+)
+from keyguard.audit.stores import Opener, read_stores
+from keyguard.config import Config, Environment
+from keyguard.errors import KeyguardError
+from keyguard.models import ApiKey, UsageRow
+
+#: ``(task, done, total)``: task is ``"stores"``, ``"keys"`` or ``"usage"``; total may be unknown.
+Progress = Callable[[str, int, int | None], None]
+Clock = Callable[[], datetime]
+LastRotation = Callable[[Environment], datetime | None]
+
+#: Above this many keys, ask for everyone's usage at once rather than list ids in the URL.
+USAGE_FILTER_LIMIT = 100
+
+
+class AdminReader(Protocol):
+    """The part of ``AdminClient`` an audit reads."""
+
+    def list_keys(
+        self, *, status: str | None = None, workspace_id: str | None = None
+    ) -> Iterator[ApiKey]: ...
+
+    def usage(
+        self,
+        key_ids: Sequence[str],
+        starting_at: datetime,
+        ending_at: datetime | None = None,
+        *,
+        bucket_width: str = "1h",
+        group_by_model: bool = False,
+    ) -> list[UsageRow]: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class KeyIndex:
+    """The organization's keys, listed once, by id and by partial hint."""
+
+    by_id: dict[str, ApiKey] = field(default_factory=dict)
+    by_hint: dict[str, list[ApiKey]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, key: ApiKey) -> None:
+        self.by_id[key.id] = key
+        if key.partial_key_hint:
+            self.by_hint[key.partial_key_hint].append(key)
+
+    def resolve(self, view: StageView | None) -> StageView | None:
+        """Fill in a stage's key id from its hint; flag metadata naming a key with another hint."""
+        if view is None:
+            return None
+        if view.key_id:
+            known = self.by_id.get(view.key_id)
+            if known and known.partial_key_hint and view.hint != known.partial_key_hint:
+                return replace(view, meta_mismatch=True)
+            return view
+        matches = self.by_hint.get(view.hint or "", [])
+        return replace(view, key_id=matches[0].id) if len(matches) == 1 else view
+
+
+def list_keys(client: AdminReader, progress: Progress | None = None) -> KeyIndex:
+    """Every key of the organization, page by page, counted as it arrives."""
+    index = KeyIndex()
+    for n, key in enumerate(client.list_keys(), 1):
+        index.add(key)
+        if progress is not None and n % 100 == 0:
+            progress("keys", n, None)
+    if progress is not None:
+        progress("keys", len(index.by_id), len(index.by_id))
+    return index
+
+
+def usage_totals(
+    client: AdminReader, key_ids: set[str], now: datetime
+) -> dict[str, tuple[int, int]]:
+    """Tokens per key over the last 24 hours and 7 days, from hourly buckets."""
+    if not key_ids:
+        return {}
+    ids = sorted(key_ids) if len(key_ids) <= USAGE_FILTER_LIMIT else []
+    rows = client.usage(ids, now - timedelta(days=7), now, bucket_width="1h")
+    day_ago = now - timedelta(hours=24)
+    out: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        if row.api_key_id is None or row.api_key_id not in key_ids:
+            continue
+        day, week = out.get(row.api_key_id, (0, 0))
+        recent = row.total_tokens if row.starting_at >= day_ago else 0
+        out[row.api_key_id] = (day + recent, week + row.total_tokens)
+    return out
+
+
+def journal_last_rotation(state_dir: Path) -> LastRotation:
+    """When each environment's current key went into service, per its rotation journal."""
+    from keyguard.journal import RotationJournal
+
+    def last(env: Environment) -> datetime | None:
+        try:
+            entries = RotationJournal(state_dir, env.name).entries()
+        except KeyguardError:
+            return None  # a damaged journal is `keyguard status`'s business, not the audit's
+        promoted = [e.ts for e in entries if e.step == "promote" and e.phase == "after"]
+        if not promoted:
+            return None
+        ts = max(promoted)
+        return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+    return last
+
+
+def _first_current(views: Sequence[StoreView]) -> StageView | None:
+    return next((s.current for s in views if s.error is None and s.current is not None), None)
+
+
+def _first(views: Sequence[StoreView], stage: str) -> StageView | None:
+    return next((getattr(s, stage) for s in views if getattr(s, stage) is not None), None)
+
+
+def _age(key: ApiKey | None, now: datetime) -> timedelta | None:
+    return now - key.created_at if key is not None and key.created_at is not None else None
+
+
+def run_audit(
+    config: Config,
+    client: AdminReader,
+    env_names: Sequence[str] = (),
+    *,
+    opener: Opener | None = None,
+    clock: Clock = utc_now,
+    last_rotation: LastRotation | None = None,
+    max_workers: int = 8,
+    progress: Progress | None = None,
+) -> AuditReport:
+    """The audit report for ``env_names`` (all environments when empty)."""
+    if opener is None:
+        from keyguard.stores import open_store
+
+        opener = open_store
+    selected = [config.environment(n) for n in dict.fromkeys(env_names)] or list(
+        config.environments.values()
+    )
+    now = clock()
+    if last_rotation is None:
+        last_rotation = journal_last_rotation(config.state_dir)
+    # Every environment's stores are read, not only the selected ones: sharing and
+    # unmanaged keys are only true statements against the whole configuration.
+    everything = list(config.environments.values())
+    uris = [uri for env in everything for uri in env.stores]
+
+    def on_store(done: int, total: int) -> None:
+        if progress is not None:
+            progress("stores", done, total)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-keys") as lister:
+        keys_future = lister.submit(list_keys, client, progress)
+        raw = read_stores(uris, opener, max_workers=max_workers, progress=on_store)
+        index = keys_future.result()
+
+    views = {
+        uri: replace(
+            v,
+            current=index.resolve(v.current),
+            pending=index.resolve(v.pending),
+            previous=index.resolve(v.previous),
+        )
+        for uri, v in raw.items()
+    }
+    by_env = {env.name: [views[u] for u in env.stores] for env in everything}
+
+    served: dict[str, set[str]] = defaultdict(set)  # fingerprint -> environments serving it
+    held: set[str] = set()
+    for name, env_views in by_env.items():
+        for v in env_views:
+            for stage in (v.current, v.pending, v.previous):
+                if stage is not None and stage.key_id:
+                    held.add(stage.key_id)
+            if v.current is not None and v.current.fingerprint:
+                served[v.current.fingerprint].add(name)
+
+    unmanaged_keys = [k for k in index.by_id.values() if k.status == "active" and k.id not in held]
+    wanted = {k.id for k in unmanaged_keys}
+    for env in selected:
+        current = _first_current(by_env[env.name])
+        if current is not None and current.key_id:
+            wanted.add(current.key_id)
+    if progress is not None:
+        progress("usage", 0, 1)
+    usage = usage_totals(client, wanted, now)
+    if progress is not None:
+        progress("usage", 1, 1)
+
+    reports = tuple(
+        _environment_report(env, by_env[env.name], index, served, usage, now, last_rotation)
+        for env in selected
+    )
+    unmanaged = tuple(
+        sorted(
+            (_unmanaged(k, usage, now) for k in unmanaged_keys),
+            key=lambda u: (-(u.age or timedelta()).total_seconds(), u.key_id),
+        )
+    )
+    return AuditReport(
+        generated_at=now,
+        environments=reports,
+        unmanaged=unmanaged,
+        keys_listed=len(index.by_id),
+    )
+
+
+def _environment_report(
+    env: Environment,
+    views: list[StoreView],
+    index: KeyIndex,
+    served: dict[str, set[str]],
+    usage: dict[str, tuple[int, int]],
+    now: datetime,
+    last_rotation: LastRotation | None,
+) -> EnvironmentReport:
+    limits = PolicyLimits.of(env.policy)
+    current = _first_current(views)
+    key_id = current.key_id if current else None
+    key = index.by_id.get(key_id) if key_id else None
+    ref = (key_id or current.hint) if current else None
+    reasons = judge.store_reasons(views)
+    reasons += judge.key_reasons(key, ref, limits, now, workspace=env.workspace)
+    shared_with: set[str] = set()
+    for v in views:
+        if v.current is not None and v.current.fingerprint:
+            shared_with |= served.get(v.current.fingerprint, set())
+    shared_with.discard(env.name)
+    if ref is not None:
+        reasons += judge.shared_reasons(ref, sorted(shared_with), limits)
+    pending, previous = _first(views, "pending"), _first(views, "previous")
+    prev_key = index.by_id.get(previous.key_id) if previous and previous.key_id else None
+    rotated = last_rotation(env) if last_rotation else None
+    if rotated is None and current is not None:
+        rotated = current.stored_at
+    day, week = usage.get(key_id, (0, 0)) if key_id else (None, None)
+    return EnvironmentReport(
+        name=env.name,
+        verdict=judge.verdict_of(reasons),
+        reasons=tuple(reasons),
+        limits=limits,
+        key_id=key_id,
+        key_name=key.name if key else None,
+        hint=(key.partial_key_hint if key and key.partial_key_hint else None)
+        or (current.hint if current else None),
+        workspace_id=key.workspace_id if key else None,
+        status=key.status if key else None,
+        created_at=key.created_at if key else None,
+        created_by=key.created_by if key else None,
+        age=_age(key, now),
+        expires_at=key.expires_at if key else None,
+        stores=tuple(views),
+        stores_agree=judge.stores_agree(views),
+        last_rotation=rotated,
+        pending_key_id=(pending.key_id if pending else None),
+        pending_hint=(pending.hint if pending else None),
+        previous_key_id=(previous.key_id if previous else None),
+        previous_status=prev_key.status if prev_key else None,
+        tokens_24h=day,
+        tokens_7d=week,
+    )
+
+
+def _unmanaged(key: ApiKey, usage: dict[str, tuple[int, int]], now: datetime) -> UnmanagedKey:
+    day, week = usage.get(key.id, (0, 0))
+    return UnmanagedKey(
+        key_id=key.id,
+        key_name=key.name,
+        hint=key.partial_key_hint,
+        workspace_id=key.workspace_id,
+        created_at=key.created_at,
+        created_by=key.created_by,
+        age=_age(key, now),
+        expires_at=key.expires_at,
+        tokens_24h=day,
+        tokens_7d=week,
+    )

@@ -1,0 +1,145 @@
+"""The verdict: an environment's key and stores measured against its policy (pure, no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from keyguard.audit.model import PolicyLimits, Reason, StoreView, Verdict
+from keyguard.models import ApiKey
+from keyguard.policy import format_duration
+
+#: Statuses that must never be what consumers read.
+DEAD_STATUSES = ("inactive", "archived")
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86400:.1f}d"
+
+
+def store_reasons(stores: Sequence[StoreView]) -> list[Reason]:
+    """Unreadable stores, empty stores, stores whose metadata lies, stores that disagree."""
+    v = Verdict.VIOLATION
+    out: list[Reason] = []
+    for s in stores:
+        if s.error is not None:
+            out.append(Reason("store_unreadable", v, f"store {s.uri} could not be read: {s.error}"))
+        elif s.current is None:
+            out.append(Reason("no_current_key", v, f"store {s.uri} holds no current key"))
+        elif not s.current.well_formed:
+            out.append(
+                Reason(
+                    "not_a_key",
+                    v,
+                    f"store {s.uri} serves a value that is not an Anthropic API key "
+                    f"({s.current.hint}); put the environment's key back with `keyguard deliver`",
+                )
+            )
+        elif s.current.meta_mismatch:
+            out.append(
+                Reason(
+                    "metadata_mismatch",
+                    v,
+                    f"store {s.uri}: its metadata does not describe the key it holds "
+                    f"(value {s.current.hint}); it was changed outside keyguard",
+                )
+            )
+    if not stores_agree(stores):
+        held = ", ".join(
+            f"{s.uri}={s.current.key_id or s.current.hint}" for s in stores if s.current is not None
+        )
+        out.append(Reason("stores_disagree", v, f"stores serve different keys: {held}"))
+    return out
+
+
+def stores_agree(stores: Sequence[StoreView]) -> bool:
+    """True when every readable store serves the same current key (by fingerprint, else id)."""
+    seen = {
+        s.current.fingerprint or s.current.key_id or s.current.hint
+        for s in stores
+        if s.error is None and s.current is not None
+    }
+    return len(seen) <= 1
+
+
+def key_reasons(
+    key: ApiKey | None,
+    key_ref: str | None,
+    limits: PolicyLimits,
+    now: datetime,
+    *,
+    workspace: str | None = None,
+) -> list[Reason]:
+    """Age, expiry, status and workspace of the served key against ``limits``."""
+    v = Verdict.VIOLATION
+    out: list[Reason] = []
+    if key is None:
+        if key_ref is not None:
+            out.append(
+                Reason(
+                    "unknown_key",
+                    v,
+                    f"the served key {key_ref} is not among the organization's keys "
+                    "(deleted, another organization, or a hand-edited store)",
+                )
+            )
+        return out
+    if key.status in DEAD_STATUSES:
+        out.append(Reason("inactive_served", v, f"key {key.id} is {key.status} but still served"))
+    expired = key.status == "expired" or (key.expires_at is not None and key.expires_at <= now)
+    if expired:
+        when = f" at {key.expires_at:%Y-%m-%d %H:%M}Z" if key.expires_at else ""
+        out.append(Reason("expired", v, f"key {key.id} expired{when}"))
+    elif key.expires_at is not None and key.expires_at - now <= limits.expiry_warning:
+        left = (key.expires_at - now).total_seconds()
+        out.append(
+            Reason(
+                "expiring",
+                v,
+                f"key {key.id} expires in {_days(left)} "
+                f"(inside the {format_duration(limits.expiry_warning)} warning window)",
+            )
+        )
+    if key.created_at is not None:
+        age = now - key.created_at
+        if age >= limits.max_age:
+            out.append(
+                Reason(
+                    "max_age",
+                    v,
+                    f"age {_days(age.total_seconds())} is past max_age "
+                    f"{format_duration(limits.max_age)}",
+                )
+            )
+        elif age >= limits.due_after:
+            out.append(
+                Reason(
+                    "due",
+                    Verdict.DUE,
+                    f"age {_days(age.total_seconds())} is past due_after "
+                    f"{format_duration(limits.due_after)}: run `keyguard rotate --due`",
+                )
+            )
+    if workspace is not None and (key.workspace_id or "default") != workspace:
+        out.append(
+            Reason(
+                "workspace_mismatch",
+                v,
+                f"key {key.id} belongs to workspace {key.workspace_id or 'default'}, "
+                f"the environment expects {workspace}",
+            )
+        )
+    return out
+
+
+def shared_reasons(key_ref: str, shared_with: Sequence[str], limits: PolicyLimits) -> list[Reason]:
+    """One key served by several environments breaks ``one_key_per_environment``."""
+    if not shared_with or not limits.one_key_per_environment:
+        return []
+    others = ", ".join(sorted(shared_with))
+    return [Reason("shared", Verdict.VIOLATION, f"key {key_ref} is also served by {others}")]
+
+
+def verdict_of(reasons: Sequence[Reason]) -> Verdict:
+    """The worst verdict among ``reasons`` (``ok`` when there are none)."""
+    return max((r.verdict for r in reasons), key=lambda x: x.rank, default=Verdict.OK)

@@ -1,0 +1,146 @@
+"""The audit report's value types: one row per environment, one per unmanaged key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from keyguard.policy import Policy
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    DUE = "due"
+    VIOLATION = "violation"
+
+    @property
+    def rank(self) -> int:
+        return {"ok": 0, "due": 1, "violation": 2}[self.value]
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a verdict is not ``ok``: a stable code for machines, a sentence for people."""
+
+    code: str
+    verdict: Verdict
+    message: str
+
+
+@dataclass(frozen=True)
+class StageView:
+    """One stage of one store: ids and hints only, never the key."""
+
+    key_id: str | None = None
+    hint: str | None = None
+    fingerprint: str | None = None
+    stored_at: datetime | None = None
+    meta_mismatch: bool = False  # the stored metadata names another key than the value
+    well_formed: bool = True  # the value has the shape of an Anthropic API key
+
+
+@dataclass(frozen=True)
+class StoreView:
+    """What one store holds for each stage, or why it could not be read."""
+
+    uri: str
+    current: StageView | None = None
+    pending: StageView | None = None
+    previous: StageView | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PolicyLimits:
+    """The policy numbers a report shows beside each environment."""
+
+    name: str
+    due_after: timedelta
+    max_age: timedelta
+    expiry_warning: timedelta
+    one_key_per_environment: bool = True
+
+    @classmethod
+    def of(cls, policy: Policy) -> PolicyLimits:
+        return cls(
+            name=policy.name,
+            due_after=policy.due_after,
+            max_age=policy.max_age,
+            expiry_warning=policy.expiry_warning,
+            one_key_per_environment=policy.one_key_per_environment,
+        )
+
+
+@dataclass(frozen=True)
+class EnvironmentReport:
+    """One environment: its current key as Anthropic and its stores see it, and a verdict."""
+
+    name: str
+    verdict: Verdict
+    reasons: tuple[Reason, ...]
+    limits: PolicyLimits
+    key_id: str | None = None
+    key_name: str | None = None
+    hint: str | None = None
+    workspace_id: str | None = None
+    status: str | None = None
+    created_at: datetime | None = None
+    created_by: str | None = None
+    age: timedelta | None = None
+    expires_at: datetime | None = None
+    stores: tuple[StoreView, ...] = ()
+    stores_agree: bool = True
+    last_rotation: datetime | None = None
+    pending_key_id: str | None = None
+    pending_hint: str | None = None
+    previous_key_id: str | None = None
+    previous_status: str | None = None
+    tokens_24h: int | None = None
+    tokens_7d: int | None = None
+
+    @property
+    def age_days(self) -> float | None:
+        return None if self.age is None else round(self.age.total_seconds() / 86400, 1)
+
+
+@dataclass(frozen=True)
+class UnmanagedKey:
+    """An active key of the organization that no environment holds."""
+
+    key_id: str
+    key_name: str
+    hint: str | None
+    workspace_id: str | None
+    created_at: datetime | None
+    created_by: str | None
+    age: timedelta | None
+    expires_at: datetime | None
+    tokens_24h: int | None
+    tokens_7d: int | None
+
+    @property
+    def age_days(self) -> float | None:
+        return None if self.age is None else round(self.age.total_seconds() / 86400, 1)
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    generated_at: datetime
+    environments: tuple[EnvironmentReport, ...]
+    unmanaged: tuple[UnmanagedKey, ...] = ()
+    keys_listed: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def worst(self) -> Verdict:
+        """The worst verdict of all environments (``ok`` for none)."""
+        verdicts = [e.verdict for e in self.environments] or [Verdict.OK]
+        return max(verdicts, key=lambda v: v.rank)
+
+    def counts(self) -> dict[str, int]:
+        out = {v.value: 0 for v in Verdict}
+        for e in self.environments:
+            out[e.verdict.value] += 1
+        out["unmanaged"] = len(self.unmanaged)
+        return out
