@@ -1,0 +1,112 @@
+"""``keyguard scan`` and ``keyguard install-hook``."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from keyguard.errors import ExitCode, UsageError
+from keyguard.scanner.hook import load_excludes, present
+from keyguard.scanner.report import FORMATS
+from keyguard.scanner.run import ScanOptions, check_hook, run_scan
+
+HOOK_MARKER = "# installed by keyguard install-hook"
+HOOK_SCRIPT = f"""#!/bin/sh
+{HOOK_MARKER}
+# Refuses a commit whose staged content holds an Anthropic key.
+if command -v keyguard-scan >/dev/null 2>&1; then
+    exec keyguard-scan "$@"
+fi
+exec {{python}} -m keyguard.scanner.hook "$@"
+"""
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--staged", is_flag=True, help="Scan the staged content (the index), not files.")
+@click.option(
+    "--history",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[REV-RANGE]",
+    help="Scan every blob reachable from REV-RANGE (default: all refs), each once.",
+)
+@click.option("--stdin", "use_stdin", is_flag=True, help="Scan standard input (same as PATH -).")
+@click.option(
+    "-f", "--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True
+)
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
+@click.option("--baseline", type=click.Path(dir_okay=False), help="Accept the keys listed in FILE.")
+@click.option("--update-baseline", is_flag=True, help="Write every finding to --baseline FILE.")
+@click.option("--jobs", type=click.IntRange(1, 64), help="Processes to read with (default: cores).")
+@click.pass_context
+def scan(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    staged: bool,
+    history: str | None,
+    use_stdin: bool,
+    fmt: str,
+    output: str | None,
+    baseline: str | None,
+    update_baseline: bool,
+    jobs: int | None,
+) -> int:
+    """Find Anthropic keys in PATHs (default .), the staged content, or git history.
+
+    Exit 0 when clean, 1 when a key is found, 2 on a usage error.
+    """
+    obj = ctx.find_root().obj or {}
+    exclude, root = load_excludes(obj.get("config_path"))
+    opts = ScanOptions(
+        paths=list(paths) or ["."],
+        staged=staged,
+        history=history,
+        stdin=use_stdin,
+        exclude=exclude,
+        config_root=root,
+        baseline=baseline,
+        update_baseline=update_baseline,
+        jobs=jobs,
+    )
+    run = run_scan(opts)
+    code = present(run, fmt, output, sys.stdout, sys.stderr)
+    if staged and (problem := check_hook(run)):
+        raise UsageError(problem)
+    return code
+
+
+def _hooks_dir() -> Path:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--git-path", "hooks"], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise UsageError("not in a git repository; run `keyguard install-hook` inside one")
+    return Path(proc.stdout.strip())
+
+
+@click.command("install-hook")
+@click.option("--force", is_flag=True, help="Replace an existing pre-commit hook.")
+def install_hook(force: bool) -> int:
+    """Install a plain git pre-commit hook that runs keyguard-scan on every commit."""
+    hook = _hooks_dir() / "pre-commit"
+    if hook.exists() and HOOK_MARKER not in hook.read_text("utf-8", "replace") and not force:
+        raise UsageError(
+            f"{hook} exists and is not keyguard's; add `keyguard-scan` to it by hand, "
+            "use the pre-commit framework, or pass --force to replace it"
+        )
+    hook.parent.mkdir(parents=True, exist_ok=True)
+    hook.write_text(HOOK_SCRIPT.format(python=_quote(sys.executable)), "utf-8")
+    hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | 0o644)
+    click.echo(f"keyguard: installed {hook}; every commit is now scanned for Anthropic keys")
+    return int(ExitCode.OK)
+
+
+def _quote(path: str) -> str:
+    return "'" + path.replace("'", "'\\''") + "'" if os.sep in path or " " in path else path

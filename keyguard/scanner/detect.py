@@ -1,0 +1,283 @@
+"""Finding keys in a byte stream: C-speed prefilters, then exact checks only around hits."""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from keyguard.scanner.rules import KEY_BYTES, PREFIX, Rule, classify
+
+#: Bytes read per round: small enough that the four prefilter passes hit the CPU cache
+#: (measured: 512 KiB rounds scan ~1.7x faster than 1 MiB ones).
+CHUNK = 1 << 19
+#: Context kept before a round's new bytes (escapes, the line for `keyguard: allow`).
+LEFT = 4096
+#: Bytes that must follow a hit before it is judged (the key, its encodings, joined literals).
+RIGHT = 4096
+#: Longest run of key characters worth classifying.
+MAX_RUN = 600
+
+#: ``sk-ant-`` in base64 at each of the three byte alignments: (needle, first char index,
+#: alignment). Only the characters that depend on the prefix alone are searched.
+B64_NEEDLES = ((b"c2stYW50L", 0, 0), (b"NrLWFudC", 2, 1), (b"zay1hbnQt", 3, 2))
+
+_RUN = re.compile(rb"[A-Za-z0-9_-]*")
+_B64_RUN = re.compile(rb"[A-Za-z0-9+/_-]*")
+_B64_URLSAFE = bytes.maketrans(b"-_", b"+/")
+# The glue between adjacent string literals that a language concatenates: Python/C/C++
+# implicit concatenation, `+` (JS, Java, C#, Python), `.` (PHP, Perl), `&` (VB), `||` (SQL),
+# a backslash line continuation, with any whitespace or newlines around it.
+_JOIN = re.compile(
+    rb"""["'`](?:\s|\\\r?\n)*(?:(?:\+|\.|&|\|\|)(?:\s|\\\r?\n)*)?[rRbBuUfF]{0,2}["'`]"""
+)
+_ALLOW = re.compile(rb"keyguard:\s?allow")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+Reader = Callable[[memoryview], int | None]
+
+
+@dataclass(slots=True)
+class Hit:
+    """One key found in a stream. ``key`` is the plaintext: memory only, never output."""
+
+    offset: int
+    line: int
+    column: int
+    rule: Rule
+    key: bytes
+    encoding: str  # plain | base64 | concatenated
+    allowed: bool  # an inline `keyguard: allow` comment on its line
+
+
+class ArchiveDetected(Exception):
+    """The stream starts like an archive; ``head`` holds the bytes already consumed."""
+
+    def __init__(self, kind: str, head: bytes) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.head = head
+
+
+def sniff(head: bytes | bytearray | memoryview) -> str | None:
+    """The container kind a stream's first bytes announce, if any."""
+    start = bytes(head[:6])
+    if start.startswith(b"PK\x03\x04"):
+        return "zip"
+    if start.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if start.startswith(b"BZh"):
+        return "bz2"
+    if start.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if len(head) >= 262 and bytes(head[257:262]) == b"ustar":
+        return "tar"
+    return None
+
+
+def _left_ok(buf: bytearray | bytes, p: int) -> bool:
+    """True when nothing before ``p`` continues the key: a boundary or an escape sequence."""
+    if p == 0 or buf[p - 1] not in KEY_BYTES:
+        return True
+    if p >= 2 and buf[p - 2] == 0x5C:  # \n \t \r and friends
+        return True
+    if p >= 3 and buf[p - 3] == 0x25 and buf[p - 2] in _HEX and buf[p - 1] in _HEX:  # %22
+        return True
+    if p >= 4 and buf[p - 4] == 0x5C and buf[p - 3] in b"xX":  # \x22
+        return True
+    return p >= 6 and buf[p - 6] == 0x5C and buf[p - 5] in b"uU"  # \u0022
+
+
+def _plain(buf: bytearray, p: int, n: int) -> tuple[Rule, bytes, str] | None:
+    if not _left_ok(buf, p):
+        return None
+    m = _RUN.match(buf, p, min(n, p + MAX_RUN + 1))
+    assert m is not None
+    e = m.end()
+    if e - p > MAX_RUN:
+        return None
+    run = bytes(buf[p:e])
+    rule = classify(run)
+    if rule is not None:
+        return rule, run, "plain"
+    return _joined(buf, run, e, n)
+
+
+def _joined(buf: bytearray, run: bytes, e: int, n: int) -> tuple[Rule, bytes, str] | None:
+    """A key split across adjacent string literals, joined the way the language would."""
+    pieces = [run]
+    total = len(run)
+    for _ in range(64):
+        m = _JOIN.match(buf, e, min(n, e + 512))
+        if m is None:
+            break
+        r = _RUN.match(buf, m.end(), min(n, m.end() + MAX_RUN))
+        assert r is not None
+        e = r.end()
+        pieces.append(bytes(buf[m.end() : e]))
+        total += e - m.end()
+        if total > MAX_RUN:
+            return None
+    if len(pieces) == 1:
+        return None
+    joined = b"".join(pieces)
+    rule = classify(joined)
+    return (rule, joined, "concatenated") if rule is not None else None
+
+
+def _base64(buf: bytearray, g: int, align: int, n: int) -> tuple[Rule, bytes, str] | None:
+    """Decode the base64 run starting at group boundary ``g`` and classify what it holds."""
+    m = _B64_RUN.match(buf, g, min(n, g + 4 * MAX_RUN // 3 + 16))
+    assert m is not None
+    chars = bytes(buf[g : m.end()]).translate(_B64_URLSAFE)
+    usable = len(chars) - len(chars) % 4
+    if len(chars) % 4 >= 2:
+        chars = chars + b"=" * (4 - len(chars) % 4)
+        usable = len(chars)
+    try:
+        decoded = binascii.a2b_base64(chars[:usable])
+    except binascii.Error:
+        return None
+    if decoded[align : align + len(PREFIX)] != PREFIX:
+        return None
+    if align and decoded[align - 1] in KEY_BYTES:
+        return None
+    r = _RUN.match(decoded, align)
+    assert r is not None
+    rule = classify(decoded[align : r.end()])
+    return (rule, decoded[align : r.end()], "base64") if rule is not None else None
+
+
+class _Lines:
+    """Newline bookkeeping across rounds, so a hit gets its 1-based line and column."""
+
+    __slots__ = ("count", "last_nl")
+
+    def __init__(self) -> None:
+        self.count = 0  # newlines before the current round's first byte
+        self.last_nl = -1  # absolute offset of the last newline before it
+
+    def locate(self, buf: bytearray, lo: int, p: int, base: int) -> tuple[int, int]:
+        if p >= lo:
+            line = self.count + buf.count(b"\n", lo, p) + 1
+            nl = buf.rfind(b"\n", lo, p)
+            last = base + nl if nl >= 0 else self.last_nl
+        else:  # a base64 group that starts just before the round
+            line = self.count - buf.count(b"\n", p, lo) + 1
+            nl = buf.rfind(b"\n", 0, p)
+            last = base + nl if nl >= 0 else self.last_nl
+        return line, base + p - last
+
+    def advance(self, buf: bytearray, lo: int, hi: int, base: int) -> None:
+        self.count += buf.count(b"\n", lo, hi)
+        nl = buf.rfind(b"\n", lo, hi)
+        if nl >= 0:
+            self.last_nl = base + nl
+
+
+def _round(buf: bytearray, lo: int, hi: int, n: int, base: int, lines: _Lines) -> list[Hit]:
+    """Every key whose first byte lies in ``buf[lo:hi]``."""
+    found: list[tuple[int, tuple[Rule, bytes, str] | None]] = []
+    end = min(n, hi + len(PREFIX) - 1)
+    i = buf.find(PREFIX, lo, end)
+    while i != -1:
+        found.append((i, _plain(buf, i, n)))
+        i = buf.find(PREFIX, i + 1, end)
+    for needle, first, align in B64_NEEDLES:
+        end = min(n, hi + len(needle) - 1)
+        i = buf.find(needle, lo, end)
+        while i != -1:
+            if i - first >= 0:
+                found.append((i - first, _base64(buf, i - first, align, n)))
+            i = buf.find(needle, i + 1, end)
+    hits: list[Hit] = []
+    for p, result in sorted(found, key=lambda item: item[0]):
+        if result is None:
+            continue
+        rule, key, encoding = result
+        line, column = lines.locate(buf, lo, p, base)
+        ls = buf.rfind(b"\n", max(0, p - LEFT), p) + 1
+        le = buf.find(b"\n", p, min(n, p + RIGHT))
+        allowed = _ALLOW.search(buf, ls, le if le >= 0 else min(n, p + RIGHT)) is not None
+        hits.append(Hit(base + p, line, column, rule, key, encoding, allowed))
+    return hits
+
+
+_POOL: list[bytearray] = []
+
+
+def scan_stream(
+    read: Reader,
+    *,
+    size: int | None = None,
+    detect_archives: bool = False,
+    limit: int | None = None,
+) -> tuple[list[Hit], int, bool]:
+    """Scan everything ``read`` yields; returns (hits, bytes read, truncated by ``limit``).
+
+    Memory stays at one buffer of ``CHUNK`` plus context, however large the stream. With
+    ``detect_archives`` the first bytes are sniffed and ``ArchiveDetected`` is raised.
+    """
+    buf = _POOL.pop() if _POOL else bytearray(LEFT + CHUNK + RIGHT)
+    try:
+        return _scan(buf, read, size, detect_archives, limit)
+    finally:
+        _POOL.append(buf)
+
+
+def _scan(
+    buf: bytearray, read: Reader, size: int | None, detect: bool, limit: int | None
+) -> tuple[list[Hit], int, bool]:
+    mv = memoryview(buf)
+    cap = len(buf)
+    hits: list[Hit] = []
+    lines = _Lines()
+    n = lo = base = total = 0
+    eof = truncated = False
+    first = True
+    try:
+        while True:
+            while n < cap and not eof:
+                got = read(mv[n:])
+                if not got:
+                    eof = True
+                    break
+                n += got
+                total += got
+                if size is not None and total >= size:
+                    eof = True
+                if limit is not None and total >= limit:
+                    eof = truncated = True
+            if first:
+                first = False
+                kind = sniff(mv[:n]) if detect else None
+                if kind is not None:
+                    raise ArchiveDetected(kind, bytes(mv[:n]))
+            hi = n if eof else n - RIGHT
+            hits.extend(_round(buf, lo, hi, n, base, lines))
+            if eof:
+                return hits, total, truncated
+            lines.advance(buf, lo, hi, base)
+            keep = max(0, hi - LEFT)
+            mv[: n - keep] = mv[keep:n]
+            base += keep
+            lo = hi - keep
+            n -= keep
+    finally:
+        mv.release()
+
+
+def scan_bytes(data: bytes) -> list[Hit]:
+    """Scan an in-memory buffer (tests, small inputs)."""
+    view = memoryview(data)
+    pos = 0
+
+    def read(into: memoryview) -> int:
+        nonlocal pos
+        k = min(len(into), len(view) - pos)
+        into[:k] = view[pos : pos + k]
+        pos += k
+        return k
+
+    return scan_stream(read)[0]

@@ -1,0 +1,287 @@
+"""Running a scan: read every target (in a process pool when it pays), then suppress and verify."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from keyguard.keys import Secret
+from keyguard.scanner.archives import ItemResult, scan_item
+from keyguard.scanner.detect import Hit
+from keyguard.scanner.rules import RULES_BY_ID, Rule
+from keyguard.scanner.sources import Target
+
+#: Below this many bytes a pool costs more than it saves.
+POOL_MIN_BYTES = 24 << 20
+#: Target bytes per unit of work handed to a pool worker.
+BATCH_BYTES = 8 << 20
+BATCH_FILES = 512
+
+#: The ``--verify`` seam: classifies a key as "live", "revoked" or "unknown".
+Verifier = Callable[[Secret], str]
+
+
+@dataclass
+class Finding:
+    """A key at a place. ``secret`` never leaves memory; outputs use ``redacted``."""
+
+    rule: Rule
+    path: str
+    line: int
+    column: int
+    secret: Secret = field(repr=False)
+    encoding: str = "plain"
+    commit: str | None = None
+    allowed: bool = False
+    verdict: str | None = None
+
+    @property
+    def redacted(self) -> str:
+        return self.secret.redacted
+
+    @property
+    def fingerprint(self) -> str:
+        return self.secret.fingerprint
+
+
+@dataclass
+class ScanResult:
+    """Findings after suppressions, plus what was scanned and what was suppressed or skipped."""
+
+    findings: list[Finding] = field(default_factory=list)
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    allowed: int = 0
+    baselined: int = 0
+    excluded: int = 0
+
+
+# A finding as it crosses from a worker process: plain data, the key as text.
+_Row = tuple[str, str, int, int, str, str, str | None, bool]
+
+
+def _rows(target: Target, item: ItemResult) -> list[_Row]:
+    rows: list[_Row] = []
+    for member, hit in item.hits:
+        path = f"{target.path}!{member}" if member else target.path
+        rows.append(_row(path, hit, target.commit))
+    return rows
+
+
+def _row(path: str, hit: Hit, commit: str | None) -> _Row:
+    key = hit.key.decode("ascii")
+    return (hit.rule.id, path, hit.line, hit.column, key, hit.encoding, commit, hit.allowed)
+
+
+def _scan_file(target: Target) -> tuple[ItemResult | None, str | None]:
+    assert target.fs_path is not None
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(target.fs_path, flags)
+    except OSError as exc:
+        return None, f"{target.path}: cannot read ({exc.strerror}); skipped"
+    with open(fd, "rb", buffering=0) as f:
+        try:
+            return scan_item(f, target.path, os.fstat(fd).st_size), None
+        except OSError as exc:
+            return None, f"{target.path}: read failed ({exc.strerror}); skipped"
+
+
+class _BlobReader:
+    """Exactly ``size`` bytes of a blob from ``git cat-file --batch``'s output."""
+
+    def __init__(self, out: IO[bytes], size: int) -> None:
+        self._out = out
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, b: Any) -> int:
+        if self.left <= 0:
+            return 0
+        view = memoryview(b)[: self.left]
+        got = self._out.readinto(view)  # type: ignore[attr-defined]
+        self.left -= got
+        return int(got)
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self._out.read(n) if n else b""
+        self.left -= len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.left > 0:
+            if not self.read(1 << 20):
+                break
+
+
+def _scan_blobs(targets: list[Target]) -> Iterator[tuple[Target, ItemResult | None, str | None]]:
+    repo = targets[0].repo
+    proc = subprocess.Popen(
+        ["git", "cat-file", "--batch"], cwd=repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin = proc.stdin
+
+    def feed() -> None:
+        try:
+            for t in targets:
+                stdin.write(f"{t.oid}\n".encode())
+            stdin.close()
+        except BrokenPipeError:
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        for target in targets:
+            header = proc.stdout.readline().split()
+            if len(header) != 3 or header[1] != b"blob":
+                yield target, None, f"{target.path}: blob {target.oid} missing from the repository"
+                continue
+            reader = _BlobReader(proc.stdout, int(header[2]))
+            item = scan_item(reader, target.path, int(header[2]))  # type: ignore[arg-type]
+            reader.drain()
+            proc.stdout.read(1)  # the newline after each blob
+            yield target, item, None
+    finally:
+        writer.join()
+        proc.stdout.close()
+        proc.wait()
+
+
+def _scan_batch(targets: list[Target]) -> tuple[list[_Row], int, int, list[str]]:
+    """Scan a batch of targets; returns (finding rows, files, bytes, notes)."""
+    rows: list[_Row] = []
+    files = nbytes = 0
+    notes: list[str] = []
+    files_part = [t for t in targets if t.fs_path is not None]
+    blobs = [t for t in targets if t.oid is not None]
+    results: list[tuple[Target, ItemResult | None, str | None]] = [
+        (t, *_scan_file(t)) for t in files_part
+    ]
+    if blobs:
+        results.extend(_scan_blobs(blobs))
+    for target, item, note in results:
+        if note is not None:
+            notes.append(note)
+        if item is None:
+            continue
+        files += 1
+        nbytes += item.bytes
+        notes.extend(item.notes)
+        rows.extend(_rows(target, item))
+    return rows, files, nbytes, notes
+
+
+def _batches(targets: list[Target], workers: int) -> list[list[Target]]:
+    per = max(1 << 20, min(BATCH_BYTES, sum(t.size for t in targets) // (workers * 4) + 1))
+    batches: list[list[Target]] = []
+    current: list[Target] = []
+    size = 0
+    for t in sorted(targets, key=lambda t: -t.size):
+        current.append(t)
+        size += t.size
+        if size >= per or len(current) >= BATCH_FILES:
+            batches.append(current)
+            current, size = [], 0
+    if current:
+        batches.append(current)
+    return batches
+
+
+def scan_targets(targets: list[Target], *, jobs: int | None = None) -> ScanResult:
+    """Read every target once; big sets go to a pool of processes, one per core."""
+    result = ScanResult()
+    workers = jobs if jobs is not None else (os.cpu_count() or 1)
+    total = sum(t.size for t in targets)
+    outputs: Iterator[tuple[list[_Row], int, int, list[str]]]
+    if workers > 1 and len(targets) > 1 and total >= POOL_MIN_BYTES and _can_fork():
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        pool = ctx.Pool(workers)
+        try:
+            outputs = iter(list(pool.imap_unordered(_scan_batch, _batches(targets, workers))))
+        finally:
+            pool.close()
+            pool.join()
+    else:
+        outputs = iter([_scan_batch(targets)] if targets else [])
+    for rows, files, nbytes, notes in outputs:
+        result.files += files
+        result.bytes += nbytes
+        result.notes.extend(notes)
+        for rule_id, path, line, column, key, encoding, commit, allowed in rows:
+            result.findings.append(
+                Finding(
+                    RULES_BY_ID[rule_id], path, line, column, Secret(key), encoding, commit, allowed
+                )
+            )
+    return result
+
+
+def _can_fork() -> bool:
+    return sys.platform != "win32" and hasattr(os, "fork")
+
+
+def scan_stdin(stream: IO[bytes], label: str = "<stdin>") -> ScanResult:
+    """Scan a byte stream (``keyguard scan -``)."""
+    item = scan_item(stream, label)
+    result = ScanResult(files=1, bytes=item.bytes, notes=item.notes)
+    target = Target(label, item.bytes)
+    for rule_id, path, line, column, key, encoding, commit, allowed in _rows(target, item):
+        result.findings.append(
+            Finding(
+                RULES_BY_ID[rule_id], path, line, column, Secret(key), encoding, commit, allowed
+            )
+        )
+    return result
+
+
+def finish(
+    result: ScanResult,
+    *,
+    baseline: set[str] | None = None,
+    verify: Verifier | None = None,
+    started: float | None = None,
+) -> ScanResult:
+    """Drop allowed and baselined findings, sort most severe first, classify keys if asked."""
+    kept: list[Finding] = []
+    seen: set[tuple[str, str, int, int]] = set()
+    for f in result.findings:
+        if f.allowed:
+            result.allowed += 1
+            continue
+        if baseline and f.fingerprint in baseline:
+            result.baselined += 1
+            continue
+        where = (f.fingerprint, f.path, f.line, f.column)
+        if where in seen:
+            continue
+        seen.add(where)
+        kept.append(f)
+    kept.sort(key=lambda f: (f.rule.rank, f.path, f.line, f.column))
+    if verify is not None:
+        verdicts: dict[str, str] = {}
+        for f in kept:
+            if f.fingerprint not in verdicts:
+                verdicts[f.fingerprint] = verify(f.secret)
+            f.verdict = verdicts[f.fingerprint]
+    result.findings = kept
+    if started is not None:
+        result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,127 @@
+"""One scan from options to result: the composition both ``keyguard scan`` and the hook use."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keyguard.errors import UsageError
+from keyguard.scanner.engine import ScanResult, Verifier, finish, scan_stdin, scan_targets
+from keyguard.scanner.sources import Listing, git_toplevel, list_history, list_paths, list_staged
+from keyguard.scanner.suppress import Excluder, load_baseline, write_baseline
+
+
+@dataclass
+class ScanOptions:
+    """What to scan and how to filter it."""
+
+    paths: list[str] = field(default_factory=lambda: ["."])
+    staged: bool = False
+    history: str | None = None  # None: no history; "": all refs; else a revision range
+    stdin: bool = False
+    exclude: tuple[str, ...] = ()
+    config_root: Path | None = None
+    baseline: str | None = None
+    update_baseline: bool = False
+    verify: Verifier | None = None
+    jobs: int | None = None
+
+
+@dataclass
+class ScanRun:
+    """The result plus what the caller must tell the user."""
+
+    result: ScanResult
+    baseline_written: int | None = None
+    staged_paths: int | None = None
+
+
+def _modes(opts: ScanOptions) -> None:
+    chosen = [opts.staged, opts.history is not None, opts.stdin]
+    if sum(chosen) > 1:
+        raise UsageError("choose one of --staged, --history and - / --stdin")
+    if (opts.staged or opts.history is not None) and opts.paths not in ([], ["."]):
+        raise UsageError("--staged and --history scan the repository; give no PATH with them")
+    if opts.update_baseline and not opts.baseline:
+        raise UsageError("--update-baseline needs --baseline FILE (where to write it)")
+
+
+def _relative_to_config(listing: Listing, opts: ScanOptions, base: Path | None) -> list[str]:
+    """Each target's path as the exclude globs see it: relative to keyguard.toml's folder."""
+    root = (opts.config_root or Path.cwd()).resolve()
+    paths = []
+    for t in listing.targets:
+        where = Path(t.fs_path) if t.fs_path else (base or Path.cwd()) / t.path
+        try:
+            paths.append(where.resolve().relative_to(root).as_posix())
+        except ValueError:
+            paths.append(t.path)
+    return paths
+
+
+def run_scan(opts: ScanOptions) -> ScanRun:
+    """List targets, read them, apply suppressions; raises UsageError on bad input."""
+    _modes(opts)
+    started = time.perf_counter()
+    baseline = load_baseline(opts.baseline) if opts.baseline and not opts.update_baseline else None
+    run = ScanRun(ScanResult())
+    if opts.stdin or opts.paths == ["-"]:
+        result = scan_stdin(sys.stdin.buffer)
+    else:
+        base: Path | None = None
+        if opts.staged:
+            listing, run.staged_paths = list_staged()
+            base = git_toplevel(".")
+        elif opts.history is not None:
+            listing = list_history(opts.history or None)
+            base = git_toplevel(".")
+        else:
+            if "-" in opts.paths:
+                raise UsageError("'-' (stdin) cannot be combined with other paths")
+            listing = list_paths(opts.paths or ["."])
+        excluded = 0
+        if opts.exclude:
+            excluder = Excluder(opts.exclude)
+            rel = _relative_to_config(listing, opts, base)
+            kept = [t for t, r in zip(listing.targets, rel, strict=True) if not excluder(r)]
+            excluded = len(listing.targets) - len(kept)
+            listing.targets = kept
+        result = scan_targets(listing.targets, jobs=opts.jobs)
+        result.notes[:0] = listing.notes
+        result.excluded = excluded
+    run.result = finish(result, baseline=baseline, verify=opts.verify, started=started)
+    if opts.update_baseline:
+        assert opts.baseline is not None
+        run.baseline_written = write_baseline(opts.baseline, run.result.findings)
+    return run
+
+
+def check_hook(run: ScanRun) -> str | None:
+    """Why a hook run must fail though it found nothing: staged files but nothing scanned."""
+    r = run.result
+    if run.staged_paths and r.files == 0 and r.excluded == 0:
+        # Deletions alone stage paths without content; anything else must have been read.
+        return (
+            None
+            if _only_deletions()
+            else (
+                f"{run.staged_paths} staged path(s) but nothing was scanned; "
+                "check `git diff --cached --stat` and run `keyguard scan --staged` by hand"
+            )
+        )
+    return None
+
+
+def _only_deletions() -> bool:
+    import subprocess
+
+    proc = subprocess.run(
+        ["git", "diff", "--cached", "--name-only", "-z", "--diff-filter=d"],
+        capture_output=True,
+        check=False,
+        env={**os.environ, "LC_ALL": "C"},
+    )
+    return proc.returncode == 0 and not proc.stdout.strip(b"\0")

@@ -1,0 +1,225 @@
+"""What to scan: work-tree files, staged blobs, blobs of history, each as a ``Target``."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keyguard.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to read: a file (``fs_path``) or a git blob (``oid`` in ``repo``)."""
+
+    path: str  # what reports show
+    size: int
+    fs_path: str | None = None
+    oid: str | None = None
+    repo: str | None = None
+    commit: str | None = None
+
+
+@dataclass
+class Listing:
+    """Targets plus what could not be listed (symlink loops, unreadable folders)."""
+
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _git(args: list[str], cwd: str | Path) -> bytes:
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, check=False, env=_git_env()
+        )
+    except FileNotFoundError:
+        raise UsageError("git is not installed; install it or scan a plain folder") from None
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise UsageError(f"git {' '.join(args[:2])} failed in {cwd}: {err}")
+    return proc.stdout
+
+
+def _git_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("LC_ALL", "C")
+    return env
+
+
+def git_toplevel(path: str | Path) -> Path | None:
+    """The work tree holding ``path``, or None when it is not in one."""
+    where = Path(path)
+    folder = where if where.is_dir() else where.parent
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=folder or ".",
+            capture_output=True,
+            check=False,
+        )
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if proc.returncode != 0:
+        return None
+    return Path(os.fsdecode(proc.stdout.rstrip(b"\n")))
+
+
+def _display(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel.replace(os.sep, "/")
+
+
+def list_paths(paths: list[str]) -> Listing:
+    """Files under ``paths``: in a git work tree tracked + untracked-not-ignored, else all."""
+    listing = Listing()
+    seen: set[tuple[int, int]] = set()
+    for arg in paths:
+        try:
+            st = os.stat(arg)
+        except OSError as exc:
+            if not os.path.lexists(arg):
+                raise UsageError(f"{arg}: no such file or folder; check the path") from None
+            listing.notes.append(f"{arg}: cannot read ({exc.strerror}); skipped")
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            _add_file(arg, listing, seen)
+            continue
+        top = git_toplevel(arg)
+        if top is not None:
+            _list_git(arg, listing, seen)
+        else:
+            _walk(arg, listing, seen)
+    return listing
+
+
+def _add_file(path: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if os.path.islink(path) or os.path.exists(path):
+            listing.notes.append(f"{_display(path)}: cannot read ({exc.strerror}); skipped")
+        return  # tracked but deleted from the work tree: nothing to read
+    if not stat.S_ISREG(st.st_mode):
+        return
+    ident = (st.st_dev, st.st_ino)
+    if ident in seen:
+        return
+    seen.add(ident)
+    listing.targets.append(Target(_display(path), st.st_size, fs_path=path))
+
+
+def _list_git(folder: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
+    out = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], folder)
+    for raw in out.split(b"\0"):
+        if raw:
+            _add_file(os.path.join(folder, os.fsdecode(raw)), listing, seen)
+
+
+def _walk(root: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
+    visited: set[tuple[int, int]] = set()
+
+    def onerror(exc: OSError) -> None:
+        listing.notes.append(
+            f"{_display(str(exc.filename))}: cannot read ({exc.strerror}); skipped"
+        )
+
+    for folder, dirs, files in os.walk(root, followlinks=True, onerror=onerror):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            dirs[:] = []
+            continue
+        ident = (st.st_dev, st.st_ino)
+        if ident in visited:
+            listing.notes.append(f"{_display(folder)}: symlink loop, not followed again")
+            dirs[:] = []
+            continue
+        visited.add(ident)
+        dirs.sort()
+        for name in sorted(files):
+            _add_file(os.path.join(folder, name), listing, seen)
+
+
+def _raw_entries(out: bytes) -> Iterator[tuple[str, str, str]]:
+    """(new mode, new oid, path) from ``git diff/log --raw -z`` output."""
+    parts = out.split(b"\0")
+    i = 0
+    while i < len(parts):
+        head = parts[i]
+        if head.startswith(b":") and i + 1 < len(parts):
+            fields = head[1:].split(b" ")
+            yield fields[1].decode(), fields[3].decode(), os.fsdecode(parts[i + 1])
+            i += 2
+        else:
+            i += 1
+
+
+def _is_blob(mode: str, oid: str) -> bool:
+    return mode in ("100644", "100755", "120000") and oid.strip("0") != ""
+
+
+def list_staged(cwd: str | Path = ".") -> tuple[Listing, int]:
+    """Blobs the index would commit that differ from HEAD; also how many paths are staged."""
+    top = git_toplevel(cwd)
+    if top is None:
+        raise UsageError(f"{Path(cwd).resolve()} is not in a git work tree; --staged needs one")
+    out = _git(["diff", "--cached", "--raw", "-z", "--no-abbrev", "--no-renames"], top)
+    listing = Listing()
+    staged = 0
+    oids: list[tuple[str, str]] = []
+    for mode, oid, path in _raw_entries(out):
+        staged += 1
+        if _is_blob(mode, oid):
+            oids.append((oid, path))
+    sizes = _sizes(top, [oid for oid, _ in oids])
+    for oid, path in oids:
+        listing.targets.append(Target(path, sizes.get(oid, 0), oid=oid, repo=str(top)))
+    return listing, staged
+
+
+def list_history(rev_range: str | None, cwd: str | Path = ".") -> Listing:
+    """Each distinct blob reachable in ``rev_range`` (default all refs) once, with the commit
+    and path that introduced it."""
+    top = git_toplevel(cwd)
+    if top is None:
+        raise UsageError(f"{Path(cwd).resolve()} is not in a git work tree; --history needs one")
+    if rev_range and rev_range.startswith("-"):
+        raise UsageError(f"--history {rev_range!r}: a revision range cannot start with '-'")
+    revs = [rev_range] if rev_range else ["--all"]
+    log = ["log", "--reverse", "--raw", "-z", "--no-abbrev", "--no-renames", "-m"]
+    out = _git([*log, "--format=%x01%H", *revs, "--"], top)
+    first: dict[str, tuple[str, str]] = {}
+    commit = ""
+    for chunk in out.split(b"\x01")[1:]:
+        commit = chunk[:40].decode()
+        for mode, oid, path in _raw_entries(chunk[40:].lstrip(b"\n")):
+            if _is_blob(mode, oid) and oid not in first:
+                first[oid] = (commit, path)
+    sizes = _sizes(top, list(first))
+    listing = Listing()
+    for oid, (sha, path) in first.items():
+        listing.targets.append(Target(path, sizes.get(oid, 0), oid=oid, repo=str(top), commit=sha))
+    return listing
+
+
+def _sizes(top: Path, oids: list[str]) -> dict[str, int]:
+    if not oids:
+        return {}
+    proc = subprocess.run(
+        ["git", "cat-file", "--batch-check=%(objectname) %(objectsize)"],
+        cwd=top,
+        input="\n".join(oids).encode() + b"\n",
+        capture_output=True,
+        check=False,
+    )
+    sizes: dict[str, int] = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            sizes[parts[0].decode()] = int(parts[1])
+    return sizes

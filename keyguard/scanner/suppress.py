@@ -1,0 +1,99 @@
+"""Suppressions that do not churn: path globs and a baseline of fingerprints (no line numbers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from keyguard.errors import UsageError
+
+if TYPE_CHECKING:
+    from keyguard.scanner.engine import Finding
+
+BASELINE_VERSION = 1
+
+
+def _glob_re(pattern: str) -> re.Pattern[str]:
+    """gitignore-flavoured glob: ``*`` within a segment, ``**`` across, no ``/`` = any depth."""
+    raw = pattern.strip()
+    anchored = "/" in raw.rstrip("/")
+    pat = raw.strip("/")
+    out = []
+    i = 0
+    while i < len(pat):
+        c = pat[i]
+        if pat.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pat.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        out.append({"*": "[^/]*", "?": "[^/]"}.get(c, re.escape(c)))
+        i += 1
+    body = "".join(out)
+    anchor = "" if anchored else "(?:.*/)?"
+    # A folder pattern also excludes everything below it.
+    return re.compile(f"^{anchor}{body}(?:/.*)?$")
+
+
+class Excluder:
+    """Matches report paths against ``[scan] exclude`` globs from keyguard.toml."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = [p for p in patterns if p.strip()]
+        self._res = [_glob_re(p) for p in self.patterns]
+
+    def __call__(self, path: str) -> bool:
+        path = path.replace(os.sep, "/").removeprefix("./")
+        return any(r.match(path) for r in self._res)
+
+
+def load_baseline(path: str | Path) -> set[str]:
+    """The fingerprints a baseline file accepts; a missing file accepts nothing."""
+    p = Path(path)
+    if not p.exists():
+        return set()
+    try:
+        data = json.loads(p.read_text("utf-8"))
+        entries = data["fingerprints"]
+        return {str(e["fingerprint"]) for e in entries}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(
+            f"baseline {p} is not a keyguard baseline ({exc}); regenerate it with "
+            "`keyguard scan --update-baseline --baseline FILE`"
+        ) from None
+
+
+def write_baseline(path: str | Path, findings: Iterable[Finding]) -> int:
+    """Write every finding's fingerprint (no line numbers, no keys), atomically; returns count."""
+    entries: dict[str, dict[str, str]] = {}
+    for f in findings:
+        entries.setdefault(
+            f.fingerprint, {"fingerprint": f.fingerprint, "rule": f.rule.id, "redacted": f.redacted}
+        )
+    data = {
+        "version": BASELINE_VERSION,
+        "fingerprints": sorted(entries.values(), key=lambda e: e["fingerprint"]),
+    }
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(entries)
