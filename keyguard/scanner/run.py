@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -103,25 +102,8 @@ def check_hook(run: ScanRun) -> str | None:
     """Why a hook run must fail though it found nothing: staged files but nothing scanned."""
     r = run.result
     if run.staged_paths and r.files == 0 and r.excluded == 0:
-        # Deletions alone stage paths without content; anything else must have been read.
         return (
-            None
-            if _only_deletions()
-            else (
-                f"{run.staged_paths} staged path(s) but nothing was scanned; "
-                "check `git diff --cached --stat` and run `keyguard scan --staged` by hand"
-            )
+            f"{run.staged_paths} staged file(s) but nothing was scanned; "
+            "check `git diff --cached --stat` and run `keyguard scan --staged` by hand"
         )
     return None
-
-
-def _only_deletions() -> bool:
-    import subprocess
-
-    proc = subprocess.run(
-        ["git", "diff", "--cached", "--name-only", "-z", "--diff-filter=d"],
-        capture_output=True,
-        check=False,
-        env={**os.environ, "LC_ALL": "C"},
-    )
-    return proc.returncode == 0 and not proc.stdout.strip(b"\0")

@@ -122,6 +122,8 @@ def _list_git(folder: str, listing: Listing, seen: set[tuple[int, int]]) -> None
 
 def _walk(root: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
     visited: set[tuple[int, int]] = set()
+    plain: list[str] = []
+    links: list[str] = []
 
     def onerror(exc: OSError) -> None:
         listing.notes.append(
@@ -142,7 +144,14 @@ def _walk(root: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
         visited.add(ident)
         dirs.sort()
         for name in sorted(files):
-            _add_file(os.path.join(folder, name), listing, seen)
+            path = os.path.join(folder, name)
+            # A link is read after every real file, so a finding names the file itself.
+            (links if os.path.islink(path) else plain).append(path)
+        for path in plain:
+            _add_file(path, listing, seen)
+        plain.clear()
+    for path in links:
+        _add_file(path, listing, seen)
 
 
 def _raw_entries(out: bytes) -> Iterator[tuple[str, str, str]]:
@@ -164,7 +173,8 @@ def _is_blob(mode: str, oid: str) -> bool:
 
 
 def list_staged(cwd: str | Path = ".") -> tuple[Listing, int]:
-    """Blobs the index would commit that differ from HEAD; also how many paths are staged."""
+    """Blobs the index would commit that differ from HEAD, and how many staged files have content
+    (additions and changes; deletions and submodule bumps have none to read)."""
     top = git_toplevel(cwd)
     if top is None:
         raise UsageError(f"{Path(cwd).resolve()} is not in a git work tree; --staged needs one")
@@ -173,8 +183,8 @@ def list_staged(cwd: str | Path = ".") -> tuple[Listing, int]:
     staged = 0
     oids: list[tuple[str, str]] = []
     for mode, oid, path in _raw_entries(out):
-        staged += 1
         if _is_blob(mode, oid):
+            staged += 1
             oids.append((oid, path))
     sizes = _sizes(top, [oid for oid, _ in oids])
     for oid, path in oids:
@@ -197,7 +207,7 @@ def list_history(rev_range: str | None, cwd: str | Path = ".") -> Listing:
     commit = ""
     for chunk in out.split(b"\x01")[1:]:
         commit = chunk[:40].decode()
-        for mode, oid, path in _raw_entries(chunk[40:].lstrip(b"\n")):
+        for mode, oid, path in _raw_entries(chunk[40:].lstrip(b"\0\n")):
             if _is_blob(mode, oid) and oid not in first:
                 first[oid] = (commit, path)
     sizes = _sizes(top, list(first))

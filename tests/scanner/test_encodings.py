@@ -1,0 +1,123 @@
+"""Keys that are encoded are still keys: base64, split string literals, archive members."""
+
+from __future__ import annotations
+
+import base64
+import bz2
+import gzip
+import io
+import lzma
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from keyguard.keys import generate_key
+from keyguard.scanner.detect import scan_bytes
+from tests.scanner.conftest import Scan, write
+
+
+def test_kubernetes_secret_data_is_decoded() -> None:
+    key = generate_key().reveal()
+    manifest = (
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: anthropic\ndata:\n"
+        f"  ANTHROPIC_API_KEY: {base64.b64encode(key.encode()).decode()}\n"
+    )
+    hits = scan_bytes(manifest.encode())
+    assert [(h.key.decode(), h.encoding, h.line) for h in hits] == [(key, "base64", 6)]
+
+
+@pytest.mark.parametrize("user", ["", "u", "me", "api"])  # all three base64 alignments
+def test_basic_auth_header_is_decoded(user: str) -> None:
+    key = generate_key("admin").reveal()
+    token = base64.b64encode(f"{user}:{key}".encode()).decode()
+    hits = scan_bytes(f"Authorization: Basic {token}\r\n".encode())
+    assert [h.key.decode() for h in hits] == [key]
+
+
+def test_urlsafe_base64_without_padding_is_decoded() -> None:
+    key = generate_key().reveal()
+    token = base64.urlsafe_b64encode(b"u:" + key.encode()).decode().rstrip("=")
+    assert [h.key.decode() for h in scan_bytes(f"t={token}".encode())] == [key]
+
+
+def test_base64_of_a_placeholder_is_not_a_finding() -> None:
+    fake = "sk-" + "ant-api03-" + "x" * 93 + "AA"
+    assert scan_bytes(base64.b64encode(fake.encode())) == []
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        'KEY = "{a}" "{b}" "{c}"\n',  # Python / C implicit concatenation
+        'KEY = ("{a}"\n       "{b}"\n       "{c}")\n',  # across lines
+        'const KEY = "{a}" +\n  "{b}" + \'{c}\';\n',  # JavaScript
+        '#define KEY "{a}" \\\n  "{b}" \\\n  "{c}"\n',  # C with line continuations
+        '$key = "{a}" . "{b}" . "{c}";\n',  # PHP
+        'key = f"{a}" f"{b}" r"{c}"\n',  # Python prefixed literals
+    ],
+)
+def test_key_split_across_adjacent_literals_is_joined(template: str) -> None:
+    key = generate_key().reveal()
+    a, b, c = key[:30], key[30:75], key[75:]
+    hits = scan_bytes(template.format(a=a, b=b, c=c).encode())
+    assert [(h.key.decode(), h.encoding, h.line) for h in hits] == [(key, "concatenated", 1)]
+
+
+def test_literals_in_a_list_are_not_joined() -> None:
+    key = generate_key().reveal()
+    assert scan_bytes(f'xs = ["{key[:50]}", "{key[50:]}"]'.encode()) == []
+
+
+def _zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+def _tar(members: dict[str, bytes], mode: str = "w") -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode=mode) as tf:  # type: ignore[call-overload]
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_archive_members_are_reported_with_outer_file_and_member(
+    plain_dir: Path, scan_json: Scan
+) -> None:
+    keys = [generate_key().reveal() for _ in range(6)]
+    line2 = lambda k: f"first line\nkey={k}\n".encode()  # noqa: E731
+    write(plain_dir / "bundle.zip", _zip({"app/config.py": line2(keys[0]), "empty/": b""}))
+    write(plain_dir / "logs.gz", gzip.compress(line2(keys[1])))
+    write(plain_dir / "site.tar", _tar({"site/.env": line2(keys[2])}))
+    write(plain_dir / "site.tar.gz", _tar({"deep/.env": line2(keys[3])}, "w:gz"))
+    nested = _zip({"inner.tar.bz2": bz2.compress(_tar({"x.txt": line2(keys[4])}))})
+    write(plain_dir / "nested.jar", nested)
+    write(plain_dir / "dump.xz", lzma.compress(line2(keys[5])))
+    code, report, _ = scan_json(".")
+    assert code == 1
+    got = {(f["path"], f["line"]) for f in report["findings"]}
+    assert got == {
+        ("bundle.zip!app/config.py", 2),
+        ("logs.gz!logs", 2),
+        ("site.tar!site/.env", 2),
+        ("site.tar.gz!site.tar!deep/.env", 2),
+        ("nested.jar!inner.tar.bz2!inner.tar!x.txt", 2),
+        ("dump.xz!dump", 2),
+    }
+    assert report["stats"]["files"] == 6
+
+
+def test_corrupt_archive_is_scanned_raw_and_noted(plain_dir: Path, scan_json: Scan) -> None:
+    key = generate_key().reveal()
+    write(plain_dir / "broken.zip", b"PK\x03\x04 not really a zip " + key.encode() + b" end")
+    code, report, err = scan_json(".")
+    assert code == 1
+    assert [f["path"] for f in report["findings"]] == ["broken.zip"]
+    assert "not a readable zip archive" in err

@@ -1,0 +1,118 @@
+"""The hook: `keyguard install-hook` + real `git commit`, the `keyguard-scan` entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keyguard.cli import main
+from keyguard.keys import generate_key, redact
+from keyguard.scanner.engine import ScanResult
+from keyguard.scanner.run import ScanRun, check_hook
+from tests.scanner.conftest import git, write
+
+ROOT = Path(__file__).parents[2]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("KEYGUARD_CONFIG", None)
+    return env
+
+
+def _hook(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "keyguard.scanner.hook", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+    )
+
+
+def test_installed_hook_refuses_a_commit_with_a_key_and_accepts_a_clean_one(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["install-hook"]) == 0
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    assert os.access(hook, os.X_OK)
+    key = generate_key().reveal()
+    write(repo / "settings.py", f"ANTHROPIC_API_KEY = '{key}'\n")
+    git(repo, "add", ".")
+    env = _env()
+    commit = subprocess.run(
+        ["git", "commit", "-m", "oops"], cwd=repo, capture_output=True, text=True, env=env
+    )
+    assert commit.returncode != 0
+    # git shows a hook's stdout on stderr
+    assert f"settings.py:1:22: anthropic-api-key (critical) {redact(key)}" in commit.stderr
+    assert "commit refused" in commit.stderr
+    assert key not in commit.stdout + commit.stderr
+    assert git(repo, "rev-parse", "--verify", "HEAD", check=False).returncode != 0
+
+    write(repo / "settings.py", "import os\nANTHROPIC_API_KEY = os.environ['ANTHROPIC_API_KEY']\n")
+    git(repo, "add", ".")
+    commit = subprocess.run(
+        ["git", "commit", "-qm", "clean"], cwd=repo, capture_output=True, text=True, env=env
+    )
+    assert commit.returncode == 0, commit.stderr
+    assert "scanned 1 file" in commit.stderr
+
+
+def test_install_hook_keeps_a_foreign_hook_unless_forced(repo: Path) -> None:
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    write(hook, "#!/bin/sh\necho mine\n")
+    assert main(["install-hook"]) == 2
+    assert "mine" in hook.read_text()
+    assert main(["install-hook", "--force"]) == 0
+    assert "keyguard" in hook.read_text()
+    assert main(["install-hook"]) == 0  # reinstalling our own hook is fine
+
+
+def test_plain_git_hook_in_the_repository_runs_the_scanner(repo: Path) -> None:
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_bytes((ROOT / "hooks" / "pre-commit").read_bytes())
+    hook.chmod(0o755)
+    write(repo / "a.txt", generate_key("admin").reveal())
+    git(repo, "add", ".")
+    commit = subprocess.run(
+        ["git", "commit", "-qm", "x"], cwd=repo, capture_output=True, env=_env()
+    )
+    assert commit.returncode != 0 and b"anthropic-admin-key" in commit.stderr
+
+
+def test_keyguard_scan_entry_scans_the_index(repo: Path) -> None:
+    proc = _hook(repo)
+    assert proc.returncode == 0 and "scanned 0 files" in proc.stderr
+    key = generate_key().reveal()
+    write(repo / "nb.ipynb", json.dumps({"cells": [{"source": [f'key = "{key}"\n']}]}))
+    git(repo, "add", ".")
+    proc = _hook(repo, "-f", "json")
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["findings"][0]["path"] == "nb.ipynb"
+    assert _hook(repo, "--format", "nope").returncode == 2
+
+
+def test_a_hook_run_that_scanned_nothing_while_files_were_staged_fails() -> None:
+    assert check_hook(ScanRun(ScanResult(files=0), staged_paths=2)) is not None
+    assert check_hook(ScanRun(ScanResult(files=2), staged_paths=2)) is None
+    assert check_hook(ScanRun(ScanResult(files=0, excluded=2), staged_paths=2)) is None
+
+
+def test_hook_entry_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, keyguard.scanner.hook\n"
+        "heavy = {'click', 'httpx', 'rich', 'boto3', 'google', 'azure', 'multiprocessing'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=True
+    )
+    assert proc.stdout.strip() == "[]"

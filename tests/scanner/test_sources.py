@@ -1,0 +1,200 @@
+"""What gets scanned: work trees, plain folders, the index, history, stdin, awkward files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from keyguard.keys import generate_key
+from keyguard.scanner import detect
+from tests.scanner.conftest import Scan, git, write
+
+
+def test_work_tree_scans_tracked_and_untracked_but_not_ignored(repo: Path, scan_json: Scan) -> None:
+    keys = [generate_key().reveal() for _ in range(3)]
+    write(repo / ".gitignore", "ignored.env\n")
+    write(repo / "tracked.py", f"KEY = '{keys[0]}'\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "init")
+    write(repo / "untracked.txt", f"{keys[1]}\n")
+    write(repo / "ignored.env", f"{keys[2]}\n")
+    code, report, err = scan_json()
+    assert code == 1
+    assert sorted(f["path"] for f in report["findings"]) == ["tracked.py", "untracked.txt"]
+    assert report["stats"]["files"] == 3  # .gitignore, tracked.py, untracked.txt
+    assert "scanned 3 files" in err
+
+
+def test_plain_folder_scans_every_file_including_binaries(plain_dir: Path, scan_json: Scan) -> None:
+    key = generate_key().reveal().encode()
+    write(plain_dir / "cache" / "mod.cpython-311.pyc", b"\xa7\r\r\n\x00\x00\xfa" + key + b"\x00")
+    write(plain_dir / "db.sqlite", b"SQLite format 3\x00" + b"\x00" * 100 + key + b"\xff\xfe")
+    write(plain_dir / ".env", b"ANTHROPIC_API_KEY=" + key + b"\n")
+    code, report, _ = scan_json(".")
+    assert code == 1
+    paths = sorted(f["path"] for f in report["findings"])
+    assert paths == [".env", "cache/mod.cpython-311.pyc", "db.sqlite"]
+
+
+def test_clean_tree_exits_zero_and_states_what_it_scanned(plain_dir: Path, scan_json: Scan) -> None:
+    write(plain_dir / "a.txt", "hello\n")
+    write(plain_dir / "b.bin", bytes(range(256)))
+    code, report, err = scan_json(".")
+    assert code == 0
+    assert report == {
+        "findings": [],
+        "stats": {"files": 2, "bytes": 262, "seconds": report["stats"]["seconds"]},
+    }
+    assert "scanned 2 files, 262 bytes" in err
+
+
+def test_usage_errors_exit_two(plain_dir: Path, scan_json: Scan) -> None:
+    assert scan_json("does-not-exist")[0] == 2
+    assert scan_json("--staged")[0] == 2  # not a git work tree
+    assert scan_json("--update-baseline")[0] == 2
+
+
+def test_staged_scans_the_index_not_the_work_tree(repo: Path, scan_json: Scan) -> None:
+    key = generate_key().reveal()
+    write(repo / "app.py", f"KEY = '{key}'\n")
+    git(repo, "add", "app.py")
+    write(repo / "app.py", "KEY = os.environ['ANTHROPIC_API_KEY']\n")  # fixed, but not staged
+    code, report, err = scan_json("--staged")
+    assert code == 1
+    assert [(f["path"], f["line"]) for f in report["findings"]] == [("app.py", 1)]
+    assert "scanned 1 file," in err
+
+    git(repo, "add", "app.py")  # the fix staged, a new key only in the work tree
+    write(repo / "other.py", f"K = '{generate_key().reveal()}'\n")
+    code, report, _ = scan_json("--staged")
+    assert (code, report["findings"], report["stats"]["files"]) == (0, [], 1)
+
+
+def test_history_reads_each_blob_once_and_names_the_introducing_commit(
+    repo: Path, scan_json: Scan
+) -> None:
+    key = generate_key("admin").reveal()
+    write(repo / "README.md", "hello\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "one")
+    write(repo / "config" / "prod.env", f"# prod\nADMIN={key}\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "leak")
+    leak = git(repo, "rev-parse", "HEAD").stdout.strip()
+    for i in range(3):
+        write(repo / "README.md", f"hello {i}\n")
+        git(repo, "commit", "-qam", f"edit {i}")
+    git(repo, "rm", "-q", "config/prod.env")
+    git(repo, "commit", "-qm", "remove the key")
+    git(repo, "checkout", "-qb", "side", leak)
+    write(repo / "copy.env", f"# prod\nADMIN={key}\n")  # the same blob again, elsewhere
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "copy")
+    git(repo, "checkout", "-q", "main")
+
+    code, report, _ = scan_json("--history")
+    assert code == 1
+    assert [(f["path"], f["line"], f["commit"]) for f in report["findings"]] == [
+        ("config/prod.env", 2, leak)
+    ]
+    objects = git(repo, "rev-list", "--objects", "--all").stdout.split()
+    blobs = {o for o in objects if git(repo, "cat-file", "-t", o, check=False).stdout == "blob\n"}
+    assert report["stats"]["files"] == len(blobs) == 5
+
+    code, report, _ = scan_json("--history", f"{leak}..main")
+    assert (code, report["findings"]) == (0, [])
+    assert scan_json("--history", "--all")[0] == 2
+
+
+def test_stdin(monkeypatch: object, capsysbinary: object) -> None:
+    key = generate_key().reveal()
+    proc = subprocess.run(
+        [sys.executable, "-m", "keyguard", "scan", "-", "-f", "json"],
+        input=f"line one\nkey: {key}\n".encode(),
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert [(f["path"], f["line"], f["column"]) for f in report["findings"]] == [("<stdin>", 2, 6)]
+    assert key.encode() not in proc.stdout + proc.stderr
+
+
+def test_symlink_loops_and_unreadable_files_are_reported_not_fatal(
+    plain_dir: Path, scan_json: Scan
+) -> None:
+    key = generate_key().reveal()
+    write(plain_dir / "d" / "k.txt", key)
+    (plain_dir / "d" / "loop").symlink_to("..")
+    (plain_dir / "self").symlink_to("self")
+    (plain_dir / "dangling").symlink_to("nowhere")
+    (plain_dir / "alias.txt").symlink_to("d/k.txt")
+    code, report, err = scan_json(".")
+    assert code == 1
+    assert [f["path"] for f in report["findings"]] == ["d/k.txt"]  # the alias is the same file
+    assert "symlink loop" in err
+    assert "self: cannot read" in err
+    code, _, err = scan_json("/proc/self/mem")
+    assert code == 0 and "read failed" in err
+
+
+def test_keys_across_chunk_boundaries_and_in_huge_lines(plain_dir: Path, scan_json: Scan) -> None:
+    keys = [generate_key().reveal().encode() for _ in range(4)]
+    step = detect.CHUNK
+    data = bytearray(b"a" * (3 * step + 10_000))  # one huge line
+    spots = [step - 50, 2 * step - detect.RIGHT + 3, 3 * step - detect.LEFT - 20]
+    for spot, key in zip(spots, keys, strict=False):
+        data[spot - 1 : spot + len(key) + 1] = b" " + key + b" "
+    data += b"\n" + keys[3]
+    write(plain_dir / "big.min.js", bytes(data))
+    code, report, _ = scan_json(".")
+    assert code == 1
+    got = [(f["line"], f["column"]) for f in report["findings"]]
+    assert got == [(1, spot + 1) for spot in spots] + [(2, 1)]
+
+
+def test_two_gigabyte_class_file_in_bounded_memory(plain_dir: Path) -> None:
+    path = plain_dir / "huge.bin"
+    size = 400 << 20  # far beyond the buffer: memory must not grow with the file
+    with open(path, "wb") as f:
+        f.truncate(size)  # sparse: costs no disk
+        f.seek(size)
+        f.write(b"\n" + generate_key().reveal().encode() + b"\n")
+    code = (
+        "import resource, sys\n"
+        "from keyguard.cli import main\n"
+        "rc = main(['scan', 'huge.bin', '-f', 'json'])\n"
+        "sys.stderr.write('RSS %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "sys.exit(rc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=plain_dir, capture_output=True, env=env, check=False
+    )
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["findings"][0]["line"] == 2
+    rss_kib = int(proc.stderr.decode().rsplit("RSS ", 1)[1])
+    assert rss_kib < 120 * 1024
+
+
+def test_process_pool_gives_the_same_findings(
+    plain_dir: Path, scan_json: Scan, monkeypatch: object
+) -> None:
+    from keyguard.scanner import engine
+
+    keys = {}
+    for i in range(40):
+        key = generate_key().reveal()
+        keys[f"f{i:02}.txt"] = key
+        write(plain_dir / f"f{i:02}.txt", f"{'filler ' * 2000}\n{key}\n")
+    monkeypatch.setattr(engine, "POOL_MIN_BYTES", 0)  # type: ignore[attr-defined]
+    code, report, _ = scan_json(".", "--jobs", "2")
+    assert code == 1
+    assert sorted((f["path"], f["line"]) for f in report["findings"]) == [
+        (name, 2) for name in sorted(keys)
+    ]
+    assert report["stats"]["files"] == 40
