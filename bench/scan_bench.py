@@ -36,6 +36,7 @@ class Row:
     nbytes: int
     seconds: float = 0.0
     rss_kib: int = 0
+    cpu: float = 0.0
     found: int = 0
     planted: int = 0
     other: int | None = None
@@ -69,7 +70,7 @@ class Bench:
         self.py = sys.executable
 
     def keyguard(self, *extra: str, report: Path) -> list[str]:
-        return [self.py, "-m", "keyguard", "scan", "-f", "json", "-o", str(report), *extra]
+        return [self.py, "-m", "keyguard", "scan", "-f", "json", "--output", str(report), *extra]
 
     def run(
         self, case: str, tool: Tool, nbytes: int, planted: set[str], sha1_map: dict[str, str]
@@ -92,7 +93,9 @@ class Bench:
             run.rss_kib,
             planted=counted,
         )
-        report = Path(tool.cmd[tool.cmd.index("-o") + 1]) if "-o" in tool.cmd else stdout
+        report = stdout
+        if "--output" in tool.cmd:
+            report = Path(tool.cmd[tool.cmd.index("--output") + 1])
         if "--report-path" in tool.cmd:
             report = Path(tool.cmd[tool.cmd.index("--report-path") + 1])
         found: set[str] = set()
@@ -115,6 +118,7 @@ class Bench:
             row.note = f"exit {run.exit_code}"
         row.found_set = found & planted
         row.found = len(row.found_set)
+        row.cpu = run.cpu_seconds
         self.rows.append(row)
         print(
             f" {row.seconds:.2f} s, {row.mbps:.0f} MB/s, {row.rss_kib / 1024:.0f} MB RSS,"
@@ -496,7 +500,7 @@ def render(
         vers.append("detect-secrets " + _version([str(dsecrets), "--version"]))
     out = [
         f"Machine: {_machine()}. Warm cache: every tool ran once untimed first;"
-        f" median of {args.repeat} timed run(s).",
+        f" median of {args.repeat} timed run(s); load average at start {os.getloadavg()[0]:.1f}.",
         f"Corpus (seed {args.seed}): {man.bytes / 1e6:.0f} MB in {man.files:,} files"
         " (source, .env, YAML, Markdown, logs, notebooks, minified JS, random binaries, .pyc,"
         f" SQLite, PNG, zip, gzip, tar, tar.gz), {len(man.plants)} keys planted in"
@@ -504,14 +508,14 @@ def render(
         " suffix).",
         "Tools: " + "; ".join(v for v in vers if v != "?") + ".",
         "",
-        "| case | tool | MB/s | seconds | peak RSS | keys found | other findings | note |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| case | tool | MB/s | seconds | CPU s | peak RSS | keys found | other findings | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         found = f"{r.found}/{r.planted}" if r.planted else "-"
         other = "-" if r.other is None else str(r.other)
         out.append(
-            f"| {r.case} | {r.tool} | {r.mbps:,.1f} | {r.seconds:.2f} |"
+            f"| {r.case} | {r.tool} | {r.mbps:,.1f} | {r.seconds:.2f} | {r.cpu:.2f} |"
             f" {r.rss_kib / 1024:,.0f} MB | {found} | {other} | {r.note} |"
         )
     out += ["", "Goals (issue 2):", *goals(rows), "", *_recall(rows, man)]

@@ -25,7 +25,8 @@ out = open(sys.argv[2], "wb")
 t0 = time.perf_counter()
 rc = subprocess.run(cmd, stdout=out, stderr=subprocess.DEVNULL, cwd=sys.argv[3]).returncode
 dt = time.perf_counter() - t0
-print(json.dumps([dt, rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps([dt, rc, ru.ru_maxrss, ru.ru_utime + ru.ru_stime]))
 """
 
 
@@ -37,6 +38,7 @@ class Run:
     exit_code: int
     rss_kib: int
     stdout: Path
+    cpu_seconds: float
 
 
 def measure(cmd: list[str], stdout: Path, cwd: Path, env: dict[str, str]) -> Run:
@@ -49,8 +51,8 @@ def measure(cmd: list[str], stdout: Path, cwd: Path, env: dict[str, str]) -> Run
         capture_output=True,
         text=True,
     )
-    dt, rc, rss = json.loads(proc.stdout)
-    return Run(dt, rc, rss, stdout)
+    dt, rc, rss, cpu = json.loads(proc.stdout)
+    return Run(dt, rc, rss, stdout, cpu)
 
 
 def sh(script: str) -> list[str]:
