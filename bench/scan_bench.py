@@ -514,8 +514,9 @@ def render(
     for r in rows:
         found = f"{r.found}/{r.planted}" if r.planted else "-"
         other = "-" if r.other is None else str(r.other)
+        tool = r.tool.replace("|", "\\|")  # a pipe inside a markdown cell
         out.append(
-            f"| {r.case} | {r.tool} | {r.mbps:,.1f} | {r.seconds:.2f} | {r.cpu:.2f} |"
+            f"| {r.case} | {tool} | {r.mbps:,.1f} | {r.seconds:.2f} | {r.cpu:.2f} |"
             f" {r.rss_kib / 1024:,.0f} MB | {found} | {other} | {r.note} |"
         )
     out += ["", "Goals (issue 2):", *goals(rows), "", *_recall(rows, man)]
