@@ -1,0 +1,1 @@
+"""The scanner benchmark: corpus generators, tool runners and the results table."""
