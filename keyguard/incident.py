@@ -238,13 +238,16 @@ def first_commit_time(commits: Iterable[str], repo: Path | None = None) -> datet
     """The earliest committer date among ``commits`` (``git show -s --format=%cI``)."""
     times = []
     for commit in dict.fromkeys(commits):
-        proc = subprocess.run(
-            ["git", "show", "-s", "--format=%cI", commit, "--"],
-            capture_output=True,
-            text=True,
-            cwd=repo,
-            check=False,
-        )
+        try:
+            proc = subprocess.run(
+                ["git", "show", "-s", "--format=%cI", commit, "--"],
+                capture_output=True,
+                text=True,
+                cwd=repo,
+                check=False,
+            )
+        except OSError:  # no git, or no such folder: the caller falls back to key creation
+            return None
         if proc.returncode == 0 and proc.stdout.strip():
             try:
                 times.append(datetime.fromisoformat(proc.stdout.strip().splitlines()[0]))

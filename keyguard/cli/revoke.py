@@ -135,6 +135,17 @@ def _window(
         if created is not None and first < created:
             return created, "key creation (after the first commit that holds it)"
         return first, "first commit the scanner found it in"
+    if target.commits and created is not None:
+        shown = ", ".join(c[:12] for c in dict.fromkeys(target.commits))
+        where = repo or Path(".")
+        _say(
+            f"keyguard: warning: git cannot resolve the scan's commit(s) {shown} in {where}; "
+            "the exposure window starts at the key's creation (pass --repo or --since)"
+        )
+        return (
+            created,
+            f"key creation (commit(s) {shown} not found in {where}; see --repo, --since)",
+        )
     if created is not None:
         return created, "key creation"
     return now - timedelta(days=30), "30 days back (key creation unknown)"
