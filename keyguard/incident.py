@@ -80,6 +80,7 @@ class EnvOutcome:
     action: str  # rotated, waiting, not served, error
     message: str
     request: dict[str, Any] | None = None
+    exit_code: int = 0  # of the failure, for action "error"
 
     @property
     def waiting(self) -> bool:
@@ -408,6 +409,13 @@ def engine_rotator(config: Config, admin: AdminClient, say: Say) -> Rotator:
             request = rotation_request(engine, why)
             return EnvOutcome(env, [], "waiting", str(request["text"]), request)
         except KeyguardError as exc:
-            return EnvOutcome(env, [], "error", f"{env}: rotation failed: {exc}")
+            return EnvOutcome(
+                env,
+                [],
+                "error",
+                f"{env}: rotation failed: {exc}. The leaked key stays inactive; once the cause "
+                f"is fixed, finish with `keyguard rotate {env} --grace 0 --force`",
+                exit_code=int(exc.exit_code),
+            )
 
     return rotate
