@@ -189,3 +189,22 @@ def test_from_scan_with_commits_git_cannot_resolve(
     assert exposure["since_reason"].startswith("key creation")
     assert "0123456789ab" in exposure["since_reason"] and "--since" in exposure["since_reason"]
     assert "0123456789ab" in run.err  # warned, not silently dropped
+
+
+def test_from_scan_refuses_to_guess_between_keys_that_share_a_hint(
+    incident: Incident, tmp_path: Path
+) -> None:
+    first = generate_key()
+    raw = first.reveal()
+    twin = Secret(raw[:16] + ("x" if raw[16] != "x" else "y") + raw[17:])  # same hint
+    assert twin.hint == first.hint and twin != first
+    a_id, _ = incident.mint("a", secret=first)
+    b_id, _ = incident.mint("b", secret=twin)
+    report = tmp_path / "scan.json"
+    _report_of(report, first, "0" * 40)  # no store holds it: only its hint could match
+    run = incident.revoke("--from-scan", str(report), "--yes")
+    assert run.code == 1, run.err
+    assert "2 keys share this hint" in run.err and a_id in run.err and b_id in run.err
+    assert "keyguard revoke --leaked -" in run.err
+    assert incident.sandbox.writes() == []
+    assert incident.status(a_id) == "active" and incident.status(b_id) == "active"

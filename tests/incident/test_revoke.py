@@ -54,6 +54,8 @@ def test_crowded_org_key_in_two_environments_one_write_then_rotation(incident: I
     assert (incident.root / "r.md").stat().st_mode & 0o777 == 0o600
     (entry,) = incident.audit()
     assert entry["key"]["id"] == leaked_id and entry["action"] == "deactivated"
+    for path in (incident.root / ".keyguard").iterdir():  # journals, incidents: no key
+        incident.assert_no_leak(path.read_text("utf-8"))
 
 
 def test_key_in_no_environment(incident: Incident) -> None:
@@ -181,6 +183,12 @@ def test_exposure_numbers_and_cost(incident: Incident) -> None:
     assert sonnet["cache_read_input_tokens"] == 1_000_000
     assert sonnet["estimated_cost_usd"] == pytest.approx(8.55)
     assert incident.audit()[0]["exposure"]["tokens"] == 5_100_000
+    incident.revoke("--leaked", "-", "--yes", "--report", "r.md", key=key)
+    report = (incident.root / "r.md").read_text()
+    assert "| hour (UTC) | model |" in report
+    assert f"| {hour:%Y-%m-%d %H:00} | claude-sonnet-4-5 | 1000000 |" in report
+    assert "**5100000 tokens**" in report
+    assert "**$10.5500**" in report
 
 
 def test_since_narrows_the_window(incident: Incident) -> None:
