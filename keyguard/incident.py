@@ -27,6 +27,7 @@ from keyguard.stores.interface import Stage, stage_map
 
 if TYPE_CHECKING:
     from keyguard.admin import AdminClient
+    from keyguard.rotation import RotationEngine
 
 Say = Callable[[str], None]
 #: Stores read at once; cloud stores are slow, but a bound keeps us polite to their APIs.
@@ -79,6 +80,7 @@ class EnvOutcome:
     action: str  # rotated, waiting, not served, error
     message: str
     request: dict[str, Any] | None = None
+    exit_code: int = 0  # of the failure, for action "error"
 
     @property
     def waiting(self) -> bool:
@@ -237,13 +239,16 @@ def first_commit_time(commits: Iterable[str], repo: Path | None = None) -> datet
     """The earliest committer date among ``commits`` (``git show -s --format=%cI``)."""
     times = []
     for commit in dict.fromkeys(commits):
-        proc = subprocess.run(
-            ["git", "show", "-s", "--format=%cI", commit, "--"],
-            capture_output=True,
-            text=True,
-            cwd=repo,
-            check=False,
-        )
+        try:
+            proc = subprocess.run(
+                ["git", "show", "-s", "--format=%cI", commit, "--"],
+                capture_output=True,
+                text=True,
+                cwd=repo,
+                check=False,
+            )
+        except OSError:  # no git, or no such folder: the caller falls back to key creation
+            return None
         if proc.returncode == 0 and proc.stdout.strip():
             try:
                 times.append(datetime.fromisoformat(proc.stdout.strip().splitlines()[0]))
@@ -303,7 +308,8 @@ def group_holdings(holdings: Iterable[Holding]) -> dict[str, list[Holding]]:
     return out
 
 
-Rotator = Callable[[str, "LeakedKey"], EnvOutcome]
+#: (environment, leaked key, serves it as current) -> outcome
+Rotator = Callable[[str, "LeakedKey", bool], EnvOutcome]
 
 
 @dataclass(frozen=True)
@@ -318,22 +324,17 @@ class LeakedKey:
 def handle_environments(
     holdings: list[Holding], leaked: LeakedKey, rotate: Rotator
 ) -> Iterator[EnvOutcome]:
-    """Rotate each environment that serves the key; note those that only keep it."""
+    """Rotate each environment that serves or would serve the key; note those that only keep it.
+
+    A leaked pending key goes to the rotator too: it discards the key (never promotes it) and
+    asks for another one.
+    """
     for env, stages in group_holdings(holdings).items():
         kinds = {h.stage for h in stages}
-        if Stage.CURRENT in kinds:
-            outcome = rotate(env, leaked)
+        if kinds & {Stage.CURRENT, Stage.PENDING}:
+            outcome = rotate(env, leaked, Stage.CURRENT in kinds)
             outcome.stages = stages
             yield outcome
-        elif Stage.PENDING in kinds:
-            yield EnvOutcome(
-                env,
-                stages,
-                "waiting",
-                f"{env}: the leaked key {leaked.hint} is the PENDING key of a rotation: undo it "
-                f"with `keyguard rollback {env}`, then deliver a new key with "
-                f"`keyguard deliver {env}`",
-            )
         else:
             yield EnvOutcome(
                 env,
@@ -344,14 +345,48 @@ def handle_environments(
             )
 
 
+def _is_leaked(value: Secret | None, key_id: str | None, leaked: LeakedKey) -> bool:
+    """Is this stored value (or its metadata key id) the leaked key?"""
+    if value is not None and leaked.fingerprint is not None:
+        return value.fingerprint == leaked.fingerprint
+    return key_id is not None and key_id == leaked.id
+
+
+def discard_leaked_pending(engine: RotationEngine, leaked: LeakedKey) -> bool:
+    """Drop the leaked key from every store's pending stage and close its rotation, if any.
+
+    A delivered key that leaked must never be promoted. No Admin API write happens here.
+    """
+    from keyguard.rotation import rollback
+
+    st = engine.latest()
+    closed = False
+    if st is not None and st.phase in ("creating", "delivered"):
+        ours = st.new.fingerprint == leaked.fingerprint if leaked.fingerprint else None
+        if ours or (ours is None and st.new.id == leaked.id):
+            rollback(engine)  # before the update, a rollback discards the pending key everywhere
+            closed = True
+    dropped = False
+    with engine.leased():
+        for store in engine.stores:
+            version = stage_map(store.describe()).get(Stage.PENDING)
+            if version is None:
+                continue
+            if _is_leaked(store.get(Stage.PENDING), version.meta.key_id, leaked):
+                store.discard_pending(version.meta.token or version.version_id)
+                dropped = True
+    return closed or dropped
+
+
 def engine_rotator(config: Config, admin: AdminClient, say: Say) -> Rotator:
     """The seam to ``keyguard.rotation``: force semantics, no grace, no drain."""
 
-    def rotate(env: str, leaked: LeakedKey) -> EnvOutcome:
+    def rotate(env: str, leaked: LeakedKey, serves: bool) -> EnvOutcome:
         from keyguard.rotation import open_engine, rotation_request
 
         try:
             engine = open_engine(config, env, admin, grace=timedelta(0), force=True, say=say)
+            discarded = discard_leaked_pending(engine, leaked)
             st = engine.latest()
             new = None
             if st is None or not st.in_flight:
@@ -361,14 +396,26 @@ def engine_rotator(config: Config, admin: AdminClient, say: Say) -> Rotator:
                         new = value
                         break
             in_flight = st is not None and st.in_flight and st.new.fingerprint != leaked.fingerprint
-            if in_flight or new is not None:
+            if serves and (in_flight or new is not None):
                 outcome = engine.rotate(new)
                 action = "rotated" if outcome.finished else "waiting"
                 return EnvOutcome(env, [], action, outcome.message)
             why = f"its key {leaked.hint} ({leaked.id}) leaked and was deactivated"
+            if discarded:
+                why = (
+                    f"the new key {leaked.hint} ({leaked.id}) waiting as pending leaked and was "
+                    "deactivated; it was discarded, never put in service"
+                )
             request = rotation_request(engine, why)
             return EnvOutcome(env, [], "waiting", str(request["text"]), request)
         except KeyguardError as exc:
-            return EnvOutcome(env, [], "error", f"{env}: rotation failed: {exc}")
+            return EnvOutcome(
+                env,
+                [],
+                "error",
+                f"{env}: rotation failed: {exc}. The leaked key stays inactive; once the cause "
+                f"is fixed, finish with `keyguard rotate {env} --grace 0 --force`",
+                exit_code=int(exc.exit_code),
+            )
 
     return rotate

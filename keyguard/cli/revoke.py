@@ -135,6 +135,17 @@ def _window(
         if created is not None and first < created:
             return created, "key creation (after the first commit that holds it)"
         return first, "first commit the scanner found it in"
+    if target.commits and created is not None:
+        shown = ", ".join(c[:12] for c in dict.fromkeys(target.commits))
+        where = repo or Path(".")
+        _say(
+            f"keyguard: warning: git cannot resolve the scan's commit(s) {shown} in {where}; "
+            "the exposure window starts at the key's creation (pass --repo or --since)"
+        )
+        return (
+            created,
+            f"key creation (commit(s) {shown} not found in {where}; see --repo, --since)",
+        )
     if created is not None:
         return created, "key creation"
     return now - timedelta(days=30), "30 days back (key creation unknown)"
@@ -324,8 +335,11 @@ def revoke(
             outcomes = list(handle_environments(holdings, leaked_key, rotate))
             for o in outcomes:
                 _notify(config, o)
-            if any(o.waiting for o in outcomes):
+            if any(o.action == "waiting" for o in outcomes):
                 code = int(ExitCode.PENDING)
+            failed = [o.exit_code for o in outcomes if o.action == "error"]
+            if failed and code in (ExitCode.OK, ExitCode.FOUND):
+                code = failed[0]  # e.g. 4: the API or a store was down during the rotation
             repo_path = Path(repo) if repo else None
             exposure, err = _exposure(admin, config, d, t, since, repo_path)
             if (err or snap.errors) and code == ExitCode.OK:
@@ -342,7 +356,9 @@ def revoke(
     if report:
         write_report(Path(report), "\n".join(markdown(r, e) for r, e in records))
         _say(f"keyguard: wrote the incident report to {report}")
-    if code == ExitCode.PENDING:
+    if code == ExitCode.PENDING and any(
+        e["action"] == "waiting" for r, _ in records for e in r["environments"]
+    ):
         _say(
             "keyguard: the leaked key is deactivated, but environments above still wait for "
             "a new key; deliver it with `keyguard deliver ENV`, then run "

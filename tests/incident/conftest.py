@@ -79,14 +79,22 @@ class Incident:
         with self.sandbox.client() as admin:
             return admin.get_key(key_id).status
 
-    def revoke(self, *args: str, key: Secret | None = None, stdin: str = "") -> Run:
+    def revoke(
+        self,
+        *args: str,
+        key: Secret | None = None,
+        stdin: str = "",
+        env: dict[str, str] | None = None,
+    ) -> Run:
         """``keyguard revoke ARGS`` with ``key`` (or ``stdin``) on a piped stdin."""
+        extra = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
         env.update(
             PYTHONPATH=str(ROOT),
             KEYGUARD_CONFIG=str(self.root / "keyguard.toml"),
             ANTHROPIC_ADMIN_KEY=self.sandbox.admin_key.reveal(),
         )
+        env.update(extra)
         done = subprocess.run(
             [sys.executable, "-m", "keyguard", "revoke", *args],
             input=key.reveal() + "\n" if key else stdin,

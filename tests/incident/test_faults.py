@@ -74,3 +74,54 @@ def test_an_unreadable_store_is_reported_and_the_rest_still_handled(incident: In
     assert [e["environment"] for e in record["environments"]] == ["staging"]
     assert list(record["store_errors"]) == incident.stores("dev")
     assert incident.status(key_id) == "inactive"
+
+
+def test_faults_during_the_rotation_are_ridden_out(incident: Incident) -> None:
+    key_id, key = incident.mint("prod-old")
+    new_id, new = incident.mint("prod-new")
+    incident.serve("prod", key)
+    incident.deliver("prod", new)
+    # The rotation's verify step reads GET /v1/models with the new key: a 529 storm there.
+    incident.sandbox.set_faults(rate=1.0, kinds=("529",), count=3, only="GET /v1/models")
+    run = incident.revoke("--leaked", "-", "--yes", "--format", "json", key=key)
+    assert run.code == 0, run.err
+    assert incident.sandbox.faults_injected == 3
+    assert [e["action"] for e in run.json()["environments"]] == ["rotated"]
+    assert [s.fingerprint if s else None for s in incident.served("prod")] == [new.fingerprint] * 2
+    assert incident.status(key_id) == "inactive" and incident.status(new_id) == "active"
+
+
+def test_a_rotation_that_cannot_finish_still_leaves_the_key_inactive(incident: Incident) -> None:
+    key_id, key = incident.mint("prod-old")
+    _, new = incident.mint("prod-new")
+    incident.serve("prod", key)
+    incident.deliver("prod", new)
+    incident.sandbox.set_faults(rate=1.0, kinds=("500",), only="GET /v1/models")
+    run = incident.revoke("--leaked", "-", "--yes", "--deadline", "1", "--format", "json", key=key)
+    assert run.code == 4, run.err  # deactivated, but prod's rotation could not finish
+    assert "wait for a new key" not in run.err  # prod has its new key: it needs a rerun
+    incident.sandbox.clear_faults()
+    assert incident.status(key_id) == "inactive"
+    (env,) = run.json()["environments"]
+    assert env["environment"] == "prod" and env["action"] != "rotated"
+    assert env["action"] == "error"
+    assert "keyguard rotate prod --grace 0 --force" in env["message"]
+    assert incident.audit()[0]["action"] == "deactivated"
+
+
+def test_a_webhook_that_is_down_is_warned_about(incident: Incident) -> None:
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = incident.root / "keyguard.toml"
+    cfg.write_text(cfg.read_text() + f'\n[notify]\nwebhook = "http://127.0.0.1:{port}/h"\n')
+    key_id, key = incident.mint("staging-1")
+    incident.serve("staging", key)
+    run = incident.revoke("--leaked", "-", "--yes", key=key)
+    assert run.code == 5, run.err
+    assert "warning" in run.err and "webhook" in run.err
+    assert "keyguard deliver staging" in run.out  # the request is still printed
+    assert incident.status(key_id) == "inactive"
+    assert len(incident.audit()) == 1

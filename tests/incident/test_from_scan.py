@@ -9,7 +9,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from keyguard.keys import generate_key
+import pytest
+
+from keyguard.keys import Secret, generate_key
 from tests.incident.conftest import ROOT, Incident
 
 
@@ -139,3 +141,70 @@ def _objects(text: str) -> list[str]:
             if depth == 0:
                 out.append(text[start : i + 1])
     return out
+
+
+def _report_of(path: Path, key: Secret, commit: str) -> None:
+    finding = {
+        "rule": "anthropic-api-key",
+        "severity": "critical",
+        "path": "app.env",
+        "line": 1,
+        "column": 1,
+        "redacted": key.hint,
+        "fingerprint": key.fingerprint,
+        "commit": commit,
+    }
+    path.write_text(json.dumps({"findings": [finding], "stats": {}}))
+
+
+@pytest.mark.parametrize("where", ["other repo", "not a repo", "no git"])
+def test_from_scan_with_commits_git_cannot_resolve(
+    incident: Incident, tmp_path: Path, where: str
+) -> None:
+    key_id, key = incident.mint("dev-1", created_at=datetime.now(UTC) - timedelta(days=3))
+    incident.serve("dev", key)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    if where == "other repo":
+        _git(repo, "init", "-q")
+        _git(repo, "commit", "-q", "--allow-empty", "-m", "unrelated")
+    report = tmp_path / "scan.json"
+    _report_of(report, key, "0123456789abcdef0123456789abcdef01234567")
+    extra_env = {"PATH": str(tmp_path / "empty-bin")} if where == "no git" else {}
+
+    run = incident.revoke(
+        "--from-scan",
+        str(report),
+        "--repo",
+        str(repo),
+        "--yes",
+        "--format",
+        "json",
+        env=extra_env,
+    )
+
+    assert run.code == 5, run.err  # deactivated; dev waits for a new key
+    assert incident.status(key_id) == "inactive"
+    exposure = run.json()["exposure"]
+    assert exposure["since_reason"].startswith("key creation")
+    assert "0123456789ab" in exposure["since_reason"] and "--since" in exposure["since_reason"]
+    assert "0123456789ab" in run.err  # warned, not silently dropped
+
+
+def test_from_scan_refuses_to_guess_between_keys_that_share_a_hint(
+    incident: Incident, tmp_path: Path
+) -> None:
+    first = generate_key()
+    raw = first.reveal()
+    twin = Secret(raw[:16] + ("x" if raw[16] != "x" else "y") + raw[17:])  # same hint
+    assert twin.hint == first.hint and twin != first
+    a_id, _ = incident.mint("a", secret=first)
+    b_id, _ = incident.mint("b", secret=twin)
+    report = tmp_path / "scan.json"
+    _report_of(report, first, "0" * 40)  # no store holds it: only its hint could match
+    run = incident.revoke("--from-scan", str(report), "--yes")
+    assert run.code == 1, run.err
+    assert "2 keys share this hint" in run.err and a_id in run.err and b_id in run.err
+    assert "keyguard revoke --leaked -" in run.err
+    assert incident.sandbox.writes() == []
+    assert incident.status(a_id) == "active" and incident.status(b_id) == "active"

@@ -54,6 +54,8 @@ def test_crowded_org_key_in_two_environments_one_write_then_rotation(incident: I
     assert (incident.root / "r.md").stat().st_mode & 0o777 == 0o600
     (entry,) = incident.audit()
     assert entry["key"]["id"] == leaked_id and entry["action"] == "deactivated"
+    for path in (incident.root / ".keyguard").iterdir():  # journals, incidents: no key
+        incident.assert_no_leak(path.read_text("utf-8"))
 
 
 def test_key_in_no_environment(incident: Incident) -> None:
@@ -181,6 +183,12 @@ def test_exposure_numbers_and_cost(incident: Incident) -> None:
     assert sonnet["cache_read_input_tokens"] == 1_000_000
     assert sonnet["estimated_cost_usd"] == pytest.approx(8.55)
     assert incident.audit()[0]["exposure"]["tokens"] == 5_100_000
+    incident.revoke("--leaked", "-", "--yes", "--report", "r.md", key=key)
+    report = (incident.root / "r.md").read_text()
+    assert "| hour (UTC) | model |" in report
+    assert f"| {hour:%Y-%m-%d %H:00} | claude-sonnet-4-5 | 1000000 |" in report
+    assert "**5100000 tokens**" in report
+    assert "**$10.5500**" in report
 
 
 def test_since_narrows_the_window(incident: Incident) -> None:
@@ -226,3 +234,46 @@ def test_rotation_request_goes_to_the_webhook(incident: Incident, tmp_path: Path
     assert [g["environment"] for g in got] == ["staging"]
     incident.assert_no_leak(json.dumps(got))
     assert "leaked" in str(got[0]["text"])
+
+
+def test_key_id_deactivates_before_reading_stores_or_usage(incident: Incident) -> None:
+    key_id, key = incident.mint("prod-1")
+    incident.serve("prod", key)
+    run = incident.revoke("--key-id", key_id, "--yes", "--format", "json")
+    assert run.code == 5, run.err  # prod serves it and waits for a new key
+    assert incident.status(key_id) == "inactive"
+    log = [(m, p) for m, p, _ in incident.sandbox.request_log()]
+    write = log.index(("POST", f"{KEYS_PATH}/{key_id}"))
+    assert log[:write] == [("GET", f"{KEYS_PATH}/{key_id}")]  # the id alone: one read, no list
+    assert [p for _, p in log[write:]].count("/v1/organizations/usage_report/messages") >= 1
+    record = run.json()
+    # Without the key itself, the stores are matched through the key id in their metadata.
+    assert [e["environment"] for e in record["environments"]] == ["prod"]
+    assert record["key"]["fingerprint"] is None
+
+
+def test_unknown_key_id_exits_1_with_a_next_step(incident: Incident) -> None:
+    run = incident.revoke("--key-id", "apikey_01NoSuchKeyHere0000000000", "--yes")
+    assert run.code == 1, run.err
+    assert "apikey_01NoSuchKeyHere0000000000" in run.err and "keyguard keys list" in run.err
+    assert incident.sandbox.writes() == []
+
+
+def test_prices_come_from_the_policy(incident: Incident) -> None:
+    (incident.root / "policy.toml").write_text(
+        '[prices]\n"claude-sonnet-4" = { input = 10.0, output = 100.0 }\n'
+        '"default" = { input = 1.0, output = 1.0 }\n'
+    )
+    cfg = incident.root / "keyguard.toml"
+    cfg.write_text('[policy]\nfile = "policy.toml"\n' + cfg.read_text())
+    key_id, key = incident.mint("prod-1", age=timedelta(days=1))
+    incident.sandbox.record_usage(
+        key_id, model="claude-sonnet-4-5", input_tokens=1_000_000, output_tokens=1_000_000
+    )
+    incident.sandbox.record_usage(
+        key_id, model="claude-mystery-9", input_tokens=1_000_000, output_tokens=0
+    )
+    run = incident.revoke("--leaked", "-", "--yes", "--format", "json", key=key)
+    assert run.code == 0, run.err
+    exp = run.json()["exposure"]
+    assert exp["estimated_cost_usd"] == pytest.approx(10 + 100 + 1)

@@ -91,3 +91,50 @@ def test_the_scan_command_does_not_import_httpx() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0
+
+
+def test_verify_sends_keys_only_to_the_configured_base_url(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen: list[str] = []
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(307)
+            self.send_header("location", sandbox.url + self.path)  # elsewhere: must not follow
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _, live = sandbox.mint_key("prod-1")
+    _plant(tmp_path / "src", live)
+    (tmp_path / "src" / "keyguard.toml").write_text(
+        f'[anthropic]\nbase_url = "http://127.0.0.1:{server.server_port}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
+    env.update(PYTHONPATH=str(ROOT))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "keyguard", "scan", ".", "--format", "json", "--verify"],
+            cwd=tmp_path / "src",
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    finally:
+        server.shutdown()
+    assert done.returncode == 1, done.stderr
+    assert seen == ["/v1/models"]  # the configured base URL, the free endpoint, once
+    assert sandbox.request_log() == []  # the redirect was not followed
+    assert _verdicts(done) == {live.fingerprint: {"unknown"}}
+    assert live.reveal() not in done.stdout + done.stderr
