@@ -161,6 +161,8 @@ def run_audit(
         config.environments.values()
     )
     now = clock()
+    # Reports say "UTC": an injected clock in another zone (or naive) is normalised once here.
+    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
     if last_rotation is None:
         last_rotation = journal_last_rotation(config.state_dir)
     # Every environment's stores are read, not only the selected ones: sharing and

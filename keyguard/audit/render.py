@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyguard.audit.model import (
@@ -21,7 +21,11 @@ FORMATS = ("table", "json", "markdown", "csv", "html")
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+    """RFC 3339 in UTC (``...Z``); a naive time is taken to be UTC already."""
+    if value is None:
+        return None
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc.isoformat().replace("+00:00", "Z")
 
 
 def days(delta: timedelta) -> float:

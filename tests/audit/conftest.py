@@ -122,7 +122,8 @@ class Org:
         config = load_config(self.config_path())
         client = self.sandbox.client()
         try:
-            return run_audit(config, client, envs, clock=lambda: self.now, **kwargs)
+            kwargs.setdefault("clock", lambda: self.now)
+            return run_audit(config, client, envs, **kwargs)
         finally:
             client.close()
 
