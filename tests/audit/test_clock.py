@@ -36,6 +36,9 @@ def test_generated_at_is_rfc3339_utc_from_the_cli(org: Org) -> None:
     (env,) = doc["environments"]
     for field in ("created_at", "expires_at", "last_rotation"):
         assert RFC3339_UTC.match(env[field]), (field, env[field])
+    # The very instants Anthropic reported, not re-derived ones.
+    assert datetime.fromisoformat(env["created_at"]) == org.now - timedelta(days=3)
+    assert datetime.fromisoformat(env["expires_at"]) == org.now + timedelta(days=30)
 
 
 def test_a_clock_in_another_zone_is_reported_in_utc(org: Org) -> None:
