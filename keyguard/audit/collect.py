@@ -222,11 +222,20 @@ def run_audit(
             key=lambda u: (-(u.age or timedelta()).total_seconds(), u.key_id),
         )
     )
+    notes: tuple[str, ...] = ()
+    unread = sorted(uri for uri, v in raw.items() if v.error is not None)
+    if unread and unmanaged:
+        # "Unmanaged" is only known against stores that were read: say so before anyone revokes.
+        notes = (
+            f"{len(unread)} store(s) could not be read ({', '.join(unread)}): a key held only "
+            "there is listed as unmanaged; read them again before revoking an unmanaged key",
+        )
     return AuditReport(
         generated_at=now,
         environments=reports,
         unmanaged=unmanaged,
         keys_listed=len(index.by_id),
+        notes=notes,
     )
 
 

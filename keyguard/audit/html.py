@@ -171,6 +171,7 @@ def render_html(report: AuditReport) -> str:
     ]
     when = f"{report.generated_at:%Y-%m-%d %H:%M} UTC"
     unmanaged = _rows(un_heads, un_rows) if un_rows else "<p>None.</p>"
+    unmanaged += "".join(f'<p class="note">Note: {escape(n)}</p>' for n in report.notes)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

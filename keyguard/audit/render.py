@@ -135,6 +135,7 @@ def report_dict(report: AuditReport) -> dict[str, Any]:
         "summary": {**report.counts(), "keys_listed": report.keys_listed},
         "environments": [environment_dict(e) for e in report.environments],
         "unmanaged": [unmanaged_dict(u) for u in report.unmanaged],
+        "notes": list(report.notes),
     }
 
 
@@ -301,6 +302,7 @@ def render_markdown(report: AuditReport) -> str:
         lines += _table(UNMANAGED_HEADER, [unmanaged_cells(u) for u in report.unmanaged])
     else:
         lines.append("None.")
+    lines += [f"\n**Note:** {_md(note)}" for note in report.notes]
     return "\n".join(lines) + "\n"
 
 
@@ -390,5 +392,7 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
                 number(u.tokens_7d),
             )
         console.print(un)
+    for note in report.notes:
+        console.print(Text(f"Note: {note}", style="yellow"))
     console.print(summary_line(report))
     return buf.getvalue()

@@ -64,6 +64,7 @@ def test_unreachable_or_denied_cloud_stores_are_reasons_not_crashes(
     denied = azure_server.server.uri("kg-denied", vault_url=azure_server.server.fault_url("403"))
     org.envs["aws-down"] = {"stores": [down], "workspace": None, "policy": {}}
     org.envs["azure-denied"] = {"stores": [denied], "workspace": None, "policy": {}}
+    loose = org.key("maybe-in-aws")  # nobody can tell: its store may be the one that is down
 
     code, out, err = org.cli("--format", "json")
     assert code == 1, err
@@ -83,5 +84,15 @@ def test_unreachable_or_denied_cloud_stores_are_reasons_not_crashes(
     assert "permission denied (403" in azure_says and "grant this identity" in azure_says
     assert azure_says.count(denied) == 1
 
+    doc = json.loads(out)
+    assert [u["key_id"] for u in doc["unmanaged"]] == [loose.id]
+    (note,) = doc["notes"]
+    assert "2 store(s) could not be read" in note and down in note and "before revoking" in note
+
     code, out, _ = org.cli()  # the terminal table says the same in words
     assert code == 1 and "could not be read" in out and "aws-down" in out
+    assert "Note: 2 store(s) could not be read" in out
+    _, md, _ = org.cli("--format", "markdown")
+    assert "**Note:** 2 store(s) could not be read" in md
+    _, page, _ = org.cli("--format", "html")
+    assert '<p class="note">Note: 2 store(s) could not be read' in page
