@@ -120,7 +120,16 @@ def journal_last_rotation(state_dir: Path) -> LastRotation:
             entries = RotationJournal(state_dir, env.name).entries()
         except KeyguardError:
             return None  # a damaged journal is `keyguard status`'s business, not the audit's
-        promoted = [e.ts for e in entries if e.step == "promote" and e.phase == "after"]
+        undone = {e.rotation for e in entries if e.step == "rollback"}
+        # The whole environment's promotion (not one store's), of a rotation that stood.
+        promoted = [
+            e.ts
+            for e in entries
+            if e.step == "promote"
+            and e.phase == "after"
+            and "store" not in e.data
+            and e.rotation not in undone
+        ]
         if not promoted:
             return None
         ts = max(promoted)
