@@ -120,7 +120,16 @@ def journal_last_rotation(state_dir: Path) -> LastRotation:
             entries = RotationJournal(state_dir, env.name).entries()
         except KeyguardError:
             return None  # a damaged journal is `keyguard status`'s business, not the audit's
-        promoted = [e.ts for e in entries if e.step == "promote" and e.phase == "after"]
+        undone = {e.rotation for e in entries if e.step == "rollback"}
+        # The whole environment's promotion (not one store's), of a rotation that stood.
+        promoted = [
+            e.ts
+            for e in entries
+            if e.step == "promote"
+            and e.phase == "after"
+            and "store" not in e.data
+            and e.rotation not in undone
+        ]
         if not promoted:
             return None
         ts = max(promoted)
@@ -161,6 +170,8 @@ def run_audit(
         config.environments.values()
     )
     now = clock()
+    # Reports say "UTC": an injected clock in another zone (or naive) is normalised once here.
+    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
     if last_rotation is None:
         last_rotation = journal_last_rotation(config.state_dir)
     # Every environment's stores are read, not only the selected ones: sharing and
@@ -220,11 +231,20 @@ def run_audit(
             key=lambda u: (-(u.age or timedelta()).total_seconds(), u.key_id),
         )
     )
+    notes: tuple[str, ...] = ()
+    unread = sorted(uri for uri, v in raw.items() if v.error is not None)
+    if unread and unmanaged:
+        # "Unmanaged" is only known against stores that were read: say so before anyone revokes.
+        notes = (
+            f"{len(unread)} store(s) could not be read ({', '.join(unread)}): a key held only "
+            "there is listed as unmanaged; read them again before revoking an unmanaged key",
+        )
     return AuditReport(
         generated_at=now,
         environments=reports,
         unmanaged=unmanaged,
         keys_listed=len(index.by_id),
+        notes=notes,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from keyguard.audit.model import AuditReport, EnvironmentReport
-from keyguard.audit.render import compact_cells, days, number, summary_line
+from keyguard.audit.render import compact_cells, days, number, rotation_state, summary_line
 
 #: Nothing may load from anywhere: the page is read offline, often as a mail attachment.
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
@@ -123,11 +123,15 @@ def render_html(report: AuditReport) -> str:
     heads = ["Environment", "Verdict", "Key / hint", "Age (days)"]
     heads += ["Due / max"] if mixed else []
     heads += ["Expires", "Status", "Stores", "Last rotation", "Tokens 24h", "Tokens 7d"]
-    heads += ["Reasons"]
+    heads += ["Pending / previous", "Reasons"]
     numeric = {"Age (days)", "Tokens 24h", "Tokens 7d"}
     env_rows = []
     for e in report.environments:
-        cells: list[object] = [*compact_cells(e, mixed), "\n".join(r.message for r in e.reasons)]
+        cells: list[object] = [
+            *compact_cells(e, mixed),
+            rotation_state(e),
+            "\n".join(r.message for r in e.reasons),
+        ]
         tds = []
         for head, c in zip(heads, cells, strict=True):
             cls = "num" if head in numeric else ""
@@ -167,6 +171,7 @@ def render_html(report: AuditReport) -> str:
     ]
     when = f"{report.generated_at:%Y-%m-%d %H:%M} UTC"
     unmanaged = _rows(un_heads, un_rows) if un_rows else "<p>None.</p>"
+    unmanaged += "".join(f'<p class="note">Note: {escape(n)}</p>' for n in report.notes)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyguard.audit.model import (
@@ -21,7 +21,11 @@ FORMATS = ("table", "json", "markdown", "csv", "html")
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+    """RFC 3339 in UTC (``...Z``); a naive time is taken to be UTC already."""
+    if value is None:
+        return None
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc.isoformat().replace("+00:00", "Z")
 
 
 def days(delta: timedelta) -> float:
@@ -131,6 +135,7 @@ def report_dict(report: AuditReport) -> dict[str, Any]:
         "summary": {**report.counts(), "keys_listed": report.keys_listed},
         "environments": [environment_dict(e) for e in report.environments],
         "unmanaged": [unmanaged_dict(u) for u in report.unmanaged],
+        "notes": list(report.notes),
     }
 
 
@@ -177,6 +182,7 @@ def render_csv(report: AuditReport) -> str:
             stores_agree="yes" if e.stores_agree else "no",
             pending_key_id=e.pending_key_id,
             previous_key_id=e.previous_key_id,
+            previous_status=e.previous_status,
         )
         writer.writerow(row)
     for u in report.unmanaged:
@@ -201,32 +207,51 @@ ENV_HEADER = [
     "Environment",
     "Verdict",
     "Key",
+    "Name",
     "Hint",
+    "Workspace",
+    "Created",
     "Age (days)",
     "Due / max",
     "Expires",
     "Status",
     "Stores agree",
     "Last rotation",
+    "Pending / previous",
     "Tokens 24h",
     "Tokens 7d",
     "Reasons",
 ]
 
 
+def rotation_state(e: EnvironmentReport) -> str:
+    """The versions beside the current one: a delivery waiting, the key it replaced."""
+    parts = []
+    if e.pending_key_id or e.pending_hint:
+        parts.append(f"pending {e.pending_key_id or e.pending_hint}")
+    if e.previous_key_id:
+        parts.append(f"previous {e.previous_key_id} ({e.previous_status or 'unknown'})")
+    return "; ".join(parts)
+
+
 def environment_cells(e: EnvironmentReport) -> list[object]:
-    """The cells of one environment row, shared by the Markdown and terminal tables."""
+    """The cells of one environment row in the Markdown table: every field of the report."""
+    known = e.status is not None  # Anthropic knows the key: no workspace id means the default
     return [
         e.name,
         e.verdict.value,
         e.key_id,
+        e.key_name,
         e.hint,
+        e.workspace_id or ("default" if known else None),
+        short_date(e.created_at),
         number(e.age_days),
         f"{days(e.limits.due_after):g} / {days(e.limits.max_age):g}",
         short_date(e.expires_at) if e.expires_at else "never",
         e.status,
         "yes" if e.stores_agree else "NO",
         short_date(e.last_rotation),
+        rotation_state(e),
         number(e.tokens_24h),
         number(e.tokens_7d),
         "\n".join(r.message for r in e.reasons),
@@ -277,6 +302,7 @@ def render_markdown(report: AuditReport) -> str:
         lines += _table(UNMANAGED_HEADER, [unmanaged_cells(u) for u in report.unmanaged])
     else:
         lines.append("None.")
+    lines += [f"\n**Note:** {_md(note)}" for note in report.notes]
     return "\n".join(lines) + "\n"
 
 
@@ -341,6 +367,14 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
         for e, r in flagged:
             why.add_row(e.name, Text(r.verdict.value, style=VERDICT_STYLE[r.verdict]), r.message)
         console.print(why)
+    states = [(e, rotation_state(e)) for e in report.environments if rotation_state(e)]
+    if states:
+        mid = Table(title="Rotation in progress", box=box.SIMPLE_HEAD, title_justify="left")
+        for head in ("Environment", "Pending / previous"):
+            mid.add_column(head)
+        for e, state in states:
+            mid.add_row(e.name, state)
+        console.print(mid)
     if report.unmanaged:
         un = Table(title="Unmanaged active keys (no environment holds them; tokens 24h/7d)")
         ids = [len(x) for u in report.unmanaged for x in (u.key_id, u.hint or "")]
@@ -358,5 +392,7 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
                 number(u.tokens_7d),
             )
         console.print(un)
+    for note in report.notes:
+        console.print(Text(f"Note: {note}", style="yellow"))
     console.print(summary_line(report))
     return buf.getvalue()

@@ -50,7 +50,9 @@ def read_store(uri: str, opener: Opener) -> StoreView:
             meta = stages[stage].meta if stage in stages else None
             views[stage] = _stage_view(store.get(stage), meta)
     except Exception as exc:  # one broken store must not hide the rest of the report
-        return StoreView(uri=uri, error=scrub(f"{type(exc).__name__}: {exc}"))
+        # The reason already names the store: do not say it twice when the error does too.
+        text = str(exc).removeprefix(f"store {uri}: ")
+        return StoreView(uri=uri, error=scrub(f"{type(exc).__name__}: {text}"))
     return StoreView(
         uri=uri,
         current=views[Stage.CURRENT],

@@ -17,8 +17,11 @@ from keyguard.audit import AuditReport, run_audit
 from keyguard.cli import main
 from keyguard.config import load_config
 from keyguard.keys import Secret
-from keyguard.stores.file import FileStore
+from keyguard.stores import open_store
 from keyguard.stores.interface import VersionMeta
+from tests.stores.servers.aws import aws_server  # noqa: F401  (fixtures for cloud stores)
+from tests.stores.servers.azure import azure_kv_server, azure_server  # noqa: F401
+from tests.stores.servers.gcp import gcp_fake, gcp_server  # noqa: F401
 
 
 @dataclass
@@ -62,7 +65,7 @@ class Org:
     ) -> None:
         """Deliver ``key`` into a store the way a rotation does (pending, then current)."""
         token = meta.token if meta is not None and meta.token else uuid.uuid4().hex
-        store = FileStore.from_uri(uri)
+        store = open_store(uri)
         store.put_pending(
             key.secret,
             meta
@@ -119,7 +122,8 @@ class Org:
         config = load_config(self.config_path())
         client = self.sandbox.client()
         try:
-            return run_audit(config, client, envs, clock=lambda: self.now, **kwargs)
+            kwargs.setdefault("clock", lambda: self.now)
+            return run_audit(config, client, envs, **kwargs)
         finally:
             client.close()
 

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import jsonschema
@@ -95,6 +96,7 @@ def test_json_shape(mixed: Org) -> None:
     assert by_name["dev"]["policy"]["max_age_days"] == 90
     assert [u["key_name"] for u in doc["unmanaged"]] == ["someones-laptop"]
     assert doc["summary"] == {"ok": 1, "due": 1, "violation": 1, "unmanaged": 1, "keys_listed": 4}
+    assert doc["notes"] == []  # every store was read: the unmanaged list is the whole truth
     mixed.assert_no_key_in(out + err)
 
 
@@ -244,3 +246,53 @@ def test_progress_bar_only_on_a_terminal(mixed: Org) -> None:
     assert "reading stores" in shown or "listing keys" in shown
     assert b"reading stores" not in proc.stdout  # the report itself stays clean
     assert next(csv.DictReader(io.StringIO(proc.stdout.decode())))["kind"] == "environment"
+
+
+def test_every_format_shows_the_rotation_state_and_markdown_every_field(
+    org: Org, tmp_path: Path
+) -> None:
+    ws = org.sandbox.add_workspace("prod")
+    old = org.key("prod-old", age_days=40, workspace=ws)
+    new, next_ = org.key("prod-new", age_days=2, workspace=ws), org.key("prod-next", workspace=ws)
+    uris = org.env("prod", old, workspace=ws)
+    org.put(uris[0], new)
+    org.put(uris[0], next_, promote=False)
+    with org.sandbox.client() as client:
+        client.update_key(old.id, status="inactive")
+    org.env("dev", org.key("dev-1", age_days=7))
+    state = f"pending {next_.id}; previous {old.id} (inactive)"
+
+    outputs = {}
+    for fmt in ("table", "markdown", "csv", "html"):
+        target = tmp_path / f"audit.{fmt}"
+        code, _, err = org.cli("--format", fmt, "--output", str(target))
+        assert code == 0, err
+        outputs[fmt] = target.read_text()
+    for fmt in ("table", "markdown", "html"):
+        assert state in outputs[fmt], fmt
+    prod_row = next(
+        r for r in csv.DictReader(io.StringIO(outputs["csv"])) if r["environment"] == "prod"
+    )
+    assert (prod_row["pending_key_id"], prod_row["previous_key_id"]) == (next_.id, old.id)
+    assert prod_row["previous_status"] == "inactive"
+
+    lines = outputs["markdown"].splitlines()
+    header = [
+        c.strip()
+        for c in next(x for x in lines if x.startswith("| Environment")).strip("|").split("|")
+    ]
+    rows = {
+        cells[0]: dict(zip(header, cells, strict=True))
+        for cells in (
+            [c.strip() for c in x.strip("|").split("|")]
+            for x in lines
+            if x.startswith(("| prod |", "| dev |"))
+        )
+    }
+    prod, dev = rows["prod"], rows["dev"]
+    assert (prod["Key"], prod["Name"], prod["Hint"]) == (new.id, "prod-new", new.secret.hint)
+    assert (prod["Workspace"], dev["Workspace"]) == (ws, "default")
+    assert prod["Created"] == f"{org.now - timedelta(days=2):%Y-%m-%d}"
+    assert prod["Pending / previous"] == state and dev["Pending / previous"] == "-"
+    for text in outputs.values():
+        org.assert_no_key_in(text)

@@ -16,7 +16,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 #: into the DOM, which --dump-dom then prints. The report itself carries no script.
 MEASURE = """<script>
 const box = e => { const r = e.getBoundingClientRect(); return {x: r.left, w: r.width}; };
-const out = {bars: {}, labels: {}, lines: {}};
+const out = {bars: {}, labels: {}, lines: {}, rows: {}};
 for (const r of document.querySelectorAll('#age-chart rect.bar')) {
   out.bars[r.dataset.env] = {...box(r), fill: getComputedStyle(r).fill};
 }
@@ -24,7 +24,11 @@ for (const t of document.querySelectorAll('#age-chart text.label')) {
   out.labels[t.textContent] = t.getComputedTextLength();
 }
 for (const l of document.querySelectorAll('#age-chart line.due, #age-chart line.max')) {
-  out.lines[l.classList[0]] = box(l).x;
+  if (l.dataset.env) {
+    (out.rows[l.dataset.env] = out.rows[l.dataset.env] || {})[l.classList[0]] = box(l).x;
+  } else {
+    out.lines[l.classList[0]] = box(l).x;
+  }
 }
 const pre = document.createElement('pre');
 pre.id = 'measured';
@@ -89,3 +93,21 @@ def test_chart_bars_render_against_the_policy_lines(org: Org, tmp_path: Path) ->
     fills = {env: b["fill"] for env, b in bars.items()}  # type: ignore[index]
     assert fills["dev"] == fills["edge"]
     assert len({fills["dev"], fills["staging"], fills["prod"]}) == 3  # ok, due, violation
+
+
+def test_each_environment_gets_its_own_policy_marks(org: Org, tmp_path: Path) -> None:
+    org.env("prod", org.key("prod-1", age_days=28), policy={"due_after": "25d", "max_age": "30d"})
+    org.env("dev", org.key("dev-1", age_days=28))
+    target = tmp_path / "audit.html"
+    code, _, err = org.cli("--format", "html", "--output", str(target), "--fail-on", "never")
+    assert code == 0, err
+
+    m = render_in_chromium(target.read_text(), tmp_path)
+    bars, rows = m["bars"], m["rows"]
+    assert m["lines"] == {}  # no one-size line across the chart when the policies differ
+    assert set(rows) == {"prod", "dev"}
+    prod, dev = rows["prod"], rows["dev"]
+    end = float(bars["prod"]["x"]) + float(bars["prod"]["w"])  # type: ignore[index]
+    assert float(prod["due"]) < end < float(prod["max"])  # type: ignore[arg-type,index]
+    assert end < float(dev["due"]) < float(dev["max"])  # type: ignore[arg-type,index]
+    assert bars["prod"]["fill"] != bars["dev"]["fill"]  # type: ignore[index]

@@ -24,9 +24,12 @@ class CountingTransport(httpx.HTTPTransport):
     def __init__(self) -> None:
         super().__init__()
         self.paths: Counter[str] = Counter()
+        self.cursors: list[str | None] = []  # after_id of each key listing request
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.paths[request.url.path] += 1
+        if request.url.path == "/v1/organizations/api_keys":
+            self.cursors.append(request.url.params.get("after_id"))
         return super().handle_request(request)
 
 
@@ -88,6 +91,9 @@ def test_two_thousand_keys_thirty_environments(org: Org) -> None:
     listing = "/v1/organizations/api_keys"
     per_key = [p for p in transport.paths if p.startswith(listing + "/")]
     assert per_key == []  # listed once and indexed, never fetched key by key
-    assert 1 <= transport.paths[listing] <= KEYS // 100 + 1
+    # Page by page: the first page without a cursor, each next one after the last id seen.
+    assert 2 <= transport.paths[listing] <= KEYS // 100 + 1
+    assert transport.cursors[0] is None and all(transport.cursors[1:])
+    assert len(set(transport.cursors)) == len(transport.cursors)
     usage_calls = transport.paths["/v1/organizations/usage_report/messages"]
     assert 1 <= usage_calls <= 10

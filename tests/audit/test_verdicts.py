@@ -197,3 +197,20 @@ def test_last_rotation_comes_from_the_rotation_journal(org: Org) -> None:
     assert envs["prod"].last_rotation == promoted
     # No journal: when the store says its current version was stored.
     assert envs["dev"].last_rotation == org.now - timedelta(days=1)
+
+
+def test_a_rolled_back_or_half_promoted_rotation_is_not_the_last_rotation(org: Org) -> None:
+    from keyguard.config import load_config
+    from keyguard.journal import RotationJournal
+
+    org.env("prod", org.key("prod-2"))
+    journal = RotationJournal(load_config(org.config_path()).state_dir, "prod")
+    stood = org.now - timedelta(days=20)
+    journal.append("tok-1", "promote", "after", stood)
+    undone = org.now - timedelta(days=2)
+    journal.append("tok-2", "promote", "after", undone)
+    journal.append("tok-2", "rollback", "closed", undone + timedelta(minutes=5))
+    half = org.now - timedelta(hours=1)  # one store promoted, then the process died
+    journal.append("tok-3", "promote", "after", half, store_index=0, store="file:/x")
+    (env,) = org.audit().environments
+    assert env.last_rotation == stood
