@@ -46,10 +46,11 @@ def _engine(
     admin: AdminClient,
     grace: timedelta | None = None,
     force: bool = False,
+    recover: bool = False,
 ) -> RotationEngine:
     from keyguard.rotation import open_engine
 
-    return open_engine(config, name, admin, grace=grace, force=force, say=_say)
+    return open_engine(config, name, admin, grace=grace, force=force, say=_say, recover=recover)
 
 
 def _prompt(engine: RotationEngine) -> str:
@@ -102,6 +103,9 @@ def deliver(ctx: click.Context, environment: str) -> int:
 @click.option("--grace", help="Override the policy's grace period: 0, 90s, 10m, 24h, 7d.")
 @click.option("--force", is_flag=True, help="Skip the drain check (incidents).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--recover", is_flag=True, help="Rebuild a lost journal from the stores, then continue."
+)
 @click.pass_context
 def rotate(
     ctx: click.Context,
@@ -112,6 +116,7 @@ def rotate(
     grace: str | None,
     force: bool,
     yes: bool,
+    recover: bool,
 ) -> int:
     """Rotate keys: create (new key on stdin) -> update -> verify -> revoke. Exit 5 = run again."""
     if sum([bool(environments), due, all_]) != 1:
@@ -126,7 +131,7 @@ def rotate(
     codes: list[int] = []
     with _admin(config) as admin:
         for name in names:
-            engine = _engine(config, name, admin, grace_td, force)
+            engine = _engine(config, name, admin, grace_td, force, recover)
             try:
                 codes.append(
                     _rotate_one(
@@ -163,8 +168,8 @@ def _rotate_one(
             click.echo(line)
         click.echo("(dry run: nothing changed)")
         return 0
-    if not in_flight and key is None and not single:
-        state = status(engine)
+    state = status(engine) if not in_flight and key is None and not single else None
+    if state is not None and state.phase != "journal lost":
         if due and not state.due:
             click.echo(f"{engine.env.name}: not due ({state.waiting_for})")
             return 0

@@ -100,6 +100,7 @@ class RotationEngine:
         force: bool = False,
         say: Say | None = None,
         lease_ttl: float = 900.0,
+        recover: bool = False,
     ) -> None:
         self.env = env
         self.admin = admin
@@ -110,6 +111,7 @@ class RotationEngine:
         self.force = force
         self.say: Say = say or (lambda _msg: None)
         self.lease_ttl = lease_ttl
+        self.recover = recover
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     # ----------------------------------------------------------------- state
@@ -143,6 +145,10 @@ class RotationEngine:
                         f"{self.env.name}: another keyguard run is rotating this environment "
                         f"({exc}); this run changed nothing, run it again once that one ends"
                     ) from None
+            from keyguard.rotation.recover import check_journal
+
+            # Stores changed by a rotation the journal does not know: never guess from them.
+            check_journal(self, recover=self.recover)
             yield
 
     def deliver(self, key: Secret) -> Outcome:
