@@ -79,6 +79,23 @@ def _optional_key(engine: RotationEngine, *, prompt: bool) -> Secret | None:
     return read_key(_prompt(engine), allow_empty=True)
 
 
+def _refuse_stray_key() -> None:
+    """A key piped into a many-environment run belongs to none of them: say so, never drop it."""
+    stdin = sys.stdin
+    if stdin is None or stdin.closed or stdin.isatty():
+        return
+    try:
+        ready, _, _ = select.select([stdin.fileno()], [], [], 0.5)
+    except (OSError, ValueError):
+        return
+    if ready and stdin.read().strip():
+        raise UsageError(
+            "a key arrived on stdin, but this run covers several environments and a key "
+            "belongs to one: pipe it into `keyguard rotate ENV` (or `keyguard deliver ENV`); "
+            "nothing changed"
+        )
+
+
 @click.command()
 @click.argument("environment")
 @click.pass_context
@@ -128,6 +145,8 @@ def rotate(
     if not names:
         raise UsageError(f"no environments configured in {config.path or 'keyguard.toml'}")
     grace_td = parse_duration(grace) if grace is not None else None
+    if not (environments and len(names) == 1):
+        _refuse_stray_key()
     codes: list[int] = []
     with _admin(config) as admin:
         for name in names:
@@ -185,8 +204,11 @@ def _rotate_one(
             except KeyguardError as exc:
                 _say(f"keyguard: warning: {exc}")
         return int(ExitCode.PENDING)
-    if key is not None and sys.stdin is not None and sys.stdin.isatty() and not yes:
-        for line in plan(engine, key.hint):
+    # On a terminal, show the plan and ask before anything changes (a continued rotation
+    # may revoke the old key); schedulers pass --yes and have no terminal anyway.
+    changes = key is not None or in_flight or engine.recover
+    if changes and sys.stdin is not None and sys.stdin.isatty() and not yes:
+        for line in plan(engine, key.hint if key else None):
             click.echo(line)
         click.confirm("Go ahead?", abort=True, err=True)
     outcome = engine.rotate(key)
