@@ -48,3 +48,17 @@ def test_lost_journal_after_a_finished_rotation_is_no_obstacle(project: Project)
     done = project.run("rotate", "prod", "--grace", "0", input=newer.reveal())
     assert done.returncode == 0, done.stderr
     assert project.served() == [newer, newer] and project.status_of(new) == "inactive"
+
+
+def test_handing_over_the_same_key_again_is_consent_to_rebuild(project: Project) -> None:
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-20261125")
+    project.run("rotate", "prod", "--yes", input=new.reveal(), crash_at="promote:0:after")
+    project.journal.unlink()
+    _, other = project.mint("prod-other")
+    refused = project.run("rotate", "prod", "--grace", "0", input=other.reveal())
+    assert refused.returncode == 2 and "--recover" in refused.stderr
+    done = project.run("rotate", "prod", "--grace", "0", input=new.reveal())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert project.served() == [new, new] and project.status_of(old) == "inactive"
