@@ -12,6 +12,7 @@ from typing import Any
 from keyguard.errors import AuthError, ConfigError
 from keyguard.keys import Secret
 from keyguard.policy import Policy, load_policy
+from keyguard.stores import scheme_of
 
 CONFIG_NAME = "keyguard.toml"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -152,7 +153,7 @@ def _build(ld: _Loader, data: dict[str, Any]) -> Config:
     policy = load_policy(ref)
     overrides = {k: v for k, v in policy_table.items() if k != "file"}
     if overrides:
-        policy = policy.with_overrides(overrides, f"{ld.path} [policy]")
+        policy = _overrides(ld, policy, overrides, "policy")
 
     envs: dict[str, Environment] = {}
     for name, table in data.get("environments", {}).items():
@@ -194,11 +195,16 @@ def _environment(ld: _Loader, name: str, table: Any, policy: Policy, root: Path)
             f'[environments.{name}] needs stores = ["file:.keyguard/{name}.json", ...] '
             "(one or more store URIs)",
         )
+    for uri in stores:
+        try:
+            scheme_of(uri)
+        except ConfigError as exc:
+            raise ld.fail(name, f"[environments.{name}] stores: {exc}") from None
     env_policy = policy
     if "policy" in table:
         if not isinstance(table["policy"], dict):
             raise ld.fail(name, f"[environments.{name}.policy] must be a table")
-        env_policy = policy.with_overrides(table["policy"], f"{ld.path} [environments.{name}]")
+        env_policy = _overrides(ld, policy, table["policy"], f"environments.{name}.policy")
     return Environment(
         name=name,
         stores=tuple(_absolute_store(uri, root) for uri in stores),
@@ -208,6 +214,21 @@ def _environment(ld: _Loader, name: str, table: Any, policy: Policy, root: Path)
         check=ld.string(table, "check", f"environments.{name}"),
         service=ld.string(table, "service", f"environments.{name}"),
     )
+
+
+def _overrides(ld: _Loader, policy: Policy, data: dict[str, Any], table: str) -> Policy:
+    """``policy`` with a table's settings; an error names the line of the bad setting."""
+    try:
+        return policy.with_overrides(data, f"[{table}]")
+    except ConfigError as exc:
+        bad = table.rsplit(".", 1)[-1]
+        for key, value in data.items():
+            try:
+                policy.with_overrides({key: value}, "")
+            except ConfigError:
+                bad = key
+                break
+        raise ld.fail(bad, str(exc)) from None
 
 
 def _absolute_store(uri: str, root: Path) -> str:

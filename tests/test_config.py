@@ -90,3 +90,16 @@ def test_base_url_default_config_and_env(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.delenv("ANTHROPIC_BASE_URL")
     with pytest.raises(ConfigError, match="must be https://"):
         load_config(write(tmp_path, '[anthropic]\nbase_url = "http://evil.example"\n'))
+
+
+def test_policy_override_and_store_uri_errors_name_the_line(tmp_path: Path) -> None:
+    env = '[environments.prod]\nstores = ["file:x.json"]\n'
+    path = write(tmp_path, '[policy]\ngrace = "soon"\n' + env)
+    with pytest.raises(ConfigError, match=rf"{path}:2: .*'soon' is not a duration.*like 0, 90s"):
+        load_config(path)
+    path = write(tmp_path, env + '\n[environments.prod.policy]\nmax_age = "10d"\n')
+    with pytest.raises(ConfigError, match=rf"{path}:5: .*due_after \(80d\) is later than max_age"):
+        load_config(path)
+    path = write(tmp_path, '[environments.prod]\nstores = ["s3://bucket/key"]\n')
+    with pytest.raises(ConfigError, match=rf"{path}:1: .*unknown store URI.*one of file:, aws-sm:"):
+        load_config(path)

@@ -46,10 +46,11 @@ def _engine(
     admin: AdminClient,
     grace: timedelta | None = None,
     force: bool = False,
+    recover: bool = False,
 ) -> RotationEngine:
     from keyguard.rotation import open_engine
 
-    return open_engine(config, name, admin, grace=grace, force=force, say=_say)
+    return open_engine(config, name, admin, grace=grace, force=force, say=_say, recover=recover)
 
 
 def _prompt(engine: RotationEngine) -> str:
@@ -78,6 +79,23 @@ def _optional_key(engine: RotationEngine, *, prompt: bool) -> Secret | None:
     return read_key(_prompt(engine), allow_empty=True)
 
 
+def _refuse_stray_key() -> None:
+    """A key piped into a many-environment run belongs to none of them: say so, never drop it."""
+    stdin = sys.stdin
+    if stdin is None or stdin.closed or stdin.isatty():
+        return
+    try:
+        ready, _, _ = select.select([stdin.fileno()], [], [], 0.5)
+    except (OSError, ValueError):
+        return
+    if ready and stdin.read().strip():
+        raise UsageError(
+            "a key arrived on stdin, but this run covers several environments and a key "
+            "belongs to one: pipe it into `keyguard rotate ENV` (or `keyguard deliver ENV`); "
+            "nothing changed"
+        )
+
+
 @click.command()
 @click.argument("environment")
 @click.pass_context
@@ -102,6 +120,9 @@ def deliver(ctx: click.Context, environment: str) -> int:
 @click.option("--grace", help="Override the policy's grace period: 0, 90s, 10m, 24h, 7d.")
 @click.option("--force", is_flag=True, help="Skip the drain check (incidents).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--recover", is_flag=True, help="Rebuild a lost journal from the stores, then continue."
+)
 @click.pass_context
 def rotate(
     ctx: click.Context,
@@ -112,6 +133,7 @@ def rotate(
     grace: str | None,
     force: bool,
     yes: bool,
+    recover: bool,
 ) -> int:
     """Rotate keys: create (new key on stdin) -> update -> verify -> revoke. Exit 5 = run again."""
     if sum([bool(environments), due, all_]) != 1:
@@ -123,10 +145,12 @@ def rotate(
     if not names:
         raise UsageError(f"no environments configured in {config.path or 'keyguard.toml'}")
     grace_td = parse_duration(grace) if grace is not None else None
+    if not (environments and len(names) == 1):
+        _refuse_stray_key()
     codes: list[int] = []
     with _admin(config) as admin:
         for name in names:
-            engine = _engine(config, name, admin, grace_td, force)
+            engine = _engine(config, name, admin, grace_td, force, recover)
             try:
                 codes.append(
                     _rotate_one(
@@ -163,8 +187,8 @@ def _rotate_one(
             click.echo(line)
         click.echo("(dry run: nothing changed)")
         return 0
-    if not in_flight and key is None and not single:
-        state = status(engine)
+    state = status(engine) if not in_flight and key is None and not single else None
+    if state is not None and state.phase != "journal lost":
         if due and not state.due:
             click.echo(f"{engine.env.name}: not due ({state.waiting_for})")
             return 0
@@ -180,8 +204,11 @@ def _rotate_one(
             except KeyguardError as exc:
                 _say(f"keyguard: warning: {exc}")
         return int(ExitCode.PENDING)
-    if key is not None and sys.stdin is not None and sys.stdin.isatty() and not yes:
-        for line in plan(engine, key.hint):
+    # On a terminal, show the plan and ask before anything changes (a continued rotation
+    # may revoke the old key); schedulers pass --yes and have no terminal anyway.
+    changes = key is not None or in_flight or engine.recover
+    if changes and sys.stdin is not None and sys.stdin.isatty() and not yes:
+        for line in plan(engine, key.hint if key else None):
             click.echo(line)
         click.confirm("Go ahead?", abort=True, err=True)
     outcome = engine.rotate(key)

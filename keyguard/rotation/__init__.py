@@ -48,6 +48,7 @@ def open_engine(
     grace: timedelta | None = None,
     force: bool = False,
     say: Say | None = None,
+    recover: bool = False,
 ) -> RotationEngine:
     """An engine for one configured environment, its stores opened from their URIs."""
     from keyguard.stores import open_store
@@ -62,4 +63,5 @@ def open_engine(
         grace=grace,
         force=force,
         say=say,
+        recover=recover,
     )

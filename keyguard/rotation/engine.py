@@ -100,6 +100,7 @@ class RotationEngine:
         force: bool = False,
         say: Say | None = None,
         lease_ttl: float = 900.0,
+        recover: bool = False,
     ) -> None:
         self.env = env
         self.admin = admin
@@ -110,6 +111,7 @@ class RotationEngine:
         self.force = force
         self.say: Say = say or (lambda _msg: None)
         self.lease_ttl = lease_ttl
+        self.recover = recover
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     # ----------------------------------------------------------------- state
@@ -132,7 +134,7 @@ class RotationEngine:
 
     # ----------------------------------------------------------------- entry points
     @contextmanager
-    def leased(self) -> Iterator[None]:
+    def leased(self, delivered: Secret | None = None) -> Iterator[None]:
         """Hold every store's lease, in store order, for the whole run."""
         with ExitStack() as stack:
             for store in self.stores:
@@ -143,11 +145,15 @@ class RotationEngine:
                         f"{self.env.name}: another keyguard run is rotating this environment "
                         f"({exc}); this run changed nothing, run it again once that one ends"
                     ) from None
+            from keyguard.rotation.recover import check_journal
+
+            # Stores changed by a rotation the journal does not know: never guess from them.
+            check_journal(self, recover=self.recover, delivered=delivered)
             yield
 
     def deliver(self, key: Secret) -> Outcome:
         """The create step alone: check the key and store it as pending everywhere."""
-        with self.leased():
+        with self.leased(key):
             st = self._create(key)
         return Outcome(
             self.env.name,
@@ -158,7 +164,7 @@ class RotationEngine:
 
     def rotate(self, key: Secret | None = None) -> Outcome:
         """Create (if a key is given), then continue as far as the clock and traffic allow."""
-        with self.leased():
+        with self.leased(key):
             self._archive_due()
             st = self.latest()
             if key is not None:

@@ -122,10 +122,20 @@ class EnvStatus:
 
 def status(engine: RotationEngine) -> EnvStatus:
     """Where the environment's rotation stands and what it waits for (reads only)."""
+    from keyguard.rotation.recover import describe, find_orphan
+
     env = engine.env
     st = engine.latest()
     current, created = _served(engine)
     now = engine.clock()
+    age0 = now - created if created else None
+    try:
+        orphan = find_orphan(engine)
+    except KeyguardError as exc:
+        return EnvStatus(env.name, "journal lost", current, age0, False, str(exc))
+    if orphan is not None:
+        lost = describe(engine, orphan).split(": ", 1)[1]
+        return EnvStatus(env.name, "journal lost", current, age0, False, lost)
     age = now - created if created else None
     due = current is None or (age is not None and age >= env.policy.due_after)
     phase = st.phase if st is not None else "idle"
@@ -221,6 +231,11 @@ def rotation_request(engine: RotationEngine, why: str) -> dict[str, Any]:
 
 def plan(engine: RotationEngine, key_given: str | None) -> list[str]:
     """What ``rotate`` would do now, step by step; reads only (``key_given``: its hint)."""
+    from keyguard.rotation.recover import describe, find_orphan
+
+    orphan = find_orphan(engine)
+    if orphan is not None:
+        return [describe(engine, orphan)]
     env = engine.env
     st = engine.latest()
     stores = ", ".join(s.uri for s in engine.stores)

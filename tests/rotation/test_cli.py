@@ -218,3 +218,99 @@ def test_deliver_on_a_terminal_says_what_to_create_and_hides_the_key(project: Pr
     assert f"prod-{datetime.now(UTC):%Y%m%d}" in text and project.workspace in text
     assert "stored as pending" in text
     assert not API_KEY_RE.search(text), "the key was echoed"
+
+
+def _on_a_terminal(
+    project: Project, args: list[str], script: list[tuple[bytes, bytes]]
+) -> tuple[int, str]:
+    """Run the CLI on a pseudo-terminal; for each (expected, reply) wait for it, then type."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real CLI on a terminal
+        os.execve(sys.executable, [sys.executable, "-m", "keyguard", *args], project.env())
+    seen = b""
+    for expected, reply in script:
+        while expected not in seen:
+            chunk = os.read(fd, 4096)
+            assert chunk, seen
+            seen += chunk
+        os.write(fd, reply + b"\r")
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    _, status = os.waitpid(pid, 0)
+    text = seen.decode(errors="replace")
+    assert not API_KEY_RE.search(text), "a key was echoed"
+    return os.waitstatus_to_exitcode(status), text
+
+
+def test_rotate_on_a_terminal_without_yes_shows_the_plan_and_asks(project: Project) -> None:
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint(f"prod-{datetime.now(UTC):%Y%m%d}")
+    key = new.reveal().encode()
+    code, text = _on_a_terminal(
+        project, ["rotate", "prod", "--grace", "0"], [(b"New key", key), (b"Go ahead?", b"n")]
+    )
+    assert code == 130, text
+    assert "would store the new key" in text and "would revoke" in text
+    assert project.served() == [old, old] and not project.journal.exists()
+    code, text = _on_a_terminal(
+        project, ["rotate", "prod", "--grace", "0"], [(b"New key", key), (b"Go ahead?", b"y")]
+    )
+    assert code == 0 and "rotation finished" in text, text
+    assert project.served() == [new, new] and project.status_of(old) == "inactive"
+
+
+def test_continuing_on_a_terminal_without_yes_asks_before_revoking(project: Project) -> None:
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-20261125")
+    assert project.run("deliver", "prod", input=new.reveal()).returncode == 0
+    code, text = _on_a_terminal(project, ["rotate", "prod", "--grace", "0"], [(b"Go ahead?", b"n")])
+    assert code == 130 and "would revoke" in text, text
+    assert project.served() == [old, old] and project.status_of(old) == "active"
+    code, text = _on_a_terminal(project, ["rotate", "prod", "--grace", "0", "--yes"], [])
+    assert code == 0 and "Go ahead?" not in text, text
+    assert project.served() == [new, new] and project.status_of(old) == "inactive"
+
+
+def test_all_and_due_cover_every_environment(project: Project) -> None:
+    dev_store = project.root / "stores" / "dev.json"
+    with (project.root / "keyguard.toml").open("a") as fh:
+        fh.write(f'\n[environments.dev]\nstores = ["file:{dev_store}"]\n')
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    dev_id, dev_old = project.mint("dev-legacy")
+    dev_store.write_text(dev_old.reveal() + "\n")
+    dev_store.chmod(0o600)
+    _, new = project.mint("prod-20261125")
+    assert project.run("deliver", "prod", input=new.reveal()).returncode == 0
+    # A key piped into a run over several environments is refused, not silently dropped.
+    _, stray = project.mint("stray")
+    for args in (["--all"], ["--due"], ["prod", "dev"]):
+        refused = project.run("rotate", *args, "--yes", input=stray.reveal())
+        assert refused.returncode == 2 and "belongs to one" in refused.stderr, refused.stderr
+    # --due: the delivered prod key is put in service; dev's fresh key is left alone.
+    done = project.run("rotate", "--due", "--grace", "10m", "--yes")
+    assert done.returncode == 5, done.stderr
+    assert "grace period" in done.stdout and "dev: not due" in done.stdout
+    assert project.served() == [new, new]
+    # --all: prod finishes; dev, though not due, gets a rotation request (exit 5 overall).
+    done = project.run("rotate", "--all", "--grace", "0", "--yes")
+    assert done.returncode == 5, done.stderr
+    assert "prod: rotation finished" in done.stdout
+    assert "keyguard deliver dev" in done.stdout and "*dev*" in done.stdout
+    assert project.status_of(old) == "inactive"
+    assert project.run("rotate", "--due", "--yes").returncode == 0  # nothing due now
+    both = project.run("rotate", "--all", "--due")
+    assert both.returncode == 2 and "exactly one" in both.stderr
+    status = project.run("status")
+    assert status.returncode == 0 and status.stdout.count("waiting for:") == 2
+    assert dev_id in status.stdout

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from keyguard.admin.sandbox import Sandbox
 from keyguard.rotation import open_engine, status
-from tests.rotation.conftest import Project
+from tests.rotation.conftest import Project, make_project
 from tests.rotation.fakes import Clock
 
 
@@ -57,3 +60,20 @@ def test_idle_old_key_is_revoked_once_the_window_covers_grace(project: Project) 
         ).rotate()
         assert out.exit_code == 0, out.message
     assert project.status_of(old) == "inactive"
+
+
+def test_cli_drain_holds_back_revoke_and_force_skips_it(tmp_path: Path, sandbox: Sandbox) -> None:
+    project = make_project(tmp_path, sandbox, extra='\n[policy]\nusage_lag = "0s"\n')
+    old_id, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-new")
+    done = project.run("rotate", "prod", "--grace", "3s", "--yes", input=new.reveal())
+    assert done.returncode in (0, 5), done.stderr
+    time.sleep(3.2)  # past the grace; the traffic below lands inside the last grace window
+    project.sandbox.record_usage(old_id, at=datetime.now(UTC), input_tokens=500, output_tokens=5)
+    held = project.run("rotate", "prod", "--grace", "3s", "--yes")
+    assert held.returncode == 5 and "still carries traffic" in held.stdout, held.stdout
+    assert old_id in held.stdout and project.status_of(old) == "active"
+    forced = project.run("rotate", "prod", "--grace", "3s", "--force", "--yes")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert project.status_of(old) == "inactive" and project.served() == [new, new]

@@ -20,6 +20,9 @@ from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
 from tests.rotation.conftest import Project, make_project
 from tests.rotation.fakes import Clock
 from tests.stores.servers.aws import AwsHarness
+from tests.stores.servers.azure import azure_kv_server, azure_server  # noqa: F401
+from tests.stores.servers.base import Harness
+from tests.stores.servers.gcp import gcp_fake, gcp_server  # noqa: F401
 
 STEPS = ["create", "update", "verify", "revoke"]
 
@@ -79,8 +82,8 @@ STORE_FAULT_AT = {
 
 
 class RoutedStore(FaultyStore):
-    """Store 1 on AWS: ``method`` goes through a fault proxy in front of moto (real boto
-    errors, mapped by the real store); every other call goes straight to moto."""
+    """Store 1 on a cloud backend: ``method`` goes through that server's fault path (real SDK
+    errors, mapped by the real store); every other call goes straight to the server."""
 
     def __init__(
         self, inner: SecretStore, faulted: SecretStore, method: str, after: str | None
@@ -204,22 +207,33 @@ def aws_project(tmp_path: Path, sandbox: Sandbox, aws_server: AwsHarness) -> Pro
     return project
 
 
+@pytest.fixture(params=["aws", "gcp", "azure"])
+def cloud_project(
+    request: pytest.FixtureRequest, tmp_path: Path, sandbox: Sandbox
+) -> tuple[Project, Harness]:
+    """A file store, then a store on the ``param`` backend's test server."""
+    harness: Harness = request.getfixturevalue(f"{request.param}_server")
+    uris = [f"file:{tmp_path / 'stores' / 'prod-0.json'}", harness.new_uri()]
+    project = make_project(tmp_path, sandbox, uris=uris)
+    project.by_hand = harness.put_by_hand
+    return project, harness
+
+
 @pytest.mark.parametrize("step", STEPS)
 @pytest.mark.parametrize(("kind", "error"), [("throttle", UnavailableError), ("denied", AuthError)])
 def test_store_faults_stop_cleanly_and_resume(
-    aws_project: Project,
-    aws_server: AwsHarness,
+    cloud_project: tuple[Project, Harness],
     step: str,
     kind: str,
     error: type[KeyguardError],
 ) -> None:
-    project = aws_project
+    project, harness = cloud_project
     clock = Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=3))
     old, new = scenario(project, clock)
     advance_to(project, clock, step, new)
     method, after = STORE_FAULT_AT[step]
     real = project.open_stores()
-    routed = RoutedStore(real[1], aws_server.faulty(project.stores[1], kind), method, after)
+    routed = RoutedStore(real[1], harness.faulty(project.stores[1], kind), method, after)
     with pytest.raises(error):
         run_step(project, clock, step, new, stores=[real[0], routed])
     assert routed.failures >= 1
