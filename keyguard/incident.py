@@ -385,7 +385,11 @@ def engine_rotator(config: Config, admin: AdminClient, say: Say) -> Rotator:
         from keyguard.rotation import open_engine, rotation_request
 
         try:
-            engine = open_engine(config, env, admin, grace=timedelta(0), force=True, say=say)
+            # An incident cannot wait for a lost journal to come back: rebuild it from the
+            # stores (recover) and finish at once, with no grace and no drain.
+            engine = open_engine(
+                config, env, admin, grace=timedelta(0), force=True, say=say, recover=True
+            )
             discarded = discard_leaked_pending(engine, leaked)
             st = engine.latest()
             new = None

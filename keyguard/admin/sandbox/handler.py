@@ -166,6 +166,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(body).encode()
+        # Logged before the answer leaves: a client that has its answer sees its request logged.
+        with self.state.lock:
+            self.state.request_log.append((self.command, urlsplit(self.path).path, status))
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(payload)))
@@ -175,8 +178,6 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
-        with self.state.lock:
-            self.state.request_log.append((self.command, urlsplit(self.path).path, status))
 
     def _error(self, status: int, error_type: str, message: str, **headers: str) -> None:
         body = {
