@@ -236,6 +236,16 @@ def _round(
 _POOL: list[bytearray] = []
 
 
+@dataclass(slots=True)
+class _Span:
+    """Where a scan starts and stops: the whole stream, or one range of a large file."""
+
+    origin: int = 0  # absolute offset of the first byte ``read`` yields
+    skip: int = 0  # leading bytes that are context only (before the range)
+    stop: int | None = None  # hits at or past this absolute offset belong to the next range
+    binary: bool | None = None  # None: decide from the first bytes
+
+
 def scan_stream(
     read: Reader,
     *,
@@ -250,22 +260,55 @@ def scan_stream(
     """
     buf = _POOL.pop() if _POOL else bytearray(LEFT + CHUNK + RIGHT)
     try:
-        return _scan(buf, read, size, detect_archives, limit)
+        hits, total, truncated, _ = _scan(buf, read, size, detect_archives, limit, _Span())
+        return hits, total, truncated
     finally:
         _POOL.append(buf)
 
 
+@dataclass(slots=True)
+class RangeResult:
+    """Hits of one range, with lines counted from the range's start (line 1 = its first line,
+    column counted from ``start - 1`` when no newline precedes the hit inside the range)."""
+
+    hits: list[Hit]
+    newlines: int  # newlines in [start, end)
+    last_newline: int  # absolute offset of the last one, or -1
+
+
+def scan_range(read: Reader, *, start: int, end: int, context: int, binary: bool) -> RangeResult:
+    """Scan the range ``[start, end)`` of a large file; ``read`` yields from ``start - context``
+    up to ``end + RIGHT`` (or the end of the file), so keys straddling ``end`` are judged whole
+    by the range they start in."""
+    buf = _POOL.pop() if _POOL else bytearray(LEFT + CHUNK + RIGHT)
+    try:
+        span = _Span(start - context, context, end, binary)
+        hits, _, _, lines = _scan(buf, read, None, False, None, span)
+    finally:
+        _POOL.append(buf)
+    last = lines.last_nl if lines.last_nl >= start else -1
+    return RangeResult([h for h in hits if start <= h.offset < end], lines.count, last)
+
+
 def _scan(
-    buf: bytearray, read: Reader, size: int | None, detect: bool, limit: int | None
-) -> tuple[list[Hit], int, bool]:
+    buf: bytearray,
+    read: Reader,
+    size: int | None,
+    detect: bool,
+    limit: int | None,
+    span: _Span,
+) -> tuple[list[Hit], int, bool, _Lines]:
     mv = memoryview(buf)
     cap = len(buf)
     hits: list[Hit] = []
     lines = _Lines()
-    n = lo = base = total = 0
+    lines.last_nl = span.origin + span.skip - 1
+    base = span.origin
+    lo = span.skip
+    n = total = 0
     eof = truncated = False
     first = True
-    binary = False
+    binary = bool(span.binary)
     try:
         while True:
             while n < cap and not eof:
@@ -284,11 +327,14 @@ def _scan(
                 kind = sniff(mv[:n]) if detect else None
                 if kind is not None:
                     raise ArchiveDetected(kind, bytes(mv[:n]))
-                binary = is_binary(mv[:n])
+                if span.binary is None:
+                    binary = is_binary(mv[:n])
             hi = n if eof else n - RIGHT
             hits.extend(_round(buf, lo, hi, n, base, lines, binary))
             if eof:
-                return hits, total, truncated
+                if span.stop is not None:
+                    lines.advance(buf, lo, max(lo, min(hi, span.stop - base)), base)
+                return hits, total, truncated, lines
             lines.advance(buf, lo, hi, base)
             keep = max(0, hi - LEFT)
             mv[: n - keep] = mv[keep:n]
