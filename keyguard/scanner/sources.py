@@ -208,20 +208,56 @@ def list_history(rev_range: str | None, cwd: str | Path = ".") -> Listing:
     if rev_range and rev_range.startswith("-"):
         raise UsageError(f"--history {rev_range!r}: a revision range cannot start with '-'")
     revs = [rev_range] if rev_range else ["--all"]
-    log = ["log", "--reverse", "--raw", "-z", "--no-abbrev", "--no-renames", "-m"]
-    out = _git([*log, "--format=%x01%H", *revs, "--"], top)
-    first: dict[str, tuple[str, str]] = {}
-    commit = ""
-    for chunk in out.split(b"\x01")[1:]:
-        commit = chunk[:40].decode()
-        for mode, oid, path in _raw_entries(chunk[40:].lstrip(b"\0\n")):
-            if _is_blob(mode, oid) and oid not in first:
-                first[oid] = (commit, path)
-    sizes = _sizes(top, list(first))
+    # One walk that reads each tree once: `rev-list --objects` lists every reachable object
+    # once, and with `--topo-order --reverse --in-commit-order` each blob right after the first
+    # commit that holds it (parents come first, so one none of whose parents holds it), under
+    # its path there. Which objects are blobs, and their sizes, come from the object store's
+    # index at the same time. (A `log --raw` walk costs a tree diff per commit: commits x files.)
+    walk = ["rev-list", "--objects", "--in-commit-order", "--topo-order", "--reverse", *revs]
+    check = ["cat-file", "--batch-all-objects", "--unordered", _BLOB_CHECK]
+    try:
+        lister = subprocess.Popen(
+            ["git", *walk, "--"], cwd=top, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except FileNotFoundError:
+        raise UsageError("git is not installed; install it or scan a plain folder") from None
+    sizes = _blob_sizes(_git(check, top))
+    out, err = lister.communicate()
+    if lister.returncode != 0:
+        msg = err.decode("utf-8", "replace").strip()
+        raise UsageError(f"git rev-list {rev_range or '--all'} failed in {top}: {msg}")
     listing = Listing()
-    for oid, (sha, path) in first.items():
-        listing.targets.append(Target(path, sizes.get(oid, 0), oid=oid, repo=str(top), commit=sha))
+    seen: set[bytes] = set()
+    commit = ""
+    for line in out.split(b"\n"):
+        oid = line[:40]
+        if len(line) == 40:
+            commit = line.decode()
+        elif oid in sizes and oid not in seen:
+            seen.add(oid)
+            listing.targets.append(
+                Target(
+                    os.fsdecode(line[41:]),
+                    sizes[oid],
+                    oid=oid.decode(),
+                    repo=str(top),
+                    commit=commit,
+                )
+            )
     return listing
+
+
+_BLOB_CHECK = "--batch-check=%(objecttype) %(objectname) %(objectsize)"
+
+
+def _blob_sizes(out: bytes) -> dict[bytes, int]:
+    """Blob id -> size from ``cat-file --batch-check`` lines (other object types skipped)."""
+    sizes: dict[bytes, int] = {}
+    for line in out.split(b"\n"):
+        if line.startswith(b"blob "):
+            oid, _, size = line[5:].partition(b" ")
+            sizes[oid] = int(size)
+    return sizes
 
 
 def _sizes(top: Path, oids: list[str]) -> dict[str, int]:
