@@ -104,12 +104,20 @@ def list_paths(paths: list[str]) -> Listing:
     return listing
 
 
-def _add_file(path: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
+def _add_file(
+    path: str,
+    listing: Listing,
+    seen: set[tuple[int, int]],
+    shown: str | None = None,
+    entry: os.DirEntry[str] | None = None,
+) -> None:
     try:
-        st = os.stat(path)
+        st = entry.stat() if entry is not None else os.stat(path)
     except OSError as exc:
         if os.path.islink(path) or os.path.exists(path):
-            listing.notes.append(f"{_display(path)}: cannot read ({exc.strerror}); skipped")
+            listing.notes.append(
+                f"{shown or _display(path)}: cannot read ({exc.strerror}); skipped"
+            )
         return  # tracked but deleted from the work tree: nothing to read
     if not stat.S_ISREG(st.st_mode):
         return
@@ -117,7 +125,7 @@ def _add_file(path: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
     if ident in seen:
         return
     seen.add(ident)
-    listing.targets.append(Target(_display(path), st.st_size, fs_path=path))
+    listing.targets.append(Target(shown or _display(path), st.st_size, fs_path=path))
 
 
 def _list_git(folder: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
@@ -128,37 +136,44 @@ def _list_git(folder: str, listing: Listing, seen: set[tuple[int, int]]) -> None
 
 
 def _walk(root: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
+    """Depth first, names sorted, symlinked folders followed once (a loop is noted)."""
     visited: set[tuple[int, int]] = set()
-    plain: list[str] = []
-    links: list[str] = []
-
-    def onerror(exc: OSError) -> None:
-        listing.notes.append(
-            f"{_display(str(exc.filename))}: cannot read ({exc.strerror}); skipped"
-        )
-
-    for folder, dirs, files in os.walk(root, followlinks=True, onerror=onerror):
+    links: list[tuple[str, str, os.DirEntry[str]]] = []
+    stack: list[tuple[str, str]] = [(root, _display(root))]
+    while stack:
+        folder, shown = stack.pop()
         try:
             st = os.stat(folder)
         except OSError:
-            dirs[:] = []
             continue
         ident = (st.st_dev, st.st_ino)
         if ident in visited:
-            listing.notes.append(f"{_display(folder)}: symlink loop, not followed again")
-            dirs[:] = []
+            listing.notes.append(f"{shown}: symlink loop, not followed again")
             continue
         visited.add(ident)
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            # A link is read after every real file, so a finding names the file itself.
-            (links if os.path.islink(path) else plain).append(path)
-        for path in plain:
-            _add_file(path, listing, seen)
-        plain.clear()
-    for path in links:
-        _add_file(path, listing, seen)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            listing.notes.append(f"{shown}: cannot read ({exc.strerror}); skipped")
+            continue
+        prefix = "" if shown == "." else shown.rstrip("/") + "/"
+        subdirs: list[tuple[str, str]] = []
+        for e in entries:
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subdirs.append((e.path, prefix + e.name))
+            elif e.is_symlink():
+                # A link is read after every real file, so a finding names the file itself.
+                links.append((e.path, prefix + e.name, e))
+            else:
+                _add_file(e.path, listing, seen, prefix + e.name, e)
+        stack.extend(reversed(subdirs))
+    for path, shown_link, entry in links:
+        _add_file(path, listing, seen, shown_link, entry)
 
 
 def _raw_entries(out: bytes) -> Iterator[tuple[str, str, str]]:
