@@ -34,6 +34,10 @@ _JOIN = re.compile(
 )
 _ALLOW = re.compile(rb"keyguard:\s?allow")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+#: The two strict key shapes, exactly, for binary content where no boundary can be trusted.
+_EXACT = re.compile(rb"sk-ant-(?:api03|admin01)-[A-Za-z0-9_-]{93}AA")
+#: Like git and grep, content is binary when its first bytes hold a NUL.
+BINARY_SNIFF = 8000
 
 Reader = Callable[[memoryview], int | None]
 
@@ -89,7 +93,30 @@ def _left_ok(buf: bytearray | bytes, p: int) -> bool:
     return p >= 6 and buf[p - 6] == 0x5C and buf[p - 5] in b"uU"  # \u0022
 
 
-def _plain(buf: bytearray, p: int, n: int) -> tuple[Rule, bytes, str] | None:
+def is_binary(head: bytes | bytearray | memoryview) -> bool:
+    """True when content starting with ``head`` is binary (a NUL in its first bytes)."""
+    return b"\0" in bytes(head[:BINARY_SNIFF])
+
+
+def _plain(buf: bytearray, p: int, n: int, binary: bool) -> tuple[Rule, bytes, str] | None:
+    found = _text(buf, p, n)
+    if found is None and binary:
+        found = _exact(buf, p, n)
+    return found
+
+
+def _exact(buf: bytearray, p: int, n: int) -> tuple[Rule, bytes, str] | None:
+    """A strict key shape with no boundary rules: in binary content the byte before a key is
+    a length or type byte and the byte after may be the next field's first byte."""
+    m = _EXACT.match(buf, p, n)
+    if m is None:
+        return None
+    run = m.group()
+    rule = classify(run)
+    return (rule, run, "plain") if rule is not None else None
+
+
+def _text(buf: bytearray, p: int, n: int) -> tuple[Rule, bytes, str] | None:
     if not _left_ok(buf, p):
         return None
     m = _RUN.match(buf, p, min(n, p + MAX_RUN + 1))
@@ -176,13 +203,15 @@ class _Lines:
             self.last_nl = base + nl
 
 
-def _round(buf: bytearray, lo: int, hi: int, n: int, base: int, lines: _Lines) -> list[Hit]:
+def _round(
+    buf: bytearray, lo: int, hi: int, n: int, base: int, lines: _Lines, binary: bool
+) -> list[Hit]:
     """Every key whose first byte lies in ``buf[lo:hi]``."""
     found: list[tuple[int, tuple[Rule, bytes, str] | None]] = []
     end = min(n, hi + len(PREFIX) - 1)
     i = buf.find(PREFIX, lo, end)
     while i != -1:
-        found.append((i, _plain(buf, i, n)))
+        found.append((i, _plain(buf, i, n, binary)))
         i = buf.find(PREFIX, i + 1, end)
     for needle, first, align in B64_NEEDLES:
         end = min(n, hi + len(needle) - 1)
@@ -207,6 +236,16 @@ def _round(buf: bytearray, lo: int, hi: int, n: int, base: int, lines: _Lines) -
 _POOL: list[bytearray] = []
 
 
+@dataclass(slots=True)
+class _Span:
+    """Where a scan starts and stops: the whole stream, or one range of a large file."""
+
+    origin: int = 0  # absolute offset of the first byte ``read`` yields
+    skip: int = 0  # leading bytes that are context only (before the range)
+    stop: int | None = None  # hits at or past this absolute offset belong to the next range
+    binary: bool | None = None  # None: decide from the first bytes
+
+
 def scan_stream(
     read: Reader,
     *,
@@ -221,21 +260,55 @@ def scan_stream(
     """
     buf = _POOL.pop() if _POOL else bytearray(LEFT + CHUNK + RIGHT)
     try:
-        return _scan(buf, read, size, detect_archives, limit)
+        hits, total, truncated, _ = _scan(buf, read, size, detect_archives, limit, _Span())
+        return hits, total, truncated
     finally:
         _POOL.append(buf)
 
 
+@dataclass(slots=True)
+class RangeResult:
+    """Hits of one range, with lines counted from the range's start (line 1 = its first line,
+    column counted from ``start - 1`` when no newline precedes the hit inside the range)."""
+
+    hits: list[Hit]
+    newlines: int  # newlines in [start, end)
+    last_newline: int  # absolute offset of the last one, or -1
+
+
+def scan_range(read: Reader, *, start: int, end: int, context: int, binary: bool) -> RangeResult:
+    """Scan the range ``[start, end)`` of a large file; ``read`` yields from ``start - context``
+    up to ``end + RIGHT`` (or the end of the file), so keys straddling ``end`` are judged whole
+    by the range they start in."""
+    buf = _POOL.pop() if _POOL else bytearray(LEFT + CHUNK + RIGHT)
+    try:
+        span = _Span(start - context, context, end, binary)
+        hits, _, _, lines = _scan(buf, read, None, False, None, span)
+    finally:
+        _POOL.append(buf)
+    last = lines.last_nl if lines.last_nl >= start else -1
+    return RangeResult([h for h in hits if start <= h.offset < end], lines.count, last)
+
+
 def _scan(
-    buf: bytearray, read: Reader, size: int | None, detect: bool, limit: int | None
-) -> tuple[list[Hit], int, bool]:
+    buf: bytearray,
+    read: Reader,
+    size: int | None,
+    detect: bool,
+    limit: int | None,
+    span: _Span,
+) -> tuple[list[Hit], int, bool, _Lines]:
     mv = memoryview(buf)
     cap = len(buf)
     hits: list[Hit] = []
     lines = _Lines()
-    n = lo = base = total = 0
+    lines.last_nl = span.origin + span.skip - 1
+    base = span.origin
+    lo = span.skip
+    n = total = 0
     eof = truncated = False
     first = True
+    binary = bool(span.binary)
     try:
         while True:
             while n < cap and not eof:
@@ -254,10 +327,14 @@ def _scan(
                 kind = sniff(mv[:n]) if detect else None
                 if kind is not None:
                     raise ArchiveDetected(kind, bytes(mv[:n]))
+                if span.binary is None:
+                    binary = is_binary(mv[:n])
             hi = n if eof else n - RIGHT
-            hits.extend(_round(buf, lo, hi, n, base, lines))
+            hits.extend(_round(buf, lo, hi, n, base, lines, binary))
             if eof:
-                return hits, total, truncated
+                if span.stop is not None:
+                    lines.advance(buf, lo, max(lo, min(hi, span.stop - base)), base)
+                return hits, total, truncated, lines
             lines.advance(buf, lo, hi, base)
             keep = max(0, hi - LEFT)
             mv[: n - keep] = mv[keep:n]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import io
 import os
 import subprocess
 import sys
@@ -13,15 +15,26 @@ from typing import IO, Any
 
 from keyguard.keys import Secret
 from keyguard.scanner.archives import ItemResult, scan_item
-from keyguard.scanner.detect import Hit
-from keyguard.scanner.rules import RULES_BY_ID, Rule
+from keyguard.scanner.detect import B64_NEEDLES, Hit, sniff
+from keyguard.scanner.parallel import (
+    OPEN_FLAGS,
+    Range,
+    RangeHits,
+    Unit,
+    join_ranges,
+    plan,
+    read_range,
+)
+from keyguard.scanner.rules import PREFIX, RULES_BY_ID, Rule
 from keyguard.scanner.sources import Target
 
 #: Below this many bytes a pool costs more than it saves.
 POOL_MIN_BYTES = 24 << 20
-#: Target bytes per unit of work handed to a pool worker.
-BATCH_BYTES = 8 << 20
-BATCH_FILES = 512
+#: Files up to this size are read into one shared buffer and searched together.
+SMALL_BYTES = 256 << 10
+#: Bytes of small files searched per pass.
+PACK_BYTES = 1 << 20
+_NEEDLES = (PREFIX, *(needle for needle, _, _ in B64_NEEDLES))
 
 #: The ``--verify`` seam: classifies a key as "live", "revoked" or "unknown".
 Verifier = Callable[[Secret], str]
@@ -83,9 +96,8 @@ def _row(path: str, hit: Hit, commit: str | None) -> _Row:
 
 def _scan_file(target: Target) -> tuple[ItemResult | None, str | None]:
     assert target.fs_path is not None
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        fd = os.open(target.fs_path, flags)
+        fd = os.open(target.fs_path, OPEN_FLAGS)
     except OSError as exc:
         return None, f"{target.path}: cannot read ({exc.strerror}); skipped"
     with open(fd, "rb", buffering=0) as f:
@@ -163,16 +175,83 @@ def _scan_blobs(targets: list[Target]) -> Iterator[tuple[Target, ItemResult | No
         proc.wait()
 
 
+_Result = tuple[Target, ItemResult | None, str | None]
+
+
+class _Pack:
+    """Small files read back to back into one buffer (a NUL between them, so no key or
+    encoding runs across two), searched with one pass per needle; only a file that holds a
+    needle is scanned on its own. Most files hold none, so they cost a read and no Python."""
+
+    def __init__(self, out: list[_Result]) -> None:
+        self.buf = bytearray(PACK_BYTES + SMALL_BYTES + 2)
+        self.view = memoryview(self.buf)
+        self.pos = 0
+        self.starts: list[int] = []
+        self.files: list[Target] = []
+        self.out = out
+
+    def add(self, target: Target) -> bool:
+        """Read a small file into the pack; False when it must be scanned on its own."""
+        assert target.fs_path is not None
+        try:
+            fd = os.open(target.fs_path, OPEN_FLAGS)
+        except OSError as exc:
+            self.out.append((target, None, f"{target.path}: cannot read ({exc.strerror}); skipped"))
+            return True
+        try:
+            n = os.readv(fd, [self.view[self.pos : self.pos + target.size + 1]])
+        except OSError as exc:
+            self.out.append((target, None, f"{target.path}: read failed ({exc.strerror}); skipped"))
+            return True
+        finally:
+            os.close(fd)
+        if n > target.size or sniff(self.view[self.pos : self.pos + min(n, 512)]) is not None:
+            return False  # it grew, or it is an archive: the full path handles both
+        self.starts.append(self.pos)
+        self.files.append(target)
+        self.buf[self.pos + n] = 0
+        self.pos += n + 1
+        if self.pos >= PACK_BYTES:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        buf, end, starts = self.buf, self.pos, self.starts
+        suspects: set[int] = set()
+        for needle in _NEEDLES:
+            i = buf.find(needle, 0, end)
+            while i != -1:
+                k = bisect.bisect_right(starts, i) - 1
+                suspects.add(k)
+                nxt = starts[k + 1] if k + 1 < len(starts) else end
+                i = buf.find(needle, nxt, end)
+        for k, target in enumerate(self.files):
+            lo = starts[k]
+            hi = (starts[k + 1] if k + 1 < len(starts) else end) - 1
+            if k in suspects:
+                data = bytes(buf[lo:hi])
+                self.out.append((target, scan_item(io.BytesIO(data), target.path, len(data)), None))
+            else:
+                self.out.append((target, ItemResult(bytes=hi - lo), None))
+        self.pos = 0
+        self.starts, self.files = [], []
+
+
 def _scan_batch(targets: list[Target]) -> tuple[list[_Row], int, int, list[str]]:
     """Scan a batch of targets; returns (finding rows, files, bytes, notes)."""
     rows: list[_Row] = []
     files = nbytes = 0
     notes: list[str] = []
-    files_part = [t for t in targets if t.fs_path is not None]
-    blobs = [t for t in targets if t.oid is not None]
-    results: list[tuple[Target, ItemResult | None, str | None]] = [
-        (t, *_scan_file(t)) for t in files_part
-    ]
+    results: list[_Result] = []
+    pack = _Pack(results)
+    blobs: list[Target] = []
+    for t in targets:
+        if t.fs_path is None:
+            blobs.append(t)
+        elif t.size > SMALL_BYTES or not pack.add(t):
+            results.append((t, *_scan_file(t)))
+    pack.flush()
     if blobs:
         results.extend(_scan_blobs(blobs))
     for target, item, note in results:
@@ -187,45 +266,55 @@ def _scan_batch(targets: list[Target]) -> tuple[list[_Row], int, int, list[str]]
     return rows, files, nbytes, notes
 
 
-def _batches(targets: list[Target], workers: int) -> list[list[Target]]:
-    per = max(1 << 20, min(BATCH_BYTES, sum(t.size for t in targets) // (workers * 4) + 1))
-    batches: list[list[Target]] = []
-    current: list[Target] = []
-    size = 0
-    for t in sorted(targets, key=lambda t: -t.size):
-        current.append(t)
-        size += t.size
-        if size >= per or len(current) >= BATCH_FILES:
-            batches.append(current)
-            current, size = [], 0
-    if current:
-        batches.append(current)
-    return batches
+_Output = tuple[list[_Row], int, int, list[str], tuple[Range, RangeHits] | None]
+
+
+def _work(unit: Unit) -> _Output:
+    """One unit of work in a pool worker."""
+    if isinstance(unit, Range):
+        hits, newlines, last, note = read_range(unit)
+        notes = [note] if note is not None and unit.start == 0 else []
+        ok = note is None
+        first = int(ok and unit.start == 0)
+        part = RangeHits(unit.start, hits, newlines, last)
+        return [], first, (unit.end - unit.start) if ok else 0, notes, (unit, part)
+    return (*_scan_batch(unit), None)
 
 
 def scan_targets(targets: list[Target], *, jobs: int | None = None) -> ScanResult:
-    """Read every target once; big sets go to a pool of processes, one per core."""
+    """Read every target once; big sets go to a pool of processes, one per core, large files
+    split into ranges that different workers read."""
     result = ScanResult()
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
     total = sum(t.size for t in targets)
-    outputs: Iterator[tuple[list[_Row], int, int, list[str]]]
-    if workers > 1 and len(targets) > 1 and total >= POOL_MIN_BYTES and _can_fork():
+    outputs: list[_Output]
+    if workers > 1 and total >= POOL_MIN_BYTES and _can_fork():
         import multiprocessing
 
         ctx = multiprocessing.get_context("fork")
-        pool = ctx.Pool(workers)
-        try:
-            outputs = iter(list(pool.imap_unordered(_scan_batch, _batches(targets, workers))))
-        finally:
-            pool.close()
-            pool.join()
+        units = plan(targets, workers)
+        with ctx.Pool(min(workers, len(units))) as pool:
+            outputs = list(pool.imap_unordered(_work, units))
     else:
-        outputs = iter([_scan_batch(targets)] if targets else [])
-    for rows, files, nbytes, notes in outputs:
+        outputs = [_work(targets)] if targets else []
+    split: dict[Target, list[RangeHits]] = {}
+    for rows, files, nbytes, notes, ranged in outputs:
         result.files += files
         result.bytes += nbytes
         result.notes.extend(notes)
+        if ranged is not None:
+            split.setdefault(ranged[0].target, []).append(ranged[1])
         for rule_id, path, line, column, key, encoding, commit, allowed in rows:
+            result.findings.append(
+                Finding(
+                    RULES_BY_ID[rule_id], path, line, column, Secret(key), encoding, commit, allowed
+                )
+            )
+    for target, parts in split.items():
+        for hit in join_ranges(parts):
+            rule_id, path, line, column, key, encoding, commit, allowed = _row(
+                target.path, hit, target.commit
+            )
             result.findings.append(
                 Finding(
                     RULES_BY_ID[rule_id], path, line, column, Secret(key), encoding, commit, allowed

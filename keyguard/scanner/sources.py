@@ -104,12 +104,20 @@ def list_paths(paths: list[str]) -> Listing:
     return listing
 
 
-def _add_file(path: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
+def _add_file(
+    path: str,
+    listing: Listing,
+    seen: set[tuple[int, int]],
+    shown: str | None = None,
+    entry: os.DirEntry[str] | None = None,
+) -> None:
     try:
-        st = os.stat(path)
+        st = entry.stat() if entry is not None else os.stat(path)
     except OSError as exc:
         if os.path.islink(path) or os.path.exists(path):
-            listing.notes.append(f"{_display(path)}: cannot read ({exc.strerror}); skipped")
+            listing.notes.append(
+                f"{shown or _display(path)}: cannot read ({exc.strerror}); skipped"
+            )
         return  # tracked but deleted from the work tree: nothing to read
     if not stat.S_ISREG(st.st_mode):
         return
@@ -117,7 +125,7 @@ def _add_file(path: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
     if ident in seen:
         return
     seen.add(ident)
-    listing.targets.append(Target(_display(path), st.st_size, fs_path=path))
+    listing.targets.append(Target(shown or _display(path), st.st_size, fs_path=path))
 
 
 def _list_git(folder: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
@@ -128,37 +136,44 @@ def _list_git(folder: str, listing: Listing, seen: set[tuple[int, int]]) -> None
 
 
 def _walk(root: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
+    """Depth first, names sorted, symlinked folders followed once (a loop is noted)."""
     visited: set[tuple[int, int]] = set()
-    plain: list[str] = []
-    links: list[str] = []
-
-    def onerror(exc: OSError) -> None:
-        listing.notes.append(
-            f"{_display(str(exc.filename))}: cannot read ({exc.strerror}); skipped"
-        )
-
-    for folder, dirs, files in os.walk(root, followlinks=True, onerror=onerror):
+    links: list[tuple[str, str, os.DirEntry[str]]] = []
+    stack: list[tuple[str, str]] = [(root, _display(root))]
+    while stack:
+        folder, shown = stack.pop()
         try:
             st = os.stat(folder)
         except OSError:
-            dirs[:] = []
             continue
         ident = (st.st_dev, st.st_ino)
         if ident in visited:
-            listing.notes.append(f"{_display(folder)}: symlink loop, not followed again")
-            dirs[:] = []
+            listing.notes.append(f"{shown}: symlink loop, not followed again")
             continue
         visited.add(ident)
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            # A link is read after every real file, so a finding names the file itself.
-            (links if os.path.islink(path) else plain).append(path)
-        for path in plain:
-            _add_file(path, listing, seen)
-        plain.clear()
-    for path in links:
-        _add_file(path, listing, seen)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            listing.notes.append(f"{shown}: cannot read ({exc.strerror}); skipped")
+            continue
+        prefix = "" if shown == "." else shown.rstrip("/") + "/"
+        subdirs: list[tuple[str, str]] = []
+        for e in entries:
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subdirs.append((e.path, prefix + e.name))
+            elif e.is_symlink():
+                # A link is read after every real file, so a finding names the file itself.
+                links.append((e.path, prefix + e.name, e))
+            else:
+                _add_file(e.path, listing, seen, prefix + e.name, e)
+        stack.extend(reversed(subdirs))
+    for path, shown_link, entry in links:
+        _add_file(path, listing, seen, shown_link, entry)
 
 
 def _raw_entries(out: bytes) -> Iterator[tuple[str, str, str]]:
@@ -208,20 +223,56 @@ def list_history(rev_range: str | None, cwd: str | Path = ".") -> Listing:
     if rev_range and rev_range.startswith("-"):
         raise UsageError(f"--history {rev_range!r}: a revision range cannot start with '-'")
     revs = [rev_range] if rev_range else ["--all"]
-    log = ["log", "--reverse", "--raw", "-z", "--no-abbrev", "--no-renames", "-m"]
-    out = _git([*log, "--format=%x01%H", *revs, "--"], top)
-    first: dict[str, tuple[str, str]] = {}
-    commit = ""
-    for chunk in out.split(b"\x01")[1:]:
-        commit = chunk[:40].decode()
-        for mode, oid, path in _raw_entries(chunk[40:].lstrip(b"\0\n")):
-            if _is_blob(mode, oid) and oid not in first:
-                first[oid] = (commit, path)
-    sizes = _sizes(top, list(first))
+    # One walk that reads each tree once: `rev-list --objects` lists every reachable object
+    # once, and with `--topo-order --reverse --in-commit-order` each blob right after the first
+    # commit that holds it (parents come first, so one none of whose parents holds it), under
+    # its path there. Which objects are blobs, and their sizes, come from the object store's
+    # index at the same time. (A `log --raw` walk costs a tree diff per commit: commits x files.)
+    walk = ["rev-list", "--objects", "--in-commit-order", "--topo-order", "--reverse", *revs]
+    check = ["cat-file", "--batch-all-objects", "--unordered", _BLOB_CHECK]
+    try:
+        lister = subprocess.Popen(
+            ["git", *walk, "--"], cwd=top, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except FileNotFoundError:
+        raise UsageError("git is not installed; install it or scan a plain folder") from None
+    sizes = _blob_sizes(_git(check, top))
+    out, err = lister.communicate()
+    if lister.returncode != 0:
+        msg = err.decode("utf-8", "replace").strip()
+        raise UsageError(f"git rev-list {rev_range or '--all'} failed in {top}: {msg}")
     listing = Listing()
-    for oid, (sha, path) in first.items():
-        listing.targets.append(Target(path, sizes.get(oid, 0), oid=oid, repo=str(top), commit=sha))
+    seen: set[bytes] = set()
+    commit = ""
+    for line in out.split(b"\n"):
+        oid = line[:40]
+        if len(line) == 40:
+            commit = line.decode()
+        elif oid in sizes and oid not in seen:
+            seen.add(oid)
+            listing.targets.append(
+                Target(
+                    os.fsdecode(line[41:]),
+                    sizes[oid],
+                    oid=oid.decode(),
+                    repo=str(top),
+                    commit=commit,
+                )
+            )
     return listing
+
+
+_BLOB_CHECK = "--batch-check=%(objecttype) %(objectname) %(objectsize)"
+
+
+def _blob_sizes(out: bytes) -> dict[bytes, int]:
+    """Blob id -> size from ``cat-file --batch-check`` lines (other object types skipped)."""
+    sizes: dict[bytes, int] = {}
+    for line in out.split(b"\n"):
+        if line.startswith(b"blob "):
+            oid, _, size = line[5:].partition(b" ")
+            sizes[oid] = int(size)
+    return sizes
 
 
 def _sizes(top: Path, oids: list[str]) -> dict[str, int]:
