@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import uuid
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -64,15 +65,16 @@ def version_id_for(token: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"keyguard:{token}"))
 
 
+#: Short names inside the one ``keyguard:<version>`` tag (a tag value holds 256 characters).
+_NAMES = {"key_id": "kid", "environment": "env", "stored_at": "at", "token": "tok"}
+
+
 def _encode_meta(meta: VersionMeta, version_id: str) -> dict[str, str]:
-    pairs = {
-        "kid": meta.key_id,
-        "hint": meta.hint,
-        "env": meta.environment,
-        "at": meta.stored_at.isoformat() if meta.stored_at else None,
-        "tok": meta.token if meta.token and meta.token != version_id else None,
-    }
-    tags = {f"{TAG_PREFIX}{version_id}": " ".join(f"{k}={v}" for k, v in pairs.items() if v)}
+    # The token is the version id unless it had to be hashed into one; the fingerprint is
+    # too long to share the tag, so it has its own.
+    token = meta.token if meta.token != version_id else None
+    pairs = replace(meta, fingerprint=None, token=token).to_fields(_NAMES)
+    tags = {f"{TAG_PREFIX}{version_id}": " ".join(f"{k}={v}" for k, v in pairs.items())}
     if meta.fingerprint:
         tags[f"{TAG_PREFIX}{version_id}:fp"] = meta.fingerprint
     return tags
@@ -83,17 +85,11 @@ def _decode_meta(tags: dict[str, str], version_id: str) -> VersionMeta:
     if text is None:
         return VersionMeta()
     pairs = dict(p.split("=", 1) for p in text.split() if "=" in p)
-    try:
-        stored_at = datetime.fromisoformat(pairs["at"]) if "at" in pairs else None
-    except ValueError:
-        stored_at = None
-    return VersionMeta(
-        key_id=pairs.get("kid"),
-        hint=pairs.get("hint"),
+    meta = VersionMeta.from_fields(pairs, _NAMES)
+    return replace(
+        meta,
         fingerprint=tags.get(f"{TAG_PREFIX}{version_id}:fp"),
-        stored_at=stored_at,
-        token=pairs.get("tok", version_id),
-        environment=pairs.get("env"),
+        token=meta.token or version_id,
     )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeVar
 
 from azure.core.credentials import AccessToken
@@ -161,33 +160,12 @@ def call(where: str, vault_url: str, doing: str, fn: Callable[[], T]) -> T:
 
 
 def meta_tags(meta: VersionMeta) -> dict[str, str]:
-    """``VersionMeta`` as Key Vault tags (empty fields left out)."""
-    values = {
-        "key_id": meta.key_id,
-        "hint": meta.hint,
-        "fingerprint": meta.fingerprint,
-        "stored_at": meta.stored_at.isoformat() if meta.stored_at else None,
-        "token": meta.token,
-        "environment": meta.environment,
-    }
-    return {META_TAGS[k]: v[:256] for k, v in values.items() if v}
+    """``VersionMeta`` as Key Vault tags (empty fields left out; a tag holds 256 characters)."""
+    return {k: v[:256] for k, v in meta.to_fields(META_TAGS).items()}
 
 
 def meta_from_tags(tags: dict[str, str] | None) -> VersionMeta:
-    tags = tags or {}
-    stored = tags.get(META_TAGS["stored_at"])
-    try:
-        stored_at = datetime.fromisoformat(stored) if stored else None
-    except ValueError:
-        stored_at = None
-    return VersionMeta(
-        key_id=tags.get(META_TAGS["key_id"]),
-        hint=tags.get(META_TAGS["hint"]),
-        fingerprint=tags.get(META_TAGS["fingerprint"]),
-        stored_at=stored_at,
-        token=tags.get(TOKEN),
-        environment=tags.get(META_TAGS["environment"]),
-    )
+    return VersionMeta.from_fields(tags, META_TAGS)
 
 
 __all__ = [

@@ -34,31 +34,11 @@ Doc = dict[str, Any]
 
 def meta_to_json(meta: VersionMeta) -> dict[str, str]:
     """``VersionMeta`` as a flat dict of strings, dropping empty fields."""
-    out = {
-        "key_id": meta.key_id,
-        "hint": meta.hint,
-        "fingerprint": meta.fingerprint,
-        "stored_at": meta.stored_at.isoformat() if meta.stored_at else None,
-        "token": meta.token,
-        "environment": meta.environment,
-    }
-    return {k: v for k, v in out.items() if v}
+    return meta.to_fields()
 
 
 def meta_from_json(data: dict[str, Any]) -> VersionMeta:
-    stored = data.get("stored_at")
-    try:
-        stored_at = datetime.fromisoformat(stored) if isinstance(stored, str) else None
-    except ValueError:
-        stored_at = None
-    return VersionMeta(
-        key_id=data.get("key_id"),
-        hint=data.get("hint"),
-        fingerprint=data.get("fingerprint"),
-        stored_at=stored_at,
-        token=data.get("token"),
-        environment=data.get("environment"),
-    )
+    return VersionMeta.from_fields(data)
 
 
 class _Cipher:

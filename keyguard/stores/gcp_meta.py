@@ -8,6 +8,7 @@ JSON; ``keyguard-lease`` holds the lease record.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,35 +50,22 @@ def token_version(s: Any, token: str) -> int | None:
     return None
 
 
+#: Short annotation field names: a secret's annotations share one 16 KiB budget.
+_NAMES = {"fingerprint": "fp", "stored_at": "at", "environment": "env"}
+
+
 def encode_meta(meta: VersionMeta, value: Secret) -> str:
-    stored_at = meta.stored_at or datetime.now(UTC)
-    data = {
-        "key_id": meta.key_id,
-        "hint": meta.hint or value.hint,
-        "fp": meta.fingerprint or value.fingerprint,
-        "at": stored_at.isoformat(),
-        "token": meta.token,
-        "env": meta.environment,
-    }
-    return json.dumps({k: v for k, v in data.items() if v is not None}, separators=(",", ":"))
+    filled = replace(
+        meta,
+        hint=meta.hint or value.hint,
+        fingerprint=meta.fingerprint or value.fingerprint,
+        stored_at=meta.stored_at or datetime.now(UTC),
+    )
+    return json.dumps(filled.to_fields(_NAMES), separators=(",", ":"))
 
 
 def meta_of(data: dict[str, Any] | None) -> VersionMeta:
-    if not data:
-        return VersionMeta()
-    at = data.get("at")
-    try:
-        stored_at = datetime.fromisoformat(at) if isinstance(at, str) else None
-    except ValueError:
-        stored_at = None
-    return VersionMeta(
-        key_id=data.get("key_id"),
-        hint=data.get("hint"),
-        fingerprint=data.get("fp"),
-        stored_at=stored_at,
-        token=data.get("token"),
-        environment=data.get("env"),
-    )
+    return VersionMeta.from_fields(data, _NAMES)
 
 
 def pruned(annotations: dict[str, str], aliases: dict[str, int]) -> dict[str, str]:

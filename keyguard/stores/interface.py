@@ -7,12 +7,12 @@ consumers read) and ``previous`` (kept for rollback). A label sits on at most on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from keyguard.keys import Secret
 
@@ -33,6 +33,38 @@ class VersionMeta:
     stored_at: datetime | None = None
     token: str | None = None  # the rotation token that stored it
     environment: str | None = None
+
+    def to_fields(self, names: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The non-empty fields as strings, each stored under ``names[field]`` (or its own name)."""
+        names = names or {}
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value:
+                out[names.get(f.name, f.name)] = (
+                    value.isoformat() if isinstance(value, datetime) else str(value)
+                )
+        return out
+
+    @classmethod
+    def from_fields(
+        cls, data: Mapping[str, Any] | None, names: Mapping[str, str] | None = None
+    ) -> VersionMeta:
+        """The inverse of ``to_fields``; what is missing or unreadable becomes None."""
+        data, names = data or {}, names or {}
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = data.get(names.get(f.name, f.name))
+            if not isinstance(raw, str) or not raw:
+                continue
+            if f.name == "stored_at":
+                try:
+                    values[f.name] = datetime.fromisoformat(raw)
+                except ValueError:
+                    continue
+            else:
+                values[f.name] = raw
+        return cls(**values)
 
 
 @dataclass(frozen=True)
