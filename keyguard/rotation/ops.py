@@ -20,7 +20,7 @@ INCIDENT_LOG = "incidents.jsonl"
 
 
 class RollbackRefused(ConflictError):
-    """The previous key must not serve again: leaked, failed verify, archived, or dead."""
+    """No previous key to go back to, or it must not serve: leaked, failed, archived, dead."""
 
 
 def rollback(engine: RotationEngine, *, reactivate: bool = True) -> Outcome:
@@ -56,7 +56,7 @@ def rollback(engine: RotationEngine, *, reactivate: bool = True) -> Outcome:
             )
             return Outcome(name, True, f"{name}: rollback of {live.token} finished")
         if not todo:
-            raise UsageError(
+            raise RollbackRefused(
                 f"{name}: nothing to roll back: no store serves a key with a "
                 "previous one to go back to"
             )
