@@ -5,8 +5,8 @@ report); after it, the stores of every environment are read concurrently to find
 lives, and environments that serve it are rotated at once (no grace, no drain) when a new key
 is waiting, else asked for one; meanwhile an environment that served the leaked key goes back
 to its previous key when that one is still active, works and never leaked (store operations
-only: the deactivation stays the single Admin API write). The exposure report and the audit log live in
-``keyguard.incident_report``.
+only: the deactivation stays the single Admin API write). The exposure report and the audit
+log live in ``keyguard.incident_report``.
 """
 
 from __future__ import annotations
