@@ -3,8 +3,10 @@
 Deactivation is the first write and comes before anything slow (store reads, the usage
 report); after it, the stores of every environment are read concurrently to find where the key
 lives, and environments that serve it are rotated at once (no grace, no drain) when a new key
-is waiting, else asked for one. The exposure report and the audit log live in
-``keyguard.incident_report``.
+is waiting, else asked for one; meanwhile an environment that served the leaked key goes back
+to its previous key when that one is still active, works and never leaked (store operations
+only: the deactivation stays the single Admin API write). The exposure report and the audit
+log live in ``keyguard.incident_report``.
 """
 
 from __future__ import annotations
@@ -341,7 +343,8 @@ def handle_environments(
                 stages,
                 "not served",
                 f"{env}: keeps the leaked key only as the previous version (rollback target); "
-                "it is not served. Do not roll back to it",
+                "it is not served. Do not roll back to it (`keyguard rollback` refuses a key "
+                "of the incident log)",
             )
 
 
@@ -378,6 +381,28 @@ def discard_leaked_pending(engine: RotationEngine, leaked: LeakedKey) -> bool:
     return closed or dropped
 
 
+def serve_previous(engine: RotationEngine, leaked: LeakedKey, say: Say) -> str | None:
+    """Roll the stores back to the previous key if it is active, works and never leaked.
+
+    Store operations only: an inactive previous key is not re-activated (the incident makes a
+    single Admin API write). Returns the hint now served, or None when nothing changed.
+    """
+    from keyguard.rotation import RollbackRefused, rollback
+
+    st = engine.latest()
+    if st is not None and st.phase in ("creating", "delivered"):
+        return None  # a rollback would only discard a pending key
+    try:
+        rollback(engine, reactivate=False)
+    except RollbackRefused as exc:
+        say(f"{engine.env.name}: not rolling back to the previous key: {exc}")
+        return None
+    served = [s.get(Stage.CURRENT) for s in engine.stores]
+    if any(v is None or _is_leaked(v, None, leaked) for v in served):
+        return None  # e.g. an earlier rollback: the leaked key is what it went back to
+    return served[0].hint if served[0] is not None else None
+
+
 def engine_rotator(config: Config, admin: AdminClient, say: Say) -> Rotator:
     """The seam to ``keyguard.rotation``: force semantics, no grace, no drain."""
 
@@ -405,13 +430,23 @@ def engine_rotator(config: Config, admin: AdminClient, say: Say) -> Rotator:
                 action = "rotated" if outcome.finished else "waiting"
                 return EnvOutcome(env, [], action, outcome.message)
             why = f"its key {leaked.hint} ({leaked.id}) leaked and was deactivated"
+            served_again = serve_previous(engine, leaked, say) if serves else None
+            if served_again is not None:
+                why += f"; meanwhile it serves the previous key {served_again} again"
             if discarded:
                 why = (
                     f"the new key {leaked.hint} ({leaked.id}) waiting as pending leaked and was "
                     "deactivated; it was discarded, never put in service"
                 )
             request = rotation_request(engine, why)
-            return EnvOutcome(env, [], "waiting", str(request["text"]), request)
+            text = str(request["text"])
+            if served_again is not None:
+                text = (
+                    f"{env}: the leaked key {leaked.hint} no longer serves: the stores serve the "
+                    f"previous key {served_again} again (still active, checked with "
+                    f"GET /v1/models). {text}"
+                )
+            return EnvOutcome(env, [], "waiting", text, request)
         except KeyguardError as exc:
             return EnvOutcome(
                 env,

@@ -17,7 +17,14 @@ from keyguard.rotation.engine import (
     key_name,
     utcnow,
 )
-from keyguard.rotation.ops import EnvStatus, plan, rollback, rotation_request, status
+from keyguard.rotation.ops import (
+    EnvStatus,
+    RollbackRefused,
+    plan,
+    rollback,
+    rotation_request,
+    status,
+)
 from keyguard.rotation.state import KeyRef, RotationState
 from keyguard.stores.interface import SecretStore
 
@@ -26,6 +33,7 @@ __all__ = [
     "EnvStatus",
     "KeyRef",
     "Outcome",
+    "RollbackRefused",
     "RotationEngine",
     "RotationState",
     "VerificationError",

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from keyguard.errors import ConflictError, KeyguardError, NotFoundError, UsageError
+from keyguard.keys import Secret
 from keyguard.policy import format_duration
 from keyguard.rotation.engine import Outcome, RotationEngine, key_name
 from keyguard.rotation.state import KeyRef, RotationState
 from keyguard.stores.interface import SecretStore, Stage, stage_map
 
+#: The incident audit log ``keyguard revoke`` appends to (``keyguard.incident_report``).
+INCIDENT_LOG = "incidents.jsonl"
 
-def rollback(engine: RotationEngine) -> Outcome:
-    """Serve the previous key again everywhere, re-activating it first if it was inactive."""
+
+class RollbackRefused(ConflictError):
+    """No previous key to go back to, or it must not serve: leaked, failed, archived, dead."""
+
+
+def rollback(engine: RotationEngine, *, reactivate: bool = True) -> Outcome:
+    """Serve the previous key again everywhere, re-activating it first if it was inactive.
+
+    Refuses (nothing changed) a key recorded as leaked, one whose verify failed, an archived
+    key, or one ``GET /v1/models`` refuses. ``reactivate=False``: an inactive one too.
+    """
     name = engine.env.name
     with engine.leased():
         st = engine.latest()
@@ -26,15 +40,27 @@ def rollback(engine: RotationEngine) -> Outcome:
                 f"{name}: pending key {st.new.hint} discarded; the "
                 "stores serve what they served before",
             )
+        if st is not None and st.closed == "rolled back" and not _serves(engine, st.new):
+            # A rerun (e.g. after a crash at its end) must not undo the rollback.
+            return Outcome(
+                name,
+                True,
+                f"{name}: already rolled back at {st.closed_at:%Y-%m-%d %H:%M:%S}Z (rotation "
+                f"{st.token}); nothing changed",
+            )
         live = st if st is not None and not st.closed else None
         todo = [s for s in engine.stores if _needs_rollback(s, live)]
+        if not todo and live is not None and live.rollback_started:
+            engine.journal.append(
+                live.token, "rollback", "closed", engine.clock(), reason="rolled back"
+            )
+            return Outcome(name, True, f"{name}: rollback of {live.token} finished")
         if not todo:
-            raise UsageError(
+            raise RollbackRefused(
                 f"{name}: nothing to roll back: no store serves a key with a "
                 "previous one to go back to"
             )
-        for store in todo:  # every key first, before any store changes
-            _ensure_active(engine, store, live)
+        _make_servable(engine, todo, live, reactivate=reactivate)  # before any store changes
         token = live.token if live else f"{name}-rollback-{engine.clock():%Y%m%dT%H%M%SZ}"
         engine.journal.append(token, "rollback", "before", engine.clock())
         for index, store in enumerate(engine.stores):
@@ -59,6 +85,13 @@ def rollback(engine: RotationEngine) -> Outcome:
         return Outcome(name, True, f"{name}: {len(todo)} store(s) serve {hint} again.{extra}")
 
 
+def _serves(engine: RotationEngine, key: KeyRef) -> bool:
+    return any(
+        (v := s.get(Stage.CURRENT)) is not None and v.fingerprint == key.fingerprint
+        for s in engine.stores
+    )
+
+
 def _needs_rollback(store: SecretStore, live: RotationState | None) -> bool:
     current = store.get(Stage.CURRENT)
     if live is not None:
@@ -68,10 +101,48 @@ def _needs_rollback(store: SecretStore, live: RotationState | None) -> bool:
     return current is not None and store.get(Stage.PREVIOUS) is not None
 
 
-def _ensure_active(engine: RotationEngine, store: SecretStore, live: RotationState | None) -> None:
-    previous = store.get(Stage.PREVIOUS)
-    if previous is None:
-        raise ConflictError(f"{store.uri} has no previous key to serve again")
+def _make_servable(
+    engine: RotationEngine,
+    todo: list[SecretStore],
+    live: RotationState | None,
+    *,
+    reactivate: bool,
+) -> None:
+    """Check every previous key (reads only), then re-activate and verify each; else undo."""
+    targets: dict[str, tuple[Secret, str | None, str | None]] = {}
+    for store in todo:
+        previous = store.get(Stage.PREVIOUS)
+        if previous is None:
+            raise ConflictError(f"{store.uri} has no previous key to serve again")
+        if previous.fingerprint not in targets:
+            key_id = _previous_id(engine, store, previous, live)
+            targets[previous.fingerprint] = (
+                previous,
+                key_id,
+                _refuse_unsafe(engine, previous, key_id),
+            )
+    reactivated: list[str] = []
+    try:
+        for previous, key_id, status in targets.values():
+            if key_id is not None and status != "active":
+                if not reactivate:
+                    raise RollbackRefused(
+                        f"{engine.env.name}: the previous key {previous.hint} ({key_id}) is "
+                        f"{status}; nothing changed"
+                    )
+                engine.admin.update_key(key_id, status="active")
+                reactivated.append(key_id)
+                engine.say(f"{engine.env.name}: re-activated {previous.hint} ({key_id})")
+            _check_works(engine, previous, key_id)
+    except BaseException:
+        for key_id in reactivated:  # it was inactive before this run: leave it that way
+            engine.admin.update_key(key_id, status="inactive")
+        raise
+
+
+def _previous_id(
+    engine: RotationEngine, store: SecretStore, previous: Secret, live: RotationState | None
+) -> str | None:
     key_id = None
     if live is not None:
         key_id = next((o.id for o in live.olds if o.fingerprint == previous.fingerprint), None)
@@ -82,20 +153,85 @@ def _ensure_active(engine: RotationEngine, store: SecretStore, live: RotationSta
         try:
             key_id = engine.admin.find_key(previous).id
         except (NotFoundError, UsageError):
-            engine.say(
-                f"note: {previous.hint} is not in the organization's key list; "
-                "cannot check that it is active"
+            return None  # not in the organization's list: GET /v1/models decides
+    return key_id
+
+
+def _refuse_unsafe(engine: RotationEngine, previous: Secret, key_id: str | None) -> str | None:
+    """RollbackRefused for a leaked, failed or archived key; else its status (None: unknown)."""
+    name = engine.env.name
+    label = f"{previous.hint} ({key_id})" if key_id else previous.hint
+    then = f"; nothing changed. Deliver a new key instead: {engine.request_text()}"
+    log = engine.journal.path.parent / INCIDENT_LOG
+    for record in _incidents(log):
+        key = record.get("key") if isinstance(record.get("key"), dict) else {}
+        assert isinstance(key, dict)
+        if (key_id is not None and key.get("id") == key_id) or (
+            key.get("fingerprint") and key.get("fingerprint") == previous.fingerprint
+        ):
+            raise RollbackRefused(
+                f"{name}: the previous key {label} leaked: it is recorded in the incident log "
+                f"{log} ({record.get('started_at') or record.get('logged_at') or 'undated'}) and "
+                f"must never serve again{then}"
             )
-            return
+    for st in engine.history():
+        if (
+            st.closed
+            and st.closed.startswith("failed")
+            and st.new.fingerprint == previous.fingerprint
+        ):
+            raise RollbackRefused(
+                f"{name}: the previous key {label} is the new key of rotation {st.token}, which "
+                f"failed verification ({st.closed.removeprefix('failed: ')}){then}"
+            )
+    if key_id is None:
+        return None
     status = engine.admin.get_key(key_id).status
-    if status == "archived" or status == "expired":
-        raise ConflictError(
-            f"{engine.env.name}: the previous key {previous.hint} ({key_id}) is {status} and "
-            "cannot serve again; deliver a new key instead"
+    if status in ("archived", "expired"):
+        raise RollbackRefused(
+            f"{name}: the previous key {label} is {status} and cannot serve again{then}"
         )
-    if status != "active":
-        engine.admin.update_key(key_id, status="active")
-        engine.say(f"{engine.env.name}: re-activated {previous.hint} ({key_id})")
+    return status
+
+
+def _check_works(engine: RotationEngine, previous: Secret, key_id: str | None) -> None:
+    """``GET /v1/models`` (free) with the key, and its workspace when one is configured."""
+    label = f"{previous.hint} ({key_id})" if key_id else previous.hint
+    result = engine.admin.verify_key(previous)
+    problem = None
+    if not result.usable:
+        problem = f"GET /v1/models refused it (HTTP {result.status_code})"
+    elif (
+        engine.env.workspace and result.workspace_id and result.workspace_id != engine.env.workspace
+    ):
+        problem = f"it answers for workspace {result.workspace_id}, not {engine.env.workspace}"
+    if problem is not None:
+        raise RollbackRefused(
+            f"{engine.env.name}: the previous key {label} does not work: {problem}; nothing "
+            f"changed. Deliver a new key instead: {engine.request_text()}"
+        )
+
+
+def _incidents(path: Path) -> list[dict[str, Any]]:
+    """The incident log's records; a missing file is no incident, a torn line is skipped."""
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ConflictError(
+            f"cannot read the incident log {path} ({exc.strerror}), so keyguard cannot tell "
+            "whether the previous key leaked; fix its permissions and run again"
+        ) from None
+    out = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
 
 
 @dataclass(frozen=True)

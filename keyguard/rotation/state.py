@@ -60,6 +60,7 @@ class RotationState:
     revoked: dict[str, datetime] = field(default_factory=dict)  # key id -> when
     revoke_done: bool = False
     archived: set[str] = field(default_factory=set)
+    rollback_started: bool = False
     closed: str | None = None  # "rolled back", "abandoned", "failed: ..."
     closed_at: datetime | None = None
 
@@ -134,6 +135,8 @@ def _apply(st: RotationState, e: Entry) -> None:
         st.revoke_done = True
     elif point == ("archive", "after") and e.data.get("key_id"):
         st.archived.add(str(e.data["key_id"]))
+    elif point == ("rollback", "before"):
+        st.rollback_started = True
     elif e.phase == "closed":
         st.closed = str(e.data.get("reason") or e.step)
         st.closed_at = e.ts

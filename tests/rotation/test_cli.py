@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 
 from keyguard.admin.sandbox import Sandbox
 from keyguard.keys import API_KEY_RE, generate_key
+from keyguard.stores.interface import Stage
 from tests.rotation.conftest import Project, make_project
 
 
@@ -314,3 +316,80 @@ def test_all_and_due_cover_every_environment(project: Project) -> None:
     status = project.run("status")
     assert status.returncode == 0 and status.stdout.count("waiting for:") == 2
     assert dev_id in status.stdout
+
+
+def test_due_with_a_dead_webhook_warns_and_still_prints_the_request(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hook = f"http://127.0.0.1:{port}/hook"
+    project = make_project(tmp_path, sandbox, extra=f'\n[notify]\nwebhook = "{hook}"\n')
+    _, old = project.mint("prod-legacy", created_at=datetime.now(UTC) - timedelta(days=85))
+    project.seed(old)
+
+    done = project.run("rotate", "--due")
+
+    assert done.returncode == 5, done.stderr
+    assert "keyguard: warning:" in done.stderr and hook in done.stderr
+    assert f"prod-{datetime.now(UTC):%Y%m%d}" in done.stdout
+    assert "keyguard deliver prod" in done.stdout
+
+
+def test_custom_key_name_template_reaches_the_rotation_request(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    project = make_project(
+        tmp_path, sandbox, extra='key_name = "{env}-{service}-{date:%Y%m}"\nservice = "billing"\n'
+    )
+    _, old = project.mint("prod-legacy", created_at=datetime.now(UTC) - timedelta(days=85))
+    project.seed(old)
+
+    done = project.run("rotate", "--due")
+
+    assert done.returncode == 5, done.stderr
+    assert f"'prod-billing-{datetime.now(UTC):%Y%m}'" in done.stdout
+    status = project.run("status", "prod")
+    assert f"'prod-billing-{datetime.now(UTC):%Y%m}'" in status.stdout
+
+
+def test_deliver_refuses_a_key_of_another_workspace(tmp_path: Path, sandbox: Sandbox) -> None:
+    project = make_project(tmp_path, sandbox)
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    elsewhere = sandbox.add_workspace("staging")
+    _, stray = sandbox.mint_key("prod-20261125", workspace_id=elsewhere)
+
+    done = project.run("deliver", "prod", input=stray.reveal())
+
+    assert done.returncode == 2, done.stderr
+    assert f"belongs to workspace {elsewhere}" in done.stderr and project.workspace in done.stderr
+    assert project.served() == [old, old]
+    assert [s.get(Stage.PENDING) for s in project.open_stores()] == [None, None]
+    assert not project.journal.exists()
+
+
+def test_workspace_mismatch_at_verify_serves_the_old_key_again(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    project = make_project(tmp_path, sandbox)
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-20261125")
+    assert project.run("deliver", "prod", input=new.reveal()).returncode == 0
+    # The environment moves to another workspace while the delivered key waits as pending.
+    moved = sandbox.add_workspace("prod-eu")
+    toml = project.root / "keyguard.toml"
+    toml.write_text(toml.read_text().replace(project.workspace, moved))
+
+    done = project.run("rotate", "prod", "--grace", "0", "--yes")
+
+    assert done.returncode == 2, done.stderr
+    assert f"answers for workspace {project.workspace}, not {moved}" in done.stderr
+    assert project.served() == [old, old]  # not promoted for good: the old key serves again
+    assert project.status_of(old) == "active" and project.status_of(new) == "active"
+    entries = [json.loads(line) for line in project.journal.read_text().splitlines()]
+    closed = [e for e in entries if (e["step"], e["phase"]) == ("verify", "closed")]
+    assert len(closed) == 1 and "workspace" in closed[0]["reason"]
+    assert project.run("rollback", "prod", "--yes").returncode == 2  # never back to it

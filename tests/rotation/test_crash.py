@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 import pytest
 
+from keyguard.admin.sandbox import Sandbox
 from keyguard.keys import API_KEY_RE, Secret
-from tests.rotation.conftest import Project
+from tests.rotation.conftest import Project, make_project
 
 POINTS = [
     "create:before",
@@ -70,19 +72,23 @@ def test_sigkill_then_rerun(project: Project, point: str) -> None:
     crash_and_rerun(project, point)
 
 
+def crash_at(project: Project, point: str, *args: str, input: str = "") -> list[str]:
+    """Run ``keyguard ARGS`` killed by SIGKILL right after ``point``; the journal's points."""
+    crashed = project.run(*args, input=input, crash_at=point)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert_served_keys_active(project)
+    seen = journal_points(project)
+    assert seen[-1] == point
+    return seen
+
+
 def crash_and_rerun(project: Project, point: str) -> None:
     """Kill a rotation at ``point``, rerun until done, checking the invariants throughout."""
     n = len(project.stores)
     _, old = project.mint("prod-legacy")
     project.seed(old)
     _, new = project.mint("prod-20261125")
-    crashed = project.run(
-        "rotate", "prod", "--grace", "0", "--yes", input=new.reveal(), crash_at=point
-    )
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
-    assert_served_keys_active(project)
-    seen = journal_points(project)
-    assert seen[-1] == point
+    seen = crash_at(project, point, "rotate", "prod", "--grace", "0", "--yes", input=new.reveal())
     if any(p.startswith("create:") and p.endswith(":after") and p != "create:after" for p in seen):
         assert stored_anywhere(project, new), "a delivered key was lost"
     for _attempt in range(3):
@@ -108,3 +114,70 @@ def crash_and_rerun(project: Project, point: str) -> None:
     first_revoke = seen.index("revoke:before")
     assert "verify:after" in seen[:first_revoke]
     assert not API_KEY_RE.search(project.journal.read_text())
+
+
+@pytest.mark.parametrize("point", ["verify:failed", "verify:closed"])
+def test_sigkill_in_a_failed_verify_then_rerun(
+    tmp_path: Path, sandbox: Sandbox, point: str
+) -> None:
+    flag = tmp_path / "consumer-down"
+    project = make_project(tmp_path, sandbox, check=f"test ! -e {flag}")
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-20261125")
+    flag.touch()
+    crash_at(project, point, "rotate", "prod", "--grace", "0", "--yes", input=new.reveal())
+
+    rerun = project.run("rotate", "prod", "--grace", "0", "--yes")
+
+    # verify:failed: verify runs again, fails again and restores; verify:closed: all done.
+    assert rerun.returncode == (2 if point == "verify:failed" else 5), rerun.stderr
+    assert project.served() == [old, old]
+    assert project.status_of(old) == "active" and project.status_of(new) == "active"
+    assert not any(p.startswith("revoke:") for p in journal_points(project))
+    assert project.run("rollback", "prod", "--yes").returncode == 2  # never the failed key
+    flag.unlink()
+    _, fresh = project.mint("prod-20261126")
+    done = project.run("rotate", "prod", "--grace", "0", "--yes", input=fresh.reveal())
+    assert done.returncode == 0, done.stderr
+    assert project.served() == [fresh, fresh] and project.status_of(old) == "inactive"
+
+
+@pytest.mark.parametrize("point", ["archive:before", "archive:after"])
+def test_sigkill_while_archiving_then_rerun(tmp_path: Path, sandbox: Sandbox, point: str) -> None:
+    project = make_project(tmp_path, sandbox, extra='\n[policy]\narchive_after = "0s"\n')
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-20261125")
+    assert (
+        project.run("rotate", "prod", "--grace", "0", "--yes", input=new.reveal()).returncode == 0
+    )
+    assert project.status_of(old) == "inactive"
+    crash_at(project, point, "rotate", "prod", "--yes")
+
+    rerun = project.run("rotate", "prod", "--yes")
+
+    assert rerun.returncode == 5 and "waiting for a new key" in rerun.stdout, rerun.stderr
+    assert project.status_of(old) == "archived" and project.served() == [new, new]
+    assert journal_points(project).count("archive:after") == 1
+    assert project.run("rollback", "prod", "--yes").returncode == 2  # archived: refused
+
+
+@pytest.mark.parametrize(
+    "point", ["rollback:before", "rollback:0:after", "rollback:1:after", "rollback:closed"]
+)
+def test_sigkill_mid_rollback_then_rerun(project: Project, point: str) -> None:
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-20261125")
+    assert (
+        project.run("rotate", "prod", "--grace", "0", "--yes", input=new.reveal()).returncode == 0
+    )
+    crash_at(project, point, "rollback", "prod", "--yes")
+
+    rerun = project.run("rollback", "prod", "--yes")
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert project.served() == [old, old]  # finished, and not undone by the rerun
+    assert_served_keys_active(project)
+    assert journal_points(project).count("rollback:closed") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -258,3 +259,17 @@ def test_status_says_due_and_what_to_create(world) -> None:
     st = status(engine(world))
     assert st.due and st.age is not None and st.age.days == 81
     assert "named 'prod-20261125' in workspace wrkspc_p" in st.waiting_for
+
+
+def test_rollback_matches_the_incident_log_by_fingerprint_alone(world) -> None:
+    admin, stores, _, tmp = world
+    old_id, old = admin.mint("prod-old", "wrkspc_p")
+    for s in stores:
+        s.seed(old)
+    _, new = admin.mint("prod-new", "wrkspc_p")
+    engine(world).rotate(new)  # inside the grace: old is previous and still active
+    record = {"key": {"id": None, "hint": old.hint, "fingerprint": old.fingerprint}}
+    (tmp / "incidents.jsonl").write_text("not json\n" + json.dumps(record) + "\n")
+    with pytest.raises(ConflictError, match="leaked: it is recorded in the incident log"):
+        rollback(engine(world))
+    assert all(s.get() == new for s in stores) and admin.keys[old_id].status == "active"
