@@ -56,6 +56,8 @@ class Tool:
     cmd: list[str]
     cwd: Path
     parse: str  # keyguard | lines | gitleaks | detect-secrets | none
+    env: dict[str, str] = field(default_factory=dict)  # on top of the bench's environment
+    note: str = ""
 
 
 class Bench:
@@ -72,6 +74,22 @@ class Bench:
     def keyguard(self, *extra: str, report: Path) -> list[str]:
         return [self.py, "-m", "keyguard", "scan", "-f", "json", "--output", str(report), *extra]
 
+    def keyguards(self, name: str, *extra: str, report: Path, cwd: Path) -> list[Tool]:
+        """``keyguard scan`` with its default engine, then forced to the stdlib engine."""
+        accel = subprocess.run([self.py, "-c", "import hyperscan, isal"], capture_output=True)
+        engine = "hyperscan + isal" if accel.returncode == 0 else "stdlib (no accelerators)"
+        stdlib = report.with_name(report.stem + "-stdlib.json")
+        return [
+            Tool(name, self.keyguard(*extra, report=report), cwd, "keyguard", note=engine),
+            Tool(
+                f"{name} (stdlib)",
+                self.keyguard(*extra, report=stdlib),
+                cwd,
+                "keyguard",
+                env={"KEYGUARD_SCAN_ENGINE": "stdlib"},
+            ),
+        ]
+
     def run(
         self, case: str, tool: Tool, nbytes: int, planted: set[str], sha1_map: dict[str, str]
     ) -> Row:
@@ -79,10 +97,9 @@ class Bench:
         tag = f"{len(self.rows):02d}-{tool.name.split()[0]}"
         stdout = self.results / f"{tag}.out"
         print(f"  {case}: {tool.name} ...", end="", flush=True)
-        tools.measure(tool.cmd, stdout, tool.cwd, self.env)
-        runs = [
-            tools.measure(tool.cmd, stdout, tool.cwd, self.env) for _ in range(self.args.repeat)
-        ]
+        env = {**self.env, **tool.env}
+        tools.measure(tool.cmd, stdout, tool.cwd, env)
+        runs = [tools.measure(tool.cmd, stdout, tool.cwd, env) for _ in range(self.args.repeat)]
         run = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
         counted = len(planted) if tool.parse != "none" else 0
         row = Row(
@@ -92,6 +109,7 @@ class Bench:
             statistics.median(r.seconds for r in runs),
             run.rss_kib,
             planted=counted,
+            note=tool.note,
         )
         report = stdout
         if "--output" in tool.cmd:
@@ -253,14 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     ]
     if has_keyguard:
-        runs.append(
-            Tool(
-                "keyguard scan",
-                b.keyguard(str(cdir), report=res / "wt-keyguard.json"),
-                cdir,
-                "keyguard",
-            )
-        )
+        runs += b.keyguards("keyguard scan", str(cdir), report=res / "wt-keyguard.json", cwd=cdir)
     runs += [t for t in _pcre_tools(["."], cdir) if t.name.split()[0] not in args.skip]
     if gitleaks:
         runs.append(
@@ -311,13 +322,11 @@ def main(argv: list[str] | None = None) -> int:
         case = f"history {name[5:]} ({hm.commits:,} commits, {hm.blobs:,} blobs, {mb:.0f} MB)"
         htools: list[Tool] = []
         if has_keyguard:
-            htools.append(
-                Tool(
-                    "keyguard scan --history",
-                    b.keyguard("--history", report=res / f"{name}-keyguard.json"),
-                    repo,
-                    "keyguard",
-                )
+            htools += b.keyguards(
+                "keyguard scan --history",
+                "--history",
+                report=res / f"{name}-keyguard.json",
+                cwd=repo,
             )
         htools.append(
             Tool(
@@ -356,13 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         case = f"one {args.big_mb / 1024:g} GiB file"
         btools = [Tool("cat (read limit)", tools.sh(f"cat {big} > /dev/null"), big.parent, "none")]
         if has_keyguard:
-            btools.append(
-                Tool(
-                    "keyguard scan",
-                    b.keyguard(str(big), report=res / "big-keyguard.json"),
-                    big.parent,
-                    "keyguard",
-                )
+            btools += b.keyguards(
+                "keyguard scan", str(big), report=res / "big-keyguard.json", cwd=big.parent
             )
         if tools.which("rg") and "rg" not in args.skip:
             btools.append(
@@ -428,6 +432,12 @@ def goals(rows: list[Row]) -> list[str]:
         )
     else:
         line(None, "working tree at >= 15x gitleaks' default scan")
+    std = _find(rows, "working tree (", "keyguard scan (stdlib)")
+    if std and cat and gl:
+        out.append(
+            f"  - with KEYGUARD_SCAN_ENGINE=stdlib: {std.mbps:.0f} MB/s"
+            f" ({std.mbps / cat.mbps:.2f} x cat, {std.mbps / gl.mbps:.1f}x gitleaks)"
+        )
     h1, h10 = _find(rows, "history 1x", "keyguard"), _find(rows, "history 10x", "keyguard")
     g1, g10 = _find(rows, "history 1x", "git log"), _find(rows, "history 10x", "git log")
     if h1 and h10:

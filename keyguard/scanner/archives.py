@@ -13,6 +13,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from keyguard.scanner import accel
 from keyguard.scanner.detect import ArchiveDetected, Hit, scan_stream
 
 #: Nesting deeper than this is scanned as plain bytes.
@@ -128,7 +129,7 @@ def _scan_archive(
             _tar(source, member, label, depth, result, budget)
         else:
             _compressed(source, archive.kind, member, label, depth, result, budget)
-    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, ValueError) as exc:
+    except _unreadable() as exc:
         result.notes.append(f"{where}: not a readable {archive.kind} archive ({exc}); scanned raw")
         if _seekable(stream):
             stream.seek(0)
@@ -137,6 +138,12 @@ def _scan_archive(
             raw = io.BufferedReader(_Chain(archive.head, stream), 1 << 16)
         hits, _, _ = scan_stream(raw.readinto)  # type: ignore[attr-defined]
         result.hits.extend((member, hit) for hit in hits)
+
+
+def _unreadable() -> tuple[type[Exception], ...]:
+    """What reading a damaged archive raises (a corrupt deflate stream is no OSError)."""
+    fixed = (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, ValueError)
+    return (*fixed, *accel.inflate_errors())
 
 
 def _child(member: str, name: str) -> str:
@@ -164,10 +171,20 @@ def _zip(
                     result.notes.append(f"{label}!{name}: encrypted zip member, not scanned")
                     continue
                 with zf.open(info) as inner:
+                    if info.compress_type == zipfile.ZIP_DEFLATED:
+                        _inflate_with_isal(inner)
                     _scan_any(inner, name, label, depth + 1, info.file_size, result, budget)
     finally:
         if spool is not None:
             spool.close()
+
+
+def _inflate_with_isal(inner: Any) -> None:
+    """Swap a deflated zip member's zlib decompressor for isal's (same API, about twice as
+    fast) before anything is read; the stdlib still parses the archive and checks the CRC."""
+    inflater = accel.raw_inflater()
+    if inflater is not None and getattr(inner, "_decompressor", None) is not None:
+        inner._decompressor = inflater
 
 
 def _tar(
@@ -195,9 +212,7 @@ def _compressed(
 ) -> None:
     inner: Any
     if kind == "gzip":
-        import gzip
-
-        inner = gzip.GzipFile(fileobj=stream, mode="rb")
+        inner = accel.gzip_file(stream)
     elif kind == "bz2":
         import bz2
 

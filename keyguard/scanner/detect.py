@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from keyguard.scanner import accel
 from keyguard.scanner.rules import KEY_BYTES, PREFIX, Rule, classify
 
 #: Bytes read per round: small enough that the four prefilter passes hit the CPU cache
@@ -22,6 +23,9 @@ MAX_RUN = 600
 #: ``sk-ant-`` in base64 at each of the three byte alignments: (needle, first char index,
 #: alignment). Only the characters that depend on the prefix alone are searched.
 B64_NEEDLES = ((b"c2stYW50L", 0, 0), (b"NrLWFudC", 2, 1), (b"zay1hbnQt", 3, 2))
+#: Everything a search pass looks for: the prefix, then its base64 forms.
+NEEDLES = (PREFIX, *(needle for needle, _, _ in B64_NEEDLES))
+_LONGEST = max(len(needle) for needle in NEEDLES)
 
 _RUN = re.compile(rb"[A-Za-z0-9_-]*")
 _B64_RUN = re.compile(rb"[A-Za-z0-9+/_-]*")
@@ -203,23 +207,36 @@ class _Lines:
             self.last_nl = base + nl
 
 
+def _candidates(buf: bytearray, lo: int, hi: int, n: int) -> list[tuple[int, int]]:
+    """(needle index, start) of every needle starting in ``buf[lo:hi]``; index 0 is the
+    prefix, 1-3 the entries of ``B64_NEEDLES``."""
+    fast = accel.finder(NEEDLES)
+    if fast is not None:
+        end = min(n, hi + _LONGEST - 1)
+        with memoryview(buf) as mv, mv[lo:end] as window:
+            return [(k, i) for k, i in fast.find(window, lo) if i < hi]
+    out: list[tuple[int, int]] = []
+    for k, needle in enumerate(NEEDLES):
+        end = min(n, hi + len(needle) - 1)
+        i = buf.find(needle, lo, end)
+        while i != -1:
+            out.append((k, i))
+            i = buf.find(needle, i + 1, end)
+    return out
+
+
 def _round(
     buf: bytearray, lo: int, hi: int, n: int, base: int, lines: _Lines, binary: bool
 ) -> list[Hit]:
     """Every key whose first byte lies in ``buf[lo:hi]``."""
     found: list[tuple[int, tuple[Rule, bytes, str] | None]] = []
-    end = min(n, hi + len(PREFIX) - 1)
-    i = buf.find(PREFIX, lo, end)
-    while i != -1:
-        found.append((i, _plain(buf, i, n, binary)))
-        i = buf.find(PREFIX, i + 1, end)
-    for needle, first, align in B64_NEEDLES:
-        end = min(n, hi + len(needle) - 1)
-        i = buf.find(needle, lo, end)
-        while i != -1:
-            if i - first >= 0:
-                found.append((i - first, _base64(buf, i - first, align, n)))
-            i = buf.find(needle, i + 1, end)
+    for k, i in _candidates(buf, lo, hi, n):
+        if k == 0:
+            found.append((i, _plain(buf, i, n, binary)))
+            continue
+        _, first, align = B64_NEEDLES[k - 1]
+        if i - first >= 0:
+            found.append((i - first, _base64(buf, i - first, align, n)))
     hits: list[Hit] = []
     for p, result in sorted(found, key=lambda item: item[0]):
         if result is None:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from keyguard.keys import Secret
+from keyguard.scanner import accel
 from keyguard.scanner.archives import ItemResult, scan_item
-from keyguard.scanner.detect import B64_NEEDLES, Hit, sniff
+from keyguard.scanner.detect import NEEDLES, Hit, sniff
 from keyguard.scanner.parallel import (
     OPEN_FLAGS,
     Range,
@@ -25,7 +26,7 @@ from keyguard.scanner.parallel import (
     plan,
     read_range,
 )
-from keyguard.scanner.rules import PREFIX, RULES_BY_ID, Rule
+from keyguard.scanner.rules import RULES_BY_ID, Rule
 from keyguard.scanner.sources import Target
 
 #: Below this many bytes a pool costs more than it saves.
@@ -34,7 +35,6 @@ POOL_MIN_BYTES = 24 << 20
 SMALL_BYTES = 256 << 10
 #: Bytes of small files searched per pass.
 PACK_BYTES = 1 << 20
-_NEEDLES = (PREFIX, *(needle for needle, _, _ in B64_NEEDLES))
 
 #: The ``--verify`` seam: classifies a key as "live", "revoked" or "unknown".
 Verifier = Callable[[Secret], str]
@@ -219,7 +219,12 @@ class _Pack:
     def flush(self) -> None:
         buf, end, starts = self.buf, self.pos, self.starts
         suspects: set[int] = set()
-        for needle in _NEEDLES:
+        fast = accel.finder(NEEDLES)
+        if fast is not None:
+            with self.view[:end] as window:
+                for _, i in fast.find(window):
+                    suspects.add(bisect.bisect_right(starts, i) - 1)
+        for needle in () if fast is not None else NEEDLES:
             i = buf.find(needle, 0, end)
             while i != -1:
                 k = bisect.bisect_right(starts, i) - 1

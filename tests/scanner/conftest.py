@@ -74,3 +74,10 @@ def env_without_keyguard_config() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("KEYGUARD_CONFIG", None)
     return env
+
+
+@pytest.fixture(params=["stdlib", "fast"])
+def scan_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once with the stdlib search and inflaters, once with hyperscan and isal."""
+    monkeypatch.setenv("KEYGUARD_SCAN_ENGINE", request.param)
+    return str(request.param)

@@ -8,10 +8,15 @@ import struct
 import zlib
 from pathlib import Path
 
+import pytest
+
 from keyguard.keys import generate_key
 from keyguard.scanner.detect import scan_bytes
 from keyguard.scanner.rules import KEY_BYTES
 from tests.scanner.conftest import Scan, write
+
+#: Every test here runs under both scan engines (stdlib, and hyperscan + isal).
+pytestmark = pytest.mark.usefixtures("scan_engine")
 
 
 def test_key_in_a_compiled_python_module_is_found(plain_dir: Path, scan_json: Scan) -> None:

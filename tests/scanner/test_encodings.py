@@ -17,6 +17,9 @@ from keyguard.keys import generate_key
 from keyguard.scanner.detect import scan_bytes
 from tests.scanner.conftest import Scan, write
 
+#: Every test here runs under both scan engines (stdlib, and hyperscan + isal).
+pytestmark = pytest.mark.usefixtures("scan_engine")
+
 
 def test_kubernetes_secret_data_is_decoded() -> None:
     key = generate_key().reveal()

@@ -12,6 +12,9 @@ from keyguard.keys import generate_key
 from keyguard.scanner import detect, engine, parallel
 from tests.scanner.conftest import Scan, write
 
+#: Every test here runs under both scan engines (stdlib, and hyperscan + isal).
+pytestmark = pytest.mark.usefixtures("scan_engine")
+
 RANGE = 1 << 16
 
 

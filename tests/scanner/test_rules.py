@@ -12,6 +12,9 @@ from keyguard.scanner.detect import scan_bytes
 from keyguard.scanner.rules import RULES
 from tests.scanner.conftest import PREFIX
 
+#: Every test here runs under both scan engines (stdlib, and hyperscan + isal).
+pytestmark = pytest.mark.usefixtures("scan_engine")
+
 ALPHABET = string.ascii_letters + string.digits + "_-"
 
 

@@ -75,6 +75,7 @@ def test_staged_scans_the_index_not_the_work_tree(repo: Path, scan_json: Scan) -
     assert (code, report["findings"], report["stats"]["files"]) == (0, [], 1)
 
 
+@pytest.mark.usefixtures("scan_engine")
 def test_history_reads_each_blob_once_and_names_the_introducing_commit(
     repo: Path, scan_json: Scan
 ) -> None:
@@ -144,6 +145,7 @@ def test_symlink_loops_and_unreadable_files_are_reported_not_fatal(
     assert code == 0 and "read failed" in err
 
 
+@pytest.mark.usefixtures("scan_engine")
 def test_keys_across_chunk_boundaries_and_in_huge_lines(plain_dir: Path, scan_json: Scan) -> None:
     keys = [generate_key().reveal().encode() for _ in range(4)]
     step = detect.CHUNK
@@ -186,6 +188,7 @@ def test_two_gigabyte_class_file_in_bounded_memory(plain_dir: Path) -> None:
     assert rss_kib < 120 * 1024
 
 
+@pytest.mark.usefixtures("scan_engine")
 def test_process_pool_gives_the_same_findings(
     plain_dir: Path, scan_json: Scan, monkeypatch: object
 ) -> None:
