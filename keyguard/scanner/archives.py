@@ -59,10 +59,13 @@ class _Budget:
         self.left = MAX_EXPANDED
 
 
-def scan_item(stream: IO[bytes], label: str, size: int | None = None) -> ItemResult:
-    """Scan one file or blob; archive members are reported as ``label!member``."""
+def scan_item(
+    stream: IO[bytes], label: str, size: int | None = None, *, fd: int | None = None
+) -> ItemResult:
+    """Scan one file or blob; archive members are reported as ``label!member``. ``fd``: the
+    stream is that file, unread so far (see ``scan_stream``)."""
     result = ItemResult()
-    _scan_any(stream, "", label, 0, size, result, _Budget(), top=True)
+    _scan_any(stream, "", label, 0, size, result, _Budget(), top=True, fd=fd)
     if size is not None:
         result.bytes = size
     return result
@@ -85,11 +88,16 @@ def _scan_any(
     budget: _Budget,
     *,
     top: bool = False,
+    fd: int | None = None,
 ) -> None:
     read = stream.readinto  # type: ignore[attr-defined]
     try:
         hits, nbytes, truncated = scan_stream(
-            read, size=size, detect_archives=depth < MAX_DEPTH, limit=None if top else budget.left
+            read,
+            size=size,
+            detect_archives=depth < MAX_DEPTH,
+            limit=None if top else budget.left,
+            fd=fd,
         )
     except ArchiveDetected as archive:
         _scan_archive(stream, archive, member, label, depth, result, budget)
@@ -171,20 +179,22 @@ def _zip(
                     result.notes.append(f"{label}!{name}: encrypted zip member, not scanned")
                     continue
                 with zf.open(info) as inner:
-                    if info.compress_type == zipfile.ZIP_DEFLATED:
-                        _inflate_with_isal(inner)
+                    _read_fast(inner, info)
                     _scan_any(inner, name, label, depth + 1, info.file_size, result, budget)
     finally:
         if spool is not None:
             spool.close()
 
 
-def _inflate_with_isal(inner: Any) -> None:
-    """Swap a deflated zip member's zlib decompressor for isal's (same API, about twice as
-    fast) before anything is read; the stdlib still parses the archive and checks the CRC."""
-    inflater = accel.raw_inflater()
+def _read_fast(inner: Any, info: zipfile.ZipInfo) -> None:
+    """Before anything is read: swap a deflated member's zlib decompressor for isal's (same
+    API, about twice as fast), and skip the CRC check (a scan reads, it does not extract: a
+    member whose checksum is wrong is still worth scanning, and the check costs a pass)."""
+    inflater = accel.raw_inflater() if info.compress_type == zipfile.ZIP_DEFLATED else None
     if inflater is not None and getattr(inner, "_decompressor", None) is not None:
         inner._decompressor = inflater
+    if hasattr(inner, "_expected_crc"):
+        inner._expected_crc = None
 
 
 def _tar(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +67,10 @@ class ArchiveDetected(Exception):
         super().__init__(kind)
         self.kind = kind
         self.head = head
+
+
+#: The first byte of every container ``sniff`` knows, except tar (whose mark is at 257).
+ARCHIVE_FIRST_BYTES = frozenset(b"P\x1fB\xfd")
 
 
 def sniff(head: bytes | bytearray | memoryview) -> str | None:
@@ -181,13 +186,30 @@ def _base64(buf: bytearray, g: int, align: int, n: int) -> tuple[Rule, bytes, st
 
 
 class _Lines:
-    """Newline bookkeeping across rounds, so a hit gets its 1-based line and column."""
+    """Newline bookkeeping across rounds, so a hit gets its 1-based line and column.
 
-    __slots__ = ("count", "last_nl")
+    With ``fd`` (the stream is that file from offset 0) counting is lazy: rounds without a hit
+    count nothing, and the bytes already dropped from the buffer are read back from the file
+    when a hit needs its line. Most files hold no key, so most bytes are never counted."""
 
-    def __init__(self) -> None:
-        self.count = 0  # newlines before the current round's first byte
-        self.last_nl = -1  # absolute offset of the last newline before it
+    __slots__ = ("count", "done", "fd", "last_nl")
+
+    def __init__(self, done: int = 0, fd: int | None = None) -> None:
+        self.count = 0  # newlines before absolute offset ``done``
+        self.last_nl = done - 1  # absolute offset of the last newline before ``done``
+        self.done = done
+        self.fd = fd
+
+    def catch_up(self, buf: bytearray, lo: int, base: int) -> None:
+        """Make ``count`` and ``last_nl`` exact up to the round's first byte (``base + lo``)."""
+        if self.done < base and self.fd is not None:
+            count, last = _newlines_in_file(self.fd, self.done, base)
+            self.count += count
+            if last >= 0:
+                self.last_nl = last
+            self.done = base
+        if self.done < base + lo:
+            self._count(buf, self.done - base, lo, base)
 
     def locate(self, buf: bytearray, lo: int, p: int, base: int) -> tuple[int, int]:
         if p >= lo:
@@ -201,10 +223,32 @@ class _Lines:
         return line, base + p - last
 
     def advance(self, buf: bytearray, lo: int, hi: int, base: int) -> None:
+        """The round ``buf[lo:hi]`` is done: count it now, unless counting is lazy."""
+        if self.fd is None:
+            self._count(buf, lo, hi, base)
+
+    def _count(self, buf: bytearray, lo: int, hi: int, base: int) -> None:
         self.count += buf.count(b"\n", lo, hi)
         nl = buf.rfind(b"\n", lo, hi)
         if nl >= 0:
             self.last_nl = base + nl
+        self.done = base + hi
+
+
+def _newlines_in_file(fd: int, start: int, end: int) -> tuple[int, int]:
+    """(newlines, absolute offset of the last one or -1) in ``[start, end)`` of the file."""
+    count, last = 0, -1
+    pos = start
+    while pos < end:
+        chunk = os.pread(fd, min(1 << 20, end - pos), pos)
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        nl = chunk.rfind(b"\n")
+        if nl >= 0:
+            last = pos + nl
+        pos += len(chunk)
+    return count, last
 
 
 def _candidates(buf: bytearray, lo: int, hi: int, n: int) -> list[tuple[int, int]]:
@@ -241,6 +285,8 @@ def _round(
     for p, result in sorted(found, key=lambda item: item[0]):
         if result is None:
             continue
+        if not hits:
+            lines.catch_up(buf, lo, base)
         rule, key, encoding = result
         line, column = lines.locate(buf, lo, p, base)
         ls = buf.rfind(b"\n", max(0, p - LEFT), p) + 1
@@ -261,6 +307,7 @@ class _Span:
     skip: int = 0  # leading bytes that are context only (before the range)
     stop: int | None = None  # hits at or past this absolute offset belong to the next range
     binary: bool | None = None  # None: decide from the first bytes
+    fd: int | None = None  # the stream is this file from offset 0: lines are counted lazily
 
 
 def scan_stream(
@@ -269,15 +316,19 @@ def scan_stream(
     size: int | None = None,
     detect_archives: bool = False,
     limit: int | None = None,
+    fd: int | None = None,
 ) -> tuple[list[Hit], int, bool]:
     """Scan everything ``read`` yields; returns (hits, bytes read, truncated by ``limit``).
 
     Memory stays at one buffer of ``CHUNK`` plus context, however large the stream. With
-    ``detect_archives`` the first bytes are sniffed and ``ArchiveDetected`` is raised.
+    ``detect_archives`` the first bytes are sniffed and ``ArchiveDetected`` is raised. ``fd``
+    says the stream is that file read from its start: bytes already scanned can be read back
+    with ``pread``, so newlines are counted only when a hit needs its line.
     """
     buf = _POOL.pop() if _POOL else bytearray(LEFT + CHUNK + RIGHT)
     try:
-        hits, total, truncated, _ = _scan(buf, read, size, detect_archives, limit, _Span())
+        span = _Span(fd=fd)
+        hits, total, truncated, _ = _scan(buf, read, size, detect_archives, limit, span)
         return hits, total, truncated
     finally:
         _POOL.append(buf)
@@ -318,8 +369,7 @@ def _scan(
     mv = memoryview(buf)
     cap = len(buf)
     hits: list[Hit] = []
-    lines = _Lines()
-    lines.last_nl = span.origin + span.skip - 1
+    lines = _Lines(span.origin + span.skip, span.fd)
     base = span.origin
     lo = span.skip
     n = total = 0

@@ -4,27 +4,28 @@ from __future__ import annotations
 
 import bisect
 import io
+import itertools
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from keyguard.keys import Secret
 from keyguard.scanner import accel
 from keyguard.scanner.archives import ItemResult, scan_item
-from keyguard.scanner.detect import NEEDLES, Hit, sniff
+from keyguard.scanner.detect import ARCHIVE_FIRST_BYTES, NEEDLES, Hit, sniff
 from keyguard.scanner.parallel import (
     OPEN_FLAGS,
     Range,
     RangeHits,
     Unit,
     join_ranges,
-    plan,
     read_range,
+    stream_plan,
 )
 from keyguard.scanner.rules import RULES_BY_ID, Rule
 from keyguard.scanner.sources import Target
@@ -102,7 +103,7 @@ def _scan_file(target: Target) -> tuple[ItemResult | None, str | None]:
         return None, f"{target.path}: cannot read ({exc.strerror}); skipped"
     with open(fd, "rb", buffering=0) as f:
         try:
-            return scan_item(f, target.path, os.fstat(fd).st_size), None
+            return scan_item(f, target.path, os.fstat(fd).st_size, fd=fd), None
         except OSError as exc:
             return None, f"{target.path}: read failed ({exc.strerror}); skipped"
 
@@ -206,7 +207,13 @@ class _Pack:
             return True
         finally:
             os.close(fd)
-        if n > target.size or sniff(self.view[self.pos : self.pos + min(n, 512)]) is not None:
+        # Only a file whose first byte (or byte 257, tar's "ustar") could start an archive is
+        # sniffed: most are not, and this runs once per small file.
+        if n > target.size or (
+            n
+            and (self.buf[self.pos] in ARCHIVE_FIRST_BYTES or self.buf[self.pos + 257] == 0x75)
+            and sniff(self.view[self.pos : self.pos + min(n, 512)]) is not None
+        ):
             return False  # it grew, or it is an archive: the full path handles both
         self.starts.append(self.pos)
         self.files.append(target)
@@ -286,22 +293,32 @@ def _work(unit: Unit) -> _Output:
     return (*_scan_batch(unit), None)
 
 
-def scan_targets(targets: list[Target], *, jobs: int | None = None) -> ScanResult:
-    """Read every target once; big sets go to a pool of processes, one per core, large files
-    split into ranges that different workers read."""
+def scan_targets(targets: Iterable[Target], *, jobs: int | None = None) -> ScanResult:
+    """Read every target once. Past ``POOL_MIN_BYTES`` the rest goes to a pool of processes,
+    one per core, while ``targets`` is still being produced (the folder walk runs alongside the
+    scan); large files are split into ranges that different workers read."""
     result = ScanResult()
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
-    total = sum(t.size for t in targets)
+    pending = iter(targets)
+    head: list[Target] = []
+    total = 0
+    pooled = workers > 1 and _can_fork()
+    for t in pending if pooled else ():
+        head.append(t)
+        total += t.size
+        if total >= POOL_MIN_BYTES:
+            break
     outputs: list[_Output]
-    if workers > 1 and total >= POOL_MIN_BYTES and _can_fork():
+    if pooled and total >= POOL_MIN_BYTES and head:
         import multiprocessing
 
         ctx = multiprocessing.get_context("fork")
-        units = plan(targets, workers)
-        with ctx.Pool(min(workers, len(units))) as pool:
+        units = stream_plan(itertools.chain(head, pending), workers)
+        with ctx.Pool(workers) as pool:
             outputs = list(pool.imap_unordered(_work, units))
     else:
-        outputs = [_work(targets)] if targets else []
+        head.extend(pending)
+        outputs = [_work(head)] if head else []
     split: dict[Target, list[RangeHits]] = {}
     for rows, files, nbytes, notes, ranged in outputs:
         result.files += files

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from keyguard.scanner.detect import BINARY_SNIFF, LEFT, RIGHT, Hit, is_binary, scan_range, sniff
@@ -15,6 +16,8 @@ RANGE_BYTES = 32 << 20
 #: Target bytes per batch of whole files; the last batches are smaller so workers end together.
 BATCH_BYTES = 8 << 20
 BATCH_FILES = 1024
+#: Bytes per batch handed out while the walk goes on; a file at least this large goes alone.
+STREAM_BATCH_BYTES = 4 << 20
 
 OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 
@@ -84,6 +87,28 @@ def plan(targets: list[Target], workers: int) -> list[Unit]:
     if current:
         units.append(current)
     return units
+
+
+def stream_plan(targets: Iterable[Target], workers: int) -> Iterator[Unit]:
+    """Units of work while ``targets`` is still being listed, so workers scan while the walk
+    goes on: files in batches of about ``STREAM_BATCH_BYTES`` as they are found, a large file
+    alone (or split into ranges). Blobs and the files left when the listing ends are planned
+    largest first, so the last units to finish are small ones."""
+    held: list[Target] = []
+    batch: list[Target] = []
+    size = 0
+    for t in targets:
+        if t.fs_path is None:
+            held.append(t)
+        elif t.size >= STREAM_BATCH_BYTES:
+            yield from plan([t], workers)
+        else:
+            batch.append(t)
+            size += t.size
+            if size >= STREAM_BATCH_BYTES or len(batch) >= BATCH_FILES:
+                yield batch
+                batch, size = [], 0
+    yield from plan(held + batch, workers)
 
 
 def read_range(r: Range) -> tuple[list[Hit], int, int, str | None]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from keyguard.errors import UsageError
 from keyguard.scanner.engine import ScanResult, Verifier, finish, scan_stdin, scan_targets
-from keyguard.scanner.sources import Listing, git_toplevel, list_history, list_paths, list_staged
+from keyguard.scanner.sources import Target, git_toplevel, iter_paths, list_history, list_staged
 from keyguard.scanner.suppress import Excluder, load_baseline, write_baseline
 
 
@@ -48,17 +49,30 @@ def _modes(opts: ScanOptions) -> None:
         raise UsageError("--update-baseline needs --baseline FILE (where to write it)")
 
 
-def _relative_to_config(listing: Listing, opts: ScanOptions, base: Path | None) -> list[str]:
-    """Each target's path as the exclude globs see it: relative to keyguard.toml's folder."""
-    root = (opts.config_root or Path.cwd()).resolve()
-    paths = []
-    for t in listing.targets:
-        where = Path(t.fs_path) if t.fs_path else (base or Path.cwd()) / t.path
+class _Excluding:
+    """Targets without those ``[scan] exclude`` matches, counted as they pass. Globs see each
+    path relative to keyguard.toml's folder."""
+
+    def __init__(self, targets: Iterable[Target], opts: ScanOptions, base: Path | None) -> None:
+        self.targets = targets
+        self.excluder = Excluder(opts.exclude)
+        self.root = (opts.config_root or Path.cwd()).resolve()
+        self.base = base or Path.cwd()
+        self.excluded = 0
+
+    def _relative(self, t: Target) -> str:
+        where = Path(t.fs_path) if t.fs_path else self.base / t.path
         try:
-            paths.append(where.resolve().relative_to(root).as_posix())
+            return where.resolve().relative_to(self.root).as_posix()
         except ValueError:
-            paths.append(t.path)
-    return paths
+            return t.path
+
+    def __iter__(self) -> Iterator[Target]:
+        for t in self.targets:
+            if self.excluder(self._relative(t)):
+                self.excluded += 1
+            else:
+                yield t
 
 
 def run_scan(opts: ScanOptions) -> ScanRun:
@@ -71,26 +85,22 @@ def run_scan(opts: ScanOptions) -> ScanRun:
         result = scan_stdin(sys.stdin.buffer)
     else:
         base: Path | None = None
+        notes: list[str] = []
+        targets: Iterable[Target]
         if opts.staged:
             listing, run.staged_paths = list_staged()
-            base = git_toplevel(".")
+            targets, notes, base = listing.targets, listing.notes, git_toplevel(".")
         elif opts.history is not None:
             listing = list_history(opts.history or None)
-            base = git_toplevel(".")
+            targets, notes, base = listing.targets, listing.notes, git_toplevel(".")
         else:
             if "-" in opts.paths:
                 raise UsageError("'-' (stdin) cannot be combined with other paths")
-            listing = list_paths(opts.paths or ["."])
-        excluded = 0
-        if opts.exclude:
-            excluder = Excluder(opts.exclude)
-            rel = _relative_to_config(listing, opts, base)
-            kept = [t for t, r in zip(listing.targets, rel, strict=True) if not excluder(r)]
-            excluded = len(listing.targets) - len(kept)
-            listing.targets = kept
-        result = scan_targets(listing.targets, jobs=opts.jobs)
-        result.notes[:0] = listing.notes
-        result.excluded = excluded
+            targets = iter_paths(opts.paths or ["."], notes)
+        excluding = _Excluding(targets, opts, base) if opts.exclude else None
+        result = scan_targets(excluding or targets, jobs=opts.jobs)
+        result.notes[:0] = notes
+        result.excluded = excluding.excluded if excluding is not None else 0
     run.result = finish(result, baseline=baseline, verify=opts.verify, started=started)
     if opts.update_baseline:
         assert opts.baseline is not None

@@ -81,61 +81,71 @@ def _display(path: str) -> str:
     return path if rel.startswith("..") else rel.replace(os.sep, "/")
 
 
-def list_paths(paths: list[str]) -> Listing:
-    """Files under ``paths``: in a git work tree tracked + untracked-not-ignored, else all."""
-    listing = Listing()
-    seen: set[tuple[int, int]] = set()
+def iter_paths(paths: list[str], notes: list[str]) -> Iterator[Target]:
+    """Files under ``paths``: in a git work tree tracked + untracked-not-ignored, else all.
+
+    Yielded as they are found, so a scan can start before the walk ends; what cannot be listed
+    is appended to ``notes``. A path that does not exist raises here, before any walk."""
+    found: list[tuple[str, os.stat_result | None]] = []
     for arg in paths:
         try:
-            st = os.stat(arg)
+            found.append((arg, os.stat(arg)))
         except OSError as exc:
             if not os.path.lexists(arg):
                 raise UsageError(f"{arg}: no such file or folder; check the path") from None
-            listing.notes.append(f"{arg}: cannot read ({exc.strerror}); skipped")
+            found.append((arg, None))
+            notes.append(f"{arg}: cannot read ({exc.strerror}); skipped")
+    return _iter_found(found, notes)
+
+
+def _iter_found(
+    found: list[tuple[str, os.stat_result | None]], notes: list[str]
+) -> Iterator[Target]:
+    seen: set[tuple[int, int]] = set()
+    for arg, st in found:
+        if st is None:
             continue
         if not stat.S_ISDIR(st.st_mode):
-            _add_file(arg, listing, seen)
-            continue
-        top = git_toplevel(arg)
-        if top is not None:
-            _list_git(arg, listing, seen)
+            if (t := _add_file(arg, notes, seen)) is not None:
+                yield t
+        elif git_toplevel(arg) is not None:
+            yield from _list_git(arg, notes, seen)
         else:
-            _walk(arg, listing, seen)
-    return listing
+            yield from _walk(arg, notes, seen)
 
 
 def _add_file(
     path: str,
-    listing: Listing,
+    notes: list[str],
     seen: set[tuple[int, int]],
     shown: str | None = None,
     entry: os.DirEntry[str] | None = None,
-) -> None:
+) -> Target | None:
+    """The file at ``path`` as a target; None when it is no regular file or was seen already."""
     try:
         st = entry.stat() if entry is not None else os.stat(path)
     except OSError as exc:
         if os.path.islink(path) or os.path.exists(path):
-            listing.notes.append(
-                f"{shown or _display(path)}: cannot read ({exc.strerror}); skipped"
-            )
-        return  # tracked but deleted from the work tree: nothing to read
+            notes.append(f"{shown or _display(path)}: cannot read ({exc.strerror}); skipped")
+        return None  # tracked but deleted from the work tree: nothing to read
     if not stat.S_ISREG(st.st_mode):
-        return
+        return None
     ident = (st.st_dev, st.st_ino)
     if ident in seen:
-        return
+        return None
     seen.add(ident)
-    listing.targets.append(Target(shown or _display(path), st.st_size, fs_path=path))
+    return Target(shown or _display(path), st.st_size, fs_path=path)
 
 
-def _list_git(folder: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
+def _list_git(folder: str, notes: list[str], seen: set[tuple[int, int]]) -> Iterator[Target]:
     out = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], folder)
     for raw in out.split(b"\0"):
-        if raw:
-            _add_file(os.path.join(folder, os.fsdecode(raw)), listing, seen)
+        t = _add_file(os.path.join(folder, os.fsdecode(raw)), notes, seen) if raw else None
+        if t is not None:
+            yield t
 
 
-def _walk(root: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
+def _walk(root: str, notes: list[str], seen: set[tuple[int, int]]) -> Iterator[Target]:
     """Depth first, names sorted, symlinked folders followed once (a loop is noted)."""
     visited: set[tuple[int, int]] = set()
     links: list[tuple[str, str, os.DirEntry[str]]] = []
@@ -148,14 +158,14 @@ def _walk(root: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
             continue
         ident = (st.st_dev, st.st_ino)
         if ident in visited:
-            listing.notes.append(f"{shown}: symlink loop, not followed again")
+            notes.append(f"{shown}: symlink loop, not followed again")
             continue
         visited.add(ident)
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            listing.notes.append(f"{shown}: cannot read ({exc.strerror}); skipped")
+            notes.append(f"{shown}: cannot read ({exc.strerror}); skipped")
             continue
         prefix = "" if shown == "." else shown.rstrip("/") + "/"
         subdirs: list[tuple[str, str]] = []
@@ -170,10 +180,12 @@ def _walk(root: str, listing: Listing, seen: set[tuple[int, int]]) -> None:
                 # A link is read after every real file, so a finding names the file itself.
                 links.append((e.path, prefix + e.name, e))
             else:
-                _add_file(e.path, listing, seen, prefix + e.name, e)
+                if (t := _add_file(e.path, notes, seen, prefix + e.name, e)) is not None:
+                    yield t
         stack.extend(reversed(subdirs))
     for path, shown_link, entry in links:
-        _add_file(path, listing, seen, shown_link, entry)
+        if (t := _add_file(path, notes, seen, shown_link, entry)) is not None:
+            yield t
 
 
 def _raw_entries(out: bytes) -> Iterator[tuple[str, str, str]]:

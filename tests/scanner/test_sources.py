@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from keyguard.keys import generate_key
-from keyguard.scanner import detect
+from keyguard.scanner import detect, engine
 from tests.scanner.conftest import Scan, git, write
 
 
@@ -127,16 +129,30 @@ def test_stdin(flag: str) -> None:
     assert key.encode() not in proc.stdout + proc.stderr
 
 
-def test_symlink_loops_and_unreadable_files_are_reported_not_fatal(
-    plain_dir: Path, scan_json: Scan
+def test_a_missing_path_is_a_usage_error_before_anything_is_scanned(
+    plain_dir: Path, scan_json: Scan, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(engine, "POOL_MIN_BYTES", 0)
+    write(plain_dir / "a.txt", generate_key().reveal())
+    code, report, err = scan_json("a.txt", "missing.txt", "--jobs", "2")
+    assert code == 2
+    assert "missing.txt: no such file or folder" in err
+    assert report == {}  # no report: nothing was scanned
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["one-process", "pool"])
+def test_symlink_loops_and_unreadable_files_are_reported_not_fatal(
+    plain_dir: Path, scan_json: Scan, monkeypatch: pytest.MonkeyPatch, pooled: bool
+) -> None:
+    if pooled:  # the walk then runs while workers scan: its notes must still be reported
+        monkeypatch.setattr(engine, "POOL_MIN_BYTES", 0)
     key = generate_key().reveal()
     write(plain_dir / "d" / "k.txt", key)
     (plain_dir / "d" / "loop").symlink_to("..")
     (plain_dir / "self").symlink_to("self")
     (plain_dir / "dangling").symlink_to("nowhere")
     (plain_dir / "alias.txt").symlink_to("d/k.txt")
-    code, report, err = scan_json(".")
+    code, report, err = scan_json(".", "--jobs", "2")
     assert code == 1
     assert [f["path"] for f in report["findings"]] == ["d/k.txt"]  # the alias is the same file
     assert "symlink loop" in err
@@ -159,6 +175,48 @@ def test_keys_across_chunk_boundaries_and_in_huge_lines(plain_dir: Path, scan_js
     assert code == 1
     got = [(f["line"], f["column"]) for f in report["findings"]]
     assert got == [(1, spot + 1) for spot in spots] + [(2, 1)]
+
+
+@pytest.mark.usefixtures("scan_engine")
+def test_lines_in_a_long_file_with_far_apart_keys(plain_dir: Path, scan_json: Scan) -> None:
+    """Lines are counted only when a key needs one, reading back what the scan already
+    dropped: the reported places must still be exact, in the file and from stdin alike."""
+    rng = random.Random(7)
+    keys = [generate_key().reveal().encode() for _ in range(6)]
+    step = detect.CHUNK
+    data = bytearray()
+    while len(data) < 12 * step:
+        data += b"x" * rng.randrange(0, 300) + b"\n"
+    spots = [
+        100,  # in the first round
+        7 * step + 11,  # six rounds later, none of them with a key
+        7 * step + 5_000,  # a second key in the same round
+        9 * step - detect.RIGHT + 1,  # the first byte of the next round
+        11 * step + 3,
+    ]
+    for spot, key in zip(spots, keys, strict=False):
+        data[spot - 1 : spot + len(key) + 1] = b" " + key + b" "
+    b64 = base64.b64encode(b"user:" + keys[5])
+    at = 10 * step - detect.RIGHT - 2  # a base64 group that starts just before a round
+    data[at - 1 : at + len(b64) + 1] = b" " + b64 + b" "
+    write(plain_dir / "long.log", bytes(data))
+
+    def where(p: int) -> tuple[int, int]:
+        return data.count(b"\n", 0, p) + 1, p - data.rfind(b"\n", 0, p)
+
+    expected = sorted([where(p) for p in spots] + [where(at + 4)])  # the group holding "sk-"
+    code, report, _ = scan_json("long.log", "--jobs", "1")
+    assert code == 1
+    assert sorted((f["line"], f["column"]) for f in report["findings"]) == expected
+    proc = subprocess.run(
+        [sys.executable, "-m", "keyguard", "scan", "-", "-f", "json"],
+        input=bytes(data),
+        capture_output=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    piped = json.loads(proc.stdout)
+    assert sorted((f["line"], f["column"]) for f in piped["findings"]) == expected
 
 
 def test_two_gigabyte_class_file_in_bounded_memory(plain_dir: Path) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from keyguard.keys import generate_key
+from keyguard.scanner import engine
 from tests.scanner.conftest import Scan, write
 
 
@@ -47,11 +50,16 @@ def test_broken_baseline_is_a_usage_error(plain_dir: Path, scan_json: Scan) -> N
     assert code == 2 and "not a keyguard baseline" in err
 
 
-def test_config_excludes_are_path_globs(plain_dir: Path, scan_json: Scan) -> None:
+@pytest.mark.parametrize("pooled", [False, True], ids=["one-process", "pool"])
+def test_config_excludes_are_path_globs(
+    plain_dir: Path, scan_json: Scan, monkeypatch: pytest.MonkeyPatch, pooled: bool
+) -> None:
+    if pooled:  # excluded while the walk feeds the workers: still counted and said
+        monkeypatch.setattr(engine, "POOL_MIN_BYTES", 0)
     write(plain_dir / "keyguard.toml", '[scan]\nexclude = ["fixtures/", "*.snap"]\n')
     for name in ("fixtures/deep/a.txt", "ui/x.snap", "src/real.py"):
         write(plain_dir / name, generate_key().reveal())
-    code, report, err = scan_json(".")
+    code, report, err = scan_json(".", "--jobs", "2")
     assert code == 1
     assert [f["path"] for f in report["findings"]] == ["src/real.py"]
     assert "2 files excluded by config" in err
