@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from keyguard.errors import UsageError
+from keyguard.journal import INCIDENT_LOG
 from keyguard.keys import API_KEY_RE
 from keyguard.models import UsageRow
 from keyguard.policy import Policy
 
-AUDIT_LOG = "incidents.jsonl"
 #: Cache reads and writes, as a share of the input price, when the policy does not say.
 CACHE_READ_SHARE = 0.10
 CACHE_WRITE_SHARE = 1.25
@@ -196,7 +196,7 @@ def append_audit(state_dir: Path, record: dict[str, Any]) -> Path:
     """Append one JSON line to ``<state_dir>/incidents.jsonl`` (0600, fsync'd)."""
     line = _no_key(json.dumps({"logged_at": datetime.now(UTC).isoformat(), **record}))
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / AUDIT_LOG
+    path = state_dir / INCIDENT_LOG
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.write(fd, (line + "\n").encode("utf-8"))

@@ -18,6 +18,11 @@ from keyguard.keys import API_KEY_RE
 #: that entry is durable, the way a power cut or an OOM kill would.
 CRASH_ENV = "KEYGUARD_TEST_CRASH_AT"
 
+#: The incident log, in the same state folder: ``keyguard revoke`` appends to it
+#: (``incident_report.append_audit``) and rollback reads it to refuse a leaked key. Named
+#: here, below both, because rotation must not import the incident layer.
+INCIDENT_LOG = "incidents.jsonl"
+
 
 @dataclass(frozen=True)
 class Entry:

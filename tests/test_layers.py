@@ -10,14 +10,18 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "keyguard"
 
+#: The incident layer is two modules: ``incident.py`` and ``incident_report.py``.
+INCIDENT = {"incident", "incident_report"}
+
 #: layer -> keyguard subpackages/modules it must never import.
 FORBIDDEN: dict[str, set[str]] = {
-    "scanner": {"admin", "stores", "rotation", "audit", "incident", "cli", "liveness"},
-    "stores": {"admin", "rotation", "audit", "incident", "cli", "scanner"},
-    "admin": {"stores", "rotation", "audit", "incident", "cli", "scanner"},
-    "rotation": {"audit", "incident", "cli", "scanner"},
-    "audit": {"incident", "cli", "scanner"},
+    "scanner": {"admin", "stores", "rotation", "audit", *INCIDENT, "cli", "liveness"},
+    "stores": {"admin", "rotation", "audit", *INCIDENT, "cli", "scanner"},
+    "admin": {"stores", "rotation", "audit", *INCIDENT, "cli", "scanner"},
+    "rotation": {"audit", *INCIDENT, "cli", "scanner"},
+    "audit": {*INCIDENT, "cli", "scanner"},
     "incident": {"audit", "cli"},
+    "incident_report": {"audit", "cli"},
 }
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from keyguard.admin.protocol import ListsKeys, ReadsUsage
 from keyguard.audit import judge
 from keyguard.audit.model import (
     AuditReport,
@@ -22,7 +23,7 @@ from keyguard.audit.model import (
 from keyguard.audit.stores import Opener, read_stores
 from keyguard.config import Config, Environment
 from keyguard.errors import KeyguardError
-from keyguard.models import ApiKey, UsageRow
+from keyguard.models import ApiKey
 
 #: ``(task, done, total)``: task is ``"stores"``, ``"keys"`` or ``"usage"``; total may be unknown.
 Progress = Callable[[str, int, int | None], None]
@@ -33,22 +34,8 @@ LastRotation = Callable[[Environment], datetime | None]
 USAGE_FILTER_LIMIT = 100
 
 
-class AdminReader(Protocol):
+class AdminReader(ListsKeys, ReadsUsage, Protocol):
     """The part of ``AdminClient`` an audit reads."""
-
-    def list_keys(
-        self, *, status: str | None = None, workspace_id: str | None = None
-    ) -> Iterator[ApiKey]: ...
-
-    def usage(
-        self,
-        key_ids: Sequence[str],
-        starting_at: datetime,
-        ending_at: datetime | None = None,
-        *,
-        bucket_width: str = "1h",
-        group_by_model: bool = False,
-    ) -> list[UsageRow]: ...
 
 
 def utc_now() -> datetime:

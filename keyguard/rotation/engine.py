@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from keyguard.admin.protocol import FindsKey, GetsKey, ReadsUsage, UpdatesKey, VerifiesKey
 from keyguard.config import Environment
 from keyguard.errors import (
     ConflictError,
@@ -21,7 +22,7 @@ from keyguard.errors import (
 )
 from keyguard.journal import RotationJournal
 from keyguard.keys import Secret, is_admin_key, is_api_key
-from keyguard.models import ApiKey, UsageRow, VerifyResult
+from keyguard.models import ApiKey
 from keyguard.rotation.state import KeyRef, RotationState, replay
 from keyguard.rotation.verify import run_check
 from keyguard.stores.interface import SecretStore, Stage, VersionMeta, stage_map
@@ -34,24 +35,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Admin(Protocol):
+class Admin(GetsKey, UpdatesKey, ReadsUsage, VerifiesKey, FindsKey, Protocol):
     """The part of ``AdminClient`` the engine uses (a fake satisfies it in unit tests)."""
-
-    def get_key(self, key_id: str) -> ApiKey: ...
-    def update_key(
-        self, key_id: str, *, name: str | None = None, status: str | None = None
-    ) -> ApiKey: ...
-    def usage(
-        self,
-        key_ids: Sequence[str],
-        starting_at: datetime,
-        ending_at: datetime | None = None,
-        *,
-        bucket_width: str = "1h",
-        group_by_model: bool = False,
-    ) -> list[UsageRow]: ...
-    def verify_key(self, key: Secret) -> VerifyResult: ...
-    def find_key(self, key: Secret) -> ApiKey: ...
 
 
 class VerificationError(KeyguardError):

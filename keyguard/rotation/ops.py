@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from keyguard.errors import ConflictError, KeyguardError, NotFoundError, UsageError
+from keyguard.journal import INCIDENT_LOG
 from keyguard.keys import Secret
 from keyguard.policy import format_duration
 from keyguard.rotation.engine import Outcome, RotationEngine, key_name
 from keyguard.rotation.state import KeyRef, RotationState
 from keyguard.stores.interface import SecretStore, Stage, stage_map
-
-#: The incident audit log ``keyguard revoke`` appends to (``keyguard.incident_report``).
-INCIDENT_LOG = "incidents.jsonl"
 
 
 class RollbackRefused(ConflictError):

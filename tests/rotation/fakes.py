@@ -189,7 +189,9 @@ class FakeAdmin:
             return VerifyResult(False, status_code=401)
         return VerifyResult(True, self.keys[key_id].workspace_id, 200)
 
-    def find_key(self, key: Secret) -> ApiKey:
+    def find_key(
+        self, key: Secret, *, name: str | None = None, workspace_id: str | None = None
+    ) -> ApiKey:
         key_id = self.values.get(key.fingerprint)
         if key_id is None:
             raise NotFoundError(f"no key {key.hint}")

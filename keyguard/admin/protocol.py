@@ -1,0 +1,98 @@
+"""The Admin API as the layers above see it: ``AdminClient``'s methods as typing Protocols.
+
+One Protocol per method, so each layer names exactly the part it uses (a test fake then needs
+only those) while every signature is written once, here, the same as in ``client.py``. This
+module imports no httpx: rotation and audit import it without loading the HTTP stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from keyguard.keys import Secret
+from keyguard.models import ApiKey, UsageRow, VerifyResult, Workspace
+
+
+class ListsKeys(Protocol):
+    """Lists the organization's API keys."""
+
+    def list_keys(
+        self, *, status: str | None = None, workspace_id: str | None = None
+    ) -> Iterator[ApiKey]: ...
+
+
+class GetsKey(Protocol):
+    """Reads one API key by id."""
+
+    def get_key(self, key_id: str) -> ApiKey: ...
+
+
+class UpdatesKey(Protocol):
+    """Renames an API key or sets its status."""
+
+    def update_key(
+        self, key_id: str, *, name: str | None = None, status: str | None = None
+    ) -> ApiKey: ...
+
+
+class ListsWorkspaces(Protocol):
+    """Lists the organization's workspaces."""
+
+    def list_workspaces(self, *, include_archived: bool = False) -> Iterator[Workspace]: ...
+
+
+class ReadsOrganization(Protocol):
+    """Reads the organization the admin key belongs to."""
+
+    def me(self) -> dict[str, Any]: ...
+
+
+class ReadsUsage(Protocol):
+    """Reads the usage report, grouped by key."""
+
+    def usage(
+        self,
+        key_ids: Sequence[str],
+        starting_at: datetime,
+        ending_at: datetime | None = None,
+        *,
+        bucket_width: str = "1h",
+        group_by_model: bool = False,
+    ) -> list[UsageRow]: ...
+
+
+class VerifiesKey(Protocol):
+    """Checks an API key with the free ``GET /v1/models``."""
+
+    def verify_key(self, key: Secret) -> VerifyResult: ...
+
+
+class FindsKey(Protocol):
+    """Finds the id of a full API key."""
+
+    def find_key(
+        self, key: Secret, *, name: str | None = None, workspace_id: str | None = None
+    ) -> ApiKey: ...
+
+
+class AdminApi(
+    ListsKeys,
+    GetsKey,
+    UpdatesKey,
+    ListsWorkspaces,
+    ReadsOrganization,
+    ReadsUsage,
+    VerifiesKey,
+    FindsKey,
+    Protocol,
+):
+    """Everything ``AdminClient`` offers the layers above it."""
+
+
+if TYPE_CHECKING:
+    from keyguard.admin.client import AdminClient
+
+    def _client_is_an_admin_api(client: AdminClient) -> AdminApi:
+        return client  # mypy fails here if client.py and these signatures drift apart
