@@ -182,7 +182,8 @@ _Result = tuple[Target, ItemResult | None, str | None]
 class _Pack:
     """Small files read back to back into one buffer (a NUL between them, so no key or
     encoding runs across two), searched with one pass per needle; only a file that holds a
-    needle is scanned on its own. Most files hold none, so they cost a read and no Python."""
+    needle is scanned on its own. Most files hold none, so they cost a read and are only
+    counted."""
 
     def __init__(self, out: list[_Result]) -> None:
         self.buf = bytearray(PACK_BYTES + SMALL_BYTES + 2)
@@ -191,6 +192,8 @@ class _Pack:
         self.starts: list[int] = []
         self.files: list[Target] = []
         self.out = out
+        self.clean_files = 0  # files that held no needle: counted, never listed
+        self.clean_bytes = 0
 
     def add(self, target: Target) -> bool:
         """Read a small file into the pack; False when it must be scanned on its own."""
@@ -238,14 +241,17 @@ class _Pack:
                 suspects.add(k)
                 nxt = starts[k + 1] if k + 1 < len(starts) else end
                 i = buf.find(needle, nxt, end)
-        for k, target in enumerate(self.files):
+        suspect_bytes = 0
+        for k in sorted(suspects):
             lo = starts[k]
             hi = (starts[k + 1] if k + 1 < len(starts) else end) - 1
-            if k in suspects:
-                data = bytes(buf[lo:hi])
-                self.out.append((target, scan_item(io.BytesIO(data), target.path, len(data)), None))
-            else:
-                self.out.append((target, ItemResult(bytes=hi - lo), None))
+            data = bytes(buf[lo:hi])
+            suspect_bytes += len(data)
+            item = scan_item(io.BytesIO(data), self.files[k].path, len(data))
+            self.out.append((self.files[k], item, None))
+        # The rest are only counted; each file's bytes are followed by one NUL in the pack.
+        self.clean_files += len(starts) - len(suspects)
+        self.clean_bytes += end - len(starts) - suspect_bytes
         self.pos = 0
         self.starts, self.files = [], []
 
@@ -264,6 +270,7 @@ def _scan_batch(targets: list[Target]) -> tuple[list[_Row], int, int, list[str]]
         elif t.size > SMALL_BYTES or not pack.add(t):
             results.append((t, *_scan_file(t)))
     pack.flush()
+    files, nbytes = pack.clean_files, pack.clean_bytes
     if blobs:
         results.extend(_scan_blobs(blobs))
     for target, item, note in results:
