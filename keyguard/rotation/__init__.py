@@ -17,15 +17,10 @@ from keyguard.rotation.engine import (
     key_name,
     utcnow,
 )
-from keyguard.rotation.ops import (
-    EnvStatus,
-    RollbackRefused,
-    plan,
-    rollback,
-    rotation_request,
-    status,
-)
+from keyguard.rotation.ops import EnvStatus, plan, rotation_request, status
+from keyguard.rotation.servable import RollbackRefused
 from keyguard.rotation.state import KeyRef, RotationState
+from keyguard.rotation.undo import rollback
 from keyguard.stores.interface import SecretStore
 
 __all__ = [

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from keyguard.errors import ConflictError, NotFoundError, UsageError
 from keyguard.keys import Secret
 from keyguard.rotation.engine import RotationEngine
-from keyguard.rotation.state import KeyRef
+from keyguard.rotation.state import KeyRef, replay, replay_manual_rollbacks
 from keyguard.stores.interface import SecretStore, Stage, StoreVersion, stage_map
 
 
@@ -24,12 +24,19 @@ class Orphan:
 
 def find_orphan(engine: RotationEngine) -> Orphan | None:
     """The unfinished rotation the stores show and the journal lacks, if any."""
-    known = {s.token for s in engine.history()}
+    entries = engine.journal.entries()
+    known = {s.token for s in replay(entries)}
+    # The key an unfinished rollback is taking out of service is the journal's, not lost.
+    rolling_back = {
+        rb.replaced.fingerprint
+        for rb in replay_manual_rollbacks(entries)
+        if rb.closed is None and rb.replaced is not None
+    }
     found: dict[str, tuple[StoreVersion, list[int], list[int]]] = {}
     for index, store in enumerate(engine.stores):
         for version in store.describe():
             meta = version.meta
-            if not meta.token or meta.token in known:
+            if not meta.token or meta.token in known or meta.fingerprint in rolling_back:
                 continue
             if meta.environment not in (None, engine.env.name):
                 continue

@@ -140,3 +140,51 @@ def _apply(st: RotationState, e: Entry) -> None:
     elif e.phase == "closed":
         st.closed = str(e.data.get("reason") or e.step)
         st.closed_at = e.ts
+
+
+@dataclass
+class ManualRollback:
+    """A rollback of stores no journaled rotation had changed (keys put there by hand)."""
+
+    token: str
+    position: int  # index of its first journal entry
+    target: KeyRef | None = None  # the key it serves again; None: an older keyguard's entry
+    replaced: KeyRef | None = None  # the key it takes out of service
+    done: set[int] = field(default_factory=set)  # store indexes journaled as rolled back
+    closed: str | None = None
+    closed_at: datetime | None = None
+
+
+def replay_manual_rollbacks(entries: list[Entry]) -> list[ManualRollback]:
+    """Every rollback that belongs to no rotation, in journal order."""
+    rotations = {e.rotation for e in entries if (e.step, e.phase) == ("create", "before")}
+    found: dict[str, ManualRollback] = {}
+    for position, e in enumerate(entries):
+        if e.step != "rollback" or e.rotation in rotations:
+            continue
+        rb = found.setdefault(e.rotation, ManualRollback(e.rotation, position))
+        index = e.data.get("store_index")
+        if e.phase == "before" and index is None:
+            key, replaced = e.data.get("key"), e.data.get("replaced")
+            rb.target = KeyRef.from_json(key) if isinstance(key, dict) else None
+            rb.replaced = KeyRef.from_json(replaced) if isinstance(replaced, dict) else None
+        elif e.phase == "after" and index is not None:
+            rb.done.add(int(index))
+        elif e.phase == "closed":
+            rb.closed = str(e.data.get("reason") or "closed")
+            rb.closed_at = e.ts
+    return list(found.values())
+
+
+def last_manual_rollback(entries: list[Entry]) -> ManualRollback | None:
+    """The newest rollback without a rotation, if nothing in the journal came after it."""
+    manual = replay_manual_rollbacks(entries)
+    if not manual:
+        return None
+    rotations = [
+        i
+        for i, e in enumerate(entries)
+        if (e.step, e.phase) == ("create", "before") and "store_index" not in e.data
+    ]
+    last = manual[-1]
+    return last if not rotations or rotations[-1] < last.position else None

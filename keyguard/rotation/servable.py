@@ -1,0 +1,155 @@
+"""May the previous key serve again? Leaked, failed, archived or dead keys never do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from keyguard.errors import ConflictError, NotFoundError, UsageError
+from keyguard.journal import INCIDENT_LOG
+from keyguard.keys import Secret
+from keyguard.rotation.engine import RotationEngine
+from keyguard.rotation.state import RotationState
+from keyguard.stores.interface import SecretStore, Stage, stage_map
+
+
+class RollbackRefused(ConflictError):
+    """No previous key to go back to, or it must not serve: leaked, failed, archived, dead."""
+
+
+def make_servable(
+    engine: RotationEngine,
+    todo: list[SecretStore],
+    live: RotationState | None,
+    *,
+    reactivate: bool,
+) -> dict[str, str | None]:
+    """Check every previous key (reads only), then re-activate and verify each; else undo.
+
+    Returns each previous key's ``apikey_`` id by fingerprint (None: not identified).
+    """
+    targets: dict[str, tuple[Secret, str | None, str | None]] = {}
+    for store in todo:
+        previous = store.get(Stage.PREVIOUS)
+        if previous is None:
+            raise ConflictError(f"{store.uri} has no previous key to serve again")
+        if previous.fingerprint not in targets:
+            key_id = _previous_id(engine, store, previous, live)
+            targets[previous.fingerprint] = (
+                previous,
+                key_id,
+                _refuse_unsafe(engine, previous, key_id),
+            )
+    reactivated: list[str] = []
+    try:
+        for previous, key_id, status in targets.values():
+            if key_id is not None and status != "active":
+                if not reactivate:
+                    raise RollbackRefused(
+                        f"{engine.env.name}: the previous key {previous.hint} ({key_id}) is "
+                        f"{status}; nothing changed"
+                    )
+                engine.admin.update_key(key_id, status="active")
+                reactivated.append(key_id)
+                engine.say(f"{engine.env.name}: re-activated {previous.hint} ({key_id})")
+            _check_works(engine, previous, key_id)
+    except BaseException:
+        for key_id in reactivated:  # it was inactive before this run: leave it that way
+            engine.admin.update_key(key_id, status="inactive")
+        raise
+    return {fingerprint: key_id for fingerprint, (_, key_id, _) in targets.items()}
+
+
+def _previous_id(
+    engine: RotationEngine, store: SecretStore, previous: Secret, live: RotationState | None
+) -> str | None:
+    key_id = None
+    if live is not None:
+        key_id = next((o.id for o in live.olds if o.fingerprint == previous.fingerprint), None)
+    if key_id is None:
+        version = stage_map(store.describe()).get(Stage.PREVIOUS)
+        key_id = version.meta.key_id if version else None
+    if key_id is None:
+        try:
+            key_id = engine.admin.find_key(previous).id
+        except (NotFoundError, UsageError):
+            return None  # not in the organization's list: GET /v1/models decides
+    return key_id
+
+
+def _refuse_unsafe(engine: RotationEngine, previous: Secret, key_id: str | None) -> str | None:
+    """RollbackRefused for a leaked, failed or archived key; else its status (None: unknown)."""
+    name = engine.env.name
+    label = f"{previous.hint} ({key_id})" if key_id else previous.hint
+    then = f"; nothing changed. Deliver a new key instead: {engine.request_text()}"
+    log = engine.journal.path.parent / INCIDENT_LOG
+    for record in _incidents(log):
+        key = record.get("key") if isinstance(record.get("key"), dict) else {}
+        assert isinstance(key, dict)
+        if (key_id is not None and key.get("id") == key_id) or (
+            key.get("fingerprint") and key.get("fingerprint") == previous.fingerprint
+        ):
+            raise RollbackRefused(
+                f"{name}: the previous key {label} leaked: it is recorded in the incident log "
+                f"{log} ({record.get('started_at') or record.get('logged_at') or 'undated'}) and "
+                f"must never serve again{then}"
+            )
+    for st in engine.history():
+        if (
+            st.closed
+            and st.closed.startswith("failed")
+            and st.new.fingerprint == previous.fingerprint
+        ):
+            raise RollbackRefused(
+                f"{name}: the previous key {label} is the new key of rotation {st.token}, which "
+                f"failed verification ({st.closed.removeprefix('failed: ')}){then}"
+            )
+    if key_id is None:
+        return None
+    status = engine.admin.get_key(key_id).status
+    if status in ("archived", "expired"):
+        raise RollbackRefused(
+            f"{name}: the previous key {label} is {status} and cannot serve again{then}"
+        )
+    return status
+
+
+def _check_works(engine: RotationEngine, previous: Secret, key_id: str | None) -> None:
+    """``GET /v1/models`` (free) with the key, and its workspace when one is configured."""
+    label = f"{previous.hint} ({key_id})" if key_id else previous.hint
+    result = engine.admin.verify_key(previous)
+    problem = None
+    if not result.usable:
+        problem = f"GET /v1/models refused it (HTTP {result.status_code})"
+    elif (
+        engine.env.workspace and result.workspace_id and result.workspace_id != engine.env.workspace
+    ):
+        problem = f"it answers for workspace {result.workspace_id}, not {engine.env.workspace}"
+    if problem is not None:
+        raise RollbackRefused(
+            f"{engine.env.name}: the previous key {label} does not work: {problem}; nothing "
+            f"changed. Deliver a new key instead: {engine.request_text()}"
+        )
+
+
+def _incidents(path: Path) -> list[dict[str, Any]]:
+    """The incident log's records; a missing file is no incident, a torn line is skipped."""
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ConflictError(
+            f"cannot read the incident log {path} ({exc.strerror}), so keyguard cannot tell "
+            "whether the previous key leaked; fix its permissions and run again"
+        ) from None
+    out = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
