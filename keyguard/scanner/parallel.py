@@ -16,8 +16,6 @@ RANGE_BYTES = 32 << 20
 #: Target bytes per batch of whole files; the last batches are smaller so workers end together.
 BATCH_BYTES = 8 << 20
 BATCH_FILES = 1024
-#: Bytes per batch handed out while the walk goes on; a file at least this large goes alone.
-STREAM_BATCH_BYTES = 4 << 20
 
 OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 
@@ -91,7 +89,7 @@ def plan(targets: list[Target], workers: int) -> list[Unit]:
 
 def stream_plan(targets: Iterable[Target], workers: int) -> Iterator[Unit]:
     """Units of work while ``targets`` is still being listed, so workers scan while the walk
-    goes on: files in batches of about ``STREAM_BATCH_BYTES`` as they are found, a large file
+    goes on: files in batches of about ``BATCH_BYTES`` as they are found, a large file
     alone (or split into ranges). Blobs and the files left when the listing ends are planned
     largest first, so the last units to finish are small ones."""
     held: list[Target] = []
@@ -100,12 +98,12 @@ def stream_plan(targets: Iterable[Target], workers: int) -> Iterator[Unit]:
     for t in targets:
         if t.fs_path is None:
             held.append(t)
-        elif t.size >= STREAM_BATCH_BYTES:
+        elif t.size >= BATCH_BYTES:
             yield from plan([t], workers)
         else:
             batch.append(t)
             size += t.size
-            if size >= STREAM_BATCH_BYTES or len(batch) >= BATCH_FILES:
+            if size >= BATCH_BYTES or len(batch) >= BATCH_FILES:
                 yield batch
                 batch, size = [], 0
     yield from plan(held + batch, workers)

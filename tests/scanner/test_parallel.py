@@ -4,6 +4,7 @@ sequential read finds, at the same lines and columns."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,38 @@ def test_packed_small_files_never_join_across_files(plain_dir: Path, scan_json: 
     assert code == 1
     assert [(f["path"], f["line"], f["column"]) for f in report["findings"]] == [("c.txt", 1, 6)]
     assert report["stats"]["files"] == 4
+
+
+def test_stream_plan_hands_out_every_target_once_and_ends_with_small_units(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Units go out while the listing is still being read: each file in exactly one unit,
+    a large one alone, blobs and the files left at the end planned largest first."""
+    mib = 1 << 20
+    monkeypatch.setattr(parallel, "BATCH_BYTES", 4 * mib)
+    monkeypatch.setattr(parallel, "SPLIT_BYTES", 1 << 40)
+    sizes = [m * mib // 10 for m in (30, 20, 500, 40, 10, 250, 5, 35, 1, 2, 3)]
+    files = [
+        parallel.Target(f"f{i}", size, fs_path=str(tmp_path / f"f{i}"))
+        for i, size in enumerate(sizes)
+    ]
+    blobs = [parallel.Target(f"b{i}", mib + i, oid=f"{i:040x}", repo=".") for i in range(3)]
+    pulled: list[str] = []
+
+    def listing() -> Iterator[parallel.Target]:
+        for t in [*files[:4], *blobs, *files[4:]]:
+            pulled.append(t.path)
+            yield t
+
+    seen_when: list[int] = []
+    units = []
+    for unit in parallel.stream_plan(listing(), 2):
+        seen_when.append(len(pulled))
+        units.append(unit)
+    flat = [t.path for u in units for t in (u if isinstance(u, list) else [u.target])]
+    assert sorted(flat) == sorted(t.path for t in [*files, *blobs])
+    assert seen_when[0] < len(pulled)  # the first unit left before the listing ended
+    assert ["f2"] in [[t.path for t in u] for u in units if isinstance(u, list)]  # alone
+    sized = [sum(t.size for t in u) if isinstance(u, list) else 0 for u in units]
+    tail = sized[-3:]
+    assert tail == sorted(tail, reverse=True) and tail[-1] <= mib  # small units last
