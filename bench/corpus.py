@@ -45,6 +45,7 @@ SHARES: dict[str, tuple[float, int, int]] = {
 CATEGORIES: dict[str, str] = {
     "py-assign": "py",
     "py-split-literal": "py",
+    "js-split-prefix": "js",
     "js-header": "js",
     "dotenv": "env",
     "yaml-value": "yaml",

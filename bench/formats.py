@@ -32,6 +32,7 @@ def snippet(category: str, key: str) -> str:
     return {
         "py-assign": f'ANTHROPIC_API_KEY = "{key}"',
         "py-split-literal": f'CLAUDE_KEY = (\n    "{key[:half]}"\n    "{key[half:]}"\n)',
+        "js-split-prefix": f'const claudeKey = "{key[:3]}" +\n  "{key[3:]}";',
         "js-header": f"  headers: {{ 'x-api-key': process.env.KEY || '{key}' }},",
         "dotenv": f"ANTHROPIC_API_KEY={key}",
         "yaml-value": f"  anthropic_api_key: {key}",

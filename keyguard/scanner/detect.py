@@ -24,8 +24,16 @@ MAX_RUN = 600
 #: ``sk-ant-`` in base64 at each of the three byte alignments: (needle, first char index,
 #: alignment). Only the characters that depend on the prefix alone are searched.
 B64_NEEDLES = ((b"c2stYW50L", 0, 0), (b"NrLWFudC", 2, 1), (b"zay1hbnQt", 3, 2))
-#: Everything a search pass looks for: the prefix, then its base64 forms.
-NEEDLES = (PREFIX, *(needle for needle, _, _ in B64_NEEDLES))
+#: The family marks that follow ``sk-ant``, dash included. A key split inside its prefix
+#: (``"sk-" "ant-api03-..."``) has no ``sk-ant-`` anywhere, but always one of these.
+SPLIT_MARKS = (b"-api0", b"-admin01-", b"-oat01-", b"-ort01-", b"-sid01-")
+#: Everything a search pass looks for: the prefix, its base64 forms, then the family marks.
+NEEDLES = (PREFIX, *(needle for needle, _, _ in B64_NEEDLES), *SPLIT_MARKS)
+#: Needles the stdlib engine finds with ``bytes.find``, one pass each; the marks take one
+#: regular-expression pass together (five more ``find`` passes would cost more than the rest).
+FIND_NEEDLES = NEEDLES[: 1 + len(B64_NEEDLES)]
+MARK = len(FIND_NEEDLES)  # the needle index every family mark is reported under
+SPLIT_MARK_RE = re.compile(b"|".join(re.escape(mark) for mark in SPLIT_MARKS))
 _LONGEST = max(len(needle) for needle in NEEDLES)
 
 _RUN = re.compile(rb"[A-Za-z0-9_-]*")
@@ -36,6 +44,15 @@ _B64_URLSAFE = bytes.maketrans(b"-_", b"+/")
 # a backslash line continuation, with any whitespace or newlines around it.
 _JOIN = re.compile(
     rb"""["'`](?:\s|\\\r?\n)*(?:(?:\+|\.|&|\|\|)(?:\s|\\\r?\n)*)?[rRbBuUfF]{0,2}["'`]"""
+)
+#: A literal that ends inside ``sk-ant``, the glue, and a literal that starts with the rest of
+#: it, ending where a family mark starts.
+_PREFIX_SPLIT = re.compile(
+    b"(?:"
+    + b"|".join(
+        re.escape(PREFIX[:cut]) + _JOIN.pattern + re.escape(PREFIX[cut:-1]) for cut in range(1, 7)
+    )
+    + rb")\Z"
 )
 _ALLOW = re.compile(rb"keyguard:\s?allow")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -162,6 +179,22 @@ def _joined(buf: bytearray, run: bytes, e: int, n: int) -> tuple[Rule, bytes, st
     return (rule, joined, "concatenated") if rule is not None else None
 
 
+def _prefix_split(buf: bytearray, i: int, n: int) -> tuple[int, tuple[Rule, bytes, str]] | None:
+    """A key whose ``sk-ant`` is split across literals, the family mark at ``i``: (where the
+    key starts, what it is)."""
+    m = _PREFIX_SPLIT.search(buf, max(0, i - 600), i)
+    if m is None or not _left_ok(buf, m.start()):
+        return None
+    r = _RUN.match(buf, i, min(n, i + MAX_RUN + 1))
+    assert r is not None
+    if r.end() - i > MAX_RUN:
+        return None
+    run = PREFIX[:-1] + bytes(buf[i : r.end()])
+    rule = classify(run)
+    found = (rule, run, "concatenated") if rule is not None else _joined(buf, run, r.end(), n)
+    return (m.start(), found) if found is not None else None
+
+
 def _base64(buf: bytearray, g: int, align: int, n: int) -> tuple[Rule, bytes, str] | None:
     """Decode the base64 run starting at group boundary ``g`` and classify what it holds."""
     m = _B64_RUN.match(buf, g, min(n, g + 4 * MAX_RUN // 3 + 16))
@@ -253,20 +286,21 @@ def _newlines_in_file(fd: int, start: int, end: int) -> tuple[int, int]:
 
 def _candidates(buf: bytearray, lo: int, hi: int, n: int) -> list[tuple[int, int]]:
     """(needle index, start) of every needle starting in ``buf[lo:hi]``; index 0 is the
-    prefix, 1-3 the entries of ``B64_NEEDLES``."""
+    prefix, 1-3 the entries of ``B64_NEEDLES``, ``MARK`` and up a family mark."""
     fast = accel.finder(NEEDLES)
     if fast is not None:
         end = min(n, hi + _LONGEST - 1)
         with memoryview(buf) as mv, mv[lo:end] as window:
             return [(k, i) for k, i in fast.find(window, lo) if i < hi]
     out: list[tuple[int, int]] = []
-    for k, needle in enumerate(NEEDLES):
+    for k, needle in enumerate(FIND_NEEDLES):
         end = min(n, hi + len(needle) - 1)
         i = buf.find(needle, lo, end)
         while i != -1:
             out.append((k, i))
             i = buf.find(needle, i + 1, end)
-    return out
+    out.extend((MARK, m.start()) for m in SPLIT_MARK_RE.finditer(buf, lo, min(n, hi + _LONGEST)))
+    return [(k, i) for k, i in out if i < hi]
 
 
 def _round(
@@ -277,6 +311,11 @@ def _round(
     for k, i in _candidates(buf, lo, hi, n):
         if k == 0:
             found.append((i, _plain(buf, i, n, binary)))
+            continue
+        if k >= MARK:
+            split = _prefix_split(buf, i, n)
+            if split is not None:
+                found.append(split)
             continue
         _, first, align = B64_NEEDLES[k - 1]
         if i - first >= 0:

@@ -17,7 +17,14 @@ from typing import IO, Any
 from keyguard.keys import Secret
 from keyguard.scanner import accel
 from keyguard.scanner.archives import ItemResult, scan_item
-from keyguard.scanner.detect import ARCHIVE_FIRST_BYTES, NEEDLES, Hit, sniff
+from keyguard.scanner.detect import (
+    ARCHIVE_FIRST_BYTES,
+    FIND_NEEDLES,
+    NEEDLES,
+    SPLIT_MARK_RE,
+    Hit,
+    sniff,
+)
 from keyguard.scanner.parallel import (
     OPEN_FLAGS,
     Range,
@@ -234,13 +241,13 @@ class _Pack:
             with self.view[:end] as window:
                 for _, i in fast.find(window):
                     suspects.add(bisect.bisect_right(starts, i) - 1)
-        for needle in () if fast is not None else NEEDLES:
-            i = buf.find(needle, 0, end)
+        for needle in () if fast is not None else (*FIND_NEEDLES, None):
+            i = _first(buf, needle, 0, end)
             while i != -1:
                 k = bisect.bisect_right(starts, i) - 1
                 suspects.add(k)
                 nxt = starts[k + 1] if k + 1 < len(starts) else end
-                i = buf.find(needle, nxt, end)
+                i = _first(buf, needle, nxt, end)
         suspect_bytes = 0
         for k in sorted(suspects):
             lo = starts[k]
@@ -254,6 +261,14 @@ class _Pack:
         self.clean_bytes += end - len(starts) - suspect_bytes
         self.pos = 0
         self.starts, self.files = [], []
+
+
+def _first(buf: bytearray, needle: bytes | None, start: int, end: int) -> int:
+    """Where ``needle`` (None: any family mark) first starts in ``buf[start:end]``, or -1."""
+    if needle is not None:
+        return buf.find(needle, start, end)
+    m = SPLIT_MARK_RE.search(buf, start, end)
+    return -1 if m is None else m.start()
 
 
 def _scan_batch(targets: list[Target]) -> tuple[list[_Row], int, int, list[str]]:

@@ -38,7 +38,7 @@ def _payloads(path: Path) -> list[bytes]:
 
 def _keys_in(data: bytes) -> set[str]:
     """Key-shaped strings: plain, split over adjacent literals, or inside base64."""
-    joined = data.replace(b'"\n    "', b"")
+    joined = data.replace(b'"\n    "', b"").replace(b'" +\n  "', b"")
     found = {m.decode() for m in PLANTED.findall(joined)}
     for token in B64.findall(data):
         with contextlib.suppress(binascii.Error, ValueError):

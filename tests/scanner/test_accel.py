@@ -77,6 +77,15 @@ def _extras(root: Path) -> set[str]:
         at = edge - 5 - 3 * align
         big[at : at + len(encoded) + 2] = b" " + encoded + b" "
     write(root / "extras" / "rounds.log", bytes(big))
+    # A key split inside its prefix whose family mark starts a round, and one that ends one.
+    split = bytearray(b"z" * (4 * detect.CHUNK))
+    for edge, shift in ((edges[0], 0), (edges[1], -1)):
+        key = generate_key().reveal()
+        keys.add(key)
+        text = f' x = "{key[:3]}" +\n  "{key[3:]}" '.encode()
+        at = edge + shift - text.index(b"-api0")
+        split[at : at + len(text)] = text
+    write(root / "extras" / "split.js", bytes(split))
     member = generate_key().reveal()
     keys.add(member)
     body = b"line\n" * 300_000 + member.encode() + b"\n"

@@ -68,6 +68,59 @@ def test_key_split_across_adjacent_literals_is_joined(template: str) -> None:
     assert [(h.key.decode(), h.encoding, h.line) for h in hits] == [(key, "concatenated", 1)]
 
 
+@pytest.mark.parametrize("cut", range(1, 7))  # after "s", "sk", ..., "sk-ant"
+@pytest.mark.parametrize(
+    "template",
+    [
+        'KEY = "{a}" "{b}"\n',
+        "key = '{a}' +\n    '{b}';\n",
+        "const key = `{a}` + `{b}`;\n",
+        '$key = "{a}" . "{b}";\n',
+    ],
+)
+def test_key_split_inside_its_prefix_is_joined(template: str, cut: int) -> None:
+    key = generate_key().reveal()
+    text = "# config\n" + template.format(a=key[:cut], b=key[cut:])
+    hits = scan_bytes(text.encode())
+    assert [(h.key.decode(), h.encoding, h.line) for h in hits] == [(key, "concatenated", 2)]
+    line = template.format(a="\0", b="")
+    assert hits[0].column == line.index("\0") + 1  # where the key starts
+
+
+def test_key_split_inside_its_prefix_and_again_in_its_body() -> None:
+    key = generate_key("admin").reveal()
+    text = f'KEY = "{key[:4]}" + "{key[4:40]}"\n    + "{key[40:]}"\n'
+    hits = scan_bytes(text.encode())
+    assert [(h.key.decode(), h.encoding) for h in hits] == [(key, "concatenated")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'x = "task-" "ant-api03-{body}"',  # "s" continues a word: no key starts there
+        'x = "sk-" "ant-api03-{body}x"',  # one character too many
+        'xs = ["sk-", "ant-api03-{body}"]',  # list items are not joined
+        "x = 'sk-' 'ant-api03-your-key-here'",  # a placeholder
+    ],
+)
+def test_prefix_split_decoys_are_not_keys(text: str) -> None:
+    body = generate_key().reveal()[len("sk-ant-api03-") :]
+    assert scan_bytes(text.format(body=body).encode()) == []
+
+
+def test_prefix_split_key_in_a_small_file_and_in_a_large_one(
+    plain_dir: Path, scan_json: Scan
+) -> None:
+    keys = [generate_key().reveal() for _ in range(2)]
+    write(plain_dir / "small.py", f'KEY = "sk-a" "{keys[0][4:]}"\n')
+    filler = "x = 1\n" * 300_000  # several read rounds before the key
+    write(plain_dir / "large.py", filler + f'KEY = "sk-ant" "{keys[1][6:]}"\n')
+    code, report, _ = scan_json(".")
+    assert code == 1
+    got = sorted((f["path"], f["line"], f["column"]) for f in report["findings"])
+    assert got == [("large.py", 300_001, 8), ("small.py", 1, 8)]
+
+
 def test_literals_in_a_list_are_not_joined() -> None:
     key = generate_key().reveal()
     assert scan_bytes(f'xs = ["{key[:50]}", "{key[50:]}"]'.encode()) == []
