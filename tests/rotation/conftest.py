@@ -66,6 +66,18 @@ class Project:
                 self._opened[uri] = open_store(uri)
         return [self._opened[uri] for uri in self.stores]
 
+    def snapshot(self) -> tuple[list[object], str, int]:
+        """Every store (a file store's raw bytes, a cloud store's versions and stages), the
+        journal and the count of Admin API writes: what a refusal must leave as it was."""
+        stores: list[object] = []
+        for uri, store in zip(self.stores, self.open_stores(), strict=True):
+            if uri.startswith("file:"):
+                stores.append(Path(uri.removeprefix("file:")).read_bytes())
+            else:
+                stores.append((store.describe(), store.get(Stage.PREVIOUS)))
+        journal = self.journal.read_text() if self.journal.exists() else ""
+        return stores, journal, len(self.sandbox.writes())
+
     def served(self) -> list[Secret | None]:
         return [store.get(Stage.CURRENT) for store in self.open_stores()]
 

@@ -96,13 +96,6 @@ def test_sigkill_mid_rotation_over_all_four_kinds(
     crash_and_rerun(project, point)
 
 
-def _snapshot(project: Project) -> tuple[list[object], str, int]:
-    """Every store's versions and stages, the journal, the Admin API writes: a refusal keeps all."""
-    stores = [(s.describe(), s.get(Stage.PREVIOUS)) for s in project.open_stores()]
-    journal = project.journal.read_text() if project.journal.exists() else ""
-    return stores, journal, len(project.sandbox.writes())
-
-
 @EACH_CLOUD
 def test_rollback_checks_the_previous_key_then_serves_it(
     cloud: tuple[Project, dict[str, Harness]],
@@ -124,10 +117,10 @@ def test_rollback_checks_the_previous_key_then_serves_it(
     log = [(m, p) for m, p, _ in project.sandbox.request_log()[start:]]
     reactivated = log.index(("POST", f"/v1/organizations/api_keys/{old_id}"))
     assert ("GET", "/v1/models") in log[reactivated:]  # verified after re-activation
-    before = _snapshot(project)
+    before = project.snapshot()
     again = project.run("rollback", "prod", "--yes")
     assert again.returncode == 0 and "already rolled back" in again.stdout, again.stderr
-    assert _snapshot(project) == before
+    assert project.snapshot() == before
 
 
 @EACH_CLOUD
@@ -143,13 +136,13 @@ def test_rollback_refuses_a_previous_key_that_leaked(
     leak = project.run("revoke", "--leaked", "-", "--yes", input=old.reveal())
     assert leak.returncode == 0, leak.stderr
     assert project.status_of(old) == "inactive"
-    before = _snapshot(project)
+    before = project.snapshot()
 
     done = project.run("rollback", "prod", "--yes")
 
     assert done.returncode == 2, done.stderr
     assert "leaked" in done.stderr and old_id in done.stderr and "incidents.jsonl" in done.stderr
-    assert _snapshot(project) == before  # no store written, no re-activation
+    assert project.snapshot() == before  # no store written, no re-activation
     assert project.status_of(old) == "inactive" and project.served() == [new]
     assert [h.read_by_hand(uri) for uri, h in by_uri.items()] == [new.reveal()]
 
@@ -162,7 +155,7 @@ def test_rollback_refuses_a_dead_previous_key(cloud: tuple[Project, dict[str, Ha
     _, new = project.mint("prod-20261125")
     done = project.run("rotate", "prod", "--grace", "0", "--yes", input=new.reveal())
     assert done.returncode == 0, done.stderr
-    before = _snapshot(project)
+    before = project.snapshot()
     start = len(project.sandbox.request_log())
 
     done = project.run("rollback", "prod", "--yes")
@@ -170,7 +163,7 @@ def test_rollback_refuses_a_dead_previous_key(cloud: tuple[Project, dict[str, Ha
     assert done.returncode == 2, done.stderr
     assert "GET /v1/models" in done.stderr and stranger.hint in done.stderr
     assert ("GET", "/v1/models") in [(m, p) for m, p, _ in project.sandbox.request_log()[start:]]
-    assert _snapshot(project) == before
+    assert project.snapshot() == before
     assert project.served() == [new]
     assert [h.read_by_hand(uri) for uri, h in by_uri.items()] == [new.reveal()]
 

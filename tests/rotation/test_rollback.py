@@ -16,12 +16,6 @@ from keyguard.keys import generate_key
 from tests.rotation.conftest import Project, make_project
 
 
-def _snapshot(project: Project) -> tuple[list[bytes], str, int]:
-    stores = [Path(u.removeprefix("file:")).read_bytes() for u in project.stores]
-    journal = project.journal.read_text() if project.journal.exists() else ""
-    return stores, journal, len(project.sandbox.writes())
-
-
 def _rotate_now(project: Project, key: str) -> int:
     return project.run("rotate", "prod", "--grace", "0", "--yes", input=key).returncode
 
@@ -37,13 +31,13 @@ def test_rollback_refuses_a_previous_key_an_incident_revoked(project: Project, h
     leak = project.run("revoke", *args, "--yes", input=old.reveal() if how == "--leaked" else "")
     assert leak.returncode == 0, leak.stderr
     assert project.status_of(old) == "inactive"
-    before = _snapshot(project)
+    before = project.snapshot()
 
     done = project.run("rollback", "prod", "--yes")
 
     assert done.returncode == 2, done.stderr
     assert "leaked" in done.stderr and old_id in done.stderr and "incidents.jsonl" in done.stderr
-    assert _snapshot(project) == before  # nothing changed, no re-activation
+    assert project.snapshot() == before  # nothing changed, no re-activation
     assert project.status_of(old) == "inactive"
     assert project.served() == [new, new]
 
@@ -58,13 +52,13 @@ def test_rollback_refuses_the_key_whose_verify_failed(tmp_path: Path, sandbox: S
     failed = project.run("rotate", "prod", "--grace", "0", "--yes", input=new.reveal())
     assert failed.returncode == 2 and "failed verification" in failed.stderr
     assert project.served() == [old, old]  # the failed key sits at previous now
-    before = _snapshot(project)
+    before = project.snapshot()
 
     done = project.run("rollback", "prod", "--yes")
 
     assert done.returncode == 2, done.stderr
     assert "failed verification" in done.stderr and new.hint in done.stderr
-    assert _snapshot(project) == before
+    assert project.snapshot() == before
     assert project.served() == [old, old]
 
 
@@ -73,13 +67,13 @@ def test_rollback_refuses_a_previous_key_the_api_refuses(project: Project) -> No
     project.seed(stranger)
     _, new = project.mint("prod-20261125")
     assert _rotate_now(project, new.reveal()) == 0
-    before = _snapshot(project)
+    before = project.snapshot()
 
     done = project.run("rollback", "prod", "--yes")
 
     assert done.returncode == 2, done.stderr
     assert "GET /v1/models" in done.stderr and stranger.hint in done.stderr
-    assert _snapshot(project) == before
+    assert project.snapshot() == before
     assert project.served() == [new, new]
 
 
@@ -108,11 +102,11 @@ def test_a_second_rollback_does_not_undo_the_first(project: Project) -> None:
     _, new = project.mint("prod-20261125")
     assert _rotate_now(project, new.reveal()) == 0
     assert project.run("rollback", "prod", "--yes").returncode == 0
-    before = _snapshot(project)
+    before = project.snapshot()
 
     again = project.run("rollback", "prod", "--yes")  # e.g. rerun after a crash at its end
 
     assert again.returncode == 0, again.stderr
     assert "already rolled back" in again.stdout
     assert project.served() == [old, old]
-    assert _snapshot(project) == before
+    assert project.snapshot() == before
