@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import re
 import sys
 from collections.abc import Sequence
@@ -90,8 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code)
     except click.ClickException as exc:
         # Click repeats a bad argument in its message: never let that be a key.
-        exc.message = _KEYISH_RE.sub(lambda m: redact(m.group(0)), exc.message)
-        exc.show()
+        shown = io.StringIO()
+        exc.show(file=shown)
+        sys.stderr.write(_KEYISH_RE.sub(lambda m: redact(m.group(0)), shown.getvalue()))
         return int(ExitCode.USAGE)
     if isinstance(result, int):
         return result
