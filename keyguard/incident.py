@@ -110,6 +110,7 @@ class Snapshot:
     values: list[StoreValue] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     error_envs: dict[str, str] = field(default_factory=dict)  # store -> its environment
+    error_codes: dict[str, int] = field(default_factory=dict)  # store -> the error's exit code
 
     def holding(self, fp: str | None, key_id: str | None) -> list[Holding]:
         """Stages whose value is the leaked key (its fingerprint) or names its id in metadata.
@@ -163,19 +164,24 @@ def read_stores(config: Config, workers: int = STORE_READERS) -> Snapshot:
 
     envs = {uri: env for env, uri in jobs}
 
+    codes: dict[str, int] = {}
+
     def one(job: tuple[str, str]) -> tuple[str, list[StoreValue] | str]:
         try:
             return job[1], _read_store(*job)
         except KeyguardError as exc:
+            codes[job[1]] = int(exc.exit_code)
             return job[1], scrub(str(exc))
-        except Exception as exc:  # a malformed store must not stop an incident
-            return job[1], scrub(f"unreadable store ({type(exc).__name__}: {exc})")
+        except Exception as exc:  # a malformed store document must not stop an incident
+            codes[job[1]] = int(ExitCode.USAGE)
+            return job[1], scrub(f"malformed store document ({type(exc).__name__}: {exc})")
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
         for uri, result in pool.map(one, jobs):
             if isinstance(result, str):
                 snap.errors[uri] = result
                 snap.error_envs[uri] = envs[uri]
+                snap.error_codes[uri] = codes.get(uri, int(ExitCode.UNAVAILABLE))
             else:
                 snap.values.extend(result)
     return snap

@@ -263,9 +263,10 @@ def _notify(config: Config, outcome: EnvOutcome) -> str | None:
 
     try:
         post_webhook(config.webhook, outcome.request)
-    except KeyguardError as exc:
-        _say(f"keyguard: warning: {exc}")
-        return str(exc)
+    except Exception as exc:  # after the write: named, never a traceback that stops the rest
+        problem = scrub(str(exc) if isinstance(exc, KeyguardError) else repr(exc))
+        _say(f"keyguard: warning: {problem}")
+        return problem
     return None
 
 
@@ -363,7 +364,8 @@ def _after_write(
     for uri, problem in snap.errors.items():
         env = snap.error_envs.get(uri)
         _say(f"keyguard: warning: could not read {uri}: {problem}")
-        failures.append(Failure("stores", f"could not read it: {problem}", 4, env, uri))
+        code = snap.error_codes.get(uri, int(ExitCode.UNAVAILABLE))
+        failures.append(Failure("stores", f"could not read it: {problem}", code, env, uri))
     rotate = engine_rotator(config, admin, _say)
     records = []
     for t, d in done:
@@ -390,8 +392,8 @@ def _after_write(
         record["failures"] = [f.to_json() for f in failures]
         try:
             append_audit(config.state_dir, record)
-        except (OSError, KeyguardError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        except Exception as exc:  # after the write: named, and the rest still runs
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else scrub(str(exc))
             failures.append(
                 Failure("incident log", f"could not write {config.state_dir}: {why}", 2)
             )
@@ -435,7 +437,7 @@ def _exit_code(
 @click.option(
     "--repo",
     type=click.Path(file_okay=False),
-    help="Git repository of the scan's history findings (default: .).",
+    help="Folder the scan ran in: its files and git history are read again (default: .).",
 )
 @click.option(
     "--deadline", type=float, default=60.0, show_default=True, help="Seconds to retry the API."
@@ -458,9 +460,12 @@ def revoke(
 ) -> int:
     """Deactivate a leaked key at once, then rotate the environments that use it.
 
-    The key comes from stdin or a hidden prompt (`--leaked -`), never from the command line.
-    Exit 0 done, 1 key unknown to the organization, 2 usage, 3 admin key rejected,
-    4 API unavailable, 5 deactivated but environments still wait for a new key.
+    The key comes from stdin or a hidden prompt (`--leaked -`), never from the command line;
+    before any write keyguard proves it is a live key of this organization (GET /v1/models
+    and exactly one key with its hint), and the write also marks its name `leaked-DATE ...`.
+    Before a write: 1 not proven (nothing changed), 2 usage, 3 admin key rejected, 4 API
+    unavailable. After it: 0 done, 5 environments wait for a new key, else the code of the
+    first failed step (each named on stderr; the rest still ran), 1 findings not acted on.
     """
     started = time.monotonic()
     started_at = datetime.now(UTC)
