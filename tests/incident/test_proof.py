@@ -298,3 +298,19 @@ def test_nothing_written_means_the_plain_error(incident: Incident) -> None:
     run = incident.revoke("--leaked", "-", "--yes", key=stranger)
     assert run.code == int(NotFoundError.exit_code)
     assert not (incident.root / ".keyguard" / "incidents.jsonl").exists()
+
+
+def test_one_failed_deactivation_does_not_stop_the_other_key(incident: Incident) -> None:
+    a_id, a = incident.mint("a")
+    b_id, b = incident.mint("b")
+    incident.sandbox.set_faults(
+        rate=1.0, kinds=("500",), only=f"POST /v1/organizations/api_keys/{b_id}"
+    )
+    run = incident.revoke(
+        "--leaked", "-", "--yes", "--deadline", "1", stdin=f"{a.reveal()}\n{b.reveal()}\n"
+    )
+    incident.sandbox.clear_faults()
+    assert run.code == 4, run.err  # b is still active: its failure decides the exit code
+    assert f"FAILED: deactivate: {b_id}" in run.err
+    assert incident.status(a_id) == "inactive" and incident.status(b_id) == "active"
+    assert [r["key"]["id"] for r in incident.audit()] == [a_id]
