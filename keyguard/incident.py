@@ -1,12 +1,16 @@
-"""Incident response: leaked key -> id -> deactivate -> affected environments -> rotations.
+"""Incident response: leaked key -> proof -> id -> deactivate -> environments -> rotations.
 
-Deactivation is the first write and comes before anything slow (store reads, the usage
-report); after it, the stores of every environment are read concurrently to find where the key
-lives, and environments that serve it are rotated at once (no grace, no drain) when a new key
-is waiting, else asked for one; meanwhile an environment that served the leaked key goes back
-to its previous key when that one is still active, works and never leaked (store operations
-only: the deactivation stays the single Admin API write). The exposure report and the audit
-log live in ``keyguard.incident_report``.
+Before any write, the leaked string is proven to *be* the key (``prove``: it authenticates
+with ``GET /v1/models`` and exactly one active key of the organization has its hint; a hint
+alone never is proof). A scan finding is first read again from where the scan found it
+(``reread``). Deactivation is the first write (it also puts the leak mark on the key's name)
+and comes before anything slow (store reads, the usage report); after it, the stores of every
+environment are read concurrently to find where the key lives, and environments that serve
+it are rotated at once (no grace, no drain) when a new key is waiting, else asked for one;
+meanwhile an environment that served the leaked key goes back to its previous key when that
+one is still active, works and never leaked (store operations only: the deactivation stays
+the single Admin API write). The exposure report and the audit log live in
+``keyguard.incident_report``.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ STORE_READERS = 8
 
 @dataclass(frozen=True)
 class Target:
-    """What the operator gave: a key, an id, or a scan finding (fingerprint + hint)."""
+    """What the operator gave: a key (from stdin or read again for a scan finding), or an id."""
 
     key: Secret | None = None
     key_id: str | None = None
