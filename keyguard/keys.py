@@ -18,6 +18,9 @@ _PREFIX_RE = re.compile(r"^(sk-ant-[a-z]+[0-9]*-)")
 _EMBEDDED_API_KEY_RE = re.compile(
     r"(?<![A-Za-z0-9_-])sk-ant-api03-[A-Za-z0-9_-]{93}AA(?![A-Za-z0-9_-])"
 )
+_EMBEDDED_ADMIN_KEY_RE = re.compile(
+    r"(?<![A-Za-z0-9_-])sk-ant-admin01-[A-Za-z0-9_-]{93}AA(?![A-Za-z0-9_-])"
+)
 #: The mark a leaked key's name gets when keyguard deactivates it: ``leaked-2026-12-03 <name>``.
 LEAK_MARK_RE = re.compile(r"^leaked-\d{4}-\d{2}-\d{2}(?: |$)")
 #: The Admin API's limit on a key's name.
@@ -56,6 +59,14 @@ _KEYISH_RE = re.compile(r"sk-ant-[A-Za-z]+[0-9]*-[A-Za-z0-9_-]{4,}")
 def scrub_text(text: str) -> str:
     """``text`` (e.g. an error from a store) with every key-shaped string redacted."""
     return _KEYISH_RE.sub(lambda m: redact(m.group(0)), text)
+
+
+def find_admin_keys(text: str) -> list[Secret]:
+    """Each distinct admin key in ``text`` (they are revoked in the Console, never by keyguard)."""
+    seen: dict[str, Secret] = {}
+    for m in _EMBEDDED_ADMIN_KEY_RE.finditer(text):
+        seen.setdefault(m.group(0), Secret(m.group(0)))
+    return list(seen.values())
 
 
 def find_api_keys(text: str) -> list[Secret]:

@@ -34,7 +34,7 @@ from keyguard.incident import (
     reread,
 )
 from keyguard.incident_report import Exposure, append_audit, build_exposure, markdown, write_report
-from keyguard.keys import Secret, find_api_keys
+from keyguard.keys import Secret, find_admin_keys, find_api_keys
 from keyguard.keys import scrub_text as scrub
 from keyguard.policy import parse_duration
 
@@ -109,6 +109,11 @@ def _stdin_keys() -> list[Secret]:
     given = read_key("Leaked key (input hidden)")
     assert given is not None
     keys = find_api_keys(given.reveal())
+    for admin_key in find_admin_keys(given.reveal()):
+        _say(
+            f"keyguard: warning: the input also holds the admin key {admin_key.hint}: keyguard "
+            "does not revoke admin keys; delete it in the Console (Settings > Admin keys) now"
+        )
     if not keys:
         raise UsageError(
             "no Anthropic API key (sk-ant-api03-...) found in the input; pipe the leaked key "

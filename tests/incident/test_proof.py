@@ -179,6 +179,17 @@ def test_several_keys_with_one_look_alike_are_refused_together(incident: Inciden
     assert incident.status(a_id) == "active" and incident.status(prod_id) == "active"
 
 
+def test_an_admin_key_beside_the_leaked_key_is_named_not_ignored(incident: Incident) -> None:
+    key_id, key = incident.mint("prod-api")
+    admin_key = generate_key("admin")
+    incident.secrets.append(admin_key)
+    text = f"ANTHROPIC_API_KEY={key.reveal()}\nANTHROPIC_ADMIN_KEY={admin_key.reveal()}\n"
+    run = incident.revoke("--leaked", "-", "--yes", stdin=text)
+    assert run.code == 0, run.err
+    assert admin_key.hint in run.err and "Console" in run.err
+    assert incident.status(key_id) == "inactive"
+
+
 def test_stdin_without_a_key_is_a_usage_error(incident: Incident) -> None:
     run = incident.revoke("--leaked", "-", "--yes", stdin="sk-ant-api03-too-short\n")
     assert run.code == 2, run.err
