@@ -377,7 +377,9 @@ def authenticates(admin: AdminClient, key: Secret) -> tuple[bool, str]:
     return result.usable, f"HTTP {result.status_code}"
 
 
-def prove(admin: AdminClient, keys: list[Secret]) -> list[ApiKey]:
+def prove(
+    admin: AdminClient, keys: list[Secret], listing: list[ApiKey] | None = None
+) -> list[ApiKey]:
     """For each leaked string, the one key of the organization it provably *is*.
 
     Proof, before any write: the string authenticates (``GET /v1/models``) and exactly one key
@@ -388,11 +390,13 @@ def prove(admin: AdminClient, keys: list[Secret]) -> list[ApiKey]:
     for key in keys:
         if not is_api_key(key.reveal()):
             raise UsageError(
-                f"{key.hint} is not an Anthropic API key (sk-ant-api03-...); give the key itself"
+                f"{key.hint} is not an Anthropic API key (sk-ant-api03-...): keyguard revokes API "
+                "keys only (delete an admin key in the Console)"
             )
     from keyguard.admin.client import key_matches_hint
 
-    listing = list(admin.list_keys())
+    if listing is None:
+        listing = list(admin.list_keys())
     proven: list[ApiKey] = []
     problems: list[str] = []
     for key in keys:

@@ -159,10 +159,11 @@ def _targets(
             read.append((secret, group))
     targets: list[Target] = []
     proven: list[ApiKey] = []
+    listing = list(admin.list_keys()) if read else []  # once for every finding
     for secret, group in read:
         try:
-            (api,) = prove(admin, [secret])
-        except NotProvenError as exc:
+            (api,) = prove(admin, [secret], listing)
+        except (NotProvenError, UsageError) as exc:  # e.g. an admin key: not ours to revoke
             _say(f"keyguard: not acted on: {exc}")
             unresolved.append(str(exc))
             continue

@@ -252,3 +252,22 @@ def test_from_scan_reads_a_key_again_from_an_archive_member(
 
     assert run.code == 0, run.err
     assert incident.status(key_id) == "inactive"
+
+
+def test_an_admin_key_in_the_report_is_named_and_the_api_key_still_handled(
+    incident: Incident, tmp_path: Path
+) -> None:
+    key_id, key = incident.mint("ci-1")
+    admin_key = generate_key("admin")
+    incident.secrets.append(admin_key)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".env").write_text(f"A={key.reveal()}\nB={admin_key.reveal()}\n")
+    report = tmp_path / "scan.json"
+    assert len(_scan(repo, report, ".")) == 2
+
+    run = incident.revoke("--from-scan", str(report), "--repo", str(repo), "--yes")
+
+    assert run.code == 1, run.err  # one finding not acted on; the rest done
+    assert incident.status(key_id) == "inactive"
+    assert "not acted on" in run.err and admin_key.hint in run.err and "Console" in run.err
