@@ -57,7 +57,7 @@ class Config:
             return self.environments[name]
         except KeyError:
             known = ", ".join(sorted(self.environments)) or "none configured"
-            where = self.path or CONFIG_NAME
+            where = self.path or f"{CONFIG_NAME} (none found: `keyguard init` writes one)"
             raise ConfigError(
                 f"no environment {name!r} in {where} (known: {known}); "
                 f"add an [environments.{name}] table"
@@ -119,7 +119,7 @@ def load_config(path: Path | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(
             f"cannot read config file {path}: {exc.strerror}; pass --config PATH or create "
-            f"{CONFIG_NAME} (see `keyguard demo` for an example)"
+            f"{CONFIG_NAME} with `keyguard init`"
         ) from None
     try:
         data = tomllib.loads(text)

@@ -139,11 +139,14 @@ def demo(keep: bool) -> int:
         for env, key_id in olds.items():
             say(f"{env}: old key {key_id} is {admin.get_key(key_id).status} in the Admin API")
         del dev_id
+    _step("The demo's keyguard.toml (admin_key names a file, never holds the key)")
+    click.echo((tmp / "keyguard.toml").read_text("utf-8").rstrip())
     if keep:
         click.echo(f"\nThe demo project stays in {tmp} (the sandbox is gone).")
     else:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
-    click.echo("\nDone. Next: write your own keyguard.toml and run `keyguard status`.")
+        click.echo("\nThe demo project is deleted: `keyguard demo --keep` keeps it.")
+    click.echo("Next: `keyguard init` writes your own keyguard.toml; then `keyguard status`.")
     return 0

@@ -143,7 +143,10 @@ def rotate(
     for name in names:
         config.environment(name)
     if not names:
-        raise UsageError(f"no environments configured in {config.path or 'keyguard.toml'}")
+        raise UsageError(
+            f"no environments configured in {config.path or 'keyguard.toml'}; "
+            "`keyguard init` writes one"
+        )
     grace_td = parse_duration(grace) if grace is not None else None
     if not (environments and len(names) == 1):
         _refuse_stray_key()
@@ -227,7 +230,10 @@ def status(ctx: click.Context, environment: str | None, as_json: bool) -> int:
     config = load(ctx)
     names = [environment] if environment else sorted(config.environments)
     if not names:
-        raise UsageError(f"no environments configured in {config.path or 'keyguard.toml'}")
+        raise UsageError(
+            f"no environments configured in {config.path or 'keyguard.toml'}; "
+            "`keyguard init` writes one"
+        )
     with _admin(config) as admin:
         for name in names:
             state = env_status(_engine(config, name, admin))

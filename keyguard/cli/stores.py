@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from keyguard.cli.common import load
-from keyguard.errors import ExitCode, KeyguardError, NotFoundError
+from keyguard.errors import ExitCode, KeyguardError, NotFoundError, UsageError
 from keyguard.keys import Secret
 from keyguard.stores import Stage, open_store
 from keyguard.stores.interface import stage_map
@@ -59,7 +59,10 @@ def check(ctx: click.Context, environments: tuple[str, ...]) -> int:
     config = load(ctx)
     names = list(environments) or sorted(config.environments)
     if not names:
-        raise NotFoundError("no environments configured; add [environments.NAME] to keyguard.toml")
+        raise UsageError(
+            f"no environments configured in {config.path or 'keyguard.toml'}; "
+            "`keyguard init` writes one, or add [environments.NAME]"
+        )
     table = Table(title="secret stores")
     table.add_column("environment")
     table.add_column("store", overflow="fold")

@@ -26,7 +26,8 @@ def summary(result: ScanResult) -> str:
     if result.baselined:
         extra.append(f"{result.baselined} in the baseline")
     if result.excluded:
-        extra.append(f"{result.excluded} files excluded by config")
+        s = "s" if result.excluded != 1 else ""
+        extra.append(f"{result.excluded} file{s} excluded by config")
     if extra:
         parts.append(f" ({', '.join(extra)})")
     return "".join(parts)
