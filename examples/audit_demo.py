@@ -72,9 +72,8 @@ def main(argv: list[str]) -> int:
         sb.record_usage(laptop, at=NOW - timedelta(hours=5), input_tokens=300, output_tokens=40)
         sb.mint_key("ci-temp", created_at=NOW - timedelta(days=3))
     (root / "keyguard.toml").write_text("\n".join(config))
-    print(
-        f"demo organization in {root}; serve it: keyguard sandbox --port 0 --state {root}/sandbox.json"
-    )
+    print(f"demo organization in {root}; serve it:")
+    print(f"keyguard sandbox --port 0 --state {root}/sandbox.json")
     return 0
 
 

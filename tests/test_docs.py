@@ -12,6 +12,7 @@ A block meant for real clouds or a real organization starts with a visible line
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -119,10 +120,8 @@ def test_console_block_runs_as_shown(where: str, body: str, workdir: Path) -> No
     try:
         out, _ = proc.communicate(timeout=240)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     assert proc.returncode == 0, f"{where}: exit {proc.returncode}\n{text}\n---\n{out}"
     exits = [int(m) for m in re.findall(r"^exit (\d+)$", out, flags=re.M)]
     shown = [want if want is None else got for got, want in zip(exits, expected, strict=False)]
