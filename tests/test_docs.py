@@ -19,8 +19,10 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from keyguard.config import load_config
 from keyguard.keys import API_KEY_RE
@@ -147,3 +149,49 @@ def test_documented_configuration_loads(tmp_path: Path) -> None:
     assert config.environments["prod"].policy.max_age.days == 30
     assert config.environments["dev"].policy.max_age.days == 90
     assert config.scan_exclude and config.webhook
+
+
+def yaml_blocks() -> list[Any]:
+    text = (ROOT / "README.md").read_text("utf-8")
+    return [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S)]
+
+
+def test_every_yaml_block_of_the_readme_parses() -> None:
+    assert len(yaml_blocks()) >= 4
+
+
+def test_the_rotation_recipe_saves_the_journal_even_after_a_failed_run() -> None:
+    (workflow,) = [b for b in yaml_blocks() if b.get("name") == "rotate-anthropic-keys"]
+    steps = workflow["jobs"]["rotate"]["steps"]
+    uses = [s.get("uses", "") for s in steps]
+    restore = steps[next(i for i, u in enumerate(uses) if u.startswith("actions/cache/restore@"))]
+    save = steps[next(i for i, u in enumerate(uses) if u.startswith("actions/cache/save@"))]
+    assert not any(u.startswith("actions/cache@") for u in uses), "cache@ saves only on success"
+    assert save["if"] == "always()"
+    assert uses.index(restore["uses"]) < uses.index(save["uses"])
+    assert save["with"]["path"] == restore["with"]["path"] == ".keyguard"
+    assert "github.run_id" in save["with"]["key"]  # a cache entry is never overwritten
+    assert save["with"]["key"].startswith(restore["with"]["restore-keys"])
+
+
+def test_the_readme_uses_the_action_with_its_own_inputs() -> None:
+    action = yaml.safe_load((ROOT / "action.yml").read_text("utf-8"))
+    used = [
+        step
+        for block in yaml_blocks()
+        for job in (block.get("jobs") or {}).values()
+        for step in job["steps"]
+        if "/keyguard@" in step.get("uses", "")
+    ]
+    assert used, "the README shows the action"
+    for step in used:
+        assert set(step.get("with") or {}) <= set(action["inputs"])
+        assert step["uses"].endswith("@v0.1.0")
+
+
+def test_the_pre_commit_example_pins_a_release() -> None:
+    repos = [r for b in yaml_blocks() if "repos" in b for r in b["repos"]]
+    pinned = [r for r in repos if r["repo"] != "local"]
+    assert pinned and all(r["rev"] == "v0.1.0" for r in pinned)
+    changelog = (ROOT / "CHANGELOG.md").read_text("utf-8")
+    assert "## [Unreleased]" in changelog and "## [0.1.0]" in changelog
