@@ -245,8 +245,17 @@ def _text(record: dict[str, Any], exposure: Exposure | None) -> None:
 @click.option("--archive", is_flag=True, help="Archive the key too (final).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--since", metavar="WHEN", help="Exposure window start: a date or 48h/7d back.")
-@click.option("--report", type=click.Path(dir_okay=False), help="Write a Markdown report.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--report", "-o", "--output", type=click.Path(dir_okay=False), help="Write a Markdown report."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: the incident record as JSON on stdout.",
+)
 @click.option(
     "--repo",
     type=click.Path(file_okay=False),
