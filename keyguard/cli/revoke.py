@@ -31,6 +31,7 @@ from keyguard.incident import (
 )
 from keyguard.incident_report import Exposure, append_audit, build_exposure, markdown, write_report
 from keyguard.policy import parse_duration
+from keyguard.words import plural
 
 if TYPE_CHECKING:
     from keyguard.admin import AdminClient
@@ -228,7 +229,7 @@ def _text(record: dict[str, Any], exposure: Exposure | None) -> None:
     cost = f"${exposure.cost:,.4f}" if exposure.cost < 1 else f"${exposure.cost:,.2f}"
     click.echo(
         f"Exposure since {exposure.since:%Y-%m-%d %H:%M}Z ({exposure.since_reason}): "
-        f"{exposure.tokens} tokens in {len(exposure.rows)} hour/model bucket(s), "
+        f"{plural(exposure.tokens, 'token')} in {plural(len(exposure.rows), 'hour/model bucket')}, "
         f"estimated {cost}"
         + (f" (no price for {', '.join(exposure.unpriced)})" if exposure.unpriced else "")
     )
@@ -329,7 +330,7 @@ def revoke(
             _say(
                 f"keyguard: {d.key.id} ({d.key.partial_key_hint}) {d.action}"
                 + (f" (status was {d.status_before})" if d.writes == 0 else "")
-                + f": {d.seconds:.2f}s from start, {d.writes} Admin API write(s)"
+                + f": {d.seconds:.2f}s from start, {plural(d.writes, 'Admin API write')}"
             )
         if snap is None:
             snap = read_stores(config)

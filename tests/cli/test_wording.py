@@ -83,3 +83,11 @@ def test_answering_no_is_cancelled_not_interrupted(sandbox: Sandbox, tmp_path: P
     text = seen.decode(errors="replace")
     assert os.waitstatus_to_exitcode(status) == 130, text
     assert "cancelled" in text and "nothing changed" in text and "interrupted" not in text
+
+
+def test_counted_nouns_agree_with_their_number() -> None:
+    from keyguard.words import plural
+
+    assert [plural(n, "file") for n in (0, 1, 2)] == ["0 files", "1 file", "2 files"]
+    assert plural(1, "Admin API write") == "1 Admin API write"
+    assert plural(3, "hour/model bucket") == "3 hour/model buckets"
