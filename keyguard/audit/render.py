@@ -312,7 +312,7 @@ def _as_text(value: Any) -> Any:
     return value.copy() if isinstance(value, Text) else Text.from_markup(str(value))
 
 
-def _least_width(table: Any) -> int:
+def least_width(table: Any) -> int:
     """The narrowest the table can be without cutting a word, an id or a no-wrap cell."""
     total = len(table.columns) + 1 if table.box else 0
     for column in table.columns:
@@ -336,7 +336,7 @@ def fit_table(console: Any, table: Any) -> None:
     """
     from rich.text import Text
 
-    if _least_width(table) <= console.width:
+    if least_width(table) <= console.width:
         console.print(table)
         return
     if table.title:

@@ -60,9 +60,13 @@ def terminal_console(pipe_width: int = 160) -> Any:
 
 
 def print_table(console: Any, table: Any) -> None:
-    """The table when it fits; else one stacked block per row (nothing cut, no column lost)."""
-    from keyguard.audit.render import fit_table
+    """The table when it fits; else one stacked block per row (nothing cut, no column lost).
 
+    A pipe without ``COLUMNS`` always gets the whole table, as wide as it needs."""
+    from keyguard.audit.render import fit_table, least_width
+
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        console.width = max(console.width, least_width(table))
     fit_table(console, table)
 
 
