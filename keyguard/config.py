@@ -56,10 +56,14 @@ class Config:
         try:
             return self.environments[name]
         except KeyError:
+            if self.path is None:
+                raise ConfigError(
+                    f"no environment {name!r}: no {CONFIG_NAME} here (nor --config or "
+                    "KEYGUARD_CONFIG); `keyguard init` writes one"
+                ) from None
             known = ", ".join(sorted(self.environments)) or "none configured"
-            where = self.path or f"{CONFIG_NAME} (none found: `keyguard init` writes one)"
             raise ConfigError(
-                f"no environment {name!r} in {where} (known: {known}); "
+                f"no environment {name!r} in {self.path} (known: {known}); "
                 f"add an [environments.{name}] table"
             ) from None
 

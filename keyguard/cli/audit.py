@@ -115,6 +115,13 @@ def audit(
     any environment is a violation (see --fail-on), so a scheduled job fails visibly.
     """
     config = load(ctx)
+    if not config.environments:
+        where = config.path or "no keyguard.toml here"
+        click.echo(
+            f"keyguard: warning: no environments configured ({where}): every active key is "
+            "listed as unmanaged; `keyguard init` writes a keyguard.toml",
+            err=True,
+        )
     for name in environments:
         config.environment(name)  # unknown names fail before any network call
     with admin_client(config) as client, progress_bar() as progress:

@@ -102,6 +102,8 @@ def test_every_missing_config_message_points_at_keyguard_init(tmp_path: Path) ->
         assert "keyguard init" in done.stderr, (args, done.stderr)
     done = run(tmp_path, "--config", str(tmp_path / "missing.toml"), "status")
     assert done.returncode == 2 and "keyguard init" in done.stderr
+    done = run(tmp_path, "audit")  # no config is allowed here, but it is said
+    assert "no environments configured" in done.stderr and "keyguard init" in done.stderr
 
 
 def test_demo_ends_with_its_config_and_how_to_keep_it(tmp_path: Path) -> None:
