@@ -53,7 +53,11 @@ def _write_secret_file(path: Path, text: str) -> None:
 
 def _step(text: str) -> None:
     click.echo("")
-    click.secho(f"==> {text}", bold=True)
+    # Bold only on a terminal (click strips it in a pipe), and never with NO_COLOR set.
+    if os.environ.get("NO_COLOR"):
+        click.echo(f"==> {text}")
+    else:
+        click.secho(f"==> {text}", bold=True)
 
 
 @click.command()

@@ -220,3 +220,11 @@ def test_environment_names_complete_in_the_shell(tmp_path: Path) -> None:
     assert complete("keyguard status d") == ["dev"]
     assert complete(f"keyguard --config {other} rollback ") == ["staging"]
     assert complete("keyguard audit prod ") == ["dev", "preview", "prod"]
+
+
+def test_the_demo_is_bold_on_a_terminal_but_not_with_no_color(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
+    env.update(PYTHONPATH=str(ROOT), TERM="xterm-256color")
+    colour = re.compile(r"\x1b\[[0-9;]*m")
+    assert colour.search(_on_a_terminal(env, "demo"))
+    assert not colour.search(_on_a_terminal({**env, "NO_COLOR": "1"}, "demo"))
