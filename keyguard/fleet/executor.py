@@ -1,0 +1,80 @@
+"""Where the per-repository work runs: this process, a local process pool, or a Dask cluster.
+
+``distributed`` (the ``fleet`` extra) is imported only for ``--executor dask://``. A task that a
+pool or cluster loses (a worker killed mid-task) becomes that repository's error.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from typing import Any
+
+from keyguard.errors import UnavailableError, UsageError
+from keyguard.fleet.model import RepoResult
+from keyguard.fleet.worker import Outcome, Task, scan_repo
+
+
+def check_executor(executor: str) -> str:
+    """``local`` or ``dask://HOST:PORT``; anything else is a usage error."""
+    if executor == "local":
+        return executor
+    address = executor.removeprefix("dask://")
+    if not executor.startswith("dask://") or not address or "/" in address:
+        raise UsageError(f"--executor {executor!r}: give local or dask://HOST:PORT")
+    return executor
+
+
+def run_tasks(tasks: list[Task], executor: str, jobs: int) -> Iterator[Outcome]:
+    """Each task's outcome, in the order they finish."""
+    if executor.startswith("dask://"):
+        yield from _dask(tasks, executor.removeprefix("dask://"))
+    elif jobs <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield scan_repo(task)
+    else:
+        yield from _pool(tasks, jobs)
+
+
+def _lost(task: Task, exc: BaseException) -> Outcome:
+    error = f"the worker running it was lost ({type(exc).__name__})"
+    return Outcome(RepoResult(url=task.spec.url, status="error", error=error))
+
+
+def _pool(tasks: list[Task], jobs: int) -> Iterator[Outcome]:
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures: dict[Future[Outcome], Task] = {pool.submit(scan_repo, t): t for t in tasks}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as exc:
+                yield _lost(futures[future], exc)
+
+
+def _dask(tasks: list[Task], address: str) -> Iterator[Outcome]:
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise UsageError(
+            "--executor dask:// needs Dask distributed: pip install 'keyguard[fleet]'"
+        ) from None
+    try:
+        client: Any = Client(f"tcp://{address}", timeout=30, set_as_default=False)  # type: ignore[no-untyped-call]
+    except (OSError, TimeoutError) as exc:
+        raise UnavailableError(
+            f"Dask scheduler {address}: cannot connect ({type(exc).__name__}); is it running?"
+        ) from None
+    try:
+        futures = client.map(scan_repo, tasks, pure=False)
+        by_key = {f.key: t for f, t in zip(futures, tasks, strict=True)}
+        for future in dask_completed(futures):  # type: ignore[no-untyped-call]
+            try:
+                yield future.result()
+            except Exception as exc:
+                yield _lost(by_key[future.key], exc)
+    finally:
+        client.close()
