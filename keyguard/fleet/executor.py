@@ -71,7 +71,14 @@ def _dask(tasks: list[Task], address: str) -> Iterator[Outcome]:
     try:
         futures = client.map(scan_repo, tasks, pure=False)
         by_key = {f.key: t for f, t in zip(futures, tasks, strict=True)}
-        for future in dask_completed(futures):  # type: ignore[no-untyped-call]
+        pending = dask_completed(futures, loop=client.loop)  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        client.close()
+        raise UnavailableError(
+            f"Dask scheduler {address}: cannot submit work ({type(exc).__name__})"
+        ) from None
+    try:
+        for future in pending:
             try:
                 yield future.result()
             except Exception as exc:

@@ -219,3 +219,14 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path, fleet: Run) -> None:
         assert done.returncode == 2, (args, done.stderr)
         assert "Traceback" not in done.stderr
         assert done.stderr.count("\n") <= 3
+
+
+def test_the_fleet_command_loads_neither_dask_nor_httpx_until_asked() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, keyguard.cli.fleet, keyguard.fleet.run;"
+        "bad = {'distributed', 'dask', 'httpx'} & set(sys.modules); assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
