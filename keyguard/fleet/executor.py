@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from typing import Any
 
 from keyguard.errors import UnavailableError, UsageError
 from keyguard.fleet.model import RepoResult
-from keyguard.fleet.worker import Outcome, Task, scan_repo
+from keyguard.fleet.worker import Outcome, Task, fetch, scan_repo
+
+#: Most fetches at once: a fetch mostly waits on the network.
+FETCH_THREADS = 32
 
 
 def check_executor(executor: str) -> str:
@@ -30,11 +39,8 @@ def run_tasks(tasks: list[Task], executor: str, jobs: int) -> Iterator[Outcome]:
     """Each task's outcome, in the order they finish."""
     if executor.startswith("dask://"):
         yield from _dask(tasks, executor.removeprefix("dask://"))
-    elif jobs <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield scan_repo(task)
     else:
-        yield from _pool(tasks, jobs)
+        yield from _local(tasks, jobs)
 
 
 def _lost(task: Task, exc: BaseException) -> Outcome:
@@ -42,16 +48,38 @@ def _lost(task: Task, exc: BaseException) -> Outcome:
     return Outcome(RepoResult(url=task.spec.url, status="error", error=error))
 
 
-def _pool(tasks: list[Task], jobs: int) -> Iterator[Outcome]:
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures: dict[Future[Outcome], Task] = {pool.submit(scan_repo, t): t for t in tasks}
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except Exception as exc:
-                yield _lost(futures[future], exc)
+def _local(tasks: list[Task], jobs: int) -> Iterator[Outcome]:
+    """Fetches run in threads (they mostly wait on the network), many at once; the reading runs
+    in ``jobs`` processes as each fetch ends. A repository whose tips did not move since
+    ``--since`` never reaches the pool."""
+    pool: ProcessPoolExecutor | None = None
+    if jobs > 1 and len(tasks) > 1:
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method))
+        # Start the workers now, before any fetch thread exists: a fork copies no thread's lock.
+        pool.submit(int).result()
+    fetchers = ThreadPoolExecutor(max_workers=min(FETCH_THREADS, max(4, jobs * 4)))
+    try:
+        waiting: dict[Future[Any], Task] = {fetchers.submit(fetch, t): t for t in tasks}
+        while waiting:
+            done, _ = wait(waiting, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = waiting.pop(future)
+                try:
+                    got = future.result()
+                except Exception as exc:
+                    yield _lost(task, exc)
+                    continue
+                if isinstance(got, Outcome):
+                    yield got
+                elif pool is None:
+                    yield scan_repo(got)
+                else:
+                    waiting[pool.submit(scan_repo, got)] = got
+    finally:
+        fetchers.shutdown(cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def _dask(tasks: list[Task], address: str) -> Iterator[Outcome]:

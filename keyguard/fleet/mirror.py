@@ -96,7 +96,8 @@ def update(spec: RepoSpec, cache: Path) -> Path:
     env = git_env(spec.auth)
     where = cache_dir(cache, spec)
     if (where / "HEAD").exists():
-        _run(["config", "remote.origin.url", spec.url], env, where)
+        if _origin_url(where) != spec.url:
+            _run(["config", "remote.origin.url", spec.url], env, where)
         _run(["fetch", "--prune", "--force", "--quiet", "origin"], env, where)
     else:
         cache.mkdir(parents=True, exist_ok=True)
@@ -108,6 +109,24 @@ def update(spec: RepoSpec, cache: Path) -> Path:
         _run(["clone", "--mirror", "--quiet", "--", spec.url, str(partial)], env)
         partial.rename(where)
     return where
+
+
+def _origin_url(repo: Path) -> str | None:
+    """The mirror's origin URL read from its config file (one git process less per fetch)."""
+    try:
+        text = (repo / "config").read_text("utf-8", "replace")
+    except OSError:
+        return None
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == '[remote "origin"]' and line.startswith("url"):
+            key, _, value = line.partition("=")
+            if key.strip() == "url":
+                return value.strip()
+    return None
 
 
 def tips(repo: Path) -> dict[str, str]:

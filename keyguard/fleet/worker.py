@@ -9,7 +9,8 @@ it holds a full key only when the run verifies keys (``want_keys``), for the one
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from keyguard.errors import KeyguardError
@@ -29,6 +30,8 @@ class Task:
     cache: str
     previous: RepoResult | None = None
     want_keys: bool = False
+    fetched: dict[str, str] | None = None  # the tips, when the mirror was fetched already
+    fetch_seconds: float = 0.0
 
 
 @dataclass
@@ -41,19 +44,48 @@ class Outcome:
 
 def scan_repo(task: Task) -> Outcome:
     """Mirror and scan one repository; never raises for a problem of that repository."""
+    return _guarded(task, _scan)
+
+
+def fetch(task: Task) -> Outcome | Task:
+    """Only the mirror's fetch (I/O-bound: many run at once in threads). Returns the finished
+    outcome when nothing is left to read (an error, or tips that did not move), else the task
+    to scan with its tips filled in."""
+    done = _guarded(task, _fetch_only)
+    if done.result.status == "ok" and done.result.mode == "pending":
+        return replace(task, fetched=done.result.tips, fetch_seconds=done.result.seconds)
+    return done
+
+
+def _guarded(task: Task, step: Callable[[Task, Outcome], None]) -> Outcome:
     started = time.perf_counter()
     result = RepoResult(url=task.spec.url)
     out = Outcome(result)
     try:
-        _scan(task, out)
+        step(task, out)
     except (mirror.MirrorError, KeyguardError, OSError) as exc:
         result.status, result.error = "error", _clean(str(exc))
         result.places, result.tips = [], {}
     except Exception as exc:  # one repository's surprise must not end a night's run
         result.status, result.error = "error", _clean(f"{type(exc).__name__}: {exc}")
         result.places, result.tips = [], {}
-    result.seconds = time.perf_counter() - started
+    result.seconds = time.perf_counter() - started + task.fetch_seconds
     return out
+
+
+def _fetch_only(task: Task, out: Outcome) -> None:
+    repo = mirror.update(task.spec, Path(task.cache))
+    out.result.tips = mirror.tips(repo)
+    if not _unchanged(task, out):
+        out.result.mode = "pending"
+
+
+def _unchanged(task: Task, out: Outcome) -> bool:
+    prev = task.previous
+    if prev is not None and prev.status == "ok" and prev.tips and prev.tips == out.result.tips:
+        out.result.mode, out.result.places = "unchanged", list(prev.places)
+        return True
+    return False
 
 
 def _clean(message: str) -> str:
@@ -64,18 +96,24 @@ def _clean(message: str) -> str:
 
 def _scan(task: Task, out: Outcome) -> None:
     result = out.result
-    repo = mirror.update(task.spec, Path(task.cache))
-    now = mirror.tips(repo)
-    result.tips = now
+    if task.fetched is None:
+        repo = mirror.update(task.spec, Path(task.cache))
+        result.tips = mirror.tips(repo)
+    else:
+        repo, result.tips = mirror.cache_dir(Path(task.cache), task.spec), task.fetched
+    now = result.tips
     prev = task.previous
     revs = ["--all"]
-    if prev is not None and prev.status == "ok" and prev.tips:
-        if prev.tips == now:
-            result.mode, result.places = "unchanged", list(prev.places)
-            return
-        if mirror.still_reachable(repo, prev.tips, now):
-            result.mode, result.places = "incremental", list(prev.places)
-            revs = ["--all", "--not", *sorted(set(prev.tips.values()))]
+    if _unchanged(task, out):
+        return
+    if (
+        prev is not None
+        and prev.status == "ok"
+        and prev.tips
+        and mirror.still_reachable(repo, prev.tips, now)
+    ):
+        result.mode, result.places = "incremental", list(prev.places)
+        revs = ["--all", "--not", *sorted(set(prev.tips.values()))]
     if not now:
         return  # an empty repository: nothing to read
     listing = list_blobs(repo, revs)
