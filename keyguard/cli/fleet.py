@@ -11,7 +11,7 @@ import click
 
 from keyguard.errors import ExitCode
 from keyguard.fleet.model import FleetReport, load, merge
-from keyguard.fleet.report import FORMATS, render, summary
+from keyguard.fleet.report import FORMATS, printable, render, summary
 from keyguard.fleet.run import FleetOptions, Progress, Verifier, default_cache, run_fleet
 from keyguard.fleet.sources import ApiOptions, parse_shard
 
@@ -117,7 +117,7 @@ def _present(report: FleetReport, fmt: str, output: str | None) -> int:
     else:
         sys.stdout.write(text)
     for r in sorted(report.failed, key=lambda r: r.url):
-        click.echo(f"keyguard: not scanned: {r.url}: {r.error}", err=True)
+        click.echo(printable(f"keyguard: not scanned: {r.url}: {r.error}"), err=True)
     click.echo(summary(report), err=True)
     if report.places():
         return int(ExitCode.FOUND)
@@ -132,7 +132,7 @@ def _progress(p: Progress) -> None:
         f"\rkeyguard fleet: {p.done}/{p.total} repositories, {p.bytes / 1e6:.1f} MB, "
         f"{p.findings} finding(s), {p.failed} failed{slowest}"
     )
-    sys.stderr.write(line[:200] + "\x1b[K")
+    sys.stderr.write(printable(line[1:201]).join(("\r", "\x1b[K")))
     sys.stderr.flush()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import Any
 
 from keyguard import __version__
@@ -12,6 +13,13 @@ from keyguard.scanner.report import SARIF_SCHEMA
 from keyguard.scanner.rules import RULES, RULES_BY_ID
 
 FORMATS = ("text", "json", "sarif", "html")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control bytes shown as ``\\xNN``: a file name from a hostile repository
+    must not move the cursor or recolour the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
 def summary(report: FleetReport) -> str:
@@ -52,7 +60,7 @@ def to_text(report: FleetReport) -> str:
             lines.append(f"    {url} {p.path}:{p.line}:{p.column} (commit {p.commit[:12]})")
     for r in sorted(report.failed, key=lambda r: r.url):
         lines.append(f"not scanned: {r.url}: {r.error}")
-    return "".join(line + "\n" for line in lines)
+    return "".join(printable(line) + "\n" for line in lines)
 
 
 def _sarif_rule(rule_id: str) -> dict[str, Any]:

@@ -89,9 +89,12 @@ def _unchanged(task: Task, out: Outcome) -> bool:
 
 
 def _clean(message: str) -> str:
+    """A message fit for a report and a terminal: no key, no credentials, no control bytes (a
+    hostile server writes what git prints)."""
     import re
 
-    return re.sub(r"sk-ant-[A-Za-z0-9_\-]*", lambda m: redact(m.group(0)), redact_url(message))
+    text = re.sub(r"sk-ant-[A-Za-z0-9_\-]*", lambda m: redact(m.group(0)), redact_url(message))
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
 def _scan(task: Task, out: Outcome) -> None:

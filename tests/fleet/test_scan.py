@@ -230,3 +230,14 @@ def test_the_fleet_command_loads_neither_dask_nor_httpx_until_asked() -> None:
         "bad = {'distributed', 'dask', 'httpx'} & set(sys.modules); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_hostile_file_name_cannot_drive_the_terminal(
+    tmp_path: Path, git_daemon: GitDaemon, fleet: Run, keys: list[Secret]
+) -> None:
+    repo = make_repo(git_daemon.base, "evil")
+    commit(repo, {"x\x1b]0;owned\x07\x1b[2J.env": f"KEY={keys[0].reveal()}\n"}, "evil name")
+    done = fleet("scan", git_daemon.url("evil"), "--cache", str(tmp_path / "c"))
+    assert done.returncode == 1, done.stderr
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout
+    assert "x\\x1b]0;owned\\x07\\x1b[2J.env" in done.stdout
