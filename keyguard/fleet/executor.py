@@ -23,6 +23,8 @@ from keyguard.fleet.worker import Outcome, Task, fetch, scan_repo
 
 #: Most fetches at once: a fetch mostly waits on the network.
 FETCH_THREADS = 32
+#: Repositories per Dask task.
+DASK_BATCH = 8
 
 
 def check_executor(executor: str) -> str:
@@ -96,9 +98,14 @@ def _dask(tasks: list[Task], address: str) -> Iterator[Outcome]:
         raise UnavailableError(
             f"Dask scheduler {address}: cannot connect ({type(exc).__name__}); is it running?"
         ) from None
+    # A task is a batch of repositories: a worker fetches a batch's mirrors at once in threads
+    # (fetches mostly wait on the network), then reads them one by one.
     try:
-        futures = client.map(scan_repo, tasks, pure=False)
-        by_key = {f.key: t for f, t in zip(futures, tasks, strict=True)}
+        workers = max(1, len(client.scheduler_info().get("workers", {})))
+        size = max(1, min(DASK_BATCH, len(tasks) // (workers * 4)))
+        batches = [tasks[i : i + size] for i in range(0, len(tasks), size)]
+        futures = client.map(scan_batch, batches, pure=False)
+        by_key = {f.key: b for f, b in zip(futures, batches, strict=True)}
         pending = dask_completed(futures, loop=client.loop)  # type: ignore[no-untyped-call]
     except Exception as exc:
         client.close()
@@ -108,8 +115,14 @@ def _dask(tasks: list[Task], address: str) -> Iterator[Outcome]:
     try:
         for future in pending:
             try:
-                yield future.result()
+                yield from future.result()
             except Exception as exc:
-                yield _lost(by_key[future.key], exc)
+                for task in by_key[future.key]:
+                    yield _lost(task, exc)
     finally:
         client.close()
+
+
+def scan_batch(tasks: list[Task]) -> list[Outcome]:
+    """A few repositories in one Dask task: fetched at once, read one after the other."""
+    return list(_local(tasks, 1))
