@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "init": "keyguard.cli.init:init",
     "revoke": "keyguard.cli.revoke:revoke",
     "audit": "keyguard.cli.audit:audit",
+    "fleet": "keyguard.cli.fleet:fleet",
 }
 
 
