@@ -11,6 +11,7 @@ from keyguard import __version__
 from keyguard.fleet.model import FleetReport, to_json
 from keyguard.scanner.report import SARIF_SCHEMA
 from keyguard.scanner.rules import RULES, RULES_BY_ID
+from keyguard.words import plural
 
 FORMATS = ("text", "json", "sarif", "html")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -26,9 +27,10 @@ def summary(report: FleetReport) -> str:
     """One line: repositories scanned and failed, bytes, keys and places."""
     data = to_json(report)["stats"]
     line = (
-        f"keyguard fleet: {data['repositories']} repositories ({data['failed']} failed), "
-        f"{data['blobs']} blobs, {data['bytes']} bytes in {report.seconds:.2f}s: "
-        f"{data['keys']} key(s) at {data['places']} place(s)"
+        f"keyguard fleet: {plural(data['repositories'], 'repository', 'repositories')} "
+        f"({data['failed']} failed), {plural(data['blobs'], 'blob')}, "
+        f"{plural(data['bytes'], 'byte')} in {report.seconds:.2f}s: "
+        f"{plural(data['keys'], 'key')} at {plural(data['places'], 'place')}"
     )
     live = sum(1 for v in report.verdicts.values() if v == "live")
     return line + (f", {live} live" if report.verdicts else "")

@@ -70,7 +70,7 @@ def test_a_clean_fleet_exits_0(tmp_path: Path, git_daemon: GitDaemon, fleet: Run
     make_repo(git_daemon.base, "clean")
     done = fleet("scan", git_daemon.url("clean"), "--cache", str(tmp_path / "c"))
     assert done.returncode == 0, done.stderr
-    assert "1 repositories (0 failed)" in done.stderr
+    assert "1 repository (0 failed)" in done.stderr
 
 
 def test_since_reads_only_new_commits_and_keeps_what_was_found(
