@@ -34,7 +34,9 @@ def main(argv: list[str]) -> int:
     # Start from an empty organization each time: the sandbox reloads an existing state file.
     for old in [root / "sandbox.json", *(root / "stores").glob("*.json")]:
         old.unlink(missing_ok=True)
-    config = ["[anthropic]", 'base_url = "http://127.0.0.1:8765"', ""]
+    # No base_url here: the sandbox's sandbox.env exports ANTHROPIC_BASE_URL (a config file
+    # alone never chooses where keys go).
+    config: list[str] = []
     with Sandbox(state_file=root / "sandbox.json") as sb:
         prod_ws = sb.add_workspace("production", tags={"env": "prod"})
         for env, (age, expires, stores) in ENVIRONMENTS.items():

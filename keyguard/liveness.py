@@ -28,10 +28,10 @@ class LivenessChecker:
     ) -> None:
         import httpx
 
-        from keyguard.admin.client import ANTHROPIC_VERSION
+        from keyguard.admin.client import ANTHROPIC_VERSION, checked_url
         from keyguard.admin.retry import RetryPolicy
 
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_url(base_url)  # keys go only where the person running chose
         self._policy = RetryPolicy(max_attempts=max_attempts, deadline_seconds=deadline_seconds)
         self._http = httpx.Client(
             base_url=self.base_url,

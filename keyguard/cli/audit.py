@@ -13,7 +13,7 @@ import click
 from keyguard.audit import AuditReport, Verdict, run_audit
 from keyguard.audit.collect import Progress
 from keyguard.audit.render import FORMATS, summary_line
-from keyguard.cli.common import admin_client, load
+from keyguard.cli.common import admin_client, check_writable, load
 from keyguard.errors import ExitCode, UsageError
 
 FAIL_ON = ("due", "violation", "never")
@@ -113,6 +113,8 @@ def audit(
     Also lists active keys of the organization that no environment holds. Exits 1 when
     any environment is a violation (see --fail-on), so a scheduled job fails visibly.
     """
+    if output:
+        check_writable(output, "--output")  # before the audit, not after it
     config = load(ctx)
     for name in environments:
         config.environment(name)  # unknown names fail before any network call
