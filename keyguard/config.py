@@ -11,7 +11,7 @@ from typing import Any
 
 from keyguard.errors import AuthError, ConfigError
 from keyguard.keys import Secret
-from keyguard.policy import Policy, check_key_name, load_policy
+from keyguard.policy import Policy, check_key_name, load_policy, parse_setting
 from keyguard.stores import scheme_of
 from keyguard.urls import chosen_base_url, resolve_base_url
 
@@ -257,10 +257,12 @@ def _overrides(ld: _Loader, policy: Policy, data: dict[str, Any], table: str) ->
     try:
         return policy.with_overrides(data, f"[{table}]")
     except ConfigError as exc:
-        bad = table.rsplit(".", 1)[-1]
+        # No setting wrong on its own: the two that disagree (due_after > max_age).
+        crossed = [k for k in ("max_age", "due_after") if k in data]
+        bad = crossed[0] if crossed else table.rsplit(".", 1)[-1]
         for key, value in data.items():
             try:
-                policy.with_overrides({key: value}, "")
+                parse_setting(policy, key, value, "")
             except ConfigError:
                 bad = key
                 break
@@ -280,6 +282,16 @@ def _absolute_store(uri: str, root: Path) -> str:
     return uri
 
 
+def _admin_key(value: str, where: str) -> Secret:
+    """A key goes into an HTTP header: printable ASCII only, or a clear error (never echoed)."""
+    if not all("!" <= c <= "~" for c in value):
+        raise AuthError(
+            f"{where} does not hold an admin key (it has spaces, control or non-ASCII "
+            "characters); copy the key again from the Console (Settings > Admin keys)"
+        )
+    return Secret(value)
+
+
 def resolve_admin_key(config: Config) -> Secret:
     """The admin key from ``ANTHROPIC_ADMIN_KEY`` or the config's ``env:``/``file:``/store ref."""
     ref = config.admin_key_ref
@@ -291,18 +303,20 @@ def resolve_admin_key(config: Config) -> Secret:
                 f"no admin key: ${name} is empty. Create an admin key in the Console "
                 f"(Settings > Admin keys) and export {name}, or set [anthropic] admin_key"
             )
-        return Secret(value)
+        return _admin_key(value, f"${name}")
     if ref.startswith("file:"):
         path = Path(ref[5:]).expanduser()
         if not path.is_absolute():
             path = config.root / path
         try:
-            value = path.read_text("utf-8").strip()
+            value = path.read_bytes().decode("ascii").strip()
         except OSError as exc:
             raise AuthError(f"cannot read the admin key file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            value = "\x00"  # refused below, without repeating the file's bytes
         if not value:
             raise AuthError(f"the admin key file {path} is empty")
-        return Secret(value)
+        return _admin_key(value, f"the admin key file {path}")
     from keyguard.stores import open_store
 
     secret = open_store(_absolute_store(ref, config.root)).get()

@@ -107,29 +107,37 @@ _DURATION_FIELDS = {
 }
 
 
+def _field(key: str) -> str:
+    return _DURATION_FIELDS.get(key, key)
+
+
+def parse_setting(policy: Policy, key: str, value: Any, source: str) -> Any:
+    """One setting's value, checked on its own; ConfigError naming ``source`` and ``key``."""
+    if key in _DURATION_FIELDS:
+        try:
+            return parse_duration(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {key}: {exc}") from None
+    if key in ("name", "key_name"):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{source}: {key} must be a non-empty string")
+        if key == "key_name":
+            check_key_name(value, source)
+        return value
+    if key == "one_key_per_environment":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be true or false")
+        return value
+    if key == "prices":
+        return {**policy.prices, **_parse_prices(value, source)}
+    known = ", ".join([*_DURATION_FIELDS, "key_name", "one_key_per_environment", "prices"])
+    raise ConfigError(f"{source}: unknown policy setting {key!r}; known settings: {known}")
+
+
 def _apply(policy: Policy, data: dict[str, Any], source: str) -> Policy:
     changes: dict[str, Any] = {}
     for key, value in data.items():
-        if key in _DURATION_FIELDS:
-            try:
-                changes[_DURATION_FIELDS[key]] = parse_duration(value)
-            except ConfigError as exc:
-                raise ConfigError(f"{source}: {key}: {exc}") from None
-        elif key in ("name", "key_name"):
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"{source}: {key} must be a non-empty string")
-            if key == "key_name":
-                check_key_name(value, source)
-            changes[key] = value
-        elif key == "one_key_per_environment":
-            if not isinstance(value, bool):
-                raise ConfigError(f"{source}: {key} must be true or false")
-            changes[key] = value
-        elif key == "prices":
-            changes["prices"] = {**policy.prices, **_parse_prices(value, source)}
-        else:
-            known = ", ".join([*_DURATION_FIELDS, "key_name", "one_key_per_environment", "prices"])
-            raise ConfigError(f"{source}: unknown policy setting {key!r}; known settings: {known}")
+        changes[_field(key)] = parse_setting(policy, key, value, source)
     new = replace(policy, **changes)
     if new.due_after > new.max_age:
         raise ConfigError(
@@ -208,4 +216,24 @@ def load_policy(name_or_path: str | Path | None = None) -> Policy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    return _apply(Policy(), data, source)
+    try:
+        return _apply(Policy(), data, source)
+    except ConfigError as exc:
+        line = _line_of_first_bad(data, text)
+        if line is None:
+            raise
+        raise ConfigError(str(exc).replace(f"{source}:", f"{source}:{line}:", 1)) from None
+
+
+def _line_of_first_bad(data: dict[str, Any], text: str) -> int | None:
+    """The line of the first setting that is refused on its own, for the error message."""
+    for key, value in data.items():
+        try:
+            parse_setting(Policy(), key, value, "")
+        except ConfigError:
+            pattern = re.compile(rf"^\s*(\[\s*{re.escape(key)}\b|\"?{re.escape(key)}\"?\s*=)")
+            for number, line in enumerate(text.splitlines(), 1):
+                if pattern.search(line):
+                    return number
+            return None
+    return None

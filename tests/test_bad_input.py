@@ -403,3 +403,26 @@ def test_webhook_urls_are_redacted_in_messages() -> None:
     with pytest.raises(UsageError) as bad:
         post_webhook(f"gopher://hooks.example/services/{token}", {"text": "hi"})
     assert "s3cr3t" not in str(bad.value)
+
+
+def test_an_admin_key_that_cannot_be_a_header_is_refused_without_echoing_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "admin.key").write_bytes(b"\xff\xfesecret-part\n")
+    write(tmp_path, '[anthropic]\nadmin_key = "file:admin.key"\n')
+    from_file = keyguard(tmp_path, "keys", "list")
+    one_clear_line(from_file, 3, "admin.key", "does not hold an admin key")
+    write(tmp_path, "")
+    from_env = keyguard(tmp_path, "keys", "list", ANTHROPIC_ADMIN_KEY="caf\u00e9-secret-part")
+    one_clear_line(from_env, 3, "$ANTHROPIC_ADMIN_KEY")
+    for done in (from_file, from_env):
+        assert "secret-part" not in done.stderr
+
+
+def test_errors_point_at_the_bad_line_not_at_an_earlier_good_one(tmp_path: Path) -> None:
+    (tmp_path / "p.toml").write_text('max_age = "30d"\ndue_after = "20d"\ngrace = nan\n')
+    with pytest.raises(ConfigError, match=r"p\.toml:3: grace"):
+        load_policy(tmp_path / "p.toml")
+    path = write(tmp_path, '[policy]\nmax_age = "30d"\ndue_after = "20d"\ngrace = inf\n')
+    with pytest.raises(ConfigError, match=rf"{path}:4: .*grace"):
+        load_config(path)

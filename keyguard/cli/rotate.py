@@ -143,7 +143,10 @@ def rotate(
         config.environment(name)
     if not names:
         raise UsageError(f"no environments configured in {config.path or 'keyguard.toml'}")
-    grace_td = parse_duration(grace) if grace is not None else None
+    try:
+        grace_td = parse_duration(grace) if grace is not None else None
+    except KeyguardError as exc:
+        raise UsageError(f"--grace: {exc}") from None
     if not (environments and len(names) == 1):
         _refuse_stray_key()
     codes: list[int] = []
