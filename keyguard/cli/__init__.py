@@ -98,13 +98,16 @@ class _RedactingStream:
 
 
 def _redacted(text: str) -> str:
-    return _KEYISH_RE.sub(lambda m: redact(m.group(0)), text)
+    """Key-shaped runs redacted; a hint's short head (``sk-ant-api03-R2D...``) stays as it is."""
+    return _KEYISH_RE.sub(
+        lambda m: redact(m.group(0)) if len(m.group(0)) > 20 else m.group(0), text
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: the single error boundary that turns errors into messages and exit codes."""
     args = list(argv) if argv is not None else sys.argv[1:]
-    keyish = [m.group(0) for a in args for m in _KEYISH_RE.finditer(a) if len(m.group(0)) > 12]
+    keyish = [m.group(0) for a in args for m in _KEYISH_RE.finditer(a) if len(m.group(0)) > 20]
     stderr = sys.stderr
     if keyish and stderr is not None:
         sys.stderr = _RedactingStream(stderr, keyish)
