@@ -40,7 +40,6 @@ def p95(values: list[float]) -> float:
 def one_run(sb: Sandbox, folder: Path, index: int) -> tuple[float, float, int]:
     """One incident in a fresh project; (seconds to deactivation, wall seconds, exit code)."""
     (folder / "keyguard.toml").write_text(
-        f'[anthropic]\nbase_url = "{sb.url}"\n\n'
         '[environments.prod]\nstores = ["file:prod-a.json", "file:prod-b.json"]\n\n'
         '[environments.staging]\nstores = ["file:staging.json"]\n'
     )
@@ -58,6 +57,7 @@ def one_run(sb: Sandbox, folder: Path, index: int) -> tuple[float, float, int]:
         PYTHONPATH=str(ROOT),
         KEYGUARD_CONFIG=str(folder / "keyguard.toml"),
         ANTHROPIC_ADMIN_KEY=sb.admin_key.reveal(),
+        ANTHROPIC_BASE_URL=sb.url,
     )
     start = time.perf_counter()
     done = subprocess.run(

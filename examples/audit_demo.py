@@ -34,7 +34,8 @@ def main(argv: list[str]) -> int:
     # Start from an empty organization each time: the sandbox reloads an existing state file.
     for old in [root / "sandbox.json", *(root / "stores").glob("*.json")]:
         old.unlink(missing_ok=True)
-    # No base_url: the sandbox's printed lines set ANTHROPIC_BASE_URL, on whatever port it got.
+    # No base_url here: the sandbox's printed lines export ANTHROPIC_BASE_URL, on whatever
+    # port it got (a config file alone never chooses where keys go).
     config = ["# A demo organization for `keyguard audit`, served by `keyguard sandbox`.", ""]
     with Sandbox(state_file=root / "sandbox.json") as sb:
         prod_ws = sb.add_workspace("production", tags={"env": "prod"})

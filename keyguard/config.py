@@ -11,11 +11,11 @@ from typing import Any
 
 from keyguard.errors import AuthError, ConfigError
 from keyguard.keys import Secret
-from keyguard.policy import Policy, load_policy
+from keyguard.policy import Policy, check_key_name, load_policy, parse_setting
 from keyguard.stores import scheme_of
+from keyguard.urls import chosen_base_url, resolve_base_url
 
 CONFIG_NAME = "keyguard.toml"
-DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_ADMIN_KEY_REF = "env:ANTHROPIC_ADMIN_KEY"
 _ENV_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -44,13 +44,22 @@ class Environment:
 class Config:
     path: Path | None
     root: Path  # the config file's folder; relative paths resolve against it
-    base_url: str = DEFAULT_BASE_URL
+    #: ``[anthropic] base_url`` as written, and where (file:line): only a hint, see base_url.
+    base_url_setting: str | None = None
+    base_url_source: str = "[anthropic] base_url"
+    #: (URL, "--base-url" | "ANTHROPIC_BASE_URL"): the base URL the person running keyguard chose.
+    base_url_choice: tuple[str, str] | None = None
     admin_key_ref: str = DEFAULT_ADMIN_KEY_REF
     policy: Policy = field(default_factory=Policy)
     environments: dict[str, Environment] = field(default_factory=dict)
     scan_exclude: tuple[str, ...] = ()
     webhook: str | None = None
     state_dir: Path = Path(".keyguard")
+
+    @property
+    def base_url(self) -> str:
+        """Where keys may be sent (keyguard.urls): ConfigError for a config-only base_url."""
+        return resolve_base_url(self.base_url_setting, self.base_url_source, self.base_url_choice)
 
     def environment(self, name: str) -> Environment:
         try:
@@ -105,19 +114,31 @@ class _Loader:
                     f"unknown setting {key!r} in [{table}]; known: {', '.join(sorted(known))}",
                 )
 
+    def table(self, data: dict[str, Any], key: str, name: str) -> dict[str, Any]:
+        """``data[key]`` when it is a table (``{}`` when absent); ConfigError otherwise."""
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, f"{name} must be a table ([{name}] with settings under it)")
+        return value
+
     def string(self, data: dict[str, Any], key: str, table: str) -> str | None:
         value = data.get(key)
         if value is None:
             return None
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value or "\x00" in value:
             raise self.fail(key, f"[{table}] {key} must be a non-empty string")
         return value
 
 
-def load_config(path: Path | None = None) -> Config:
-    """Load and validate a config file; no file gives the embedded defaults."""
+def load_config(path: Path | None = None, base_url: str | None = None) -> Config:
+    """Load and validate a config file; no file gives the embedded defaults.
+
+    ``base_url`` is ``--base-url``: with ``ANTHROPIC_BASE_URL``, the only way to choose where
+    keys go (the file's own ``base_url`` must agree with it).
+    """
+    choice = chosen_base_url(base_url)
     if path is None:
-        return Config(path=None, root=Path.cwd(), base_url=_base_url(None))
+        return Config(path=None, root=Path.cwd(), base_url_choice=choice)
     try:
         text = path.read_text("utf-8")
     except OSError as exc:
@@ -125,31 +146,32 @@ def load_config(path: Path | None = None) -> Config:
             f"cannot read config file {path}: {exc.strerror}; pass --config PATH or create "
             f"{CONFIG_NAME} with `keyguard init`"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: byte {exc.start} is not UTF-8; save the config file as UTF-8"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}; fix the TOML syntax there") from None
-    return _build(_Loader(path, text), data)
+    return _build(_Loader(path, text), data, choice)
 
 
-def _base_url(configured: str | None) -> str:
-    return (os.environ.get("ANTHROPIC_BASE_URL") or configured or DEFAULT_BASE_URL).rstrip("/")
-
-
-def _build(ld: _Loader, data: dict[str, Any]) -> Config:
+def _build(ld: _Loader, data: dict[str, Any], choice: tuple[str, str] | None) -> Config:
     root = ld.path.parent.resolve()
     ld.unknown("top level", data, _SECTIONS)
-    anthropic = data.get("anthropic", {})
+    anthropic = ld.table(data, "anthropic", "anthropic")
     ld.unknown("anthropic", anthropic, _ANTHROPIC_KEYS)
-    base_url = _base_url(ld.string(anthropic, "base_url", "anthropic"))
-    if not base_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-        raise ld.fail(
-            "base_url",
-            f"base_url {base_url!r} must be https:// (plain http only for 127.0.0.1/localhost)",
-        )
+    # Checked when a key is about to be sent, not here: a plain scan (the pre-commit hook) of a
+    # repository whose keyguard.toml names some other host sends nothing, and must still run.
+    base_url = ld.string(anthropic, "base_url", "anthropic")
+    line = _line_of(ld.text, "base_url")
+    base_url_source = (
+        f"{ld.path}:{line}: [anthropic] base_url" if line else f"{ld.path}: [anthropic] base_url"
+    )
     admin_ref = ld.string(anthropic, "admin_key", "anthropic") or DEFAULT_ADMIN_KEY_REF
 
-    policy_table = data.get("policy", {})
+    policy_table = ld.table(data, "policy", "policy")
     policy_file = ld.string(policy_table, "file", "policy")
     ref: str | Path | None = policy_file
     if policy_file and policy_file not in ("default", "strict"):
@@ -160,23 +182,27 @@ def _build(ld: _Loader, data: dict[str, Any]) -> Config:
         policy = _overrides(ld, policy, overrides, "policy")
 
     envs: dict[str, Environment] = {}
-    for name, table in data.get("environments", {}).items():
+    for name, table in ld.table(data, "environments", "environments").items():
         envs[name] = _environment(ld, name, table, policy, root)
 
-    scan = data.get("scan", {})
+    scan = ld.table(data, "scan", "scan")
     ld.unknown("scan", scan, {"exclude"})
     exclude = scan.get("exclude", [])
-    if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
+    if not isinstance(exclude, list) or not all(
+        isinstance(x, str) and "\x00" not in x for x in exclude
+    ):
         raise ld.fail("exclude", "[scan] exclude must be a list of path globs")
-    notify = data.get("notify", {})
+    notify = ld.table(data, "notify", "notify")
     ld.unknown("notify", notify, {"webhook"})
-    state = data.get("state", {})
+    state = ld.table(data, "state", "state")
     ld.unknown("state", state, {"dir"})
     state_dir = root / (ld.string(state, "dir", "state") or ".keyguard")
     return Config(
         path=ld.path,
         root=root,
-        base_url=base_url,
+        base_url_setting=base_url,
+        base_url_source=base_url_source,
+        base_url_choice=choice,
         admin_key_ref=admin_ref,
         policy=policy,
         environments=envs,
@@ -193,7 +219,11 @@ def _environment(ld: _Loader, name: str, table: Any, policy: Policy, root: Path)
         raise ld.fail(name, f"environments.{name} must be a table")
     ld.unknown(f"environments.{name}", table, _ENV_KEYS)
     stores = table.get("stores")
-    if not isinstance(stores, list) or not stores or not all(isinstance(s, str) for s in stores):
+    if (
+        not isinstance(stores, list)
+        or not stores
+        or not all(isinstance(s, str) and s and "\x00" not in s for s in stores)
+    ):
         raise ld.fail(
             name,
             f'[environments.{name}] needs stores = ["file:.keyguard/{name}.json", ...] '
@@ -204,6 +234,12 @@ def _environment(ld: _Loader, name: str, table: Any, policy: Policy, root: Path)
             scheme_of(uri)
         except ConfigError as exc:
             raise ld.fail(name, f"[environments.{name}] stores: {exc}") from None
+    key_name = ld.string(table, "key_name", f"environments.{name}")
+    if key_name is not None:
+        try:
+            check_key_name(key_name, f"[environments.{name}]")
+        except ConfigError as exc:
+            raise ld.fail("key_name", str(exc)) from None
     env_policy = policy
     if "policy" in table:
         if not isinstance(table["policy"], dict):
@@ -214,7 +250,7 @@ def _environment(ld: _Loader, name: str, table: Any, policy: Policy, root: Path)
         stores=tuple(_absolute_store(uri, root) for uri in stores),
         policy=env_policy,
         workspace=ld.string(table, "workspace", f"environments.{name}"),
-        key_name=ld.string(table, "key_name", f"environments.{name}"),
+        key_name=key_name,
         check=ld.string(table, "check", f"environments.{name}"),
         service=ld.string(table, "service", f"environments.{name}"),
     )
@@ -225,10 +261,12 @@ def _overrides(ld: _Loader, policy: Policy, data: dict[str, Any], table: str) ->
     try:
         return policy.with_overrides(data, f"[{table}]")
     except ConfigError as exc:
-        bad = table.rsplit(".", 1)[-1]
+        # No setting wrong on its own: the two that disagree (due_after > max_age).
+        crossed = [k for k in ("max_age", "due_after") if k in data]
+        bad = crossed[0] if crossed else table.rsplit(".", 1)[-1]
         for key, value in data.items():
             try:
-                policy.with_overrides({key: value}, "")
+                parse_setting(policy, key, value, "")
             except ConfigError:
                 bad = key
                 break
@@ -248,6 +286,16 @@ def _absolute_store(uri: str, root: Path) -> str:
     return uri
 
 
+def _admin_key(value: str, where: str) -> Secret:
+    """A key goes into an HTTP header: printable ASCII only, or a clear error (never echoed)."""
+    if not all("!" <= c <= "~" for c in value):
+        raise AuthError(
+            f"{where} does not hold an admin key (it has spaces, control or non-ASCII "
+            "characters); copy the key again from the Console (Settings > Admin keys)"
+        )
+    return Secret(value)
+
+
 def resolve_admin_key(config: Config) -> Secret:
     """The admin key from ``ANTHROPIC_ADMIN_KEY`` or the config's ``env:``/``file:``/store ref."""
     ref = config.admin_key_ref
@@ -259,18 +307,20 @@ def resolve_admin_key(config: Config) -> Secret:
                 f"no admin key: ${name} is empty. Create an admin key in the Console "
                 f"(Settings > Admin keys) and export {name}, or set [anthropic] admin_key"
             )
-        return Secret(value)
+        return _admin_key(value, f"${name}")
     if ref.startswith("file:"):
         path = Path(ref[5:]).expanduser()
         if not path.is_absolute():
             path = config.root / path
         try:
-            value = path.read_text("utf-8").strip()
+            value = path.read_bytes().decode("ascii").strip()
         except OSError as exc:
             raise AuthError(f"cannot read the admin key file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            value = "\x00"  # refused below, without repeating the file's bytes
         if not value:
             raise AuthError(f"the admin key file {path} is empty")
-        return Secret(value)
+        return _admin_key(value, f"the admin key file {path}")
     from keyguard.stores import open_store
 
     secret = open_store(_absolute_store(ref, config.root)).get()

@@ -86,7 +86,7 @@ class RotationJournal:
 
     def _read(self) -> Iterator[Entry]:
         try:
-            text = self.path.read_text("utf-8")
+            raw_bytes = self.path.read_bytes()
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -94,28 +94,62 @@ class RotationJournal:
                 f"cannot read the rotation journal {self.path}: {exc.strerror}; "
                 "check the [state] dir setting and its permissions"
             ) from None
-        lines = text.splitlines()
+        lines = raw_bytes.split(b"\n")
+        if lines and not lines[-1].strip():
+            lines.pop()
         for number, raw in enumerate(lines, 1):
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(raw)
-                ts = datetime.fromisoformat(obj.pop("ts"))
-                obj.pop("env", None)
-                yield Entry(
-                    ts=ts,
-                    rotation=str(obj.pop("rotation")),
-                    step=str(obj.pop("step")),
-                    phase=str(obj.pop("phase")),
-                    data=obj,
-                )
-            except (ValueError, KeyError, TypeError):
+                yield _entry(json.loads(raw.decode("utf-8")))
+            except (ValueError, KeyError, TypeError, RecursionError):
                 if number == len(lines):
                     return  # torn final write: the step it announced did not complete
                 raise ConfigError(
                     f"{self.path}:{number}: the rotation journal line is damaged; "
                     "move the file aside to start over (the stores keep every key)"
                 ) from None
+
+
+#: Entry fields the replay reads, and the JSON types they must have (None: may be null).
+_STRINGS = ("store", "key_id", "hint", "reason")
+_KEY_REFS = ("key", "replaced")
+
+
+def _entry(obj: Any) -> Entry:
+    """One parsed line as an Entry; ValueError/TypeError when any field has the wrong shape."""
+    if not isinstance(obj, dict):
+        raise TypeError("not a JSON object")
+    ts = datetime.fromisoformat(obj.pop("ts"))
+    if ts.tzinfo is None:
+        raise ValueError("a journal time without a time zone")
+    obj.pop("env", None)
+    rotation, step, phase = obj.pop("rotation"), obj.pop("step"), obj.pop("phase")
+    if not all(isinstance(x, str) for x in (rotation, step, phase)):
+        raise TypeError("rotation, step and phase must be strings")
+    index = obj.get("store_index")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+        raise TypeError("store_index must be a whole number of 0 or more")
+    for name in _STRINGS:
+        if obj.get(name) is not None and not isinstance(obj[name], str):
+            raise TypeError(f"{name} must be a string")
+    refs = [obj[name] for name in _KEY_REFS if obj.get(name) is not None]
+    olds = obj.get("olds", [])
+    if not isinstance(olds, list):
+        raise TypeError("olds must be a list")
+    for ref in [*refs, *olds]:
+        _check_key_ref(ref)
+    if (step, phase) == ("create", "before") and index is None:
+        _check_key_ref(obj.get("key"))  # the rotation's first entry names its new key
+    return Entry(ts=ts, rotation=rotation, step=step, phase=phase, data=obj)
+
+
+def _check_key_ref(ref: Any) -> None:
+    if not isinstance(ref, dict) or not isinstance(ref.get("fingerprint"), str):
+        raise TypeError("a key reference needs a fingerprint")
+    for name in ("hint", "id", "name", "workspace_id"):
+        if ref.get(name) is not None and not isinstance(ref[name], str):
+            raise TypeError(f"a key reference's {name} must be a string")
 
 
 def _drop_torn_tail(fd: int) -> None:

@@ -1,8 +1,9 @@
 """Is a found key still live? ``GET /v1/models`` with the key itself: free, no admin key.
 
 Used by ``keyguard scan --verify``. Only ``sk-ant-api03-`` keys are sent, and only to the
-configured Anthropic base URL; every other shape is ``unknown`` without a request. httpx is
-imported when a checker is built, so a plain scan (and the pre-commit hook) never loads it.
+Anthropic API or the base URL the person running keyguard chose (``keyguard.urls``); every
+other shape is ``unknown`` without a request. httpx is imported when a checker is built, so a
+plain scan (and the pre-commit hook) never loads it.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ class LivenessChecker:
     ) -> None:
         import httpx
 
-        from keyguard.admin.client import ANTHROPIC_VERSION
+        from keyguard.admin.client import ANTHROPIC_VERSION, checked_url
         from keyguard.admin.retry import RetryPolicy
 
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_url(base_url)  # keys go only where the person running chose
         self._policy = RetryPolicy(max_attempts=max_attempts, deadline_seconds=deadline_seconds)
         self._http = httpx.Client(
             base_url=self.base_url,

@@ -84,12 +84,17 @@ def test_base_url_default_config_and_env(tmp_path: Path, monkeypatch: pytest.Mon
     assert load_config(write(tmp_path, "")).base_url == "https://api.anthropic.com"
     assert load_config(None).base_url == "https://api.anthropic.com"
     cfg = write(tmp_path, '[anthropic]\nbase_url = "http://127.0.0.1:8765/"\n')
-    assert load_config(cfg).base_url == "http://127.0.0.1:8765"
+    with pytest.raises(ConfigError, match=rf"{cfg}:2: .*set only in the config file"):
+        load_config(cfg).base_url  # noqa: B018 - the config alone does not choose
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:8765")
+    assert load_config(cfg).base_url == "http://127.0.0.1:8765"  # it agrees with the choice
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://localhost:1")
-    assert load_config(cfg).base_url == "http://localhost:1"
+    with pytest.raises(ConfigError, match="differs from the base URL chosen"):
+        load_config(cfg).base_url  # noqa: B018
+    assert load_config(cfg, base_url="http://127.0.0.1:8765").base_url == "http://127.0.0.1:8765"
     monkeypatch.delenv("ANTHROPIC_BASE_URL")
-    with pytest.raises(ConfigError, match="must be https://"):
-        load_config(write(tmp_path, '[anthropic]\nbase_url = "http://evil.example"\n'))
+    with pytest.raises(ConfigError, match="plain http"):
+        load_config(write(tmp_path, '[anthropic]\nbase_url = "http://evil.example"\n')).base_url  # noqa: B018
 
 
 def test_policy_override_and_store_uri_errors_name_the_line(tmp_path: Path) -> None:

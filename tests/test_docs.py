@@ -138,7 +138,8 @@ def test_console_block_runs_as_shown(where: str, body: str, workdir: Path) -> No
     assert doubled is None, f"{where}: said twice: {doubled.group(0) if doubled else ''}"
 
 
-def test_documented_configuration_loads(tmp_path: Path) -> None:
+def test_documented_configuration_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
     text = (ROOT / "docs" / "architecture.md").read_text("utf-8")
     blocks = re.findall(r"```toml\n(.*?)```", text, flags=re.S)
     assert blocks, "docs/architecture.md shows a keyguard.toml"
@@ -149,6 +150,7 @@ def test_documented_configuration_loads(tmp_path: Path) -> None:
     assert config.environments["prod"].policy.max_age.days == 30
     assert config.environments["dev"].policy.max_age.days == 90
     assert config.scan_exclude and config.webhook
+    assert config.base_url == "https://api.anthropic.com"  # the default: nobody chose another
 
 
 def yaml_blocks() -> list[Any]:

@@ -24,11 +24,11 @@ from keyguard.admin.retry import RetryPolicy, send_with_retries
 from keyguard.errors import NotFoundError, UsageError
 from keyguard.keys import Secret
 from keyguard.models import ApiKey, UsageRow, VerifyResult, Workspace
+from keyguard.urls import DEFAULT_BASE_URL, checked_base_url, parse_base_url
 
 log = logging.getLogger("keyguard.admin")
 
 ANTHROPIC_VERSION = "2023-06-01"
-DEFAULT_BASE_URL = "https://api.anthropic.com"
 #: Most buckets one usage page may hold, per bucket width (the API's documented maxima).
 USAGE_PAGE_LIMIT = {"1m": 1440, "1h": 168, "1d": 31}
 PAGE_LIMIT = 1000
@@ -50,6 +50,16 @@ class _KeyAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return f"_KeyAuth({self._key!r})"
+
+
+def checked_url(base_url: str) -> str:
+    """The one check before a key is sent: keyguard.urls' rule, and httpx reads the same host."""
+    parse_base_url(base_url, "the base URL")  # our own parser first: httpx never sees garbage
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL:
+        url = httpx.URL("invalid:")
+    return checked_base_url(base_url, url.host, url.userinfo.decode("ascii", "replace"))
 
 
 def hint_parts(hint: str | None) -> tuple[str, str, str] | None:
@@ -93,7 +103,7 @@ class AdminClient:
     ) -> None:
         if not isinstance(admin_key, Secret):
             raise TypeError("admin_key must be a keyguard.keys.Secret")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_url(base_url)
         self._auth = _KeyAuth(admin_key)
         self._policy = RetryPolicy(
             max_attempts=max(1, max_attempts),

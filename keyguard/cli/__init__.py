@@ -69,19 +69,62 @@ class LazyGroup(click.Group):
     envvar="KEYGUARD_CONFIG",
     help="Config file (default: ./keyguard.toml).",
 )
+@click.option(
+    "--base-url",
+    metavar="URL",
+    help="Send keys to this API base URL instead of https://api.anthropic.com "
+    "(or set ANTHROPIC_BASE_URL). A keyguard.toml's base_url alone is refused.",
+)
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None) -> None:
+def cli(ctx: click.Context, config_path: str | None, base_url: str | None) -> None:
     """Keep Anthropic API keys from leaking, and keep them fresh."""
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
+    ctx.obj["base_url"] = base_url
+
+
+class _RedactingStream:
+    """``sys.stderr`` that never repeats a key-shaped string the command line held."""
+
+    def __init__(self, stream: Any, secrets: list[str]) -> None:
+        self._stream = stream
+        self._secrets = sorted(set(secrets), key=len, reverse=True)
+
+    def write(self, text: str) -> int:
+        for secret in self._secrets:
+            text = text.replace(secret, redact(secret))
+        return int(self._stream.write(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _redacted(text: str) -> str:
+    """Key-shaped runs redacted; a hint's short head (``sk-ant-api03-R2D...``) stays as it is."""
+    return _KEYISH_RE.sub(
+        lambda m: redact(m.group(0)) if len(m.group(0)) > 20 else m.group(0), text
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: the single error boundary that turns errors into messages and exit codes."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    keyish = [m.group(0) for a in args for m in _KEYISH_RE.finditer(a) if len(m.group(0)) > 20]
+    stderr = sys.stderr
+    if keyish and stderr is not None:
+        sys.stderr = _RedactingStream(stderr, keyish)
     try:
-        result: Any = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        return _run(args)
+    finally:
+        sys.stderr = stderr
+
+
+def _run(args: list[str]) -> int:
+    try:
+        result: Any = cli.main(args=args, standalone_mode=False)
     except KeyguardError as exc:
-        click.echo(f"keyguard: error: {exc}", err=True)
+        # A message may repeat an argument (an environment name, a path): never a key.
+        click.echo(f"keyguard: error: {_redacted(str(exc))}", err=True)
         return int(exc.exit_code)
     except click.exceptions.Abort:  # "n" (or Ctrl-C, end of input) at a prompt, before any change
         click.echo("keyguard: cancelled at the prompt; nothing changed", err=True)
@@ -95,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Click repeats a bad argument in its message: never let that be a key.
         shown = io.StringIO()
         exc.show(file=shown)
-        sys.stderr.write(_KEYISH_RE.sub(lambda m: redact(m.group(0)), shown.getvalue()))
+        sys.stderr.write(_redacted(shown.getvalue()))
         return int(ExitCode.USAGE)
     if isinstance(result, int):
         return result

@@ -13,7 +13,7 @@ import click
 from keyguard.audit import AuditReport, Verdict, run_audit
 from keyguard.audit.collect import Progress
 from keyguard.audit.render import FORMATS, summary_line
-from keyguard.cli.common import admin_client, complete_environment, load
+from keyguard.cli.common import admin_client, check_writable, complete_environment, load
 from keyguard.errors import ExitCode, UsageError
 
 FAIL_ON = ("due", "violation", "never")
@@ -114,6 +114,8 @@ def audit(
     Also lists active keys of the organization that no environment holds. Exits 1 when
     any environment is a violation (see --fail-on), so a scheduled job fails visibly.
     """
+    if output:
+        check_writable(output, "--output")  # before the audit, not after it
     config = load(ctx)
     if not config.environments:
         where = config.path or "no keyguard.toml here"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from keyguard.config import Config, find_config, load_config
-from keyguard.errors import KeyguardError, UsageError
+from keyguard.errors import ConfigError, KeyguardError, UsageError
 from keyguard.keys import Secret
+from keyguard.policy import parse_duration
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
 def load(ctx: click.Context) -> Config:
     """The config named by ``--config``/``KEYGUARD_CONFIG``/``./keyguard.toml``, or defaults."""
     obj = ctx.find_root().obj or {}
-    return load_config(find_config(obj.get("config_path")))
+    return load_config(find_config(obj.get("config_path")), base_url=obj.get("base_url"))
 
 
 def admin_client(config: Config) -> AdminClient:
@@ -83,3 +86,38 @@ def complete_environment(
     except KeyguardError:
         return []
     return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A number of seconds from environment variable ``name`` (``10``, ``90s``, ``2m``)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse_duration(raw).total_seconds()
+    except ConfigError as exc:
+        raise UsageError(f"environment variable {name}: {exc}; or unset it") from None
+
+
+def seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Option callback: a finite number of seconds from 0 to a day (``float`` takes ``nan``)."""
+    if value is not None and not (math.isfinite(value) and 0 <= value <= 86400):
+        raise click.BadParameter(f"{value!r} is not a number of seconds from 0 to 86400")
+    return value
+
+
+def check_writable(path: str, option: str) -> None:
+    """UsageError now, before any work (or any irreversible write), if ``path`` can't be written."""
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    problem = None
+    if p.is_dir():
+        problem = "it is a folder"
+    elif p.exists() and not os.access(p, os.W_OK):
+        problem = "the file is not writable"
+    elif not p.exists() and folder.exists() and not folder.is_dir():
+        problem = f"{folder} is not a folder"
+    elif not p.exists() and folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"the folder {folder} is not writable"
+    if problem:
+        raise UsageError(f"{option} {path}: cannot write there ({problem}); choose another path")

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 _CONFIG = """\
 # A keyguard.toml like yours: two environments, each key in a local file store.
 [anthropic]
-base_url = "{url}"
 admin_key = "file:admin.key"
 
 [policy]
@@ -75,9 +74,7 @@ def demo(keep: bool) -> int:
         dev_ws = sb.add_workspace("dev", tags={"env": "dev"})
         prod_ws = sb.add_workspace("prod", tags={"env": "prod"})
         _write_secret_file(tmp / "admin.key", sb.admin_key.reveal())
-        (tmp / "keyguard.toml").write_text(
-            _CONFIG.format(url=sb.url, dev_ws=dev_ws, prod_ws=prod_ws), "utf-8"
-        )
+        (tmp / "keyguard.toml").write_text(_CONFIG.format(dev_ws=dev_ws, prod_ws=prod_ws), "utf-8")
         config = load_config(tmp / "keyguard.toml")
         olds: dict[str, str] = {}
         for env in ("dev", "prod"):

@@ -24,7 +24,13 @@ def fleet() -> None:
 def _format_option(f: click.decorators.FC) -> click.decorators.FC:
     f = click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE.")(f)
     return click.option(
-        "-f", "--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True
+        "-f",
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="text",
+        show_default=True,
+        help="Report format: text for people, json (also the state for --since), sarif, html.",
     )(f)
 
 
@@ -47,8 +53,18 @@ def _format_option(f: click.decorators.FC) -> click.decorators.FC:
 @click.option("--jobs", type=click.IntRange(1, 256), help="Local processes (default: cores).")
 @click.option("--verify", is_flag=True, help="Check each distinct key once with GET /v1/models.")
 @_format_option
-@click.option("--github-api-url", default="https://api.github.com", show_default=True)
-@click.option("--gitlab-url", default="https://gitlab.com", show_default=True)
+@click.option(
+    "--github-api-url",
+    default="https://api.github.com",
+    show_default=True,
+    help="GitHub REST API for github:ORG sources (GitHub Enterprise: https://HOST/api/v3).",
+)
+@click.option(
+    "--gitlab-url",
+    default="https://gitlab.com",
+    show_default=True,
+    help="GitLab instance for gitlab:GROUP sources.",
+)
 @click.option("--include-archived", is_flag=True, help="Also scan archived repositories.")
 @click.option("--include-forks", is_flag=True, help="Also scan forks.")
 @click.pass_context

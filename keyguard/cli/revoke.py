@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from keyguard.cli.common import load, read_key
+from keyguard.cli.common import check_writable, load, read_key, seconds
 from keyguard.errors import ExitCode, KeyguardError, NotFoundError, UsageError
 from keyguard.incident import (
     Deactivation,
@@ -456,7 +456,12 @@ def _exit_code(
     help="Folder the scan ran in: its files and git history are read again (default: .).",
 )
 @click.option(
-    "--deadline", type=float, default=60.0, show_default=True, help="Seconds to retry the API."
+    "--deadline",
+    type=float,
+    callback=seconds,
+    default=60.0,
+    show_default=True,
+    help="Seconds to retry the API.",
 )
 @click.argument("extra", nargs=-1, metavar="")
 @click.pass_context
@@ -500,6 +505,8 @@ def revoke(
         raise UsageError("give exactly one of --leaked -, --key-id apikey_... or --from-scan FILE")
     if since is not None:
         parse_since(since, started_at)  # fail on a bad value before any write
+    if report is not None:
+        check_writable(report, "--report")
     interactive = sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty()
     if not yes and not interactive:
         raise UsageError(

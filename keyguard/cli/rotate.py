@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import select
 import sys
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from keyguard.cli.common import admin_client, complete_environment, load, read_key
+from keyguard.cli.common import admin_client, complete_environment, env_seconds, load, read_key
 from keyguard.config import Config
 from keyguard.errors import ExitCode, KeyguardError, UsageError
 from keyguard.keys import Secret
@@ -68,7 +67,7 @@ def _optional_key(engine: RotationEngine, *, prompt: bool) -> Secret | None:
         fd = stdin.fileno()
     except (OSError, ValueError):
         return read_key(_prompt(engine), allow_empty=True)
-    wait = float(os.environ.get(STDIN_WAIT_ENV, "10"))
+    wait = env_seconds(STDIN_WAIT_ENV, 10.0)
     ready, _, _ = select.select([fd], [], [], wait)
     if not ready:
         _say(
@@ -173,7 +172,10 @@ def rotate(
             f"no environments configured in {config.path or 'keyguard.toml'}; "
             "`keyguard init` writes one"
         )
-    grace_td = parse_duration(grace) if grace is not None else None
+    try:
+        grace_td = parse_duration(grace) if grace is not None else None
+    except KeyguardError as exc:
+        raise UsageError(f"--grace: {exc}") from None
     if not (environments and len(names) == 1):
         _refuse_stray_key()
     codes: list[int] = []

@@ -75,6 +75,10 @@ def scan(
 
     Exit 0 when clean, 1 when a key is found, 2 on a usage error.
     """
+    if output:
+        from keyguard.cli.common import check_writable
+
+        check_writable(output, "--output")  # before the scan, not after it
     obj = ctx.find_root().obj or {}
     exclude, root = load_excludes(obj.get("config_path"))
     opts = ScanOptions(
@@ -86,7 +90,7 @@ def scan(
         config_root=root,
         baseline=baseline,
         update_baseline=update_baseline,
-        verify=_verifier(obj.get("config_path")) if verify else None,
+        verify=_verifier(obj.get("config_path"), obj.get("base_url")) if verify else None,
         jobs=jobs,
     )
     run = run_scan(opts)
@@ -126,9 +130,9 @@ def _quote(path: str) -> str:
     return "'" + path.replace("'", "'\\''") + "'" if os.sep in path or " " in path else path
 
 
-def _verifier(config_path: str | None) -> Verifier:
-    """The --verify seam: httpx loads only here, and keys go only to the configured base URL."""
+def _verifier(config_path: str | None, base_url: str | None) -> Verifier:
+    """The --verify seam: httpx loads only here; keys go only to the base URL the user chose."""
     from keyguard.config import find_config, load_config
     from keyguard.liveness import LivenessChecker
 
-    return LivenessChecker(load_config(find_config(config_path)).base_url)
+    return LivenessChecker(load_config(find_config(config_path), base_url=base_url).base_url)

@@ -142,7 +142,7 @@ def _check_works(engine: RotationEngine, previous: Secret, key_id: str | None) -
 def _incidents(path: Path) -> list[dict[str, Any]]:
     """The incident log's records; a missing file is no incident, a torn line is skipped."""
     try:
-        text = path.read_text("utf-8")
+        text = path.read_bytes().decode("utf-8", "replace")  # bad bytes: no traceback
     except FileNotFoundError:
         return []
     except OSError as exc:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from keyguard.errors import ExitCode, KeyguardError
+from keyguard.errors import ExitCode, KeyguardError, UsageError
 from keyguard.scanner.report import FORMATS, render, summary
 from keyguard.scanner.run import ScanOptions, ScanRun, check_hook, run_scan
 
@@ -23,7 +23,12 @@ def present(run: ScanRun, fmt: str, output: str | None, out: TextIO, err: TextIO
     result = run.result
     report = render(result, fmt)
     if output:
-        _write(Path(output), report)
+        try:
+            _write(Path(output), report)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the report to {output}: {exc.strerror}; choose a writable --output"
+            ) from None
     elif report:
         out.write(report)
     for note in result.notes:

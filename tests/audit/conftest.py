@@ -144,7 +144,7 @@ class Org:
 @pytest.fixture
 def org(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Org]:
     monkeypatch.setenv("ANTHROPIC_ADMIN_KEY", sandbox.admin_key.reveal())
-    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", sandbox.url)  # the config's base_url agrees
     monkeypatch.delenv("KEYGUARD_CONFIG", raising=False)
     (tmp_path / "stores").mkdir()
     yield Org(sandbox, tmp_path)

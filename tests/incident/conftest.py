@@ -93,6 +93,7 @@ class Incident:
             PYTHONPATH=str(ROOT),
             KEYGUARD_CONFIG=str(self.root / "keyguard.toml"),
             ANTHROPIC_ADMIN_KEY=self.sandbox.admin_key.reveal(),
+            ANTHROPIC_BASE_URL=self.sandbox.url,  # chosen by the runner; the config agrees
         )
         env.update(extra)
         done = subprocess.run(

@@ -39,6 +39,7 @@ def _keyguard(incident: Incident, *args: str, stdin: str = "") -> Run:
         PYTHONPATH=str(ROOT),
         KEYGUARD_CONFIG=str(incident.root / "keyguard.toml"),
         ANTHROPIC_ADMIN_KEY=incident.sandbox.admin_key.reveal(),
+        ANTHROPIC_BASE_URL=incident.sandbox.url,  # chosen by the runner; the config agrees
     )
     done = subprocess.run(
         [sys.executable, "-m", "keyguard", *args],

@@ -120,7 +120,7 @@ def test_verify_sends_keys_only_to_the_configured_base_url(
         f'[anthropic]\nbase_url = "http://127.0.0.1:{server.server_port}"\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
-    env.update(PYTHONPATH=str(ROOT))
+    env.update(PYTHONPATH=str(ROOT), ANTHROPIC_BASE_URL=f"http://127.0.0.1:{server.server_port}")
     try:
         done = subprocess.run(
             [sys.executable, "-m", "keyguard", "scan", ".", "--format", "json", "--verify"],

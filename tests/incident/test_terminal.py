@@ -21,6 +21,7 @@ class Terminal:
             PYTHONPATH=str(ROOT),
             KEYGUARD_CONFIG=str(incident.root / "keyguard.toml"),
             ANTHROPIC_ADMIN_KEY=incident.sandbox.admin_key.reveal(),
+            ANTHROPIC_BASE_URL=incident.sandbox.url,
             TERM="dumb",
         )
         self.pid, self.fd = pty.fork()

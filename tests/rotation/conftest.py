@@ -91,6 +91,7 @@ class Project:
             PYTHONPATH=str(ROOT),
             KEYGUARD_CONFIG=str(self.root / "keyguard.toml"),
             ANTHROPIC_ADMIN_KEY=self.sandbox.admin_key.reveal(),
+            ANTHROPIC_BASE_URL=self.sandbox.url,  # chosen by the runner; the config agrees
             KEYGUARD_STDIN_WAIT="2",
             **extra,
         )

@@ -16,7 +16,7 @@ NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 def test_entries_round_trip_with_store_points(tmp_path: Path) -> None:
     j = RotationJournal(tmp_path / "state", "prod")
-    j.append("t1", "create", "before", NOW, key={"hint": "h"})
+    j.append("t1", "create", "before", NOW, key={"fingerprint": "f", "hint": "h"})
     j.append("t1", "create", "after", NOW, store_index=1, store="file:x")
     points = [e.point for e in j.entries()]
     assert points == ["create:before", "create:1:after"]
@@ -32,7 +32,7 @@ def test_refuses_to_write_a_key(tmp_path: Path) -> None:
 
 def test_torn_last_line_is_ignored_but_a_damaged_middle_is_reported(tmp_path: Path) -> None:
     j = RotationJournal(tmp_path, "prod")
-    j.append("t1", "create", "before", NOW)
+    j.append("t1", "create", "before", NOW, key={"fingerprint": "f"})
     with j.path.open("a") as fh:
         fh.write('{"ts": "2026-11-25T00:00:00+00:00", "rot')
     assert len(j.entries()) == 1
