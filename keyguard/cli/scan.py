@@ -17,9 +17,11 @@ from keyguard.scanner.report import FORMATS
 from keyguard.scanner.run import ScanOptions, check_hook, run_scan
 
 HOOK_MARKER = "# installed by keyguard install-hook"
+#: git runs ``pre-merge-commit`` before it records a merge: a key merged in is refused too.
+HOOK_NAMES = ("pre-commit", "pre-merge-commit")
 HOOK_SCRIPT = f"""#!/bin/sh
 {HOOK_MARKER}
-# Refuses a commit whose staged content holds an Anthropic key.
+# Refuses a commit (or a merge commit) whose staged content holds an Anthropic key.
 if command -v keyguard-scan >/dev/null 2>&1; then
     exec keyguard-scan "$@"
 fi
@@ -100,19 +102,22 @@ def _hooks_dir() -> Path:
 
 
 @click.command("install-hook")
-@click.option("--force", is_flag=True, help="Replace an existing pre-commit hook.")
+@click.option("--force", is_flag=True, help="Replace existing pre-commit / pre-merge-commit hooks.")
 def install_hook(force: bool) -> int:
-    """Install a plain git pre-commit hook that runs keyguard-scan on every commit."""
-    hook = _hooks_dir() / "pre-commit"
-    if hook.exists() and HOOK_MARKER not in hook.read_text("utf-8", "replace") and not force:
-        raise UsageError(
-            f"{hook} exists and is not keyguard's; add `keyguard-scan` to it by hand, "
-            "use the pre-commit framework, or pass --force to replace it"
-        )
-    hook.parent.mkdir(parents=True, exist_ok=True)
-    hook.write_text(HOOK_SCRIPT.format(python=_quote(sys.executable)), "utf-8")
-    hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | 0o644)
-    click.echo(f"keyguard: installed {hook}; every commit is now scanned for Anthropic keys")
+    """Install plain git pre-commit and pre-merge-commit hooks that run keyguard-scan."""
+    hooks = [_hooks_dir() / name for name in HOOK_NAMES]
+    for hook in hooks:
+        if hook.exists() and HOOK_MARKER not in hook.read_text("utf-8", "replace") and not force:
+            raise UsageError(
+                f"{hook} exists and is not keyguard's; add `keyguard-scan` to it by hand, "
+                "use the pre-commit framework, or pass --force to replace it"
+            )
+    for hook in hooks:
+        hook.parent.mkdir(parents=True, exist_ok=True)
+        hook.write_text(HOOK_SCRIPT.format(python=_quote(sys.executable)), "utf-8")
+        hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | 0o644)
+    names = " and ".join(str(h) for h in hooks)
+    click.echo(f"keyguard: installed {names}; every commit and merge is now scanned for keys")
     return int(ExitCode.OK)
 
 

@@ -347,6 +347,7 @@ class _Span:
     stop: int | None = None  # hits at or past this absolute offset belong to the next range
     binary: bool | None = None  # None: decide from the first bytes
     fd: int | None = None  # the stream is this file from offset 0: lines are counted lazily
+    sniffed: list[str] | None = None  # the container kind found when not detecting archives
 
 
 def scan_stream(
@@ -356,17 +357,19 @@ def scan_stream(
     detect_archives: bool = False,
     limit: int | None = None,
     fd: int | None = None,
+    sniffed: list[str] | None = None,
 ) -> tuple[list[Hit], int, bool]:
     """Scan everything ``read`` yields; returns (hits, bytes read, truncated by ``limit``).
 
     Memory stays at one buffer of ``CHUNK`` plus context, however large the stream. With
     ``detect_archives`` the first bytes are sniffed and ``ArchiveDetected`` is raised. ``fd``
     says the stream is that file read from its start: bytes already scanned can be read back
-    with ``pread``, so newlines are counted only when a hit needs its line.
+    with ``pread``, so newlines are counted only when a hit needs its line. ``sniffed``: without
+    ``detect_archives``, the container kind the stream starts like is appended to it.
     """
     buf = _POOL.pop() if _POOL else bytearray(LEFT + CHUNK + RIGHT)
     try:
-        span = _Span(fd=fd)
+        span = _Span(fd=fd, sniffed=sniffed)
         hits, total, truncated, _ = _scan(buf, read, size, detect_archives, limit, span)
         return hits, total, truncated
     finally:
@@ -418,7 +421,7 @@ def _scan(
     try:
         while True:
             while n < cap and not eof:
-                got = read(mv[n:])
+                got = read(mv[n:] if limit is None else mv[n : n + min(cap - n, limit - total)])
                 if not got:
                     eof = True
                     break
@@ -430,9 +433,11 @@ def _scan(
                     eof = truncated = True
             if first:
                 first = False
-                kind = sniff(mv[:n]) if detect else None
-                if kind is not None:
+                kind = sniff(mv[:n]) if detect or span.sniffed is not None else None
+                if kind is not None and detect:
                     raise ArchiveDetected(kind, bytes(mv[:n]))
+                if kind is not None and span.sniffed is not None:
+                    span.sniffed.append(kind)
                 if span.binary is None:
                     binary = is_binary(mv[:n])
             hi = n if eof else n - RIGHT

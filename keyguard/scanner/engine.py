@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -23,6 +23,7 @@ from keyguard.scanner.detect import (
     NEEDLES,
     SPLIT_MARK_RE,
     Hit,
+    scan_bytes,
     sniff,
 )
 from keyguard.scanner.parallel import (
@@ -36,6 +37,7 @@ from keyguard.scanner.parallel import (
 )
 from keyguard.scanner.rules import RULES_BY_ID, Rule
 from keyguard.scanner.sources import Target
+from keyguard.scanner.unread import Unread
 
 #: Below this many bytes a pool costs more than it saves.
 POOL_MIN_BYTES = 24 << 20
@@ -80,9 +82,15 @@ class ScanResult:
     bytes: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    unread: list[Unread] = field(default_factory=list)
     allowed: int = 0
     baselined: int = 0
     excluded: int = 0
+
+    def note(self, notes: Iterable[str | Unread]) -> None:
+        """Add notes, keeping what was not read apart."""
+        for n in notes:
+            (self.unread if isinstance(n, Unread) else self.notes).append(n)  # type: ignore[arg-type]
 
 
 # A finding as it crosses from a worker process: plain data, the key as text.
@@ -97,22 +105,43 @@ def _rows(target: Target, item: ItemResult) -> list[_Row]:
     return rows
 
 
+def _name_rows(target: Target) -> list[_Row]:
+    """Keys in a target's path, reported at line 0 of the file or folder whose name holds them
+    (so a folder's key is one finding, whatever the files under it)."""
+    path = target.path
+    if "ant" not in path:
+        return []
+    rows: list[_Row] = []
+    for hit in scan_bytes(os.fsencode(path)):
+        end = path.find("/", len(os.fsdecode(os.fsencode(path)[: hit.offset + len(hit.key)])))
+        hit.line, hit.encoding = 0, "file name"
+        rows.append(_row(path if end < 0 else path[:end], hit, target.commit))
+    return rows
+
+
 def _row(path: str, hit: Hit, commit: str | None) -> _Row:
     key = hit.key.decode("ascii")
     return (hit.rule.id, path, hit.line, hit.column, key, hit.encoding, commit, hit.allowed)
 
 
-def _scan_file(target: Target) -> tuple[ItemResult | None, str | None]:
+def _cannot(target: Target, exc: OSError, what: str = "cannot read") -> Unread:
+    return Unread(target.path, "unreadable", f"{what} ({exc.strerror})")
+
+
+def _scan_file(target: Target) -> tuple[ItemResult | None, Unread | None]:
     assert target.fs_path is not None
     try:
         fd = os.open(target.fs_path, OPEN_FLAGS)
     except OSError as exc:
-        return None, f"{target.path}: cannot read ({exc.strerror}); skipped"
+        return None, _cannot(target, exc)
     with open(fd, "rb", buffering=0) as f:
         try:
             return scan_item(f, target.path, os.fstat(fd).st_size, fd=fd), None
         except OSError as exc:
-            return None, f"{target.path}: read failed ({exc.strerror}); skipped"
+            return None, _cannot(target, exc, "read failed")
+
+
+_Result = tuple[Target, "ItemResult | None", "Unread | None"]
 
 
 class _BlobReader:
@@ -148,10 +177,24 @@ class _BlobReader:
                 break
 
 
-def _scan_blobs(targets: list[Target]) -> Iterator[tuple[Target, ItemResult | None, str | None]]:
+def _scan_blobs(targets: list[Target]) -> Iterator[_Result]:
+    """Each blob read by ``git cat-file --batch``; a corrupt blob stops git, so it is named
+    as not read and a new ``cat-file`` goes on with the rest."""
+    todo = targets
+    while todo:
+        done = yield from _cat_file(todo)
+        todo = todo[done:]
+
+
+def _cat_file(targets: list[Target]) -> Generator[_Result, None, int]:
+    """Results of ``targets`` in order until git stops; returns how many were handled."""
     repo = targets[0].repo
     proc = subprocess.Popen(
-        ["git", "cat-file", "--batch"], cwd=repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        ["git", "cat-file", "--batch"],
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     assert proc.stdin is not None and proc.stdout is not None
     stdin = proc.stdin
@@ -161,29 +204,40 @@ def _scan_blobs(targets: list[Target]) -> Iterator[tuple[Target, ItemResult | No
             for t in targets:
                 stdin.write(f"{t.oid}\n".encode())
             stdin.close()
-        except BrokenPipeError:
+        except OSError:
             pass
 
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
+    handled = 0
     try:
         for target in targets:
-            header = proc.stdout.readline().split()
+            handled += 1
+            raw = proc.stdout.readline()
+            header = raw.split()
+            if not raw:
+                yield target, None, _bad_blob(target, "corrupt: git could not read it")
+                break
             if len(header) != 3 or header[1] != b"blob":
-                yield target, None, f"{target.path}: blob {target.oid} missing from the repository"
+                yield target, None, _bad_blob(target, "missing from the repository")
                 continue
             reader = _BlobReader(proc.stdout, int(header[2]))
             item = scan_item(reader, target.path, int(header[2]))  # type: ignore[arg-type]
             reader.drain()
-            proc.stdout.read(1)  # the newline after each blob
+            if reader.left > 0 or proc.stdout.read(1) != b"\n":
+                yield target, item, _bad_blob(target, "corrupt: git stopped inside it")
+                break
             yield target, item, None
     finally:
+        proc.kill()
         writer.join()
         proc.stdout.close()
         proc.wait()
+    return handled
 
 
-_Result = tuple[Target, ItemResult | None, str | None]
+def _bad_blob(target: Target, why: str) -> Unread:
+    return Unread(target.path, "missing-blob", f"blob {target.oid} {why}")
 
 
 class _Pack:
@@ -208,12 +262,12 @@ class _Pack:
         try:
             fd = os.open(target.fs_path, OPEN_FLAGS)
         except OSError as exc:
-            self.out.append((target, None, f"{target.path}: cannot read ({exc.strerror}); skipped"))
+            self.out.append((target, None, _cannot(target, exc)))
             return True
         try:
             n = os.readv(fd, [self.view[self.pos : self.pos + target.size + 1]])
         except OSError as exc:
-            self.out.append((target, None, f"{target.path}: read failed ({exc.strerror}); skipped"))
+            self.out.append((target, None, _cannot(target, exc, "read failed")))
             return True
         finally:
             os.close(fd)
@@ -271,15 +325,16 @@ def _first(buf: bytearray, needle: bytes | None, start: int, end: int) -> int:
     return -1 if m is None else m.start()
 
 
-def _scan_batch(targets: list[Target]) -> tuple[list[_Row], int, int, list[str]]:
+def _scan_batch(targets: list[Target]) -> tuple[list[_Row], int, int, list[str | Unread]]:
     """Scan a batch of targets; returns (finding rows, files, bytes, notes)."""
     rows: list[_Row] = []
     files = nbytes = 0
-    notes: list[str] = []
+    notes: list[str | Unread] = []
     results: list[_Result] = []
     pack = _Pack(results)
     blobs: list[Target] = []
     for t in targets:
+        rows.extend(_name_rows(t))
         if t.fs_path is None:
             blobs.append(t)
         elif t.size > SMALL_BYTES or not pack.add(t):
@@ -296,22 +351,29 @@ def _scan_batch(targets: list[Target]) -> tuple[list[_Row], int, int, list[str]]
         files += 1
         nbytes += item.bytes
         notes.extend(item.notes)
+        notes.extend(item.unread)
         rows.extend(_rows(target, item))
     return rows, files, nbytes, notes
 
 
-_Output = tuple[list[_Row], int, int, list[str], tuple[Range, RangeHits] | None]
+_Output = tuple[list[_Row], int, int, list[str | Unread], tuple[Range, RangeHits] | None]
 
 
 def _work(unit: Unit) -> _Output:
     """One unit of work in a pool worker."""
     if isinstance(unit, Range):
         hits, newlines, last, note = read_range(unit)
-        notes = [note] if note is not None and unit.start == 0 else []
+        notes: list[str | Unread] = [note] if note is not None and unit.start == 0 else []
         ok = note is None
         first = int(ok and unit.start == 0)
         part = RangeHits(unit.start, hits, newlines, last)
-        return [], first, (unit.end - unit.start) if ok else 0, notes, (unit, part)
+        return (
+            _name_rows(unit.target) if unit.start == 0 else [],
+            first,
+            (unit.end - unit.start) if ok else 0,
+            notes,
+            (unit, part),
+        )
     return (*_scan_batch(unit), None)
 
 
@@ -345,7 +407,7 @@ def scan_targets(targets: Iterable[Target], *, jobs: int | None = None) -> ScanR
     for rows, files, nbytes, notes, ranged in outputs:
         result.files += files
         result.bytes += nbytes
-        result.notes.extend(notes)
+        result.note(notes)
         if ranged is not None:
             split.setdefault(ranged[0].target, []).append(ranged[1])
         for rule_id, path, line, column, key, encoding, commit, allowed in rows:
@@ -374,7 +436,7 @@ def _can_fork() -> bool:
 def scan_stdin(stream: IO[bytes], label: str = "<stdin>") -> ScanResult:
     """Scan a byte stream (``keyguard scan -``)."""
     item = scan_item(stream, label)
-    result = ScanResult(files=1, bytes=item.bytes, notes=item.notes)
+    result = ScanResult(files=1, bytes=item.bytes, notes=item.notes, unread=item.unread)
     target = Target(label, item.bytes)
     for rule_id, path, line, column, key, encoding, commit, allowed in _rows(target, item):
         result.findings.append(

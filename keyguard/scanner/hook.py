@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TextIO
 
 from keyguard.errors import ExitCode, KeyguardError
-from keyguard.scanner.report import FORMATS, render, summary
+from keyguard.scanner.report import FORMATS, render, summary, unread_lines
 from keyguard.scanner.run import ScanOptions, ScanRun, check_hook, run_scan
+from keyguard.scanner.unread import shown
 
 
 def present(run: ScanRun, fmt: str, output: str | None, out: TextIO, err: TextIO) -> int:
@@ -27,7 +28,9 @@ def present(run: ScanRun, fmt: str, output: str | None, out: TextIO, err: TextIO
     elif report:
         out.write(report)
     for note in result.notes:
-        err.write(f"keyguard: note: {note}\n")
+        err.write(f"keyguard: note: {shown(note)}\n")
+    for line in unread_lines(result):
+        err.write(line + "\n")
     err.write(summary(result) + "\n")
     if run.baseline_written is not None:
         err.write(f"keyguard: wrote {run.baseline_written} fingerprint(s) to the baseline\n")

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from keyguard.errors import UsageError
 from keyguard.scanner.engine import ScanResult, Verifier, finish, scan_stdin, scan_targets
-from keyguard.scanner.sources import Target, git_toplevel, iter_paths, list_history, list_staged
+from keyguard.scanner.sources import (
+    Notes,
+    Target,
+    git_toplevel,
+    iter_paths,
+    list_history,
+    list_staged,
+)
 from keyguard.scanner.suppress import Excluder, load_baseline, write_baseline
 
 
@@ -85,7 +92,7 @@ def run_scan(opts: ScanOptions) -> ScanRun:
         result = scan_stdin(sys.stdin.buffer)
     else:
         base: Path | None = None
-        notes: list[str] = []
+        notes: Notes = []
         targets: Iterable[Target]
         if opts.staged:
             listing, run.staged_paths = list_staged()
@@ -99,7 +106,7 @@ def run_scan(opts: ScanOptions) -> ScanRun:
             targets = iter_paths(opts.paths or ["."], notes)
         excluding = _Excluding(targets, opts, base) if opts.exclude else None
         result = scan_targets(excluding or targets, jobs=opts.jobs)
-        result.notes[:0] = notes
+        result.note(notes)
         result.excluded = excluding.excluded if excluding is not None else 0
     run.result = finish(result, baseline=baseline, verify=opts.verify, started=started)
     if opts.update_baseline:
