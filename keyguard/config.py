@@ -160,7 +160,7 @@ def _build(ld: _Loader, data: dict[str, Any]) -> Config:
         envs[name] = _environment(ld, name, table, policy, root)
 
     scan = data.get("scan", {})
-    ld.unknown("scan", scan, {"exclude"})
+    ld.unknown("scan", scan, {"exclude", "baseline"})  # baseline: read by keyguard.scanner.settings
     exclude = scan.get("exclude", [])
     if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
         raise ld.fail("exclude", "[scan] exclude must be a list of path globs")

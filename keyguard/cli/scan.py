@@ -12,9 +12,10 @@ import click
 
 from keyguard.errors import ExitCode, UsageError
 from keyguard.scanner.engine import Verifier
-from keyguard.scanner.hook import load_excludes, present
+from keyguard.scanner.hook import present, refusal
 from keyguard.scanner.report import FORMATS
 from keyguard.scanner.run import ScanOptions, check_hook, run_scan
+from keyguard.scanner.settings import load_scan_settings
 
 HOOK_MARKER = "# installed by keyguard install-hook"
 #: git runs ``pre-merge-commit`` before it records a merge: a key merged in is refused too.
@@ -45,8 +46,16 @@ exec {{python}} -m keyguard.scanner.hook "$@"
     "-f", "--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True
 )
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
-@click.option("--baseline", type=click.Path(dir_okay=False), help="Accept the keys listed in FILE.")
-@click.option("--update-baseline", is_flag=True, help="Write every finding to --baseline FILE.")
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False),
+    help="Accept the keys listed in FILE (default: [scan] baseline in keyguard.toml).",
+)
+@click.option(
+    "--update-baseline",
+    is_flag=True,
+    help="Write every finding to the baseline (with --staged: add them to it).",
+)
 @click.option("--jobs", type=click.IntRange(1, 64), help="Processes to read with (default: cores).")
 @click.option(
     "--verify",
@@ -72,15 +81,16 @@ def scan(
     Exit 0 when clean, 1 when a key is found, 2 on a usage error.
     """
     obj = ctx.find_root().obj or {}
-    exclude, root = load_excludes(obj.get("config_path"))
+    settings = load_scan_settings(obj.get("config_path"))
     opts = ScanOptions(
         paths=list(paths) or ["."],
         staged=staged,
         history=history,
         stdin=use_stdin,
-        exclude=exclude,
-        config_root=root,
+        exclude=settings.exclude,
+        config_root=settings.root,
         baseline=baseline,
+        baseline_from_config=str(settings.baseline) if settings.baseline else None,
         update_baseline=update_baseline,
         verify=_verifier(obj.get("config_path")) if verify else None,
         jobs=jobs,
@@ -89,6 +99,8 @@ def scan(
     code = present(run, fmt, output, sys.stdout, sys.stderr)
     if staged and (problem := check_hook(run)):
         raise UsageError(problem)
+    if staged and code == ExitCode.FOUND:
+        sys.stderr.write(refusal(settings).replace("commit refused", "staged keys found"))
     return code
 
 
