@@ -14,16 +14,15 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from keyguard.keys import Secret
+from keyguard.keys import Secret, redact
 from keyguard.scanner import accel
 from keyguard.scanner.archives import ItemResult, scan_item
-from keyguard.scanner.detect import (
+from keyguard.scanner.detect import Hit, scan_bytes
+from keyguard.scanner.needles import (
     ARCHIVE_FIRST_BYTES,
     FIND_NEEDLES,
     NEEDLES,
     SPLIT_MARK_RE,
-    Hit,
-    scan_bytes,
     sniff,
 )
 from keyguard.scanner.parallel import (
@@ -447,6 +446,16 @@ def scan_stdin(stream: IO[bytes], label: str = "<stdin>") -> ScanResult:
     return result
 
 
+def masked(text: str) -> str:
+    """``text`` (a path, a note) with every key in it redacted."""
+    if "ant" not in text:
+        return text
+    for hit in scan_bytes(os.fsencode(text)):
+        key = os.fsdecode(hit.key)
+        text = text.replace(key, redact(key))
+    return text
+
+
 def finish(
     result: ScanResult,
     *,
@@ -470,6 +479,11 @@ def finish(
         seen.add(where)
         kept.append(f)
     kept.sort(key=lambda f: (f.rule.rank, f.path, f.line, f.column))
+    # A key in a file or member name must not be printed by printing the name.
+    for f in kept:
+        f.path = masked(f.path)
+    result.unread = [u._replace(path=masked(u.path)) for u in result.unread]
+    result.notes = [masked(n) for n in result.notes]
     if verify is not None:
         verdicts: dict[str, str] = {}
         for f in kept:

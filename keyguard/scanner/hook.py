@@ -11,13 +11,16 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
 
 from keyguard.errors import ExitCode, KeyguardError
-from keyguard.scanner.report import FORMATS, render, summary, unread_lines
-from keyguard.scanner.run import ScanOptions, ScanRun, check_hook, run_scan
 from keyguard.scanner.settings import ScanSettings, load_scan_settings
-from keyguard.scanner.unread import shown
+
+#: ``typing`` costs the hook a few milliseconds: its names are for the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
+
+    from keyguard.scanner.run import ScanRun
 
 #: Where the hook's advice suggests keeping a baseline when keyguard.toml names none.
 DEFAULT_BASELINE = ".keyguard-baseline.json"
@@ -25,6 +28,9 @@ DEFAULT_BASELINE = ".keyguard-baseline.json"
 
 def present(run: ScanRun, fmt: str, output: str | None, out: TextIO, err: TextIO) -> int:
     """Write the report and the summary; returns the exit code (0 clean, 1 findings)."""
+    from keyguard.scanner.report import render, summary, unread_lines
+    from keyguard.scanner.unread import shown
+
     result = run.result
     report = render(result, fmt)
     if output:
@@ -86,6 +92,8 @@ def _rel(path: Path) -> str:
 def _parser() -> object:
     import argparse
 
+    from keyguard.scanner.report import FORMATS
+
     p = argparse.ArgumentParser(
         prog="keyguard-scan",
         description="Refuse a commit that holds an Anthropic key (scans the staged content).",
@@ -116,29 +124,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths, history, fmt, output, baseline, config = _args(argv)
     try:
         settings = load_scan_settings(config)
-        opts = ScanOptions(
-            paths=paths,
-            staged=not paths and history is None,
-            history=history,
-            exclude=settings.exclude,
-            config_root=settings.root,
-            baseline=baseline,
-            baseline_from_config=str(settings.baseline) if settings.baseline else None,
-        )
-        run = run_scan(opts)
-        code = present(run, fmt, output, sys.stdout, sys.stderr)
-        if opts.staged and (problem := check_hook(run)):
-            sys.stderr.write(f"keyguard: error: {problem}\n")
-            return int(ExitCode.USAGE)
-        if code == ExitCode.FOUND:
-            sys.stderr.write(refusal(settings))
-        return code
+        plain = not (paths or history is not None or output or baseline) and fmt == "text"
+        if plain and (done := _quick(settings)) is not None:
+            return done
+        return _scan(settings, paths, history, fmt, output, baseline)
     except KeyguardError as exc:
         sys.stderr.write(f"keyguard: error: {exc}\n")
         return int(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("keyguard: interrupted\n")
         return int(ExitCode.INTERRUPTED)
+
+
+def _quick(settings: ScanSettings) -> int | None:
+    """A staged scan proven clean by the quick pass (see quick.py); None: scan in full."""
+    if settings.exclude or settings.baseline is not None:
+        return None  # what is excluded or baselined is counted by the full scan
+    from keyguard.scanner.quick import staged_clean
+
+    done = staged_clean()
+    if done is None:
+        return None
+    files, nbytes, seconds = done
+    sys.stderr.write(
+        f"keyguard: scanned {files} file{'s' if files != 1 else ''}, {nbytes} bytes in "
+        f"{seconds:.2f}s: 0 findings\n"
+    )
+    return int(ExitCode.OK)
+
+
+def _scan(
+    settings: ScanSettings,
+    paths: list[str],
+    history: str | None,
+    fmt: str,
+    output: str | None,
+    baseline: str | None,
+) -> int:
+    from keyguard.scanner.run import ScanOptions, check_hook, run_scan
+
+    opts = ScanOptions(
+        paths=paths,
+        staged=not paths and history is None,
+        history=history,
+        exclude=settings.exclude,
+        config_root=settings.root,
+        baseline=baseline,
+        baseline_from_config=str(settings.baseline) if settings.baseline else None,
+    )
+    run = run_scan(opts)
+    code = present(run, fmt, output, sys.stdout, sys.stderr)
+    if opts.staged and (problem := check_hook(run)):
+        sys.stderr.write(f"keyguard: error: {problem}\n")
+        return int(ExitCode.USAGE)
+    if code == ExitCode.FOUND:
+        sys.stderr.write(refusal(settings))
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,8 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from keyguard.scanner.detect import BINARY_SNIFF, LEFT, RIGHT, Hit, is_binary, scan_range, sniff
+from keyguard.scanner.detect import BINARY_SNIFF, LEFT, RIGHT, Hit, is_binary, scan_range
+from keyguard.scanner.needles import sniff
 from keyguard.scanner.sources import Target
 from keyguard.scanner.unread import Unread
 

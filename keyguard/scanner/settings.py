@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from keyguard.errors import ConfigError
 
@@ -13,13 +12,23 @@ CONFIG_NAME = "keyguard.toml"
 _KNOWN = ("baseline", "exclude")
 
 
-class ScanSettings(NamedTuple):
-    """What ``[scan]`` says; paths are resolved against the config file's folder."""
+class ScanSettings:
+    """What ``[scan]`` says; paths are resolved against the config file's folder. (A plain
+    class: the hook starts faster without dataclasses or typing.)"""
 
-    exclude: tuple[str, ...] = ()
-    baseline: Path | None = None
-    root: Path | None = None  # the config file's folder: exclude globs are relative to it
-    path: Path | None = None  # the config file
+    __slots__ = ("baseline", "exclude", "path", "root")
+
+    def __init__(
+        self,
+        exclude: tuple[str, ...] = (),
+        baseline: Path | None = None,
+        root: Path | None = None,  # the config file's folder: exclude globs are relative to it
+        path: Path | None = None,  # the config file
+    ) -> None:
+        self.exclude = exclude
+        self.baseline = baseline
+        self.root = root
+        self.path = path
 
 
 def find_config(explicit: str | None) -> Path | None:
@@ -55,13 +64,13 @@ def load_scan_settings(explicit: str | None = None) -> ScanSettings:
     import tomllib
 
     try:
-        data: dict[str, Any] = tomllib.loads(text)
+        data: dict[str, object] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}; fix the TOML syntax there") from None
     return _settings(path, data.get("scan", {}))
 
 
-def _settings(path: Path, scan: Any) -> ScanSettings:
+def _settings(path: Path, scan: object) -> ScanSettings:
     if not isinstance(scan, dict):
         raise ConfigError(f"{path}: [scan] must be a table of settings ({', '.join(_KNOWN)})")
     for key in scan:
