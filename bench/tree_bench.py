@@ -10,6 +10,7 @@ The corpora are bench/scan_bench.py's (bench/out/tree-*/, git-ignored, reused wh
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -24,14 +25,23 @@ from bench import corpus, tools  # noqa: E402
 GOAL = 2.0
 
 
-def _time(cmd: list[str], cwd: Path, env: dict[str, str], out: Path, repeat: int) -> float:
+def _time(
+    cmd: list[str], cwd: Path, env: dict[str, str], out: Path, repeat: int
+) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds (user + system, the whole process tree)."""
     tools.measure(cmd, out, cwd, env)  # warm page cache and imports
-    return statistics.median(tools.measure(cmd, out, cwd, env).seconds for _ in range(repeat))
+    runs = [tools.measure(cmd, out, cwd, env) for _ in range(repeat)]
+    return statistics.median(r.seconds for r in runs), statistics.median(
+        r.cpu_seconds for r in runs
+    )
 
 
-def _user_env(env: dict[str, str]) -> dict[str, str]:
+def _user_env(env: dict[str, str], source: bool = False) -> dict[str, str]:
     """Run keyguard as an installed copy runs: from compiled bytecode. (With
-    PYTHONDONTWRITEBYTECODE set, every run would compile every module it imports again.)"""
+    PYTHONDONTWRITEBYTECODE set, every run would compile every module it imports again;
+    ``--from-source`` measures that.)"""
+    if source:
+        return {**env, "PYTHONDONTWRITEBYTECODE": "1"}
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "keyguard")], check=True)
     return {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
@@ -44,38 +54,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=5, help="timed runs per row (median kept)")
     p.add_argument("--seed", type=int, default=20251125)
     p.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    p.add_argument(
+        "--from-source",
+        action="store_true",
+        help="no bytecode: every run compiles what it imports (PYTHONDONTWRITEBYTECODE=1)",
+    )
     args = p.parse_args(argv)
     out: Path = args.out.resolve()
-    env = _user_env(tools.base_env(REPO, out))
+    env = _user_env(tools.base_env(REPO, out), args.from_source)
     accel = subprocess.run([sys.executable, "-c", "import hyperscan, isal"], capture_output=True)
     default = "hyperscan + isal" if accel.returncode == 0 else "stdlib (no accelerators)"
-    rows: list[tuple[str, str, float, float]] = []
+    rows: list[tuple[str, str, float, float, float]] = []
     verdicts: list[str] = []
     for size in args.sizes:
         cdir = out / f"tree-{size:g}"
         man = corpus.generate(cdir, size, args.seed)
         case = f"{man.bytes / 1e6:.0f} MB, {man.files:,} files"
-        cat = _time(
+        cat, cat_cpu = _time(
             tools.sh("find . -type f -print0 | xargs -0 cat > /dev/null"),
             cdir,
             env,
             out / "tree-cat.out",
             args.repeat,
         )
-        rows.append((case, "cat (read limit)", cat, 1.0))
+        rows.append((case, "cat (read limit)", cat, cat_cpu, 1.0))
         scan = [sys.executable, "-m", "keyguard", "scan", ".", "-f", "json", "--output"]
         for name, extra in (
             (f"keyguard scan ({default})", {}),
             ("keyguard scan (stdlib)", {"KEYGUARD_SCAN_ENGINE": "stdlib"}),
         ):
             report = out / "tree-keyguard.json"
-            secs = _time(
+            secs, cpu = _time(
                 [*scan, str(report)], cdir, {**env, **extra}, out / "tree-kg.out", args.repeat
             )
             found = tools.found_keyguard(report)
             planted = {pl.sha256 for pl in man.plants}
             rows.append(
-                (case, f"{name}, {len(found & planted)}/{len(planted)} keys", secs, secs / cat)
+                (case, f"{name}, {len(found & planted)}/{len(planted)} keys", secs, cpu, secs / cat)
             )
             if size == 50 and not extra:
                 ok = secs / cat <= GOAL
@@ -83,9 +98,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"{'PASS' if ok else 'MISS'} 50 MB working tree within {GOAL:g}x cat: "
                     f"{secs / cat:.2f}x ({secs:.3f} s vs {cat:.3f} s)"
                 )
-    print("\n| tree | command | seconds | x cat |\n|---|---|---:|---:|")
-    for case, name, secs, ratio in rows:
-        print(f"| {case} | {name} | {secs:.3f} | {ratio:.2f} |")
+    load = os.getloadavg()[0]
+    print(f"\nload average at the end: {load:.1f} on {os.cpu_count()} cores")
+    print("\n| tree | command | seconds | CPU s | x cat |\n|---|---|---:|---:|---:|")
+    for case, name, secs, cpu, ratio in rows:
+        print(f"| {case} | {name} | {secs:.3f} | {cpu:.3f} | {ratio:.2f} |")
     print()
     for line in verdicts:
         print(line)
