@@ -65,12 +65,11 @@ def _write(path: Path, text: str) -> None:
 
 def refusal(settings: ScanSettings) -> str:
     """What the hook says when it refuses a commit: the commands that work from here."""
+    from keyguard.scanner.unread import shown
+
     if settings.baseline is not None:
-        accept = (
-            "`keyguard scan --staged --update-baseline` (adds them to "
-            + _rel(settings.baseline)
-            + ")"
-        )
+        where = shown(_rel(settings.baseline))
+        accept = f"`keyguard scan --staged --update-baseline` (adds them to {where})"
     else:
         accept = (
             f'`[scan] baseline = "{DEFAULT_BASELINE}"` in keyguard.toml, then '
