@@ -101,6 +101,8 @@ def _rows(target: Target, item: ItemResult) -> list[_Row]:
     rows: list[_Row] = []
     for member, hit in item.hits:
         path = f"{target.path}!{member}" if member else target.path
+        if target.tree:  # a key in the name of an entry of a git tree
+            path = f"{target.path}/{member}" if target.path else member
         rows.append(_row(path, hit, target.commit))
     return rows
 
@@ -218,6 +220,10 @@ def _cat_file(targets: list[Target]) -> Generator[_Result, None, int]:
             if not raw:
                 yield target, None, _bad_blob(target, "corrupt: git could not read it")
                 break
+            if target.tree and len(header) == 3 and header[1] == b"tree":
+                data = proc.stdout.read(int(header[2]) + 1)
+                yield target, _tree_names(data[:-1]), None
+                continue
             if len(header) != 3 or header[1] != b"blob":
                 yield target, None, _bad_blob(target, "missing from the repository")
                 continue
@@ -234,6 +240,25 @@ def _cat_file(targets: list[Target]) -> Generator[_Result, None, int]:
         proc.stdout.close()
         proc.wait()
     return handled
+
+
+def _tree_names(data: bytes) -> ItemResult:
+    """Keys in the entry names of a raw git tree (``MODE NAME\\0`` + 20-byte id, repeated)."""
+    item = ItemResult()
+    if b"ant" not in data:
+        return item
+    pos = 0
+    while pos < len(data):
+        nul = data.find(b"\0", pos)
+        if nul < 0:
+            break
+        name = data[data.find(b" ", pos, nul) + 1 : nul]
+        pos = nul + 21
+        if b"ant" in name:
+            for hit in scan_bytes(name):
+                hit.line, hit.encoding = 0, "file name"
+                item.hits.append((os.fsdecode(name), hit))
+    return item
 
 
 def _bad_blob(target: Target, why: str) -> Unread:
@@ -347,6 +372,9 @@ def _scan_batch(targets: list[Target]) -> tuple[list[_Row], int, int, list[str |
         if note is not None:
             notes.append(note)
         if item is None:
+            continue
+        if target.tree:
+            rows.extend(_rows(target, item))
             continue
         files += 1
         nbytes += item.bytes

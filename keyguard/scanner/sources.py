@@ -26,6 +26,7 @@ class Target:
     oid: str | None = None
     repo: str | None = None
     commit: str | None = None
+    tree: bool = False  # a git tree: only the names of its entries are scanned
 
 
 @dataclass
@@ -254,6 +255,13 @@ def list_history(rev_range: str | None, cwd: str | Path = ".") -> Listing:
     except FileNotFoundError:
         raise UsageError("git is not installed; install it or scan a plain folder") from None
     sizes, others = _blob_sizes(_git(check, top))
+    # Trees too: a key in a file name must be found even when the file's content (an empty
+    # file, say) is a blob already listed under another name.
+    trees = {oid: size for oid, (kind, size) in others.items() if kind == b"tree"}
+    tree_bytes, blob_bytes = sum(trees.values()), sum(sizes.values())
+    # Trees are read for names only while they cost at most half as much as the blobs (a long
+    # history of a wide tree holds far more tree bytes than content): past that, say so.
+    read_trees = tree_bytes <= max(TREE_BYTES, blob_bytes // 2)
     out, err = lister.communicate()
     if lister.returncode != 0:
         msg = err.decode("utf-8", "replace").strip()
@@ -270,6 +278,13 @@ def list_history(rev_range: str | None, cwd: str | Path = ".") -> Listing:
             commit = line.decode()
         elif oid in seen:
             continue
+        elif oid in trees:
+            seen.add(oid)
+            size = trees[oid]
+            if read_trees:
+                listing.targets.append(
+                    Target(os.fsdecode(line[41:]), size, oid=oid.decode(), repo=str(top), tree=True)
+                )
         elif oid not in sizes:
             if len(line) > 41 and oid not in others:  # a path, but no object at all
                 seen.add(oid)
@@ -293,6 +308,16 @@ def list_history(rev_range: str | None, cwd: str | Path = ".") -> Listing:
             )
     if missing:
         listing.notes.extend(_missing(top, revs, missing))
+    if not read_trees:
+        listing.notes.append(
+            Unread(
+                top.name,
+                "names",
+                f"file names of {len(trees)} trees ({tree_bytes >> 20} MiB) not scanned: a file "
+                "named with a key is found only under the path that introduced its content; "
+                "scan a narrower --history REV-RANGE to read them",
+            )
+        )
     return listing
 
 
@@ -317,19 +342,24 @@ def _missing(top: Path, revs: list[str], oids: list[bytes]) -> Iterator[Unread]:
         yield Unread(path, "missing-blob", f"blob {oid}{at} missing from the repository")
 
 
+#: Tree bytes always worth reading for the names they hold.
+TREE_BYTES = 64 << 20
+
 _BLOB_CHECK = "--batch-check=%(objecttype) %(objectname) %(objectsize)"
 
 
-def _blob_sizes(out: bytes) -> tuple[dict[bytes, int], set[bytes]]:
-    """(blob id -> size, ids of other objects) from ``cat-file --batch-check`` lines."""
+def _blob_sizes(out: bytes) -> tuple[dict[bytes, int], dict[bytes, tuple[bytes, int]]]:
+    """(blob id -> size, other object id -> (type, size)) from ``cat-file --batch-check``."""
     sizes: dict[bytes, int] = {}
-    others: set[bytes] = set()
+    others: dict[bytes, tuple[bytes, int]] = {}
     for line in out.split(b"\n"):
-        if line.startswith(b"blob "):
-            oid, _, size = line[5:].partition(b" ")
-            sizes[oid] = int(size)
-        elif line:
-            others.add(line.split(b" ", 2)[1] if b" " in line else line)
+        parts = line.split(b" ")
+        if len(parts) != 3 or not parts[2].isdigit():
+            continue
+        if parts[0] == b"blob":
+            sizes[parts[1]] = int(parts[2])
+        else:
+            others[parts[1]] = (parts[0], int(parts[2]))
     return sizes, others
 
 

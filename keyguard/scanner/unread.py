@@ -12,6 +12,7 @@ KINDS = {
     "budget": "decompression budget exhausted",
     "corrupt-archive": "unreadable archive, scanned raw",
     "encrypted": "encrypted archive member",
+    "names": "file names in history not scanned",
 }
 
 

@@ -193,3 +193,42 @@ def test_control_characters_in_file_names_are_escaped_in_text_but_exact_in_json(
     assert f"evil\\x1b[2J\\x0dclean.txt:1:3: anthropic-api-key (critical) {redact(key)}" in out
     _, report, _ = scan_json(".")
     assert report["findings"][0]["path"] == name
+
+
+def _empty_file_named_with_a_key(repo: Path) -> str:
+    """An empty file named with a key has the same blob as every other empty file."""
+    key = generate_key().reveal()
+    write(repo / "a" / "__init__.py", "")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "one")
+    write(repo / "b" / f"{key}", "")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "two")
+    git(repo, "rm", "-rq", "b")
+    git(repo, "commit", "-qm", "gone")
+    return key
+
+
+def test_key_in_a_file_name_is_found_in_history_even_when_its_content_is_shared(
+    repo: Path, scan_json: Scan
+) -> None:
+    key = _empty_file_named_with_a_key(repo)
+    code, report, err = scan_json("--history")
+    assert code == 1
+    [found] = report["findings"]
+    assert (found["path"], found["line"], found["encoding"]) == (f"b/{redact(key)}", 0, "file name")
+    assert key not in json.dumps(report) + err
+    assert report["stats"]["files"] == 1  # trees are read for names, not counted as files
+
+
+def test_history_too_wide_for_reading_names_says_so(
+    repo: Path, scan_json: Scan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyguard.scanner import sources
+
+    _empty_file_named_with_a_key(repo)
+    monkeypatch.setattr(sources, "TREE_BYTES", 0)  # the trees now cost more than the blobs
+    code, report, err = scan_json("--history")
+    assert code == 0
+    assert [u["kind"] for u in report["unread"]] == ["names"]
+    assert "file names in history not scanned" in err
