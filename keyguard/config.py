@@ -186,7 +186,7 @@ def _build(ld: _Loader, data: dict[str, Any], choice: tuple[str, str] | None) ->
         envs[name] = _environment(ld, name, table, policy, root)
 
     scan = ld.table(data, "scan", "scan")
-    ld.unknown("scan", scan, {"exclude"})
+    ld.unknown("scan", scan, {"exclude", "baseline"})  # baseline: read by keyguard.scanner.settings
     exclude = scan.get("exclude", [])
     if not isinstance(exclude, list) or not all(
         isinstance(x, str) and "\x00" not in x for x in exclude

@@ -12,14 +12,17 @@ import click
 
 from keyguard.errors import ExitCode, UsageError
 from keyguard.scanner.engine import Verifier
-from keyguard.scanner.hook import load_excludes, present
+from keyguard.scanner.hook import present, refusal
 from keyguard.scanner.report import FORMATS
 from keyguard.scanner.run import ScanOptions, check_hook, run_scan
+from keyguard.scanner.settings import load_scan_settings
 
 HOOK_MARKER = "# installed by keyguard install-hook"
+#: git runs ``pre-merge-commit`` before it records a merge: a key merged in is refused too.
+HOOK_NAMES = ("pre-commit", "pre-merge-commit")
 HOOK_SCRIPT = f"""#!/bin/sh
 {HOOK_MARKER}
-# Refuses a commit whose staged content holds an Anthropic key.
+# Refuses a commit (or a merge commit) whose staged content holds an Anthropic key.
 if command -v keyguard-scan >/dev/null 2>&1; then
     exec keyguard-scan "$@"
 fi
@@ -49,8 +52,16 @@ exec {{python}} -m keyguard.scanner.hook "$@"
     help="Report format (sarif: for code scanning).",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
-@click.option("--baseline", type=click.Path(dir_okay=False), help="Accept the keys listed in FILE.")
-@click.option("--update-baseline", is_flag=True, help="Write every finding to --baseline FILE.")
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False),
+    help="Accept the keys listed in FILE (default: [scan] baseline in keyguard.toml).",
+)
+@click.option(
+    "--update-baseline",
+    is_flag=True,
+    help="Write every finding to the baseline (with --staged: add them to it).",
+)
 @click.option("--jobs", type=click.IntRange(1, 64), help="Processes to read with (default: cores).")
 @click.option(
     "--verify",
@@ -80,15 +91,16 @@ def scan(
 
         check_writable(output, "--output")  # before the scan, not after it
     obj = ctx.find_root().obj or {}
-    exclude, root = load_excludes(obj.get("config_path"))
+    settings = load_scan_settings(obj.get("config_path"))
     opts = ScanOptions(
         paths=list(paths) or ["."],
         staged=staged,
         history=history,
         stdin=use_stdin,
-        exclude=exclude,
-        config_root=root,
+        exclude=settings.exclude,
+        config_root=settings.root,
         baseline=baseline,
+        baseline_from_config=str(settings.baseline) if settings.baseline else None,
         update_baseline=update_baseline,
         verify=_verifier(obj.get("config_path"), obj.get("base_url")) if verify else None,
         jobs=jobs,
@@ -97,6 +109,8 @@ def scan(
     code = present(run, fmt, output, sys.stdout, sys.stderr)
     if staged and (problem := check_hook(run)):
         raise UsageError(problem)
+    if staged and code == ExitCode.FOUND:
+        sys.stderr.write(refusal(settings).replace("commit refused", "staged keys found"))
     return code
 
 
@@ -110,19 +124,22 @@ def _hooks_dir() -> Path:
 
 
 @click.command("install-hook")
-@click.option("--force", is_flag=True, help="Replace an existing pre-commit hook.")
+@click.option("--force", is_flag=True, help="Replace existing pre-commit / pre-merge-commit hooks.")
 def install_hook(force: bool) -> int:
-    """Install a plain git pre-commit hook that runs keyguard-scan on every commit."""
-    hook = _hooks_dir() / "pre-commit"
-    if hook.exists() and HOOK_MARKER not in hook.read_text("utf-8", "replace") and not force:
-        raise UsageError(
-            f"{hook} exists and is not keyguard's; add `keyguard-scan` to it by hand, "
-            "use the pre-commit framework, or pass --force to replace it"
-        )
-    hook.parent.mkdir(parents=True, exist_ok=True)
-    hook.write_text(HOOK_SCRIPT.format(python=_quote(sys.executable)), "utf-8")
-    hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | 0o644)
-    click.echo(f"keyguard: installed {hook}; every commit is now scanned for Anthropic keys")
+    """Install plain git pre-commit and pre-merge-commit hooks that run keyguard-scan."""
+    hooks = [_hooks_dir() / name for name in HOOK_NAMES]
+    for hook in hooks:
+        if hook.exists() and HOOK_MARKER not in hook.read_text("utf-8", "replace") and not force:
+            raise UsageError(
+                f"{hook} exists and is not keyguard's; add `keyguard-scan` to it by hand, "
+                "use the pre-commit framework, or pass --force to replace it"
+            )
+    for hook in hooks:
+        hook.parent.mkdir(parents=True, exist_ok=True)
+        hook.write_text(HOOK_SCRIPT.format(python=_quote(sys.executable)), "utf-8")
+        hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | 0o644)
+    names = " and ".join(str(h) for h in hooks)
+    click.echo(f"keyguard: installed {names}; every commit and merge is now scanned for keys")
     return int(ExitCode.OK)
 
 

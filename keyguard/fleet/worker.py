@@ -20,6 +20,7 @@ from keyguard.fleet.sources import RepoSpec, redact_url
 from keyguard.keys import redact
 from keyguard.scanner.engine import finish, scan_targets
 from keyguard.scanner.sources import list_blobs
+from keyguard.scanner.unread import KINDS, Unread, shown
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,16 @@ def _unchanged(task: Task, out: Outcome) -> bool:
     return False
 
 
-def _clean(message: str) -> str:
+def _clean(message: str | Unread) -> str:
     """A message fit for a report and a terminal: no key, no credentials, no control bytes (a
     hostile server writes what git prints)."""
     import re
 
+    if isinstance(message, Unread):
+        kind = KINDS.get(message.kind, message.kind)
+        message = f"not read: {message.path}: {kind}: {message.detail}"
     text = re.sub(r"sk-ant-[A-Za-z0-9_\-]*", lambda m: redact(m.group(0)), redact_url(message))
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group(0)):02x}", text)
+    return shown(text)
 
 
 def _scan(task: Task, out: Outcome) -> None:

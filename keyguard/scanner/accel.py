@@ -68,12 +68,13 @@ class Finder:
     def __init__(self, hs: Any, needles: Sequence[bytes]) -> None:
         self.lengths = [len(n) for n in needles]
         self._db = hs.Database(mode=hs.HS_MODE_BLOCK)
+        # Each byte written as \xNN: a literal expression would end at its first NUL (C
+        # strings), and the UTF-16 needle holds NULs.
         self._db.compile(
-            expressions=list(needles),
+            expressions=[b"".join(b"\\x%02x" % c for c in n) for n in needles],
             ids=list(range(len(needles))),
             elements=len(needles),
             flags=[0] * len(needles),
-            literal=True,
         )
 
     def find(self, data: Any, base: int = 0) -> Candidates:

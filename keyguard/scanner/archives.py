@@ -1,25 +1,33 @@
 """Scanning one item whatever it holds: plain bytes, or zip / gzip / bz2 / xz / tar members.
 
 Members are decompressed as streams, one buffer at a time, so memory stays bounded; a zip that
-is not seekable (a git blob, a member of a tar) is spooled to a temporary file first.
+is not seekable (a git blob, a member of a tar) is spooled to a temporary file first. What a
+bomb can cost is bounded by its own size: at most ``EXPANSION`` times the item's bytes (plus
+``EXPANDED_FLOOR``) are decompressed; past that the rest is named as not read. Member names
+and zip comments are scanned too: a key can hide there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
-import tarfile
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from keyguard.scanner import accel
-from keyguard.scanner.detect import ArchiveDetected, Hit, scan_stream
+from keyguard.scanner.detect import ArchiveDetected, Hit, scan_bytes, scan_stream
+from keyguard.scanner.unread import Unread
 
-#: Nesting deeper than this is scanned as plain bytes.
+#: Nesting deeper than this is scanned as plain bytes (and named as not read).
 MAX_DEPTH = 4
-#: Decompressed bytes scanned per outer item before giving up (archive bombs).
+#: Decompressed bytes allowed per byte of the outer item (deflate's own maximum is ~1032).
+EXPANSION = 200
+#: Decompressed bytes every item may use whatever its size.
+EXPANDED_FLOOR = 16 << 20
+#: The budget of a stream of unknown size (standard input).
 MAX_EXPANDED = 4 << 30
+#: zipfile.ZIP_DEFLATED, without importing zipfile for every scan.
+_DEFLATED = 8
 #: A non-seekable zip larger than this in memory spills to disk while it is read.
 SPOOL_MEMORY = 16 << 20
 
@@ -31,6 +39,12 @@ class ItemResult:
     hits: list[tuple[str, Hit]] = field(default_factory=list)
     bytes: int = 0
     notes: list[str] = field(default_factory=list)
+    unread: list[Unread] = field(default_factory=list)
+    expanded: int = 0  # bytes decompressed out of archives
+
+
+class _Exhausted(Exception):
+    """The item's decompression budget is spent: stop reading it."""
 
 
 class _Chain(io.RawIOBase):
@@ -55,8 +69,12 @@ class _Chain(io.RawIOBase):
 
 
 class _Budget:
-    def __init__(self) -> None:
-        self.left = MAX_EXPANDED
+    def __init__(self, size: int | None) -> None:
+        self.total = MAX_EXPANDED if size is None else EXPANDED_FLOOR + EXPANSION * size
+        self.left = self.total
+
+    def take(self, n: int) -> None:
+        self.left -= n
 
 
 def scan_item(
@@ -65,7 +83,10 @@ def scan_item(
     """Scan one file or blob; archive members are reported as ``label!member``. ``fd``: the
     stream is that file, unread so far (see ``scan_stream``)."""
     result = ItemResult()
-    _scan_any(stream, "", label, 0, size, result, _Budget(), top=True, fd=fd)
+    budget = _Budget(size)
+    with contextlib.suppress(_Exhausted):
+        _scan_any(stream, "", label, 0, size, result, budget, top=True, fd=fd)
+    result.expanded = budget.total - budget.left
     if size is not None:
         result.bytes = size
     return result
@@ -91,6 +112,9 @@ def _scan_any(
     fd: int | None = None,
 ) -> None:
     read = stream.readinto  # type: ignore[attr-defined]
+    if not top and budget.left <= 0:
+        _exhausted(member, label, result, budget)
+    deep: list[str] = []
     try:
         hits, nbytes, truncated = scan_stream(
             read,
@@ -98,6 +122,7 @@ def _scan_any(
             detect_archives=depth < MAX_DEPTH,
             limit=None if top else budget.left,
             fd=fd,
+            sniffed=None if depth < MAX_DEPTH else deep,
         )
     except ArchiveDetected as archive:
         _scan_archive(stream, archive, member, label, depth, result, budget)
@@ -105,13 +130,36 @@ def _scan_any(
     if top:
         result.bytes += nbytes
     else:
-        budget.left -= nbytes
+        budget.take(nbytes)
     result.hits.extend((member, hit) for hit in hits)
-    if truncated:
-        result.notes.append(
-            f"{label}: stopped after {MAX_EXPANDED >> 30} GiB of decompressed data in "
-            f"{member or 'the archive'}; scan its members separately"
+    if deep:
+        result.unread.append(
+            Unread(
+                _where(label, member),
+                "too-deep",
+                f"{deep[0]} archive nested more than {MAX_DEPTH} deep; its members were not "
+                "unpacked (scanned as raw bytes)",
+            )
         )
+    if truncated:
+        _exhausted(member, label, result, budget)
+
+
+def _where(label: str, member: str) -> str:
+    return f"{label}!{member}" if member else label
+
+
+def _exhausted(member: str, label: str, result: ItemResult, budget: _Budget) -> None:
+    """Name the member where the budget ran out, and stop reading the item."""
+    result.unread.append(
+        Unread(
+            _where(label, member),
+            "budget",
+            f"decompression budget of {budget.total >> 20} MiB ({EXPANSION}x the file) spent; "
+            "the rest of the archive was not read: unpack it and scan the files",
+        )
+    )
+    raise _Exhausted
 
 
 def _scan_archive(
@@ -123,7 +171,7 @@ def _scan_archive(
     result: ItemResult,
     budget: _Budget,
 ) -> None:
-    where = f"{label}!{member}" if member else label
+    where = _where(label, member)
     source: IO[bytes]
     if _seekable(stream):
         stream.seek(0)
@@ -138,7 +186,9 @@ def _scan_archive(
         else:
             _compressed(source, archive.kind, member, label, depth, result, budget)
     except _unreadable() as exc:
-        result.notes.append(f"{where}: not a readable {archive.kind} archive ({exc}); scanned raw")
+        result.unread.append(
+            Unread(where, "corrupt-archive", f"not a readable {archive.kind} archive ({exc})")
+        )
         if _seekable(stream):
             stream.seek(0)
             raw = stream
@@ -150,6 +200,9 @@ def _scan_archive(
 
 def _unreadable() -> tuple[type[Exception], ...]:
     """What reading a damaged archive raises (a corrupt deflate stream is no OSError)."""
+    import tarfile
+    import zipfile
+
     fixed = (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, ValueError)
     return (*fixed, *accel.inflate_errors())
 
@@ -161,22 +214,33 @@ def _child(member: str, name: str) -> str:
 def _zip(
     stream: IO[bytes], member: str, label: str, depth: int, result: ItemResult, budget: _Budget
 ) -> None:
+    import tempfile
+    import zipfile
+
     source: IO[bytes] = stream
     spool = None
     if not _seekable(stream):
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
         while chunk := stream.read(1 << 20):
             spool.write(chunk)
+            budget.take(len(chunk))  # spooling an inner zip costs like scanning it
+            if budget.left <= 0:
+                _exhausted(member, label, result, budget)
         spool.seek(0)
         source = spool
     try:
         with zipfile.ZipFile(source) as zf:
+            _metadata(zf.comment, member, "comment", result)
             for info in zf.infolist():
+                name = _child(member, info.filename)
+                _metadata(_encoded(info.filename), name, "member name", result)
+                _metadata(info.comment, name, "comment", result)
                 if info.is_dir():
                     continue
-                name = _child(member, info.filename)
                 if info.flag_bits & 0x1:
-                    result.notes.append(f"{label}!{name}: encrypted zip member, not scanned")
+                    result.unread.append(
+                        Unread(f"{label}!{name}", "encrypted", "encrypted zip member")
+                    )
                     continue
                 with zf.open(info) as inner:
                     _read_fast(inner, info)
@@ -186,11 +250,24 @@ def _zip(
             spool.close()
 
 
-def _read_fast(inner: Any, info: zipfile.ZipInfo) -> None:
+def _metadata(data: bytes, member: str, encoding: str, result: ItemResult) -> None:
+    """Keys in a member name or a comment: reported at line 0 of ``member``."""
+    if not data or b"ant" not in data:
+        return
+    for hit in scan_bytes(data):
+        hit.line, hit.encoding = 0, encoding
+        result.hits.append((member, hit))
+
+
+def _encoded(name: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape")
+
+
+def _read_fast(inner: Any, info: Any) -> None:
     """Before anything is read: swap a deflated member's zlib decompressor for isal's (same
     API, about twice as fast), and skip the CRC check (a scan reads, it does not extract: a
     member whose checksum is wrong is still worth scanning, and the check costs a pass)."""
-    inflater = accel.raw_inflater() if info.compress_type == zipfile.ZIP_DEFLATED else None
+    inflater = accel.raw_inflater() if info.compress_type == _DEFLATED else None
     if inflater is not None and getattr(inner, "_decompressor", None) is not None:
         inner._decompressor = inflater
     if hasattr(inner, "_expected_crc"):
@@ -200,15 +277,43 @@ def _read_fast(inner: Any, info: zipfile.ZipInfo) -> None:
 def _tar(
     stream: IO[bytes], member: str, label: str, depth: int, result: ItemResult, budget: _Budget
 ) -> None:
+    import tarfile
+
     with tarfile.open(fileobj=stream, mode="r|") as tf:
         for info in tf:
+            name = _child(member, info.name)
+            _metadata(_encoded(info.name), name, "member name", result)
+            if info.linkname:
+                _metadata(_encoded(info.linkname), name, "link target", result)
             if not info.isfile():
                 continue
             inner = tf.extractfile(info)
             if inner is None:
                 continue
-            name = _child(member, info.name)
             _scan_any(inner, name, label, depth + 1, info.size, result, budget)
+
+
+def _gzip_header(stream: IO[bytes], member: str, result: ItemResult) -> None:
+    """Keys in a gzip header's original file name or comment (RFC 1952, FNAME / FCOMMENT)."""
+    if _seekable(stream):
+        at = stream.tell()
+        head = stream.read(1 << 12)
+        stream.seek(at)
+    else:
+        peek = getattr(stream, "peek", None)
+        head = bytes(peek(1 << 12)[: 1 << 12]) if peek is not None else b""
+    if len(head) < 10 or not head[3] & 0x18:
+        return
+    pos = 10
+    if head[3] & 0x04:  # FEXTRA
+        pos += 2 + int.from_bytes(head[10:12], "little")
+    for flag, what in ((0x08, "member name"), (0x10, "comment")):
+        if head[3] & flag:
+            end = head.find(b"\0", pos)
+            if end < 0:
+                return
+            _metadata(head[pos:end], member, what, result)
+            pos = end + 1
 
 
 def _compressed(
@@ -222,6 +327,7 @@ def _compressed(
 ) -> None:
     inner: Any
     if kind == "gzip":
+        _gzip_header(stream, member, result)
         inner = accel.gzip_file(stream)
     elif kind == "bz2":
         import bz2

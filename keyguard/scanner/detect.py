@@ -9,7 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from keyguard.scanner import accel
-from keyguard.scanner.rules import KEY_BYTES, PREFIX, Rule, classify
+from keyguard.scanner.needles import (
+    B64_NEEDLES,
+    FIND_NEEDLES,
+    MARK,
+    NEEDLES,
+    PREFIX,
+    SPLIT_MARK_RE,
+    sniff,
+)
+from keyguard.scanner.rules import KEY_BYTES, Rule, classify
 
 #: Bytes read per round: small enough that the four prefilter passes hit the CPU cache
 #: (measured: 512 KiB rounds scan ~1.7x faster than 1 MiB ones).
@@ -21,24 +30,17 @@ RIGHT = 4096
 #: Longest run of key characters worth classifying.
 MAX_RUN = 600
 
-#: ``sk-ant-`` in base64 at each of the three byte alignments: (needle, first char index,
-#: alignment). Only the characters that depend on the prefix alone are searched.
-B64_NEEDLES = ((b"c2stYW50L", 0, 0), (b"NrLWFudC", 2, 1), (b"zay1hbnQt", 3, 2))
-#: The family marks that follow ``sk-ant``, dash included. A key split inside its prefix
-#: (``"sk-" "ant-api03-..."``) has no ``sk-ant-`` anywhere, but always one of these.
-SPLIT_MARKS = (b"-api0", b"-admin01-", b"-oat01-", b"-ort01-", b"-sid01-")
-#: Everything a search pass looks for: the prefix, its base64 forms, then the family marks.
-NEEDLES = (PREFIX, *(needle for needle, _, _ in B64_NEEDLES), *SPLIT_MARKS)
-#: Needles the stdlib engine finds with ``bytes.find``, one pass each; the marks take one
-#: regular-expression pass together (five more ``find`` passes would cost more than the rest).
-FIND_NEEDLES = NEEDLES[: 1 + len(B64_NEEDLES)]
-MARK = len(FIND_NEEDLES)  # the needle index every family mark is reported under
-SPLIT_MARK_RE = re.compile(b"|".join(re.escape(mark) for mark in SPLIT_MARKS))
 _LONGEST = max(len(needle) for needle in NEEDLES)
 
 _RUN = re.compile(rb"[A-Za-z0-9_-]*")
 _B64_RUN = re.compile(rb"[A-Za-z0-9+/_-]*")
 _B64_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_B64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
+#: A base64 line's end, and the indentation of the line after it.
+_B64_BREAK = re.compile(rb"=*\r?\n[ \t]*")
+#: Base64 characters looked at around a needle, and after it (a key is ~144 of them).
+_B64_BEFORE = 16
+_B64_AFTER = 4 * MAX_RUN // 3 + 16
 # The glue between adjacent string literals that a language concatenates: Python/C/C++
 # implicit concatenation, `+` (JS, Java, C#, Python), `.` (PHP, Perl), `&` (VB), `||` (SQL),
 # a backslash line continuation, with any whitespace or newlines around it.
@@ -84,26 +86,6 @@ class ArchiveDetected(Exception):
         super().__init__(kind)
         self.kind = kind
         self.head = head
-
-
-#: The first byte of every container ``sniff`` knows, except tar (whose mark is at 257).
-ARCHIVE_FIRST_BYTES = frozenset(b"P\x1fB\xfd")
-
-
-def sniff(head: bytes | bytearray | memoryview) -> str | None:
-    """The container kind a stream's first bytes announce, if any."""
-    start = bytes(head[:6])
-    if start.startswith(b"PK\x03\x04"):
-        return "zip"
-    if start.startswith(b"\x1f\x8b"):
-        return "gzip"
-    if start.startswith(b"BZh"):
-        return "bz2"
-    if start.startswith(b"\xfd7zXZ\x00"):
-        return "xz"
-    if len(head) >= 262 and bytes(head[257:262]) == b"ustar":
-        return "tar"
-    return None
 
 
 def _left_ok(buf: bytearray | bytes, p: int) -> bool:
@@ -195,7 +177,98 @@ def _prefix_split(buf: bytearray, i: int, n: int) -> tuple[int, tuple[Rule, byte
     return (m.start(), found) if found is not None else None
 
 
-def _base64(buf: bytearray, g: int, align: int, n: int) -> tuple[Rule, bytes, str] | None:
+def _line_start(buf: bytearray, e: int) -> int:
+    """Where the base64 of the line ending at ``e`` starts (after indentation), or -1 when
+    that line is not all base64."""
+    s = e
+    while s > 0 and e - s <= 1024 and buf[s - 1] in _B64_CHARS:
+        s -= 1
+    i = s
+    while i > 0 and buf[i - 1] in b" \t":
+        i -= 1
+    return s if i == 0 or buf[i - 1] == 0x0A else -1
+
+
+def _wrapped(buf: bytearray, e: int, n: int) -> int | None:
+    """Where the next line's base64 starts when the line ending at ``e`` is one line of a
+    wrapped block: it is all base64, whole groups, and so is the next line."""
+    m = _B64_BREAK.match(buf, e, n)
+    if m is None or buf[e] == 0x3D:  # padding ends the block
+        return None
+    s = _line_start(buf, e)
+    if s < 0 or (e - s) % 4 or e - s < 16:
+        return None
+    r = _B64_RUN.match(buf, m.end(), min(n, m.end() + 1024))
+    assert r is not None
+    after = _B64_BREAK.match(buf, r.end(), n)
+    if r.end() == m.end() or (r.end() < n and after is None and buf[r.end()] != 0x3D):
+        return None
+    return m.end()
+
+
+def _base64_at(buf: bytearray, i: int, n: int) -> list[tuple[int, tuple[Rule, bytes, str]]]:
+    """Keys in the base64 around the needle half found at ``i``, following line wraps:
+    (where the base64 starts, what it holds)."""
+    # The logical text: a few characters before ``i`` (from the line before when ``i`` opens a
+    # wrapped line), then the rest, wrapped lines joined. ``where`` maps it back to ``buf``.
+    start = i
+    while start > 0 and i - start < _B64_BEFORE and buf[start - 1] in _B64_CHARS:
+        start -= 1
+    pieces: list[tuple[int, bytes]] = []
+    if i - start < _B64_BEFORE and start > 0:
+        nl = start - 1
+        while nl > 0 and buf[nl] in b" \t":
+            nl -= 1
+        e = nl - 1 if nl > 0 and buf[nl - 1] == 0x0D else nl
+        if buf[nl] == 0x0A and e > 0 and _wrapped(buf, e, n) == start:
+            ps = max(_line_start(buf, e), e - _B64_BEFORE)
+            pieces.append((ps, bytes(buf[ps:e])))
+    pos, total = start, 0
+    while total < _B64_BEFORE + _B64_AFTER:
+        r = _B64_RUN.match(buf, pos, min(n, pos + _B64_AFTER))
+        assert r is not None
+        pieces.append((pos, bytes(buf[pos : r.end()])))
+        total += r.end() - pos
+        nxt = _wrapped(buf, r.end(), n) if r.end() < n else None
+        if nxt is None:
+            break
+        pos = nxt
+    text = b"".join(piece for _, piece in pieces)
+    where: list[int] = []
+    for at, piece in pieces:
+        where.extend(range(at, at + len(piece)))
+    found: list[tuple[int, tuple[Rule, bytes, str]]] = []
+    for needle, first, align in B64_NEEDLES:
+        j = text.find(needle)
+        while j != -1:
+            # Only the first whole half of the needle reports the key (each half is a
+            # candidate of its own, perhaps in another round).
+            half = (len(needle) + 1) // 2
+            whole = where[j + half - 1] - where[j] == half - 1
+            anchor = where[j] if whole else where[j + half - 1]
+            g = j - first
+            result = _base64(text, g, align, len(text)) if g >= 0 and anchor == i else None
+            if result is not None:
+                found.append((where[g], result))
+            j = text.find(needle, j + 1)
+    return found
+
+
+def _utf16(buf: bytearray, i: int, n: int) -> tuple[int, tuple[Rule, bytes, str]] | None:
+    """A key in UTF-16 text (either byte order), ``-ant-`` at ``i``: (where it starts, what)."""
+    s = i - 4
+    if s < 0 or buf[s : s + 4] != b"s\0k\0":
+        return None
+    a = s - 2 * min(16, s // 2)
+    b = min(n, s + 2 * (MAX_RUN + 600))
+    chars, highs = buf[a:b:2], buf[a + 1 : b + 1 : 2]
+    # Characters outside ASCII become "?", which no key holds.
+    text = bytearray(c if h == 0 else 0x3F for c, h in zip(chars, highs, strict=False))
+    found = _text(text, (s - a) // 2, len(text))
+    return (s, (found[0], found[1], "utf-16")) if found is not None else None
+
+
+def _base64(buf: bytearray | bytes, g: int, align: int, n: int) -> tuple[Rule, bytes, str] | None:
     """Decode the base64 run starting at group boundary ``g`` and classify what it holds."""
     m = _B64_RUN.match(buf, g, min(n, g + 4 * MAX_RUN // 3 + 16))
     assert m is not None
@@ -311,19 +384,18 @@ def _round(
     for k, i in _candidates(buf, lo, hi, n):
         if k == 0:
             found.append((i, _plain(buf, i, n, binary)))
-            continue
-        if k >= MARK:
-            split = _prefix_split(buf, i, n)
-            if split is not None:
-                found.append(split)
-            continue
-        _, first, align = B64_NEEDLES[k - 1]
-        if i - first >= 0:
-            found.append((i - first, _base64(buf, i - first, align, n)))
+        elif k < MARK:
+            found.extend(_base64_at(buf, i, n))
+        elif buf[i + 1] == 0:
+            found.append(_utf16(buf, i, n) or (i, None))
+        else:
+            found.append(_prefix_split(buf, i, n) or (i, None))
     hits: list[Hit] = []
+    done: set[int] = set()
     for p, result in sorted(found, key=lambda item: item[0]):
-        if result is None:
+        if result is None or p in done:
             continue
+        done.add(p)
         if not hits:
             lines.catch_up(buf, lo, base)
         rule, key, encoding = result
@@ -347,6 +419,7 @@ class _Span:
     stop: int | None = None  # hits at or past this absolute offset belong to the next range
     binary: bool | None = None  # None: decide from the first bytes
     fd: int | None = None  # the stream is this file from offset 0: lines are counted lazily
+    sniffed: list[str] | None = None  # the container kind found when not detecting archives
 
 
 def scan_stream(
@@ -356,17 +429,19 @@ def scan_stream(
     detect_archives: bool = False,
     limit: int | None = None,
     fd: int | None = None,
+    sniffed: list[str] | None = None,
 ) -> tuple[list[Hit], int, bool]:
     """Scan everything ``read`` yields; returns (hits, bytes read, truncated by ``limit``).
 
     Memory stays at one buffer of ``CHUNK`` plus context, however large the stream. With
     ``detect_archives`` the first bytes are sniffed and ``ArchiveDetected`` is raised. ``fd``
     says the stream is that file read from its start: bytes already scanned can be read back
-    with ``pread``, so newlines are counted only when a hit needs its line.
+    with ``pread``, so newlines are counted only when a hit needs its line. ``sniffed``: without
+    ``detect_archives``, the container kind the stream starts like is appended to it.
     """
     buf = _POOL.pop() if _POOL else bytearray(LEFT + CHUNK + RIGHT)
     try:
-        span = _Span(fd=fd)
+        span = _Span(fd=fd, sniffed=sniffed)
         hits, total, truncated, _ = _scan(buf, read, size, detect_archives, limit, span)
         return hits, total, truncated
     finally:
@@ -418,7 +493,7 @@ def _scan(
     try:
         while True:
             while n < cap and not eof:
-                got = read(mv[n:])
+                got = read(mv[n:] if limit is None else mv[n : n + min(cap - n, limit - total)])
                 if not got:
                     eof = True
                     break
@@ -430,9 +505,11 @@ def _scan(
                     eof = truncated = True
             if first:
                 first = False
-                kind = sniff(mv[:n]) if detect else None
-                if kind is not None:
+                kind = sniff(mv[:n]) if detect or span.sniffed is not None else None
+                if kind is not None and detect:
                     raise ArchiveDetected(kind, bytes(mv[:n]))
+                if kind is not None and span.sniffed is not None:
+                    span.sniffed.append(kind)
                 if span.binary is None:
                     binary = is_binary(mv[:n])
             hi = n if eof else n - RIGHT

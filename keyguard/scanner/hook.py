@@ -1,25 +1,36 @@
 """``keyguard-scan``: the pre-commit entry point. argparse and the scanner only, so it starts fast.
 
 With no arguments it scans the staged content (the index), which is what a commit records.
+Everything it needs for a clean staged scan is imported here; archives, JSON, TOML and the
+process pool load only when a scan meets them.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
 
 from keyguard.errors import ExitCode, KeyguardError, UsageError
-from keyguard.scanner.report import FORMATS, render, summary
-from keyguard.scanner.run import ScanOptions, ScanRun, check_hook, run_scan
+from keyguard.scanner.settings import ScanSettings, load_scan_settings
+
+#: ``typing`` costs the hook a few milliseconds: its names are for the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
+
+    from keyguard.scanner.run import ScanRun
+
+#: Where the hook's advice suggests keeping a baseline when keyguard.toml names none.
+DEFAULT_BASELINE = ".keyguard-baseline.json"
 
 
 def present(run: ScanRun, fmt: str, output: str | None, out: TextIO, err: TextIO) -> int:
     """Write the report and the summary; returns the exit code (0 clean, 1 findings)."""
+    from keyguard.scanner.report import render, summary, unread_lines
+    from keyguard.scanner.unread import shown
+
     result = run.result
     report = render(result, fmt)
     if output:
@@ -31,8 +42,12 @@ def present(run: ScanRun, fmt: str, output: str | None, out: TextIO, err: TextIO
             ) from None
     elif report:
         out.write(report)
+    for warning in run.warnings:
+        err.write(f"keyguard: warning: {shown(warning)}\n")
     for note in result.notes:
-        err.write(f"keyguard: note: {note}\n")
+        err.write(f"keyguard: note: {shown(note)}\n")
+    for line in unread_lines(result):
+        err.write(line + "\n")
     err.write(summary(result) + "\n")
     if run.baseline_written is not None:
         err.write(f"keyguard: wrote {run.baseline_written} fingerprint(s) to the baseline\n")
@@ -41,6 +56,8 @@ def present(run: ScanRun, fmt: str, output: str | None, out: TextIO, err: TextIO
 
 
 def _write(path: Path, text: str) -> None:
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -51,18 +68,36 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def load_excludes(config_path: str | None) -> tuple[tuple[str, ...], Path | None]:
-    """``[scan] exclude`` from keyguard.toml (``--config``, ``KEYGUARD_CONFIG`` or ./)."""
-    from keyguard.config import find_config, load_config
+def refusal(settings: ScanSettings) -> str:
+    """What the hook says when it refuses a commit: the commands that work from here."""
+    from keyguard.scanner.unread import shown
 
-    path = find_config(config_path)
-    if path is None:
-        return (), None
-    config = load_config(path)
-    return config.scan_exclude, config.root
+    if settings.baseline is not None:
+        where = shown(_rel(settings.baseline))
+        accept = f"`keyguard scan --staged --update-baseline` (adds them to {where})"
+    else:
+        accept = (
+            f'`[scan] baseline = "{DEFAULT_BASELINE}"` in keyguard.toml, then '
+            "`keyguard scan --staged --update-baseline`"
+        )
+    return (
+        "keyguard: commit refused: remove the key(s) above, then `git add` again; "
+        f"to accept them on purpose (test keys): {accept}\n"
+    )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _rel(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def _parser() -> object:
+    import argparse
+
+    from keyguard.scanner.report import FORMATS
+
     p = argparse.ArgumentParser(
         prog="keyguard-scan",
         description="Refuse a commit that holds an Anthropic key (scans the staged content).",
@@ -76,35 +111,79 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _args(
+    argv: Sequence[str] | None,
+) -> tuple[list[str], str | None, str, str | None, str | None, str | None]:
+    """(paths, history, format, output, baseline, config): argparse only when there are
+    arguments (a hook run has none, and argparse costs a tenth of the start-up)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        return [], None, "text", None, None, None
+    ns = _parser().parse_args(args)  # type: ignore[attr-defined]
+    return ns.paths, ns.history, ns.format, ns.output, ns.baseline, ns.config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``keyguard-scan``."""
-    args = _parser().parse_args(argv)
+    paths, history, fmt, output, baseline, config = _args(argv)
     try:
-        exclude, root = load_excludes(args.config)
-        opts = ScanOptions(
-            paths=list(args.paths),
-            staged=not args.paths and args.history is None,
-            history=args.history,
-            exclude=exclude,
-            config_root=root,
-            baseline=args.baseline,
-        )
-        run = run_scan(opts)
-        code = present(run, args.format, args.output, sys.stdout, sys.stderr)
-        if opts.staged and (problem := check_hook(run)):
-            sys.stderr.write(f"keyguard: error: {problem}\n")
-            return int(ExitCode.USAGE)
-        if code == ExitCode.FOUND:
-            sys.stderr.write(
-                "keyguard: commit refused: remove the key(s) above, then `git add` again\n"
-            )
-        return code
+        settings = load_scan_settings(config)
+        plain = not (paths or history is not None or output or baseline) and fmt == "text"
+        if plain and (done := _quick(settings)) is not None:
+            return done
+        return _scan(settings, paths, history, fmt, output, baseline)
     except KeyguardError as exc:
         sys.stderr.write(f"keyguard: error: {exc}\n")
         return int(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("keyguard: interrupted\n")
         return int(ExitCode.INTERRUPTED)
+
+
+def _quick(settings: ScanSettings) -> int | None:
+    """A staged scan proven clean by the quick pass (see quick.py); None: scan in full."""
+    if settings.exclude or settings.baseline is not None:
+        return None  # what is excluded or baselined is counted by the full scan
+    from keyguard.scanner.quick import staged_clean
+
+    done = staged_clean()
+    if done is None:
+        return None
+    files, nbytes, seconds = done
+    sys.stderr.write(
+        f"keyguard: scanned {files} file{'s' if files != 1 else ''}, {nbytes} bytes in "
+        f"{seconds:.2f}s: 0 findings\n"
+    )
+    return int(ExitCode.OK)
+
+
+def _scan(
+    settings: ScanSettings,
+    paths: list[str],
+    history: str | None,
+    fmt: str,
+    output: str | None,
+    baseline: str | None,
+) -> int:
+    from keyguard.scanner.run import ScanOptions, check_hook, run_scan
+
+    opts = ScanOptions(
+        paths=paths,
+        staged=not paths and history is None,
+        history=history,
+        exclude=settings.exclude,
+        config_root=settings.root,
+        baseline=baseline,
+        baseline_from_config=str(settings.baseline) if settings.baseline else None,
+    )
+    run = run_scan(opts)
+    code = present(run, fmt, output, sys.stdout, sys.stderr)
+    if opts.staged and (problem := check_hook(run)):
+        sys.stderr.write(f"keyguard: error: {problem}\n")
+        return int(ExitCode.USAGE)
+    if code == ExitCode.FOUND:
+        sys.stderr.write(refusal(settings))
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

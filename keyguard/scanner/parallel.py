@@ -6,8 +6,10 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from keyguard.scanner.detect import BINARY_SNIFF, LEFT, RIGHT, Hit, is_binary, scan_range, sniff
+from keyguard.scanner.detect import BINARY_SNIFF, LEFT, RIGHT, Hit, is_binary, scan_range
+from keyguard.scanner.needles import sniff
 from keyguard.scanner.sources import Target
+from keyguard.scanner.unread import Unread
 
 #: Files at least this large are split into ranges that different workers scan.
 SPLIT_BYTES = 64 << 20
@@ -109,13 +111,13 @@ def stream_plan(targets: Iterable[Target], workers: int) -> Iterator[Unit]:
     yield from plan(held + batch, workers)
 
 
-def read_range(r: Range) -> tuple[list[Hit], int, int, str | None]:
+def read_range(r: Range) -> tuple[list[Hit], int, int, Unread | None]:
     """Scan one range: (hits with range-relative lines, newlines, last newline, note)."""
     assert r.target.fs_path is not None
     try:
         fd = os.open(r.target.fs_path, OPEN_FLAGS)
     except OSError as exc:
-        return [], 0, -1, f"{r.target.path}: cannot read ({exc.strerror}); skipped"
+        return [], 0, -1, Unread(r.target.path, "unreadable", f"cannot read ({exc.strerror})")
     context = min(LEFT, r.start)
     pos = r.start - context
     stop = r.end + RIGHT
@@ -132,7 +134,7 @@ def read_range(r: Range) -> tuple[list[Hit], int, int, str | None]:
     try:
         found = scan_range(read, start=r.start, end=r.end, context=context, binary=r.binary)
     except OSError as exc:
-        return [], 0, -1, f"{r.target.path}: read failed ({exc.strerror}); skipped"
+        return [], 0, -1, Unread(r.target.path, "unreadable", f"read failed ({exc.strerror})")
     finally:
         os.close(fd)
     return found.hits, found.newlines, found.last_newline, None

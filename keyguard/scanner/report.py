@@ -8,6 +8,7 @@ from typing import Any
 from keyguard import __version__
 from keyguard.scanner.engine import Finding, ScanResult
 from keyguard.scanner.rules import RULES
+from keyguard.scanner.unread import KINDS, Unread, shown
 from keyguard.words import plural
 
 FORMATS = ("text", "json", "sarif")
@@ -30,7 +31,25 @@ def summary(result: ScanResult) -> str:
         extra.append(f"{plural(result.excluded, 'file')} excluded by config")
     if extra:
         parts.append(f" ({', '.join(extra)})")
+    if result.unread:
+        counts: dict[str, int] = {}
+        for u in result.unread:
+            counts[u.kind] = counts.get(u.kind, 0) + 1
+        kinds = ", ".join(f"{n} {KINDS.get(k, k)}" for k, n in counts.items())
+        parts.append(f"; NOT READ: {len(result.unread)} ({kinds}): {unread_names(result)}")
     return "".join(parts)
+
+
+def unread_names(result: ScanResult, most: int = 5) -> str:
+    """The first ``most`` paths that were not read, escaped for a terminal."""
+    names = [shown(u.path) for u in result.unread[:most]]
+    more = len(result.unread) - len(names)
+    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
+
+
+def unread_lines(result: ScanResult) -> list[str]:
+    """One line per item not read: path and why, escaped for a terminal."""
+    return [f"keyguard: not read: {shown(u.path)}: {shown(u.detail)}" for u in result.unread]
 
 
 def render(result: ScanResult, fmt: str) -> str:
@@ -43,14 +62,14 @@ def render(result: ScanResult, fmt: str) -> str:
 
 
 def _where(f: Finding) -> str:
-    at = f"{f.path}:{f.line}:{f.column}"
+    at = f"{shown(f.path)}:{f.line}:{f.column}" if f.line else f"{shown(f.path)} ({f.encoding})"
     return f"{at} (commit {f.commit[:12]})" if f.commit else at
 
 
 def to_text(result: ScanResult) -> str:
     lines = []
     for f in result.findings:
-        how = "" if f.encoding == "plain" else f", {f.encoding}"
+        how = "" if f.encoding == "plain" or not f.line else f", {f.encoding}"
         verdict = f", {f.verdict}" if f.verdict else ""
         lines.append(
             f"{_where(f)}: {f.rule.id} ({f.rule.severity}{how}{verdict}) {f.redacted}\n"
@@ -74,6 +93,8 @@ def finding_json(f: Finding) -> dict[str, Any]:
         "redacted": f.redacted,
         "fingerprint": f.fingerprint,
     }
+    if f.encoding != "plain":
+        out["encoding"] = f.encoding
     if f.commit:
         out["commit"] = f.commit
     if f.verdict:
@@ -84,10 +105,12 @@ def finding_json(f: Finding) -> dict[str, Any]:
 def to_json(result: ScanResult) -> dict[str, Any]:
     return {
         "findings": [finding_json(f) for f in result.findings],
+        "unread": [{"path": u.path, "kind": u.kind, "reason": u.detail} for u in result.unread],
         "stats": {
             "files": result.files,
             "bytes": result.bytes,
             "seconds": round(result.seconds, 3),
+            "unread": len(result.unread),
         },
     }
 
@@ -126,7 +149,9 @@ def _sarif_result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
             {
                 "physicalLocation": {
                     "artifactLocation": {"uri": path.replace("\\", "/"), "uriBaseId": "%SRCROOT%"},
-                    "region": {"startLine": f.line, "startColumn": f.column},
+                    **(
+                        {"region": {"startLine": f.line, "startColumn": f.column}} if f.line else {}
+                    ),
                 }
             }
         ],
@@ -138,6 +163,22 @@ def _sarif_result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
     if f.commit:
         result["properties"]["commit"] = f.commit
     return result
+
+
+def _sarif_unread(u: Unread) -> dict[str, Any]:
+    path = u.path.partition("!")[0]
+    return {
+        "level": "warning",
+        "descriptor": {"id": f"keyguard/unread/{u.kind}"},
+        "message": {"text": f"Not read: {u.path}: {u.detail}"},
+        "locations": [
+            {
+                "physicalLocation": {
+                    "artifactLocation": {"uri": path.replace("\\", "/"), "uriBaseId": "%SRCROOT%"}
+                }
+            }
+        ],
+    }
 
 
 def to_sarif(result: ScanResult) -> dict[str, Any]:
@@ -155,7 +196,17 @@ def to_sarif(result: ScanResult) -> dict[str, Any]:
                     }
                 },
                 "results": [_sarif_result(f, index) for f in result.findings],
-                "properties": {"files": result.files, "bytes": result.bytes},
+                "invocations": [
+                    {
+                        "executionSuccessful": True,
+                        "toolExecutionNotifications": [_sarif_unread(u) for u in result.unread],
+                    }
+                ],
+                "properties": {
+                    "files": result.files,
+                    "bytes": result.bytes,
+                    "unread": len(result.unread),
+                },
             }
         ],
     }

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 
 #: Bytes a key body is made of (``[A-Za-z0-9_-]``), as a 256-entry lookup table.
 KEY_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-#: Every Anthropic credential starts with this; the scanner's C-speed prefilter.
-PREFIX = b"sk-ant-"
 #: Strict keys: prefix + 93 body characters + ``AA``.
 STRICT_BODY_LEN = 95
 #: Lower-confidence families have no published length: accept a plausible range.

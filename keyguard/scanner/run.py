@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -10,7 +11,14 @@ from pathlib import Path
 
 from keyguard.errors import UsageError
 from keyguard.scanner.engine import ScanResult, Verifier, finish, scan_stdin, scan_targets
-from keyguard.scanner.sources import Target, git_toplevel, iter_paths, list_history, list_staged
+from keyguard.scanner.sources import (
+    Notes,
+    Target,
+    git_toplevel,
+    iter_paths,
+    list_history,
+    list_staged,
+)
 from keyguard.scanner.suppress import Excluder, load_baseline, write_baseline
 
 
@@ -24,7 +32,8 @@ class ScanOptions:
     stdin: bool = False
     exclude: tuple[str, ...] = ()
     config_root: Path | None = None
-    baseline: str | None = None
+    baseline: str | None = None  # --baseline FILE
+    baseline_from_config: str | None = None  # [scan] baseline, used when --baseline is not given
     update_baseline: bool = False
     verify: Verifier | None = None
     jobs: int | None = None
@@ -37,6 +46,7 @@ class ScanRun:
     result: ScanResult
     baseline_written: int | None = None
     staged_paths: int | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def _modes(opts: ScanOptions) -> None:
@@ -45,8 +55,11 @@ def _modes(opts: ScanOptions) -> None:
         raise UsageError("choose one of --staged, --history and - / --stdin")
     if (opts.staged or opts.history is not None) and opts.paths not in ([], ["."]):
         raise UsageError("--staged and --history scan the repository; give no PATH with them")
-    if opts.update_baseline and not opts.baseline:
-        raise UsageError("--update-baseline needs --baseline FILE (where to write it)")
+    if opts.update_baseline and not (opts.baseline or opts.baseline_from_config):
+        raise UsageError(
+            "--update-baseline needs --baseline FILE (where to write it), or "
+            '[scan] baseline = "FILE" in keyguard.toml'
+        )
 
 
 class _Excluding:
@@ -79,13 +92,22 @@ def run_scan(opts: ScanOptions) -> ScanRun:
     """List targets, read them, apply suppressions; raises UsageError on bad input."""
     _modes(opts)
     started = time.perf_counter()
-    baseline = load_baseline(opts.baseline) if opts.baseline and not opts.update_baseline else None
     run = ScanRun(ScanResult())
+    baseline_file = opts.baseline or opts.baseline_from_config
+    baseline = None
+    if baseline_file and not opts.update_baseline:
+        if not os.path.exists(baseline_file):
+            source = "--baseline" if opts.baseline else "[scan] baseline in keyguard.toml"
+            run.warnings.append(
+                f"baseline {baseline_file} ({source}) does not exist, so it accepts nothing; "
+                "create it with `keyguard scan --update-baseline`"
+            )
+        baseline = load_baseline(baseline_file)
     if opts.stdin or opts.paths == ["-"]:
         result = scan_stdin(sys.stdin.buffer)
     else:
         base: Path | None = None
-        notes: list[str] = []
+        notes: Notes = []
         targets: Iterable[Target]
         if opts.staged:
             listing, run.staged_paths = list_staged()
@@ -99,12 +121,14 @@ def run_scan(opts: ScanOptions) -> ScanRun:
             targets = iter_paths(opts.paths or ["."], notes)
         excluding = _Excluding(targets, opts, base) if opts.exclude else None
         result = scan_targets(excluding or targets, jobs=opts.jobs)
-        result.notes[:0] = notes
+        result.note(notes)
         result.excluded = excluding.excluded if excluding is not None else 0
     run.result = finish(result, baseline=baseline, verify=opts.verify, started=started)
     if opts.update_baseline:
-        assert opts.baseline is not None
-        run.baseline_written = write_baseline(opts.baseline, run.result.findings)
+        assert baseline_file is not None
+        # A staged scan sees only what changed: keep what the baseline accepted already.
+        keep = load_baseline(baseline_file) if opts.staged else set()
+        run.baseline_written = write_baseline(baseline_file, run.result.findings, keep=keep)
     return run
 
 

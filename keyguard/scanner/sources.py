@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keyguard.errors import UsageError
+from keyguard.scanner.unread import Unread
+
+#: What a listing reports besides targets: remarks, and what it could not read.
+Notes = list[str | Unread]
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class Target:
     oid: str | None = None
     repo: str | None = None
     commit: str | None = None
+    tree: bool = False  # a git tree: only the names of its entries are scanned
 
 
 @dataclass
@@ -29,7 +34,7 @@ class Listing:
     """Targets plus what could not be listed (symlink loops, unreadable folders)."""
 
     targets: list[Target] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: Notes = field(default_factory=list)
 
 
 def _git(args: list[str], cwd: str | Path) -> bytes:
@@ -81,7 +86,7 @@ def _display(path: str) -> str:
     return path if rel.startswith("..") else rel.replace(os.sep, "/")
 
 
-def iter_paths(paths: list[str], notes: list[str]) -> Iterator[Target]:
+def iter_paths(paths: list[str], notes: Notes) -> Iterator[Target]:
     """Files under ``paths``: in a git work tree tracked + untracked-not-ignored, else all.
 
     Yielded as they are found, so a scan can start before the walk ends; what cannot be listed
@@ -94,13 +99,11 @@ def iter_paths(paths: list[str], notes: list[str]) -> Iterator[Target]:
             if not os.path.lexists(arg):
                 raise UsageError(f"{arg}: no such file or folder; check the path") from None
             found.append((arg, None))
-            notes.append(f"{arg}: cannot read ({exc.strerror}); skipped")
+            notes.append(Unread(arg, "unreadable", f"cannot read ({exc.strerror})"))
     return _iter_found(found, notes)
 
 
-def _iter_found(
-    found: list[tuple[str, os.stat_result | None]], notes: list[str]
-) -> Iterator[Target]:
+def _iter_found(found: list[tuple[str, os.stat_result | None]], notes: Notes) -> Iterator[Target]:
     seen: set[tuple[int, int]] = set()
     for arg, st in found:
         if st is None:
@@ -116,7 +119,7 @@ def _iter_found(
 
 def _add_file(
     path: str,
-    notes: list[str],
+    notes: Notes,
     seen: set[tuple[int, int]],
     shown: str | None = None,
     entry: os.DirEntry[str] | None = None,
@@ -126,7 +129,9 @@ def _add_file(
         st = entry.stat() if entry is not None else os.stat(path)
     except OSError as exc:
         if os.path.islink(path) or os.path.exists(path):
-            notes.append(f"{shown or _display(path)}: cannot read ({exc.strerror}); skipped")
+            notes.append(
+                Unread(shown or _display(path), "unreadable", f"cannot read ({exc.strerror})")
+            )
         return None  # tracked but deleted from the work tree: nothing to read
     if not stat.S_ISREG(st.st_mode):
         return None
@@ -137,7 +142,7 @@ def _add_file(
     return Target(shown or _display(path), st.st_size, fs_path=path)
 
 
-def _list_git(folder: str, notes: list[str], seen: set[tuple[int, int]]) -> Iterator[Target]:
+def _list_git(folder: str, notes: Notes, seen: set[tuple[int, int]]) -> Iterator[Target]:
     out = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], folder)
     for raw in out.split(b"\0"):
         t = _add_file(os.path.join(folder, os.fsdecode(raw)), notes, seen) if raw else None
@@ -145,7 +150,7 @@ def _list_git(folder: str, notes: list[str], seen: set[tuple[int, int]]) -> Iter
             yield t
 
 
-def _walk(root: str, notes: list[str], seen: set[tuple[int, int]]) -> Iterator[Target]:
+def _walk(root: str, notes: Notes, seen: set[tuple[int, int]]) -> Iterator[Target]:
     """Depth first, names sorted, symlinked folders followed once (a loop is noted)."""
     visited: set[tuple[int, int]] = set()
     links: list[tuple[str, str, os.DirEntry[str]]] = []
@@ -165,7 +170,7 @@ def _walk(root: str, notes: list[str], seen: set[tuple[int, int]]) -> Iterator[T
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            notes.append(f"{shown}: cannot read ({exc.strerror}); skipped")
+            notes.append(Unread(shown, "unreadable", f"cannot read folder ({exc.strerror})"))
             continue
         prefix = "" if shown == "." else shown.rstrip("/") + "/"
         subdirs: list[tuple[str, str]] = []
@@ -246,7 +251,8 @@ def list_blobs(git_dir: str | Path, revs: list[str], label: str = "--all") -> Li
     # its path there. Which objects are blobs, and their sizes, come from the object store's
     # index at the same time. (A `log --raw` walk costs a tree diff per commit: commits x files.)
     top = Path(git_dir)
-    walk = ["rev-list", "--objects", "--in-commit-order", "--topo-order", "--reverse", *revs]
+    walk = ["rev-list", "--objects", "--in-commit-order", "--topo-order", "--reverse"]
+    walk += ["--missing=print", *revs]  # a missing blob is named, not a failed walk
     check = ["cat-file", "--batch-all-objects", "--unordered", _BLOB_CHECK]
     try:
         lister = subprocess.Popen(
@@ -254,7 +260,14 @@ def list_blobs(git_dir: str | Path, revs: list[str], label: str = "--all") -> Li
         )
     except FileNotFoundError:
         raise UsageError("git is not installed; install it or scan a plain folder") from None
-    sizes = _blob_sizes(_git(check, top))
+    sizes, others = _blob_sizes(_git(check, top))
+    # Trees too: a key in a file name must be found even when the file's content (an empty
+    # file, say) is a blob already listed under another name.
+    trees = {oid: size for oid, (kind, size) in others.items() if kind == b"tree"}
+    tree_bytes, blob_bytes = sum(trees.values()), sum(sizes.values())
+    # Trees are read for names only while they cost at most half as much as the blobs (a long
+    # history of a wide tree holds far more tree bytes than content): past that, say so.
+    read_trees = tree_bytes <= max(TREE_BYTES, blob_bytes // 2)
     out, err = lister.communicate()
     if lister.returncode != 0:
         msg = err.decode("utf-8", "replace").strip()
@@ -262,11 +275,33 @@ def list_blobs(git_dir: str | Path, revs: list[str], label: str = "--all") -> Li
     listing = Listing()
     seen: set[bytes] = set()
     commit = ""
+    missing: list[bytes] = []
     for line in out.split(b"\n"):
         oid = line[:40]
-        if len(line) == 40:
+        if line.startswith(b"?"):
+            missing.append(line[1:41])
+        elif len(line) == 40:
             commit = line.decode()
-        elif oid in sizes and oid not in seen:
+        elif oid in seen:
+            continue
+        elif oid in trees:
+            seen.add(oid)
+            size = trees[oid]
+            if read_trees:
+                listing.targets.append(
+                    Target(os.fsdecode(line[41:]), size, oid=oid.decode(), repo=str(top), tree=True)
+                )
+        elif oid not in sizes:
+            if len(line) > 41 and oid not in others:  # a path, but no object at all
+                seen.add(oid)
+                listing.notes.append(
+                    Unread(
+                        os.fsdecode(line[41:]),
+                        "missing-blob",
+                        f"blob {oid.decode()} (commit {commit[:12]}) missing from the repository",
+                    )
+                )
+        else:
             seen.add(oid)
             listing.targets.append(
                 Target(
@@ -277,20 +312,61 @@ def list_blobs(git_dir: str | Path, revs: list[str], label: str = "--all") -> Li
                     commit=commit,
                 )
             )
+    if missing:
+        listing.notes.extend(_missing(top, revs, missing))
+    if not read_trees:
+        listing.notes.append(
+            Unread(
+                top.name,
+                "names",
+                f"file names of {len(trees)} trees ({tree_bytes >> 20} MiB) not scanned: a file "
+                "named with a key is found only under the path that introduced its content; "
+                "scan a narrower --history REV-RANGE to read them",
+            )
+        )
     return listing
 
+
+def _missing(top: Path, revs: list[str], oids: list[bytes]) -> Iterator[Unread]:
+    """Each missing object named with a path and commit that hold it (a slow walk, but only
+    a damaged repository takes it)."""
+    where: dict[str, tuple[str, str]] = {}
+    wanted = {o.decode() for o in oids}
+    out = _git(["log", "--raw", "-z", "--no-abbrev", "--format=%H", "-m", *revs, "--"], top)
+    parts = [p.lstrip(b"\n") for p in out.split(b"\0")]
+    commit = ""
+    for i, head in enumerate(parts):
+        if len(head) == 40:
+            commit = head.decode()
+        elif head.startswith(b":") and i + 1 < len(parts):
+            oid = head[1:].split(b" ")[3].decode()
+            if oid in wanted and oid not in where:
+                where[oid] = (os.fsdecode(parts[i + 1]), commit)
+    for oid in sorted(wanted):
+        path, commit = where.get(oid, (f"<blob {oid}>", ""))
+        at = f" (commit {commit[:12]})" if commit else ""
+        yield Unread(path, "missing-blob", f"blob {oid}{at} missing from the repository")
+
+
+#: Tree bytes always worth reading for the names they hold.
+TREE_BYTES = 64 << 20
 
 _BLOB_CHECK = "--batch-check=%(objecttype) %(objectname) %(objectsize)"
 
 
-def _blob_sizes(out: bytes) -> dict[bytes, int]:
-    """Blob id -> size from ``cat-file --batch-check`` lines (other object types skipped)."""
+def _blob_sizes(out: bytes) -> tuple[dict[bytes, int], dict[bytes, tuple[bytes, int]]]:
+    """(blob id -> size, other object id -> (type, size)) from ``cat-file --batch-check``."""
     sizes: dict[bytes, int] = {}
+    others: dict[bytes, tuple[bytes, int]] = {}
     for line in out.split(b"\n"):
-        if line.startswith(b"blob "):
-            oid, _, size = line[5:].partition(b" ")
-            sizes[oid] = int(size)
-    return sizes
+        parts = line.split(b" ")
+        if len(parts) != 3 or not parts[2].isdigit():
+            continue
+        if parts[0] == b"blob":
+            sizes[parts[1]] = int(parts[2])
+        else:
+            others[parts[1]] = (parts[0], int(parts[2]))
+    return sizes, others
 
 
 def _sizes(top: Path, oids: list[str]) -> dict[str, int]:

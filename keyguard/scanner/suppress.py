@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +55,8 @@ class Excluder:
 
 def load_baseline(path: str | Path) -> set[str]:
     """The fingerprints a baseline file accepts; a missing file accepts nothing."""
+    import json
+
     p = Path(path)
     if not p.exists():
         return set()
@@ -71,9 +71,20 @@ def load_baseline(path: str | Path) -> set[str]:
         ) from None
 
 
-def write_baseline(path: str | Path, findings: Iterable[Finding]) -> int:
-    """Write every finding's fingerprint (no line numbers, no keys), atomically; returns count."""
+def write_baseline(
+    path: str | Path, findings: Iterable[Finding], *, keep: set[str] | None = None
+) -> int:
+    """Write every finding's fingerprint (no line numbers, no keys), atomically, plus the
+    entries of the existing file whose fingerprints are in ``keep``; returns the count."""
+    import json
+    import tempfile
+
     entries: dict[str, dict[str, str]] = {}
+    if keep:
+        data = json.loads(Path(path).read_text("utf-8"))
+        for e in data["fingerprints"]:
+            if e.get("fingerprint") in keep:
+                entries[str(e["fingerprint"])] = {k: str(v) for k, v in e.items()}
     for f in findings:
         entries.setdefault(
             f.fingerprint, {"fingerprint": f.fingerprint, "rule": f.rule.id, "redacted": f.redacted}

@@ -102,7 +102,32 @@ def _extras(root: Path) -> set[str]:
         info.size = len(payload)
         tf.addfile(info, io.BytesIO(payload))
     write(root / "extras" / "logs.tar.gz", tar.getvalue())
+    keys |= _dodges(root / "extras")
     return keys
+
+
+def _dodges(root: Path) -> set[str]:
+    """The ways around a plain-text search: UTF-16 in both byte orders (one across a round's
+    edge), base64 wrapped at 64 and 76 columns, keys in a file name, a member name and a zip
+    comment."""
+    keys = [generate_key().reveal() for _ in range(7)]
+    le = bytearray("z".encode("utf-16-le") * (detect.CHUNK // 2))
+    at = detect.CHUNK + detect.LEFT - 11  # the UTF-16 "-ant-" starts a round
+    text = f" {keys[0]} ".encode("utf-16-le")
+    le[at - 2 : at - 2 + len(text)] = text
+    write(root / "wide-le.txt", b"\xff\xfe" + bytes(le))
+    write(root / "wide-be.txt", f"k={keys[1]}\n".encode("utf-16-be"))
+    for width, key in ((64, keys[2]), (76, keys[3])):
+        text = base64.b64encode(b"xy: " + key.encode() + b"\n" * 40).decode()
+        lines = "\n".join(text[i : i + width] for i in range(0, len(text), width))
+        write(root / f"wrapped-{width}.pem", f"-----BEGIN X-----\n{lines}\n-----END X-----\n")
+    write(root / f"{keys[4]}.txt", "named\n")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr(f"dir/{keys[5]}", b"member")
+        zf.comment = keys[6].encode()
+    write(root / "named.zip", out.getvalue())
+    return set(keys)
 
 
 def _findings(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -177,3 +177,66 @@ def test_corrupt_archive_is_scanned_raw_and_noted(plain_dir: Path, scan_json: Sc
     assert code == 1
     assert [f["path"] for f in report["findings"]] == ["broken.zip"]
     assert "not a readable zip archive" in err
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("bom", [True, False])
+def test_utf16_text_is_read_in_either_byte_order(
+    plain_dir: Path, scan_json: Scan, codec: str, bom: bool
+) -> None:
+    key = generate_key().reveal()
+    text = f"# settings\r\nANTHROPIC_API_KEY={key}\r\nnext=1\r\n"
+    data = text.encode(codec)
+    if codec != "utf-16" and bom:
+        data = ("\ufeff" + text).encode(codec)
+    write(plain_dir / "settings.ps1", data)
+    code, report, _ = scan_json(".")
+    assert code == 1
+    [found] = report["findings"]
+    assert (found["path"], found["line"], found["encoding"]) == ("settings.ps1", 2, "utf-16")
+
+
+def test_utf16_decoys_are_not_keys() -> None:
+    key = generate_key().reveal()
+    assert scan_bytes(("x" + key + "x").encode("utf-16-le")) == []  # part of a longer run
+    assert scan_bytes(key[:-1].encode("utf-16-be")) == []  # one character short
+    assert scan_bytes(("sk-ant-api03-" + "your-key-here" * 8).encode("utf-16")) == []
+
+
+def _wrapped(data: bytes, width: int, eol: str) -> str:
+    text = base64.b64encode(data).decode()
+    return eol.join(text[i : i + width] for i in range(0, len(text), width)) + eol
+
+
+@pytest.mark.parametrize(("width", "eol"), [(64, "\n"), (76, "\r\n"), (76, "\n")])
+def test_base64_wrapped_at_64_or_76_columns_is_decoded_wherever_the_lines_break(
+    width: int, eol: str
+) -> None:
+    """PEM (64), MIME (76, CRLF) and `base64` (76): every break position inside the prefix's
+    base64, at each of the three byte alignments."""
+    key = generate_key().reveal()
+    for pad in range(0, 3 * width // 4 + 3):
+        blob = b"{" + b"x" * pad + b'"key": "' + key.encode() + b'"}'
+        text = "-----BEGIN DATA-----" + eol + _wrapped(blob, width, eol) + "-----END DATA-----"
+        hits = scan_bytes(text.encode())
+        assert [(h.key.decode(), h.encoding) for h in hits] == [(key, "base64")], pad
+
+
+def test_wrapped_base64_in_an_indented_yaml_block_and_in_a_file(
+    plain_dir: Path, scan_json: Scan
+) -> None:
+    key = generate_key("admin").reveal()
+    lines = _wrapped(b"token=" + key.encode() + b"\n", 64, "\n").splitlines()
+    write(plain_dir / "cert.yaml", "data: |\n" + "".join(f"    {x}\n" for x in lines) + "ok: 1\n")
+    code, report, _ = scan_json(".")
+    assert code == 1
+    [found] = report["findings"]
+    assert (found["path"], found["line"], found["rule"]) == ("cert.yaml", 2, "anthropic-admin-key")
+
+
+def test_lines_that_only_look_wrapped_are_not_joined_into_keys() -> None:
+    key = generate_key().reveal()
+    encoded = base64.b64encode(key.encode()[:60]).decode()  # the first half of a key
+    rest = base64.b64encode(key.encode()[60:]).decode()
+    assert scan_bytes(f"a: {encoded}\nb: {rest}\n".encode()) == []  # not a wrapped block
+    assert scan_bytes(f"{encoded}==\n{rest}\n".encode()) == []  # padding ends a block

@@ -135,3 +135,37 @@ def test_staged_blobs_that_cannot_be_read_fail_the_hook_and_the_commit(repo: Pat
     )
     assert commit.returncode != 0
     assert "nothing was scanned" in commit.stderr
+
+
+def _branch_with_a_key(repo: Path) -> str:
+    """A side branch whose commit (made with --no-verify) holds a key; main moved on too."""
+    write(repo / "README", "start\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "start", "--no-verify")
+    git(repo, "checkout", "-qb", "side")
+    key = generate_key().reveal()
+    write(repo / "side.py", f"KEY = '{key}'\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "key", "--no-verify")
+    git(repo, "checkout", "-q", "main")
+    write(repo / "main.txt", "main moved\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "main", "--no-verify")
+    return key
+
+
+def test_installed_hook_refuses_a_merge_commit_that_brings_a_key(repo: Path) -> None:
+    key = _branch_with_a_key(repo)
+    assert main(["install-hook"]) == 0
+    assert os.access(repo / ".git" / "hooks" / "pre-merge-commit", os.X_OK)
+    merge = subprocess.run(
+        ["git", "merge", "--no-ff", "--no-edit", "side"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
+    assert merge.returncode != 0
+    assert "side.py:1:" in merge.stderr and "anthropic-api-key" in merge.stderr
+    assert key not in merge.stdout + merge.stderr
+    assert git(repo, "rev-list", "--count", "HEAD").stdout.strip() == "2"  # no merge commit

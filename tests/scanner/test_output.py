@@ -32,8 +32,9 @@ def test_json_has_exactly_the_documented_fields(
     _, (api, admin) = leaky
     code, report, _ = scan_json()
     assert code == 1
-    assert set(report) == {"findings", "stats"}
-    assert set(report["stats"]) == {"files", "bytes", "seconds"}
+    assert set(report) == {"findings", "unread", "stats"}
+    assert set(report["stats"]) == {"files", "bytes", "seconds", "unread"}
+    assert report["unread"] == [] and report["stats"]["unread"] == 0
     first, second = report["findings"]
     assert first == {  # admin keys rank above API keys
         "rule": "anthropic-admin-key",

@@ -84,3 +84,43 @@ def test_pre_commit_framework_refuses_keys_and_accepts_clean_commits(
     code, shown = commit("clean")
     assert code == 0, shown
     assert "Passed" in shown
+
+
+def test_pre_commit_framework_refuses_a_merge_commit_that_brings_a_key(
+    repo: Path, hook_repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, rev = hook_repo
+    write(
+        repo / ".pre-commit-config.yaml",
+        f"repos:\n- repo: {path}\n  rev: {rev}\n  hooks:\n  - id: keyguard-scan\n",
+    )
+    env = _env(tmp_path / "pre-commit-home")
+    subprocess.run(
+        ["pre-commit", "install", "-t", "pre-commit", "-t", "pre-merge-commit"],
+        cwd=repo,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    git(repo, "add", ".pre-commit-config.yaml")
+    git(repo, "commit", "-qm", "config", "--no-verify")
+    git(repo, "checkout", "-qb", "side")
+    key = generate_key().reveal()
+    write(repo / "side.py", f"KEY = '{key}'\n")
+    git(repo, "add", "side.py")
+    git(repo, "commit", "-qm", "key", "--no-verify")
+    git(repo, "checkout", "-q", "main")
+    write(repo / "main.txt", "moved on\n")
+    git(repo, "add", "main.txt")
+    git(repo, "commit", "-qm", "main", "--no-verify")
+    proc = subprocess.run(
+        ["git", "merge", "--no-ff", "--no-edit", "side"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    shown = proc.stdout + proc.stderr
+    assert proc.returncode != 0, shown
+    assert "side.py:1:" in shown and "anthropic-api-key" in shown and key not in shown
+    assert git(repo, "rev-list", "--count", "HEAD").stdout.strip() == "2"  # no merge

@@ -50,7 +50,8 @@ def test_clean_tree_exits_zero_and_states_what_it_scanned(plain_dir: Path, scan_
     assert code == 0
     assert report == {
         "findings": [],
-        "stats": {"files": 2, "bytes": 262, "seconds": report["stats"]["seconds"]},
+        "unread": [],
+        "stats": {"files": 2, "bytes": 262, "seconds": report["stats"]["seconds"], "unread": 0},
     }
     assert "scanned 2 files, 262 bytes" in err
 
