@@ -60,6 +60,10 @@ class Policy:
     expiry_warning: timedelta = timedelta(days=14)
     key_name: str = "{env}-{date:%Y%m%d}"
     one_key_per_environment: bool = True
+    #: Audit verdicts ("ok", "warning", "violation") for a personal key serving an
+    #: environment (it dies when its person leaves) and for a key that never expires.
+    personal_key: str = "warning"
+    never_expires: str = "warning"
     prices: dict[str, Price] = field(default_factory=dict)
 
     def price_for(self, model: str | None) -> Price | None:
@@ -87,6 +91,9 @@ _DURATION_FIELDS = {
 }
 
 
+_VERDICT_FIELDS = ("personal_key", "never_expires")
+
+
 def _apply(policy: Policy, data: dict[str, Any], source: str) -> Policy:
     changes: dict[str, Any] = {}
     for key, value in data.items():
@@ -101,10 +108,15 @@ def _apply(policy: Policy, data: dict[str, Any], source: str) -> Policy:
             changes["key_name"] = str(value)
         elif key == "one_key_per_environment":
             changes["one_key_per_environment"] = bool(value)
+        elif key in _VERDICT_FIELDS:
+            if value not in ("ok", "warning", "violation"):
+                raise ConfigError(f"{source}: {key}: use ok, warning or violation, not {value!r}")
+            changes[key] = value
         elif key == "prices":
             changes["prices"] = {**policy.prices, **_parse_prices(value, source)}
         else:
-            known = ", ".join([*_DURATION_FIELDS, "key_name", "one_key_per_environment", "prices"])
+            settings = [*_DURATION_FIELDS, "key_name", "one_key_per_environment"]
+            known = ", ".join([*settings, *_VERDICT_FIELDS, "prices"])
             raise ConfigError(f"{source}: unknown policy setting {key!r}; known settings: {known}")
     new = replace(policy, **changes)
     if new.due_after > new.max_age:
