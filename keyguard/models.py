@@ -81,9 +81,10 @@ class UsageRow:
     api_key_id: str | None
     uncached_input_tokens: int = 0
     cache_read_input_tokens: int = 0
-    cache_creation_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0  # every cache write, 5-minute and 1-hour
     output_tokens: int = 0
     model: str | None = None
+    cache_creation_1h_input_tokens: int = 0  # the 1-hour writes among them (priced 2x input)
 
     @property
     def total_tokens(self) -> int:

@@ -82,6 +82,14 @@ class _KeyAuth(httpx.Auth):
         return f"_KeyAuth({self._key!r})"
 
 
+def _bucket_start(at: datetime, width: str) -> datetime:
+    """The start of the UTC bucket of ``width`` (1h or 1d) holding ``at``."""
+    at = at.astimezone(UTC)
+    if width == "1h":
+        return at.replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def _workspace_problem(response: httpx.Response, key: Secret, workspace: str | None) -> str | None:
     """Why a live key answered 400/404 about its workspace, with the fix; None if not that."""
     _type, message, request_id = error_body(response)
@@ -304,11 +312,19 @@ class AdminClient:
         ids = list(key_ids)
         step = USAGE_KEYS_PER_CALL
         chunks = [ids[i : i + step] for i in range(0, len(ids), step)] or [[]]
+        # Coarse buckets cover whole hours or days; the unfinished last one is read at one
+        # minute instead, so traffic in a partial last bucket is neither hidden nor counted twice.
+        windows = [(bucket_width, starting_at, ending_at)]
+        if ending_at is not None and bucket_width != "1m":
+            edge = _bucket_start(ending_at, bucket_width)
+            if starting_at < edge < ending_at:
+                windows = [(bucket_width, starting_at, edge), ("1m", edge, ending_at)]
+            elif edge <= starting_at:
+                windows = [("1m", starting_at, ending_at)]
         rows: list[UsageRow] = []
-        for chunk in chunks:
-            rows.extend(
-                self._usage_chunk(chunk, starting_at, ending_at, bucket_width, group_by_model)
-            )
+        for width, start, end in windows:
+            for chunk in chunks:
+                rows.extend(self._usage_chunk(chunk, start, end, width, group_by_model))
         return rows
 
     def _usage_chunk(
@@ -330,20 +346,8 @@ class AdminClient:
         if ending_at is not None:
             base.append(("ending_at", format_time(ending_at)))
         base.extend(("api_key_ids[]", key_id) for key_id in key_ids)
-        rows: list[UsageRow] = []
-        page_token: str | None = None
-        seen: set[str] = set()
-        while True:
-            params = base + ([("page", page_token)] if page_token else [])
-            page = self._call("GET", "/v1/organizations/usage_report/messages", params=params)
-            rows.extend(parse_usage_page(page))
-            nxt = page.get("next_page") if isinstance(page, dict) else None
-            if not (isinstance(page, dict) and page.get("has_more")) or not isinstance(nxt, str):
-                return rows
-            if nxt in seen:
-                raise ApiError("Anthropic API repeated a usage-report page token")
-            seen.add(nxt)
-            page_token = nxt
+        path = "/v1/organizations/usage_report/messages"
+        return [row for page in self._cursor_pages(path, base) for row in parse_usage_page(page)]
 
     def cost_report(self, starting_at: datetime, ending_at: datetime) -> list[CostRow]:
         """The organization's own ``cost_report`` (daily; no per-key split), every page."""

@@ -135,6 +135,11 @@ def _cache_creation(result: dict[str, Any]) -> int:
     return _int(result.get("cache_creation_input_tokens"))
 
 
+def _cache_1h(result: dict[str, Any]) -> int:
+    nested = result.get("cache_creation")
+    return _int(nested.get("ephemeral_1h_input_tokens")) if isinstance(nested, dict) else 0
+
+
 def parse_usage_page(data: Any) -> list[UsageRow]:
     """The rows of one usage-report page: one per bucket and group that has a result."""
     rows: list[UsageRow] = []
@@ -159,6 +164,7 @@ def parse_usage_page(data: Any) -> list[UsageRow]:
                     cache_creation_input_tokens=_cache_creation(result),
                     output_tokens=_int(result.get("output_tokens")),
                     model=_str(result.get("model")),
+                    cache_creation_1h_input_tokens=_cache_1h(result),
                 )
             )
     return rows

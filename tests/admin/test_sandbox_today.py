@@ -67,3 +67,26 @@ def test_spend_cap_and_billing_faults_look_like_anthropics(sandbox: Sandbox) -> 
     assert r.status_code == 402 and r.json()["error"]["type"] == "billing_error"
     assert r.headers["x-should-retry"] == "false"
     assert admin_get(sandbox, "/v1/organizations/me").status_code == 200
+
+
+def test_a_partial_last_bucket_is_read_at_one_minute_and_counted_once(sandbox: Sandbox) -> None:
+    key_id, _ = sandbox.mint_key("k")
+    now = datetime.now(UTC)
+    sandbox.record_usage(key_id, now - timedelta(minutes=1), input_tokens=7, output_tokens=0)
+    sandbox.record_usage(key_id, now - timedelta(hours=5), input_tokens=100, output_tokens=0)
+    rows = sandbox.client().usage([key_id], now - timedelta(hours=6), now, bucket_width="1h")
+    assert sum(r.total_tokens for r in rows) == 107
+    widths = {r.ending_at - r.starting_at for r in rows}
+    assert timedelta(minutes=1) in widths  # the unfinished hour, read minute by minute
+
+
+def test_minute_buckets_are_paged_the_apis_way(sandbox: Sandbox) -> None:
+    key_id, _ = sandbox.mint_key("k")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = now - timedelta(hours=25)  # 1500 one-minute buckets: more than one page of 1440
+    sandbox.record_usage(key_id, start + timedelta(seconds=5), input_tokens=3, output_tokens=0)
+    sandbox.record_usage(key_id, now - timedelta(seconds=30), input_tokens=4, output_tokens=0)
+    rows = sandbox.client().usage([key_id], start, now, bucket_width="1m")
+    assert sum(r.total_tokens for r in rows) == 7
+    calls = [p for _, p, _ in sandbox.request_log() if p.endswith("usage_report/messages")]
+    assert len(calls) == 2
