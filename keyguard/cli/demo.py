@@ -139,6 +139,15 @@ def demo(keep: bool) -> int:
         for env, key_id in olds.items():
             say(f"{env}: old key {key_id} is {admin.get_key(key_id).status} in the Admin API")
         del dev_id
+
+        _step("keyguard audit: what each key really is (type, scope) and the policy's verdicts")
+        from keyguard.audit import run_audit
+        from keyguard.audit.render import render_table
+
+        sb.mint_key("batch-2024", key_type="workspace", created_at=clock())  # legacy, no one's
+        sb.mint_key("ops-laptop", key_type="personal", scope="organization", created_at=clock())
+        report = run_audit(config, admin, clock=clock, probe=admin.reaches_admin_api)
+        say(render_table(report, width=140), nl=False)
     if keep:
         click.echo(f"\nThe demo project stays in {tmp} (the sandbox is gone).")
     else:
