@@ -23,7 +23,8 @@ def test_opus_4_6_is_priced_at_todays_list_beside_the_orgs_cost_report(
     # Opus 4.6: $5 per million input, $25 per million output (not Opus 4.1's $15 / $75).
     assert exp["estimated_cost_usd"] == pytest.approx(5 + 2.5)
     assert exp["organization_cost_usd"] == pytest.approx(7.5)
-    incident.revoke("--leaked", "-", "--yes", "--report", "r.md", key=key)
+    again = incident.revoke("--key-id", key_id, "--yes", "--report", "r.md")
+    assert again.code == 0, again.err
     report = (incident.root / "r.md").read_text()
     assert "cost report" in report and "$7.50" in report
     assert "Inference calls leave no IP trail" in report
