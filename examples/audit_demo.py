@@ -18,13 +18,13 @@ from keyguard.stores.interface import VersionMeta
 
 NOW = datetime.now(UTC)
 
-#: environment -> (key age in days, expires in days or None, number of stores)
+#: environment -> (key age in days, expires in days or None, number of stores, key type)
 ENVIRONMENTS = {
-    "dev": (12, None, 1),
-    "staging": (84, None, 1),
-    "prod": (31, None, 2),
-    "batch": (123, None, 1),
-    "reports": (20, 5, 1),
+    "dev": (12, 60, 1, "personal"),
+    "staging": (84, 200, 1, "service_account"),
+    "prod": (31, 300, 2, "service_account"),
+    "batch": (123, None, 1, "workspace"),
+    "reports": (20, 5, 1, "service_account"),
 }
 
 
@@ -39,13 +39,14 @@ def main(argv: list[str]) -> int:
     config = ["# A demo organization for `keyguard audit`, served by `keyguard sandbox`.", ""]
     with Sandbox(state_file=root / "sandbox.json") as sb:
         prod_ws = sb.add_workspace("production", tags={"env": "prod"})
-        for env, (age, expires, stores) in ENVIRONMENTS.items():
+        for env, (age, expires, stores, key_type) in ENVIRONMENTS.items():
             ws = prod_ws if env == "prod" else None
             key_id, secret = sb.mint_key(
                 f"{env}-{(NOW - timedelta(days=age)):%Y%m%d}",
                 workspace_id=ws,
                 created_at=NOW - timedelta(days=age),
                 expires_at=NOW + timedelta(days=expires) if expires else None,
+                key_type=key_type,
             )
             uris = [f"file:{root / 'stores' / f'{env}-{i}.json'}" for i in range(stores)]
             for uri in uris:
@@ -69,9 +70,14 @@ def main(argv: list[str]) -> int:
                 config.append(f'workspace = "{ws}"')
             config.append("")
         # Keys someone made in the Console and never handed to keyguard.
-        laptop, _ = sb.mint_key("laptop-test", created_at=NOW - timedelta(days=200))
+        laptop, _ = sb.mint_key(
+            "laptop-test",
+            created_at=NOW - timedelta(days=200),
+            key_type="personal",
+            scope="organization",
+        )
         sb.record_usage(laptop, at=NOW - timedelta(hours=5), input_tokens=300, output_tokens=40)
-        sb.mint_key("ci-temp", created_at=NOW - timedelta(days=3))
+        sb.mint_key("ci-temp", created_at=NOW - timedelta(days=3), expires_at=NOW + timedelta(1))
     (root / "keyguard.toml").write_text("\n".join(config))
     print(f"demo organization in {root}; serve it:")
     print(f"keyguard sandbox --port 0 --state {root}/sandbox.json")

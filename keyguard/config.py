@@ -302,10 +302,18 @@ def resolve_admin_key(config: Config) -> Secret:
     if ref.startswith("env:"):
         name = ref[4:]
         value = os.environ.get(name, "").strip()
+        if not value and ref == DEFAULT_ADMIN_KEY_REF:
+            # An ``org:admin`` OAuth token (``ant auth login --scope org:admin``) also serves.
+            value = os.environ.get("ANTHROPIC_AUTH_TOKEN", "").strip()
         if not value:
             raise AuthError(
                 f"no admin key: ${name} is empty. Create an admin key in the Console "
                 f"(Settings > Admin keys) and export {name}, or set [anthropic] admin_key"
+                + (
+                    " (an org:admin OAuth token in ANTHROPIC_AUTH_TOKEN also serves)"
+                    if ref == DEFAULT_ADMIN_KEY_REF
+                    else ""
+                )
             )
         return _admin_key(value, f"${name}")
     if ref.startswith("file:"):

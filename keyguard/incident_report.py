@@ -1,5 +1,12 @@
-"""The exposure report of a leaked key (usage by hour and model, estimated cost), its Markdown
-and JSON forms, and the append-only incident audit log. Fingerprints and hints only."""
+"""The exposure report of a leaked key (usage by hour and model, estimated cost, the
+organization's own cost report, the Compliance API's record of the key), its Markdown and JSON
+forms, and the append-only incident audit log. Fingerprints and hints only.
+
+Inference leaves no IP trail: Anthropic logs no ``/v1/messages`` call with an address, so the
+usage report is the only evidence of what a leaked key was used for; the compliance feed (when
+the organization enabled it beforehand) says who created and changed the key, from where, and
+any non-inference request the key made.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +18,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keyguard.errors import UsageError
+from keyguard.admin.protocol import ReadsActivities, ReadsCost
+from keyguard.errors import KeyguardError, UsageError
 from keyguard.journal import INCIDENT_LOG
-from keyguard.keys import API_KEY_RE
-from keyguard.models import UsageRow
+from keyguard.keys import API_KEY_RE, redact
+from keyguard.models import ApiKey, UsageRow
 from keyguard.policy import Policy
 from keyguard.words import plural
 
-#: Cache reads and writes, as a share of the input price, when the policy does not say.
+#: Cache reads and writes, as a share of the input price, when the policy does not say
+#: (Anthropic: reads 0.1x, 5-minute writes 1.25x, 1-hour writes 2x the input price).
 CACHE_READ_SHARE = 0.10
 CACHE_WRITE_SHARE = 1.25
+CACHE_WRITE_1H_SHARE = 2.0
+NO_IP_TRAIL = (
+    "Inference calls leave no IP trail: Anthropic records no address for /v1/messages "
+    "requests, so the usage above is the only evidence of what the key was used for."
+)
+ENABLE_COMPLIANCE = (
+    "The Compliance API's activity feed is not enabled for this organization (or the admin "
+    "key lacks read:compliance_activities), so nothing recorded who created or changed this "
+    "key, or from where. Enable it before the next incident: Console > Settings > Security > "
+    "Compliance API, then create an admin key with read:compliance_activities."
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,13 @@ class Exposure:
     until: datetime
     since_reason: str  # "key creation", "first commit ...", "--since"
     rows: list[ExposureRow] = field(default_factory=list)
+    #: The organization's own cost_report over the window (US dollars; all keys: no per-key
+    #: split exists), or why it could not be read.
+    org_cost_usd: float | None = None
+    org_cost_error: str | None = None
+    #: Compliance events about this key (created, updated, its own non-inference requests);
+    #: None when the feed is not enabled or not readable.
+    activities: list[dict[str, Any]] | None = None
 
     @property
     def tokens(self) -> int:
@@ -82,6 +109,10 @@ class Exposure:
                 }
                 for r in self.rows
             ],
+            "organization_cost_usd": self.org_cost_usd,
+            "organization_cost_error": self.org_cost_error,
+            "compliance_enabled": self.activities is not None,
+            "activities": self.activities,
         }
 
 
@@ -92,12 +123,90 @@ def cost_of(policy: Policy, model: str | None, row: UsageRow) -> float | None:
         return None
     read = price.cache_read if price.cache_read is not None else price.input * CACHE_READ_SHARE
     write = price.cache_write if price.cache_write is not None else price.input * CACHE_WRITE_SHARE
+    hour_writes = min(row.cache_creation_1h_input_tokens, row.cache_creation_input_tokens)
     return (
         row.uncached_input_tokens * price.input
         + row.cache_read_input_tokens * read
-        + row.cache_creation_input_tokens * write
+        + (row.cache_creation_input_tokens - hour_writes) * write
+        + hour_writes * price.input * CACHE_WRITE_1H_SHARE
         + row.output_tokens * price.output
     ) / 1_000_000
+
+
+def _plain(value: Any, limit: int = 120) -> str:
+    """An API-supplied value as one safe line of text: no keys, no Markdown structure."""
+    text = redact_keys(str(value if value is not None else "-"))
+    text = " ".join(text.split())[:limit]
+    return text.replace("|", "/").replace("`", "'").replace("<", "(").replace(">", ")")
+
+
+def redact_keys(text: str) -> str:
+    return API_KEY_RE.sub(lambda m: redact(m.group(0)), text)
+
+
+def _about_key(event: dict[str, Any], key_id: str) -> bool:
+    actor = event.get("actor")
+    by_key = isinstance(actor, dict) and actor.get("api_key_id") == key_id
+    return event.get("api_key_id") == key_id or by_key
+
+
+def _event(event: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a compliance event the report keeps, as safe strings."""
+    actor = event.get("actor") if isinstance(event.get("actor"), dict) else {}
+    assert isinstance(actor, dict)
+    who = (
+        actor.get("email_address")
+        or actor.get("user_id")
+        or actor.get("api_key_id")
+        or actor.get("admin_api_key_id")
+        or actor.get("service_account_id")
+        or actor.get("subject")
+    )
+    given = event.get("updates")
+    updates: list[Any] = given if isinstance(given, list) else []
+    changes = [
+        f"{u.get('type')}: {u.get('previous_value')} to {u.get('current_value')}"
+        for u in updates
+        if isinstance(u, dict)
+    ]
+    return {
+        "id": _plain(event.get("id")),
+        "created_at": _plain(event.get("created_at")),
+        "type": _plain(event.get("type")),
+        "actor_type": _plain(actor.get("type")),
+        "actor": _plain(who),
+        "ip_address": _plain(actor.get("ip_address")),
+        "changes": [_plain(c) for c in changes],
+    }
+
+
+def add_evidence(
+    exposure: Exposure, admin: ReadsCost | ReadsActivities, key: ApiKey | None = None
+) -> Exposure:
+    """Add the organization's cost report and the compliance feed's events about the key.
+
+    Neither may fail the incident: a refusal becomes a sentence in the report."""
+    if hasattr(admin, "cost_report"):
+        try:
+            rows = admin.cost_report(exposure.since, exposure.until)
+            exposure.org_cost_usd = round(
+                sum(r.amount_cents for r in rows if r.currency == "USD") / 100, 6
+            )
+        except KeyguardError as exc:
+            exposure.org_cost_error = redact_keys(str(exc))
+    if hasattr(admin, "activities"):
+        start = exposure.since
+        if key is not None and key.created_at is not None and key.created_at < start:
+            start = key.created_at
+        try:
+            events = admin.activities(start, exposure.until)
+        except KeyguardError:
+            exposure.activities = None
+        else:
+            exposure.activities = [
+                _event(e) for e in events if isinstance(e, dict) and _about_key(e, exposure.key_id)
+            ]
+    return exposure
 
 
 def build_exposure(
@@ -113,14 +222,16 @@ def build_exposure(
     for row in rows:
         if row.api_key_id not in (None, key_id) or row.total_tokens == 0:
             continue
-        slot = merged.setdefault((row.starting_at, row.model or "unknown"), [0, 0, 0, 0])
+        hour = row.starting_at.replace(minute=0, second=0, microsecond=0)  # 1m tail rows too
+        slot = merged.setdefault((hour, row.model or "unknown"), [0, 0, 0, 0, 0])
         slot[0] += row.uncached_input_tokens
         slot[1] += row.cache_read_input_tokens
         slot[2] += row.cache_creation_input_tokens
         slot[3] += row.output_tokens
+        slot[4] += row.cache_creation_1h_input_tokens
     out = Exposure(key_id, since, until, since_reason)
-    for (hour, model), (inp, read, write, outp) in sorted(merged.items()):
-        usage = UsageRow(hour, hour, key_id, inp, read, write, outp, model)
+    for (hour, model), (inp, read, write, outp, write_1h) in sorted(merged.items()):
+        usage = UsageRow(hour, hour, key_id, inp, read, write, outp, model, write_1h)
         out.rows.append(
             ExposureRow(hour, model, inp, read, write, outp, cost_of(policy, model, usage))
         )
@@ -176,6 +287,29 @@ def markdown(incident: dict[str, Any], exposure: Exposure | None) -> str:
     else:
         lines.append("No usage recorded in this window.")
     lines += ["", "Anthropic's usage report lags about 5 minutes; run again later to complete it."]
+    lines += ["", "## The organization's cost report", ""]
+    if exposure.org_cost_usd is not None:
+        lines.append(
+            f"Anthropic's `cost_report` for the whole organization over the same window (every "
+            f"key; it has no per-key split): **${exposure.org_cost_usd:,.2f}**, beside this "
+            f"key's estimate of ${exposure.cost:,.4f}."
+        )
+    else:
+        lines.append(f"Not available: {exposure.org_cost_error or 'not read'}")
+    lines += ["", "## Who created and changed the key (Compliance API)", ""]
+    if exposure.activities is None:
+        lines.append(ENABLE_COMPLIANCE)
+    elif not exposure.activities:
+        lines.append("The activity feed holds no event about this key in the window.")
+    else:
+        lines += ["| when (UTC) | event | by | from IP | changes |", "|---|---|---|---|---|"]
+        for e in exposure.activities:
+            who = f"{e['actor']} ({e['actor_type']})"
+            changes = "; ".join(e["changes"]) or "-"
+            lines.append(
+                f"| {e['created_at']} | {e['type']} | {who} | {e['ip_address']} | {changes} |"
+            )
+    lines += ["", NO_IP_TRAIL]
     return "\n".join(lines) + "\n"
 
 

@@ -70,6 +70,8 @@ class LivenessChecker:
             return LIVE
         if response.status_code in (401, 403):
             return REVOKED
+        if response.status_code == 400 and b"anthropic-workspace-id" in response.content:
+            return LIVE  # authenticated, then asked which workspace: a live org-scoped key
         return UNKNOWN
 
     def close(self) -> None:

@@ -80,6 +80,10 @@ class Policy:
     expiry_warning: timedelta = timedelta(days=14)
     key_name: str = "{env}-{date:%Y%m%d}"
     one_key_per_environment: bool = True
+    #: Audit verdicts ("ok", "warning", "violation") for a personal key serving an
+    #: environment (it dies when its person leaves) and for a key that never expires.
+    personal_key: str = "warning"
+    never_expires: str = "warning"
     prices: dict[str, Price] = field(default_factory=dict)
 
     def price_for(self, model: str | None) -> Price | None:
@@ -107,6 +111,9 @@ _DURATION_FIELDS = {
 }
 
 
+_VERDICT_FIELDS = ("personal_key", "never_expires")
+
+
 def _field(key: str) -> str:
     return _DURATION_FIELDS.get(key, key)
 
@@ -128,9 +135,14 @@ def parse_setting(policy: Policy, key: str, value: Any, source: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: {key} must be true or false")
         return value
+    if key in _VERDICT_FIELDS:
+        if value not in ("ok", "warning", "violation"):
+            raise ConfigError(f"{source}: {key}: use ok, warning or violation, not {value!r}")
+        return value
     if key == "prices":
         return {**policy.prices, **_parse_prices(value, source)}
-    known = ", ".join([*_DURATION_FIELDS, "key_name", "one_key_per_environment", "prices"])
+    settings = [*_DURATION_FIELDS, "key_name", "one_key_per_environment", *_VERDICT_FIELDS]
+    known = ", ".join([*settings, "prices"])
     raise ConfigError(f"{source}: unknown policy setting {key!r}; known settings: {known}")
 
 

@@ -6,24 +6,31 @@ import logging
 import re
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from keyguard.admin.errors import ApiError, error_from_response
+from keyguard.admin.errors import (
+    ApiAuthError,
+    ApiError,
+    ApiNotFoundError,
+    error_body,
+    error_from_response,
+)
 from keyguard.admin.parse import (
     format_time,
     parse_api_key,
+    parse_cost_page,
     parse_usage_page,
     parse_workspace,
 )
 from keyguard.admin.retry import RetryPolicy, send_with_retries
 from keyguard.errors import NotFoundError, UsageError
 from keyguard.keys import Secret
-from keyguard.models import ApiKey, UsageRow, VerifyResult, Workspace
+from keyguard.models import ApiKey, CostRow, UsageRow, VerifyResult, Workspace
 from keyguard.urls import DEFAULT_BASE_URL, checked_base_url, parse_base_url
 
 log = logging.getLogger("keyguard.admin")
@@ -38,14 +45,37 @@ _HINT_PREFIX_RE = re.compile(r"^(sk-ant-[a-z]+[0-9]*-)")
 _HINT_GAP_RE = re.compile(r"(\.\.\.|…|\*+)")
 
 
+OAUTH_TOKEN_PREFIX = "sk-ant-oat01-"  # noqa: S105 - a prefix, not a secret
+OAUTH_BETA = "oauth-2025-04-20"
+_WORKSPACE_ID_RE = re.compile(r"^wrkspc_[A-Za-z0-9]+$")
+
+
+def credential_kind(secret: Secret) -> str:
+    """``admin_key``, ``oauth_token`` (bearer) or ``api_key`` (org-scoped personal/SA key)."""
+    value = secret.reveal()
+    if value.startswith("sk-ant-admin"):
+        return "admin_key"
+    if value.startswith(OAUTH_TOKEN_PREFIX):
+        return "oauth_token"
+    return "api_key"
+
+
 class _KeyAuth(httpx.Auth):
-    """Puts a key in ``x-api-key`` at send time, so no header dict of ours ever holds it."""
+    """Puts a credential on the request at send time, so no header dict of ours holds it:
+    keys in ``x-api-key``; an OAuth token as a bearer, with the beta flag bearer calls need."""
 
     def __init__(self, key: Secret) -> None:
         self._key = key
+        self._bearer = credential_kind(key) == "oauth_token"
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["x-api-key"] = self._key.reveal()
+        if self._bearer:
+            request.headers["authorization"] = f"Bearer {self._key.reveal()}"
+            betas = [b.strip() for b in request.headers.get("anthropic-beta", "").split(",")]
+            if OAUTH_BETA not in betas:
+                request.headers["anthropic-beta"] = ",".join([*filter(None, betas), OAUTH_BETA])
+        else:
+            request.headers["x-api-key"] = self._key.reveal()
         yield request
 
     def __repr__(self) -> str:
@@ -60,6 +90,38 @@ def checked_url(base_url: str) -> str:
     except httpx.InvalidURL:
         url = httpx.URL("invalid:")
     return checked_base_url(base_url, url.host, url.userinfo.decode("ascii", "replace"))
+
+
+def _bucket_start(at: datetime, width: str) -> datetime:
+    """The start of the UTC bucket of ``width`` (1h or 1d) holding ``at``."""
+    at = at.astimezone(UTC)
+    if width == "1h":
+        return at.replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _workspace_problem(response: httpx.Response, key: Secret, workspace: str | None) -> str | None:
+    """Why a live key answered 400/404 about its workspace, with the fix; None if not that."""
+    _type, message, request_id = error_body(response)
+    text = (message or "").lower()
+    rid = f" (request-id {request_id})" if request_id else ""
+    if response.status_code == 400 and (
+        "anthropic-workspace-id is required" in text or "not scoped to a workspace" in text
+    ):
+        if workspace == "default":
+            return (
+                f"key {key.hint} is organization-scoped: set workspace = the Default "
+                f'Workspace\'s wrkspc_ id (not "default") for this environment{rid}'
+            )
+        return (
+            f'key {key.hint} is organization-scoped: set workspace = "wrkspc_..." (the '
+            f"workspace it must serve) for this environment{rid}"
+        )
+    if response.status_code == 400 and "anthropic-workspace-id" in text:
+        return f"workspace {workspace!r} is not a valid workspace id{rid}: fix it in keyguard.toml"
+    if response.status_code == 404 and workspace is not None and "workspace" in text:
+        return f"key {key.hint} cannot reach workspace {workspace}{rid}"
+    return None
 
 
 def hint_parts(hint: str | None) -> tuple[str, str, str] | None:
@@ -104,6 +166,7 @@ class AdminClient:
         if not isinstance(admin_key, Secret):
             raise TypeError("admin_key must be a keyguard.keys.Secret")
         self.base_url = checked_url(base_url)
+        self.credential_kind = credential_kind(admin_key)
         self._auth = _KeyAuth(admin_key)
         self._policy = RetryPolicy(
             max_attempts=max(1, max_attempts),
@@ -145,12 +208,13 @@ class AdminClient:
         params: Any = None,
         json: Any = None,
         auth: httpx.Auth | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         what = f"{method} {path}"
 
         def send() -> httpx.Response:
             return self._http.request(
-                method, path, params=params, json=json, auth=auth or self._auth
+                method, path, params=params, json=json, auth=auth or self._auth, headers=headers
             )
 
         response = send_with_retries(send, self._policy, what, self.base_url)
@@ -176,10 +240,12 @@ class AdminClient:
                 request_id=response.headers.get("request-id"),
             ) from None
 
-    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[Any]:
+    def _pages(
+        self, path: str, params: dict[str, Any], *, limit: int = PAGE_LIMIT
+    ) -> Iterator[Any]:
         """Every item of a cursor-paged list (``after_id`` = the previous ``last_id``)."""
         params = {k: v for k, v in params.items() if v is not None}
-        params["limit"] = PAGE_LIMIT
+        params["limit"] = limit
         seen: set[str] = set()
         while True:
             page = self._call("GET", path, params=params)
@@ -256,11 +322,19 @@ class AdminClient:
         ids = list(key_ids)
         step = USAGE_KEYS_PER_CALL
         chunks = [ids[i : i + step] for i in range(0, len(ids), step)] or [[]]
+        # Coarse buckets cover whole hours or days; the unfinished last one is read at one
+        # minute instead, so traffic in a partial last bucket is neither hidden nor counted twice.
+        windows = [(bucket_width, starting_at, ending_at)]
+        if ending_at is not None and bucket_width != "1m":
+            edge = _bucket_start(ending_at, bucket_width)
+            if starting_at < edge < ending_at:
+                windows = [(bucket_width, starting_at, edge), ("1m", edge, ending_at)]
+            elif edge <= starting_at:
+                windows = [("1m", starting_at, ending_at)]
         rows: list[UsageRow] = []
-        for chunk in chunks:
-            rows.extend(
-                self._usage_chunk(chunk, starting_at, ending_at, bucket_width, group_by_model)
-            )
+        for width, start, end in windows:
+            for chunk in chunks:
+                rows.extend(self._usage_chunk(chunk, start, end, width, group_by_model))
         return rows
 
     def _usage_chunk(
@@ -282,33 +356,79 @@ class AdminClient:
         if ending_at is not None:
             base.append(("ending_at", format_time(ending_at)))
         base.extend(("api_key_ids[]", key_id) for key_id in key_ids)
-        rows: list[UsageRow] = []
+        path = "/v1/organizations/usage_report/messages"
+        return [row for page in self._cursor_pages(path, base) for row in parse_usage_page(page)]
+
+    def cost_report(self, starting_at: datetime, ending_at: datetime) -> list[CostRow]:
+        """The organization's own ``cost_report`` (daily; no per-key split), every page."""
+        base: list[tuple[str, str]] = [
+            ("starting_at", format_time(starting_at)),
+            ("ending_at", format_time(ending_at)),
+            ("bucket_width", "1d"),
+            ("limit", "31"),
+        ]
+        return [
+            row
+            for page in self._cursor_pages("/v1/organizations/cost_report", base)
+            for row in parse_cost_page(page)
+        ]
+
+    def activities(
+        self, starting_at: datetime, ending_at: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The Compliance API's activity feed over a window, oldest first, deduplicated.
+
+        Raises ``ApiAuthError`` when the feed is not enabled or the key lacks
+        ``read:compliance_activities``; the events are returned as they came (hostile text).
+        """
+        params: dict[str, Any] = {"created_at.gte": format_time(starting_at), "order": "asc"}
+        if ending_at is not None:
+            params["created_at.lte"] = format_time(ending_at)
+        seen: dict[str, dict[str, Any]] = {}
+        for item in self._pages("/v1/compliance/activities", params, limit=5000):
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                seen.setdefault(item["id"], item)  # delivery is at least once
+        return list(seen.values())
+
+    def _cursor_pages(self, path: str, base: list[tuple[str, str]]) -> Iterator[Any]:
+        """Each page of a ``page``/``next_page`` paged report."""
         page_token: str | None = None
         seen: set[str] = set()
         while True:
             params = base + ([("page", page_token)] if page_token else [])
-            page = self._call("GET", "/v1/organizations/usage_report/messages", params=params)
-            rows.extend(parse_usage_page(page))
+            page = self._call("GET", path, params=params)
+            yield page
             nxt = page.get("next_page") if isinstance(page, dict) else None
             if not (isinstance(page, dict) and page.get("has_more")) or not isinstance(nxt, str):
-                return rows
+                return
             if nxt in seen:
-                raise ApiError("Anthropic API repeated a usage-report page token")
+                raise ApiError(f"Anthropic API repeated a page token on GET {path}")
             seen.add(nxt)
             page_token = nxt
 
     # -- API keys themselves ----------------------------------------------------------------
 
-    def verify_key(self, key: Secret) -> VerifyResult:
-        """``GET /v1/models`` with ``key``: free. Sent only to the configured base URL."""
-        response = self._send("GET", "/v1/models", auth=_KeyAuth(key))
+    def verify_key(self, key: Secret, workspace: str | None = None) -> VerifyResult:
+        """``GET /v1/models`` with ``key``: free. Sent only to the configured base URL.
+
+        ``workspace`` (a ``wrkspc_`` id) goes in ``anthropic-workspace-id``: required for an
+        organization-scoped key, a check for any other. A live key that cannot serve there
+        comes back unusable with ``problem`` set; a dead key (401/403) without.
+        """
+        headers = None
+        if workspace is not None and _WORKSPACE_ID_RE.match(workspace):
+            headers = {"anthropic-workspace-id": workspace}
+        response = self._send("GET", "/v1/models", auth=_KeyAuth(key), headers=headers)
         request_id = response.headers.get("request-id")
-        if response.status_code in (401, 403):
-            return VerifyResult(False, None, response.status_code, request_id)
+        status = response.status_code
+        if status in (401, 403):
+            return VerifyResult(False, None, status, request_id)
+        if status in (400, 404) and (problem := _workspace_problem(response, key, workspace)):
+            return VerifyResult(False, None, status, request_id, problem)
         if not response.is_success:
             raise error_from_response(response, f"GET /v1/models with key {key.hint}")
-        workspace = response.headers.get("anthropic-workspace-id") or None
-        return VerifyResult(True, workspace, response.status_code, request_id)
+        answered = response.headers.get("anthropic-workspace-id") or None
+        return VerifyResult(True, answered, status, request_id)
 
     def find_key(
         self, key: Secret, *, name: str | None = None, workspace_id: str | None = None
@@ -335,6 +455,36 @@ class AdminClient:
             f"{len(narrowed)} keys match {key.hint} and nothing tells them apart: {listing}; "
             "give the key's name (--name) to choose"
         )
+
+    def reaches_admin_api(self, key: Secret) -> bool:
+        """Whether ``key`` (an organization-scoped API key) can call the Admin API: a read of
+        ``/v1/organizations/me`` with it, sent only to the configured base URL."""
+        response = self._send("GET", "/v1/organizations/me", auth=_KeyAuth(key))
+        if response.status_code in (401, 403):
+            return False
+        if not response.is_success:
+            raise error_from_response(response, f"GET /v1/organizations/me with key {key.hint}")
+        return True
+
+    def whoami(self) -> dict[str, Any]:
+        """Which admin credential is in use, its organization, and what it may do (probed)."""
+        org = self.me()
+        can: dict[str, bool] = {}
+        probes = {
+            "list_keys": ("/v1/organizations/api_keys", {"limit": 1}),
+            "read_usage": (
+                "/v1/organizations/usage_report/messages",
+                {"starting_at": format_time(datetime.now(UTC) - timedelta(hours=1)), "limit": 1},
+            ),
+            "read_compliance": ("/v1/compliance/activities", {"limit": 1}),
+        }
+        for name, (path, params) in probes.items():
+            try:
+                self._call("GET", path, params=params)
+                can[name] = True
+            except (ApiAuthError, ApiNotFoundError):
+                can[name] = False
+        return {"credential": self.credential_kind, "organization": org, "can": can}
 
     def _narrow(
         self, key: Secret, candidates: list[ApiKey], name: str | None, workspace_id: str | None

@@ -3,8 +3,15 @@
 ApiError(KeyguardError)            2  any other answer (400, 409, 413, ...)
 ├── ApiAuthError(AuthError)        3  401 authentication_error, 403 permission_error
 ├── ApiNotFoundError(NotFoundError) 1  404 not_found_error
-├── ApiConflictError(ConflictError) 2  409 conflict_error
-└── ApiUnavailableError(UnavailableError) 4  retries exhausted, connection failures, timeouts
+├── ApiConflictError(ConflictError) 2  409 conflict_error (after its one retry)
+└── ApiUnavailableError(UnavailableError) 4  retries exhausted, connection failures, timeouts,
+    │                                        a 408/429/5xx the server said not to retry
+    ├── SpendLimitError              4  a spend limit: the tier's monthly cap (429 with
+    │                                   error_code, never retried) or the org's or a
+    │                                   workspace's own limit (400 "API usage limits")
+    └── BillingError                 4  402 billing_error
+
+Every message names the ``request-id`` when the API gave one (Anthropic support asks for it).
 
 Every message is scrubbed: anything shaped like an ``sk-ant-`` key is redacted before it is
 stored, so neither ``str()``, ``repr()`` nor a traceback can show a key.
@@ -81,6 +88,18 @@ class ApiUnavailableError(ApiError, UnavailableError):
     """The API could not be reached, or kept failing until the retries ran out."""
 
 
+class SpendLimitError(ApiUnavailableError):
+    """A spend limit was reached: no retry helps until someone raises it (or the month ends)."""
+
+
+class BillingError(ApiUnavailableError):
+    """402: a billing or payment problem on the organization."""
+
+
+#: ``error.details.error_code`` values that mean a spend cap: never worth a retry.
+SPEND_CAP_CODES = frozenset({"enforced_spend_limit_reached", "contract_spend_limit_reached"})
+
+
 _BY_STATUS: dict[int, type[ApiError]] = {
     401: ApiAuthError,
     403: ApiAuthError,
@@ -114,16 +133,56 @@ def error_body(response: httpx.Response) -> tuple[str | None, str | None, str | 
     return error_type, message, request_id
 
 
+def error_code(response: httpx.Response) -> str | None:
+    """``error.details.error_code`` of an error answer, if any."""
+    try:
+        data: Any = json.loads(response.content or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    err = data.get("error") if isinstance(data, dict) else None
+    details = err.get("details") if isinstance(err, dict) else None
+    code = details.get("error_code") if isinstance(details, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def is_spend_cap(response: httpx.Response) -> bool:
+    """A spend cap: a 429 carrying ``error.details.error_code`` (and no ``retry-after``)."""
+    return response.status_code == 429 and error_code(response) is not None
+
+
+def _classify(
+    status: int, response: httpx.Response, api_message: str | None
+) -> tuple[type[ApiError], str]:
+    """The error class and the next step for a final (not retried) answer."""
+    if is_spend_cap(response):
+        return SpendLimitError, (
+            f"the organization reached its usage tier's monthly spend cap "
+            f"({error_code(response)}); it resets at 00:00 UTC on the 1st: move up a tier "
+            "(Console > Settings > Limits) to raise it now"
+        )
+    if status == 400 and "usage limit" in (api_message or "").lower():
+        return SpendLimitError, (
+            "a spend limit the organization set was reached: raise the organization's limit "
+            "(Console > Settings > Billing) or the workspace's (workspace > Spend limits)"
+        )
+    if status == 402:
+        return BillingError, "fix billing in the Console (Settings > Billing), then run again"
+    if status in (408, 429) or status >= 500:
+        return ApiUnavailableError, "the API said not to retry; try again later"
+    return _BY_STATUS.get(status, ApiError), _NEXT_STEP.get(
+        status, "see the message above; the request was not retried"
+    )
+
+
 def error_from_response(response: httpx.Response, what: str) -> ApiError:
     """The ``ApiError`` subclass for a non-2xx answer to ``what`` (e.g. "GET /v1/models")."""
     error_type, api_message, request_id = error_body(response)
     status = response.status_code
-    cls = _BY_STATUS.get(status, ApiError)
+    cls, step = _classify(status, response, api_message)
     detail = f"{status} {error_type or 'error'}"
     if api_message:
         detail += f": {api_message}"
     rid = f" (request-id {request_id})" if request_id else ""
-    step = _NEXT_STEP.get(status, "see the message above; the request was not retried")
     return cls(
         f"Anthropic API refused {what}: {detail}{rid}; {step}",
         status=status,

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from keyguard.models import ApiKey, UsageRow, Workspace
+from keyguard.models import ApiKey, CostRow, Principal, UsageRow, Workspace
+
+#: Both shapes of ``principal``: Sept 2026 ``{type: user_actor, user_id}`` /
+#: ``{type: service_account_actor, service_account_id}``; Aug 2026 ``{id, type: user}``.
+_PRINCIPAL_KINDS = {
+    "user_actor": ("user", "user_id"),
+    "user": ("user", "id"),
+    "service_account_actor": ("service_account", "service_account_id"),
+    "service_account": ("service_account", "id"),
+}
+_KEY_TYPE_OF = {"user": "personal", "service_account": "service_account"}
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -43,15 +53,50 @@ def _int(value: Any) -> int:
     return 0
 
 
+def parse_principal(value: Any) -> Principal | None:
+    """Either documented ``principal`` shape; an unknown type is kept, never a crash."""
+    if not isinstance(value, dict):
+        return None
+    kind = _str(value.get("type")) or "unknown"
+    known = _PRINCIPAL_KINDS.get(kind)
+    if known is None:
+        ident = next((v for k, v in value.items() if k.endswith("id") and _str(v)), None)
+        return Principal(kind, ident)
+    name, id_field = known
+    return Principal(name, _str(value.get(id_field)) or _str(value.get("id")))
+
+
+def _scope(data: dict[str, Any]) -> tuple[str | None, str | None]:
+    """``(scope, real workspace id)``: ``scope`` first, the deprecated field only without it."""
+    scope = data.get("scope")
+    if isinstance(scope, dict):
+        kind = _str(scope.get("type")) or "unknown"
+        return kind, _str(scope.get("workspace_id")) if kind == "workspace" else None
+    legacy = _str(data.get("workspace_id"))
+    # A null ``workspace_id`` means the Default Workspace *or* an org-scoped key: unknown.
+    return ("workspace", legacy) if legacy else (None, None)
+
+
+def _key_type(data: dict[str, Any], principal: Principal | None) -> str:
+    if principal is not None:
+        return _KEY_TYPE_OF.get(principal.kind, principal.kind)
+    if "principal" in data and data["principal"] is None:
+        return "workspace"  # linked to no one: a legacy workspace key
+    return "unknown"  # an older answer that does not say
+
+
 def parse_api_key(data: Any) -> ApiKey:
     """An ``api_key`` object; raises ValueError only when it has no id."""
     if not isinstance(data, dict) or not _str(data.get("id")):
         raise ValueError("API key object without an id")
     created_by = data.get("created_by")
     creator = _str(created_by.get("id")) if isinstance(created_by, dict) else _str(created_by)
-    # Not ``scope.workspace_id``: that names the default workspace by its real id, while a
-    # null ``workspace_id`` is how the API says "default workspace".
-    workspace = _str(data.get("workspace_id"))
+    scope, workspace = _scope(data)
+    principal = parse_principal(data.get("principal"))
+    default = None
+    if isinstance(data.get("scope"), dict) and scope == "workspace" and "workspace_id" in data:
+        # Only with ``scope`` does a null deprecated ``workspace_id`` mean the Default.
+        default = data["workspace_id"] is None
     return ApiKey(
         id=data["id"],
         name=_str(data.get("name")) or "",
@@ -61,6 +106,10 @@ def parse_api_key(data: Any) -> ApiKey:
         partial_key_hint=_str(data.get("partial_key_hint")),
         expires_at=parse_time(data.get("expires_at")),
         created_by=creator,
+        scope=scope,
+        principal=principal,
+        key_type=_key_type(data, principal),
+        default_workspace=default,
         raw=dict(data),
     )
 
@@ -84,6 +133,11 @@ def _cache_creation(result: dict[str, Any]) -> int:
     if isinstance(nested, dict):
         return sum(_int(v) for v in nested.values())
     return _int(result.get("cache_creation_input_tokens"))
+
+
+def _cache_1h(result: dict[str, Any]) -> int:
+    nested = result.get("cache_creation")
+    return _int(nested.get("ephemeral_1h_input_tokens")) if isinstance(nested, dict) else 0
 
 
 def parse_usage_page(data: Any) -> list[UsageRow]:
@@ -110,6 +164,39 @@ def parse_usage_page(data: Any) -> list[UsageRow]:
                     cache_creation_input_tokens=_cache_creation(result),
                     output_tokens=_int(result.get("output_tokens")),
                     model=_str(result.get("model")),
+                    cache_creation_1h_input_tokens=_cache_1h(result),
+                )
+            )
+    return rows
+
+
+def parse_cost_page(data: Any) -> list[CostRow]:
+    """The rows of one ``cost_report`` page (``amount`` is a decimal string of cents)."""
+    rows: list[CostRow] = []
+    buckets = data.get("data") if isinstance(data, dict) else None
+    for bucket in buckets if isinstance(buckets, list) else []:
+        start = parse_time(bucket.get("starting_at")) if isinstance(bucket, dict) else None
+        results = bucket.get("results") if isinstance(bucket, dict) else None
+        if start is None or not isinstance(results, list):
+            continue
+        for result in results:
+            if not isinstance(result, dict):
+                continue
+            try:
+                cents = float(str(result.get("amount")))
+            except ValueError:
+                continue
+            if cents != cents:  # NaN
+                continue
+            rows.append(
+                CostRow(
+                    starting_at=start,
+                    amount_cents=cents,
+                    currency=_str(result.get("currency")) or "USD",
+                    model=_str(result.get("model")),
+                    token_type=_str(result.get("token_type")),
+                    workspace_id=_str(result.get("workspace_id")),
+                    description=_str(result.get("description")),
                 )
             )
     return rows

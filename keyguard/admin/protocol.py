@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from keyguard.keys import Secret
-from keyguard.models import ApiKey, UsageRow, VerifyResult, Workspace
+from keyguard.models import ApiKey, CostRow, UsageRow, VerifyResult, Workspace
 
 
 class ListsKeys(Protocol):
@@ -63,10 +63,36 @@ class ReadsUsage(Protocol):
     ) -> list[UsageRow]: ...
 
 
-class VerifiesKey(Protocol):
-    """Checks an API key with the free ``GET /v1/models``."""
+class ReadsCost(Protocol):
+    """Reads the organization's ``cost_report``."""
 
-    def verify_key(self, key: Secret) -> VerifyResult: ...
+    def cost_report(self, starting_at: datetime, ending_at: datetime) -> list[CostRow]: ...
+
+
+class ReadsActivities(Protocol):
+    """Reads the Compliance API's activity feed."""
+
+    def activities(
+        self, starting_at: datetime, ending_at: datetime | None = None
+    ) -> list[dict[str, Any]]: ...
+
+
+class ProbesAdminReach(Protocol):
+    """Tells whether an API key can call the Admin API (an org admin's org-scoped key)."""
+
+    def reaches_admin_api(self, key: Secret) -> bool: ...
+
+
+class SaysWhoAmI(Protocol):
+    """Says which admin credential is in use and what it may do."""
+
+    def whoami(self) -> dict[str, Any]: ...
+
+
+class VerifiesKey(Protocol):
+    """Checks an API key with the free ``GET /v1/models`` (in ``workspace`` if given)."""
+
+    def verify_key(self, key: Secret, workspace: str | None = None) -> VerifyResult: ...
 
 
 class FindsKey(Protocol):
@@ -84,6 +110,10 @@ class AdminApi(
     ListsWorkspaces,
     ReadsOrganization,
     ReadsUsage,
+    ReadsCost,
+    ReadsActivities,
+    SaysWhoAmI,
+    ProbesAdminReach,
     VerifiesKey,
     FindsKey,
     Protocol,

@@ -1,5 +1,9 @@
-"""Retries for Anthropic's API: 429 after ``retry-after``; 5xx, 529 and network failures with
-exponential backoff and full jitter; bounded by attempts and by a total deadline."""
+"""Retries for Anthropic's API: 429 after ``retry-after``; 408, 409, 5xx, 529 and network
+failures with exponential backoff and full jitter; bounded by attempts and by a total deadline.
+
+``x-should-retry`` wins over the status (``true`` forces a retry, ``false`` forbids one), as in
+the official SDKs; except that a spend-cap 429 (``error.details.error_code``) is never retried:
+the cap holds until the month ends or someone raises it."""
 
 from __future__ import annotations
 
@@ -12,12 +16,22 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from keyguard.admin.errors import ApiUnavailableError, error_body, scrub
+from keyguard.admin.errors import ApiUnavailableError, error_body, is_spend_cap, scrub
 
 log = logging.getLogger("keyguard.admin")
 
 #: Answers worth another try; every other 4xx is final.
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+def worth_retrying(response: httpx.Response) -> bool:
+    """True for an answer another try may fix (``x-should-retry`` first; never a spend cap)."""
+    if response.is_success or is_spend_cap(response):
+        return False
+    said = str(response.headers.get("x-should-retry", "")).strip().lower()
+    if said in ("true", "false"):
+        return said == "true"
+    return response.status_code in RETRY_STATUSES
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -80,8 +94,10 @@ def send_with_retries(
         except httpx.TransportError as exc:
             failure = _describe(exc)
         else:
-            if response.status_code not in RETRY_STATUSES:
+            if not worth_retrying(response):
                 return response
+            if response.status_code == 409 and attempt >= 2:
+                return response  # a conflict is re-read and retried once, then reported
             status = response.status_code
             error_type, _, request_id = error_body(response)
             failure = f"{status} {error_type or 'error'}"

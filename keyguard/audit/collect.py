@@ -15,6 +15,7 @@ from keyguard.audit import judge
 from keyguard.audit.model import (
     AuditReport,
     EnvironmentReport,
+    KeyKind,
     PolicyLimits,
     StageView,
     StoreView,
@@ -23,12 +24,15 @@ from keyguard.audit.model import (
 from keyguard.audit.stores import Opener, read_stores
 from keyguard.config import Config, Environment
 from keyguard.errors import KeyguardError
+from keyguard.keys import Secret
 from keyguard.models import ApiKey
 
 #: ``(task, done, total)``: task is ``"stores"``, ``"keys"`` or ``"usage"``; total may be unknown.
 Progress = Callable[[str, int, int | None], None]
 Clock = Callable[[], datetime]
 LastRotation = Callable[[Environment], datetime | None]
+#: Does this (organization-scoped) key reach the Admin API? (``GET /v1/organizations/me``)
+AdminProbe = Callable[[Secret], bool]
 
 #: Above this many keys, ask for everyone's usage at once rather than list ids in the URL.
 USAGE_FILTER_LIMIT = 100
@@ -133,6 +137,74 @@ def _first(views: Sequence[StoreView], stage: str) -> StageView | None:
     return next((getattr(s, stage) for s in views if getattr(s, stage) is not None), None)
 
 
+def key_kind(key: ApiKey | None, admin_equivalent: bool | None = None) -> KeyKind:
+    if key is None:
+        return KeyKind()
+    return KeyKind(
+        key_type=key.key_type,
+        scope=key.scope,
+        principal=str(key.principal) if key.principal else None,
+        default_workspace=key.default_workspace,
+        admin_equivalent=admin_equivalent,
+    )
+
+
+def departed_keys(index: KeyIndex) -> list[ApiKey]:
+    """Archived keys of principals (people, service accounts) whose every key is archived:
+    the way Anthropic leaves the keys of someone removed from the organization."""
+    by_principal: dict[str, list[ApiKey]] = defaultdict(list)
+    for key in index.by_id.values():
+        if key.principal is not None:
+            by_principal[str(key.principal)].append(key)
+    return [
+        k
+        for keys in by_principal.values()
+        if all(k.status == "archived" for k in keys)
+        for k in keys
+    ]
+
+
+def first_time(state_dir: Path, keys: list[ApiKey]) -> list[ApiKey]:
+    """The keys not listed by an earlier audit; remembers them (ids only) for the next one."""
+    import json
+    import os
+
+    seen_file = state_dir / "audit-departed.jsonl"
+    try:
+        seen = {json.loads(line).get("key_id") for line in seen_file.read_text().splitlines()}
+    except (OSError, ValueError, AttributeError):
+        seen = set()
+    new = [k for k in keys if k.id not in seen]
+    if new:
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(seen_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as handle:
+                handle.writelines(json.dumps({"key_id": k.id}) + "\n" for k in new)
+        except OSError:
+            pass  # a read-only state dir: list them again next time rather than fail
+    return new
+
+
+def _probe(
+    env: Environment, key: ApiKey | None, opener: Opener, probe: AdminProbe | None
+) -> bool | None:
+    """For an organization-scoped served key: can it call the Admin API? None: not known."""
+    if probe is None or key is None or not key.org_scoped or key.status != "active":
+        return None
+    for uri in env.stores:
+        try:
+            secret = opener(uri).get()
+        except KeyguardError:
+            continue
+        if secret is not None:
+            try:
+                return probe(secret)
+            except KeyguardError:
+                return None
+    return None
+
+
 def _age(key: ApiKey | None, now: datetime) -> timedelta | None:
     return now - key.created_at if key is not None and key.created_at is not None else None
 
@@ -147,8 +219,15 @@ def run_audit(
     last_rotation: LastRotation | None = None,
     max_workers: int = 8,
     progress: Progress | None = None,
+    probe: AdminProbe | None = None,
+    remember_departed: bool = True,
 ) -> AuditReport:
-    """The audit report for ``env_names`` (all environments when empty)."""
+    """The audit report for ``env_names`` (all environments when empty).
+
+    ``probe`` asks whether a served organization-scoped key reaches the Admin API (then it is
+    admin-equivalent). Archived keys of departed members are listed once: their ids are kept
+    in ``<state dir>/audit-departed.jsonl`` unless ``remember_departed`` is False.
+    """
     if opener is None:
         from keyguard.stores import open_store
 
@@ -209,9 +288,22 @@ def run_audit(
         progress("usage", 1, 1)
 
     reports = tuple(
-        _environment_report(env, by_env[env.name], index, served, usage, now, last_rotation)
+        _environment_report(
+            env,
+            by_env[env.name],
+            index,
+            served,
+            usage,
+            now,
+            last_rotation,
+            lambda e, k: _probe(e, k, opener, probe),
+        )
         for env in selected
     )
+    gone = departed_keys(index)
+    if remember_departed:
+        gone = first_time(config.state_dir, gone)
+    departed = tuple(_unmanaged(k, {}, now) for k in sorted(gone, key=lambda k: k.id))
     unmanaged = tuple(
         sorted(
             (_unmanaged(k, usage, now) for k in unmanaged_keys),
@@ -232,6 +324,7 @@ def run_audit(
         unmanaged=unmanaged,
         keys_listed=len(index.by_id),
         notes=notes,
+        departed=departed,
     )
 
 
@@ -243,14 +336,17 @@ def _environment_report(
     usage: dict[str, tuple[int, int]],
     now: datetime,
     last_rotation: LastRotation | None,
+    probe: Callable[[Environment, ApiKey | None], bool | None],
 ) -> EnvironmentReport:
     limits = PolicyLimits.of(env.policy)
     current = _first_current(views)
     key_id = current.key_id if current else None
     key = index.by_id.get(key_id) if key_id else None
     ref = (key_id or current.hint) if current else None
+    admin_equivalent = probe(env, key)
     reasons = judge.store_reasons(views)
     reasons += judge.key_reasons(key, ref, limits, now, workspace=env.workspace)
+    reasons += judge.kind_reasons(key, limits, admin_equivalent=admin_equivalent)
     shared_with: set[str] = set()
     for v in views:
         if v.current is not None and v.current.fingerprint:
@@ -288,6 +384,7 @@ def _environment_report(
         previous_status=prev_key.status if prev_key else None,
         tokens_24h=day,
         tokens_7d=week,
+        kind=key_kind(key, admin_equivalent),
     )
 
 
@@ -304,4 +401,6 @@ def _unmanaged(key: ApiKey, usage: dict[str, tuple[int, int]], now: datetime) ->
         expires_at=key.expires_at,
         tokens_24h=day,
         tokens_7d=week,
+        kind=key_kind(key),
+        flags=judge.key_flags(key),
     )

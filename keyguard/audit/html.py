@@ -5,7 +5,15 @@ from __future__ import annotations
 from html import escape
 
 from keyguard.audit.model import AuditReport, EnvironmentReport
-from keyguard.audit.render import compact_cells, days, number, rotation_state, summary_line
+from keyguard.audit.render import (
+    DEPARTED_TEXT,
+    compact_cells,
+    days,
+    kind_line,
+    number,
+    rotation_state,
+    summary_line,
+)
 
 #: Nothing may load from anywhere: the page is read offline, often as a mail attachment.
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
@@ -20,9 +28,10 @@ th,td{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left;vertical-alig
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.verdict{font-weight:600}td{white-space:nowrap}td.reasons{white-space:normal;min-width:16rem}
 div.scroll{overflow-x:auto}
-.v-ok{color:#1a7f37}.v-due{color:#9a6700}.v-violation{color:#cf222e}
+.v-ok{color:#1a7f37}.v-warning{color:#8250df}.v-due{color:#9a6700}.v-violation{color:#cf222e}
 svg text{font-size:12px;fill:#1f2328}
-rect.bar.ok{fill:#2da44e}rect.bar.due{fill:#d4a72c}rect.bar.violation{fill:#cf222e}
+rect.bar.ok{fill:#2da44e}rect.bar.warning{fill:#8250df}rect.bar.due{fill:#d4a72c}
+rect.bar.violation{fill:#cf222e}
 line.due{stroke:#9a6700;stroke-dasharray:4 3}line.max{stroke:#cf222e;stroke-dasharray:4 3}
 line.axis{stroke:#8c959f}
 """
@@ -156,9 +165,9 @@ def render_html(report: AuditReport) -> str:
             _cell(c, "num" if i >= 4 else "")
             for i, c in enumerate(
                 [
-                    "\n".join(x for x in (u.key_id, u.hint) if x),
+                    "\n".join(x for x in (u.key_id, u.hint, kind_line(u.kind), *u.flags) if x),
                     u.key_name,
-                    u.workspace_id or "default",
+                    u.kind.workspace_label(u.workspace_id),
                     u.created_by,
                     number(u.age_days),
                     number(u.tokens_24h),
@@ -170,6 +179,25 @@ def render_html(report: AuditReport) -> str:
         for u in report.unmanaged
     ]
     when = f"{report.generated_at:%Y-%m-%d %H:%M} UTC"
+    departed = ""
+    if report.departed:
+        gone = [
+            "<tr>"
+            + "".join(
+                _cell(c)
+                for c in (
+                    "\n".join(x for x in (u.key_id, u.hint) if x),
+                    u.key_name,
+                    u.kind.label(),
+                    u.kind.principal or "-",
+                )
+            )
+            + "</tr>"
+            for u in report.departed
+        ]
+        departed = f"<h2>Keys of departed members</h2><p>{escape(DEPARTED_TEXT)}.</p>" + _rows(
+            ["Key / hint", "Name", "Type / scope", "Principal"], gone
+        )
     unmanaged = _rows(un_heads, un_rows) if un_rows else "<p>None.</p>"
     unmanaged += "".join(f'<p class="note">Note: {escape(n)}</p>' for n in report.notes)
     return (
@@ -183,6 +211,6 @@ def render_html(report: AuditReport) -> str:
         f"<h2>Key age against policy</h2>{_chart(report.environments)}"
         f"<h2>Environments</h2>{_rows(heads, env_rows)}"
         "<h2>Unmanaged keys</h2><p>Active keys of the organization that no environment's "
-        f"store holds.</p>{unmanaged}"
+        f"store holds.</p>{unmanaged}{departed}"
         "</body></html>\n"
     )

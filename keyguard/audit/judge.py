@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from keyguard.audit.model import PolicyLimits, Reason, StoreView, Verdict
-from keyguard.models import ApiKey
+from keyguard.models import ApiKey, workspace_problem
 from keyguard.policy import format_duration
 
 #: Statuses that must never be what consumers read.
@@ -92,12 +92,14 @@ def key_reasons(
         out.append(Reason("expired", v, f"key {key.id} expired{when}"))
     elif key.expires_at is not None and key.expires_at - now <= limits.expiry_warning:
         left = (key.expires_at - now).total_seconds()
+        creator = f", {key.created_by}" if key.created_by else ""
         out.append(
             Reason(
                 "expiring",
                 v,
                 f"key {key.id} expires in {_days(left)} "
-                f"(inside the {format_duration(limits.expiry_warning)} warning window)",
+                f"(inside the {format_duration(limits.expiry_warning)} warning window; "
+                f"Anthropic emails only the key's creator{creator}); rotate it now",
             )
         )
     if key.created_at is not None:
@@ -120,16 +122,80 @@ def key_reasons(
                     f"{format_duration(limits.due_after)}: run `keyguard rotate --due`",
                 )
             )
-    if workspace is not None and (key.workspace_id or "default") != workspace:
+    mismatch = workspace_problem(workspace, key)
+    if mismatch is not None:
+        out.append(Reason("workspace_mismatch", v, mismatch))
+    return out
+
+
+def kind_reasons(
+    key: ApiKey | None, limits: PolicyLimits, *, admin_equivalent: bool | None = None
+) -> list[Reason]:
+    """What the served key is: legacy, personal, organization-scoped, never expiring."""
+    if key is None or key.status in DEAD_STATUSES or key.status == "expired":
+        return []
+    out: list[Reason] = []
+    if key.key_type == "workspace":
         out.append(
             Reason(
-                "workspace_mismatch",
-                v,
-                f"key {key.id} belongs to workspace {key.workspace_id or 'default'}, "
-                f"the environment expects {workspace}",
+                "legacy_workspace_key",
+                Verdict.WARNING,
+                f"key {key.id} is a legacy workspace key (linked to no one): migrate to a "
+                "service-account key, or to workload identity federation (no static key)",
             )
         )
-    return out
+    elif key.key_type == "personal":
+        who = key.principal.id if key.principal and key.principal.id else "a person"
+        out.append(
+            Reason(
+                "personal_key",
+                limits.personal_key,
+                f"key {key.id} is a personal key of {who}: Anthropic archives it when that "
+                "person leaves the organization; serve a service-account key",
+            )
+        )
+    if key.org_scoped:
+        out.append(
+            Reason(
+                "org_scoped",
+                Verdict.WARNING,
+                f"key {key.id} is organization-scoped: high blast radius (every workspace its "
+                "principal reaches, and the Admin API if the principal is an admin); use a "
+                "workspace-scoped key",
+            )
+        )
+        if admin_equivalent:
+            out.append(
+                Reason(
+                    "admin_equivalent",
+                    Verdict.VIOLATION,
+                    f"key {key.id} is admin-equivalent: organization-scoped and its principal "
+                    "is an organization admin, so it can call the Admin API (list, disable "
+                    "and archive every key)",
+                )
+            )
+    if key.expires_at is None and key.status == "active" and limits.never_expires != Verdict.OK:
+        out.append(
+            Reason(
+                "never_expires",
+                limits.never_expires,
+                f"key {key.id} never expires: create its successor with an expiry (Console), "
+                "so a leaked copy dies on its own",
+            )
+        )
+    return [r for r in out if r.verdict != Verdict.OK]
+
+
+def key_flags(key: ApiKey) -> tuple[str, ...]:
+    """Short notes on an unmanaged key (no environment, so no verdict)."""
+    flags = []
+    if key.key_type == "workspace":
+        flags.append("legacy workspace key: migrate")
+    if key.org_scoped:
+        flags.append("organization-scoped: high blast radius")
+    if key.expires_at is None:
+        flags.append("never expires")
+    return tuple(flags)
 
 
 def shared_reasons(key_ref: str, shared_with: Sequence[str], limits: PolicyLimits) -> list[Reason]:

@@ -11,12 +11,13 @@ from keyguard.policy import Policy
 
 class Verdict(StrEnum):
     OK = "ok"
+    WARNING = "warning"
     DUE = "due"
     VIOLATION = "violation"
 
     @property
     def rank(self) -> int:
-        return {"ok": 0, "due": 1, "violation": 2}[self.value]
+        return {"ok": 0, "warning": 1, "due": 2, "violation": 3}[self.value]
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class PolicyLimits:
     max_age: timedelta
     expiry_warning: timedelta
     one_key_per_environment: bool = True
+    personal_key: Verdict = Verdict.WARNING
+    never_expires: Verdict = Verdict.WARNING
 
     @classmethod
     def of(cls, policy: Policy) -> PolicyLimits:
@@ -69,7 +72,34 @@ class PolicyLimits:
             max_age=policy.max_age,
             expiry_warning=policy.expiry_warning,
             one_key_per_environment=policy.one_key_per_environment,
+            personal_key=Verdict(policy.personal_key),
+            never_expires=Verdict(policy.never_expires),
         )
+
+
+@dataclass(frozen=True)
+class KeyKind:
+    """What a key really is: type (personal, service_account, workspace), scope, principal."""
+
+    key_type: str | None = None
+    scope: str | None = None
+    principal: str | None = None
+    default_workspace: bool | None = None
+    admin_equivalent: bool | None = None  # None: not probed
+
+    def workspace_label(self, workspace_id: str | None, known: bool = True) -> str | None:
+        """``default`` for the Default Workspace, ``organization`` for org-scoped keys."""
+        if self.scope == "organization":
+            return "organization"
+        if self.default_workspace:
+            return "default"
+        if workspace_id:
+            return workspace_id
+        return "unknown" if known else None
+
+    def label(self) -> str:
+        """``service_account / workspace``, ``personal / organization``, ... for tables."""
+        return f"{self.key_type or '-'} / {self.scope or '?'}"
 
 
 @dataclass(frozen=True)
@@ -98,6 +128,7 @@ class EnvironmentReport:
     previous_status: str | None = None
     tokens_24h: int | None = None
     tokens_7d: int | None = None
+    kind: KeyKind = field(default_factory=KeyKind)
 
     @property
     def age_days(self) -> float | None:
@@ -118,6 +149,9 @@ class UnmanagedKey:
     expires_at: datetime | None
     tokens_24h: int | None
     tokens_7d: int | None
+    kind: KeyKind = field(default_factory=KeyKind)
+    #: Notes on the key itself: organization-scoped, never expires (no verdict: no environment).
+    flags: tuple[str, ...] = ()
 
     @property
     def age_days(self) -> float | None:
@@ -131,6 +165,8 @@ class AuditReport:
     unmanaged: tuple[UnmanagedKey, ...] = ()
     keys_listed: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: Archived keys of a person or service account that is gone, new since the last audit.
+    departed: tuple[UnmanagedKey, ...] = ()
 
     @property
     def worst(self) -> Verdict:

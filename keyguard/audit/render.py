@@ -11,6 +11,7 @@ from typing import Any
 from keyguard.audit.model import (
     AuditReport,
     EnvironmentReport,
+    KeyKind,
     StageView,
     StoreView,
     UnmanagedKey,
@@ -49,8 +50,9 @@ def plural(n: int, word: str) -> str:
 def summary_line(report: AuditReport) -> str:
     c = report.counts()
     return (
-        f"{plural(len(report.environments), 'environment')}: {c['ok']} ok, {c['due']} due, "
-        f"{c['violation']} violation; {plural(c['unmanaged'], 'unmanaged active key')}; "
+        f"{plural(len(report.environments), 'environment')}: {c['ok']} ok, "
+        f"{c['warning']} warning, {c['due']} due, {c['violation']} violation; "
+        f"{plural(c['unmanaged'], 'unmanaged active key')}; "
         f"{plural(report.keys_listed, 'key')} listed"
     )
 
@@ -89,6 +91,7 @@ def environment_dict(e: EnvironmentReport) -> dict[str, Any]:
         "key_name": e.key_name,
         "hint": e.hint,
         "workspace_id": e.workspace_id,
+        **_kind(e.kind),
         "status": e.status,
         "created_at": iso(e.created_at),
         "created_by": e.created_by,
@@ -114,12 +117,25 @@ def environment_dict(e: EnvironmentReport) -> dict[str, Any]:
     }
 
 
+def _kind(k: KeyKind) -> dict[str, Any]:
+    """The key's type, scope and principal: the JSON fields every key carries."""
+    return {
+        "type": k.key_type,
+        "scope": k.scope,
+        "principal": k.principal,
+        "default_workspace": k.default_workspace,
+        "admin_equivalent": k.admin_equivalent,
+    }
+
+
 def unmanaged_dict(u: UnmanagedKey) -> dict[str, Any]:
     return {
         "key_id": u.key_id,
         "key_name": u.key_name,
         "hint": u.hint,
         "workspace_id": u.workspace_id,
+        **_kind(u.kind),
+        "flags": list(u.flags),
         "created_at": iso(u.created_at),
         "created_by": u.created_by,
         "age_days": u.age_days,
@@ -135,6 +151,7 @@ def report_dict(report: AuditReport) -> dict[str, Any]:
         "summary": {**report.counts(), "keys_listed": report.keys_listed},
         "environments": [environment_dict(e) for e in report.environments],
         "unmanaged": [unmanaged_dict(u) for u in report.unmanaged],
+        "departed": [unmanaged_dict(u) for u in report.departed],
         "notes": list(report.notes),
     }
 
@@ -152,6 +169,9 @@ CSV_FIELDS = (
     "key_name",
     "hint",
     "workspace_id",
+    "type",
+    "scope",
+    "principal",
     "status",
     "created_at",
     "created_by",
@@ -187,7 +207,13 @@ def render_csv(report: AuditReport) -> str:
         writer.writerow(row)
     for u in report.unmanaged:
         row = {k: v for k, v in unmanaged_dict(u).items() if k in CSV_FIELDS}
-        row.update(kind="unmanaged", verdict="unmanaged", status="active")
+        row.update(
+            kind="unmanaged", verdict="unmanaged", status="active", reasons="; ".join(u.flags)
+        )
+        writer.writerow(row)
+    for u in report.departed:
+        row = {k: v for k, v in unmanaged_dict(u).items() if k in CSV_FIELDS}
+        row.update(kind="departed", verdict="departed", status="archived")
         writer.writerow(row)
     return buf.getvalue()
 
@@ -210,6 +236,8 @@ ENV_HEADER = [
     "Name",
     "Hint",
     "Workspace",
+    "Type / scope",
+    "Principal",
     "Created",
     "Age (days)",
     "Due / max",
@@ -243,7 +271,9 @@ def environment_cells(e: EnvironmentReport) -> list[object]:
         e.key_id,
         e.key_name,
         e.hint,
-        e.workspace_id or ("default" if known else None),
+        e.kind.workspace_label(e.workspace_id, known),
+        e.kind.label() if known else None,
+        e.kind.principal,
         short_date(e.created_at),
         number(e.age_days),
         f"{days(e.limits.due_after):g} / {days(e.limits.max_age):g}",
@@ -263,6 +293,8 @@ UNMANAGED_HEADER = [
     "Name",
     "Hint",
     "Workspace",
+    "Type / scope",
+    "Flags",
     "Created by",
     "Age (days)",
     "Tokens 24h",
@@ -275,7 +307,9 @@ def unmanaged_cells(u: UnmanagedKey) -> list[object]:
         u.key_id,
         u.key_name,
         u.hint,
-        u.workspace_id or "default",
+        u.kind.workspace_label(u.workspace_id),
+        u.kind.label(),
+        "; ".join(u.flags),
         u.created_by,
         number(u.age_days),
         number(u.tokens_24h),
@@ -302,6 +336,9 @@ def render_markdown(report: AuditReport) -> str:
         lines += _table(UNMANAGED_HEADER, [unmanaged_cells(u) for u in report.unmanaged])
     else:
         lines.append("None.")
+    if report.departed:
+        lines += ["", "## Keys of departed members", "", DEPARTED_TEXT + ".", ""]
+        lines += _table(UNMANAGED_HEADER, [unmanaged_cells(u) for u in report.departed])
     lines += [f"\n**Note:** {_md(note)}" for note in report.notes]
     return "\n".join(lines) + "\n"
 
@@ -353,12 +390,28 @@ def fit_table(console: Any, table: Any) -> None:
     console.print("")
 
 
-VERDICT_STYLE = {Verdict.OK: "green", Verdict.DUE: "yellow", Verdict.VIOLATION: "bold red"}
+VERDICT_STYLE = {
+    Verdict.OK: "green",
+    Verdict.WARNING: "magenta",
+    Verdict.DUE: "yellow",
+    Verdict.VIOLATION: "bold red",
+}
+DEPARTED_TEXT = (
+    "Archived keys of a person or service account that is gone (every key it had is "
+    "archived), listed once: the next audit does not repeat them"
+)
+
+
+def kind_line(kind: KeyKind) -> str:
+    """``service_account / workspace`` (+ ``admin-equivalent``) under a key in compact tables."""
+    if kind.key_type is None:
+        return ""
+    return kind.label() + (", admin-equivalent" if kind.admin_equivalent else "")
 
 
 def compact_cells(e: EnvironmentReport, with_limits: bool) -> list[str]:
     """An environment row with id and hint in one cell (terminal and HTML tables)."""
-    key = "\n".join(x for x in (e.key_id, e.hint) if x) or "-"
+    key = "\n".join(x for x in (e.key_id, e.hint, kind_line(e.kind)) if x) or "-"
     limits = [f"{days(e.limits.due_after):g}/{days(e.limits.max_age):g}"] if with_limits else []
     return [
         e.name,
@@ -430,15 +483,23 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
             un.add_column(head, overflow="fold")
         for u in report.unmanaged:
             un.add_row(
-                "\n".join(x for x in (u.key_id, u.hint) if x),
+                "\n".join(x for x in (u.key_id, u.hint, kind_line(u.kind), *u.flags) if x),
                 u.key_name,
-                u.workspace_id or "default",
+                u.kind.workspace_label(u.workspace_id) or "-",
                 u.created_by or "-",
                 number(u.age_days),
                 number(u.tokens_24h),
                 number(u.tokens_7d),
             )
         fit_table(console, un)
+    if report.departed:
+        gone = Table(title=DEPARTED_TEXT, box=box.SIMPLE_HEAD, title_justify="left")
+        for head in ("Key / hint", "Name", "Type / scope", "Principal"):
+            gone.add_column(head, overflow="fold")
+        for u in report.departed:
+            ident = "\n".join(x for x in (u.key_id, u.hint) if x)
+            gone.add_row(ident, u.key_name, u.kind.label(), u.kind.principal or "-")
+        fit_table(console, gone)
     for note in report.notes:
         console.print(Text(f"Note: {note}", style="yellow"))
     console.print(summary_line(report))

@@ -16,7 +16,7 @@ from keyguard.audit.render import FORMATS, summary_line
 from keyguard.cli.common import admin_client, check_writable, complete_environment, load
 from keyguard.errors import ExitCode, UsageError
 
-FAIL_ON = ("due", "violation", "never")
+FAIL_ON = ("warning", "due", "violation", "never")
 
 
 def exit_code(report: AuditReport, fail_on: str) -> int:
@@ -127,7 +127,14 @@ def audit(
     for name in environments:
         config.environment(name)  # unknown names fail before any network call
     with admin_client(config) as client, progress_bar() as progress:
-        report = run_audit(config, client, environments, max_workers=workers, progress=progress)
+        report = run_audit(
+            config,
+            client,
+            environments,
+            max_workers=workers,
+            progress=progress,
+            probe=client.reaches_admin_api,
+        )
     if output:
         text = render(report, fmt)
         try:

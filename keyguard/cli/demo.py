@@ -140,6 +140,15 @@ def demo(keep: bool) -> int:
         for env, key_id in olds.items():
             say(f"{env}: old key {key_id} is {admin.get_key(key_id).status} in the Admin API")
         del dev_id
+
+        _step("keyguard audit: what each key really is (type, scope) and the policy's verdicts")
+        from keyguard.audit import run_audit
+        from keyguard.audit.render import render_table
+
+        sb.mint_key("batch-2024", key_type="workspace", created_at=clock())  # legacy, no one's
+        sb.mint_key("ops-laptop", key_type="personal", scope="organization", created_at=clock())
+        report = run_audit(config, admin, clock=clock, probe=admin.reaches_admin_api)
+        say(render_table(report, width=140), nl=False)
     _step("The demo's keyguard.toml (admin_key names a file, never holds the key)")
     click.echo((tmp / "keyguard.toml").read_text("utf-8").rstrip())
     if keep:

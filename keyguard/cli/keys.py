@@ -22,6 +22,9 @@ def key_dict(key: ApiKey) -> dict[str, Any]:
         "id": key.id,
         "name": key.name,
         "status": key.status,
+        "type": key.key_type,
+        "scope": key.scope,
+        "principal": str(key.principal) if key.principal else None,
         "workspace_id": key.workspace_id,
         "created_at": when(key.created_at),
         "expires_at": when(key.expires_at),
@@ -34,7 +37,8 @@ def _table(keys: list[ApiKey]) -> None:
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("ID", "NAME", "STATUS", "WORKSPACE", "CREATED", "EXPIRES", "HINT"):
+    columns = ("ID", "NAME", "STATUS", "TYPE", "WORKSPACE", "CREATED", "EXPIRES", "HINT")
+    for column in columns:
         table.add_column(column, no_wrap=True)
     for key in keys:
         d = key_dict(key)
@@ -42,7 +46,8 @@ def _table(keys: list[ApiKey]) -> None:
             d["id"],
             d["name"],
             d["status"],
-            d["workspace_id"] or "default",
+            d["type"],
+            "default" if key.default_workspace else key.where,
             (d["created_at"] or "-")[:19],
             (d["expires_at"] or "never")[:19],
             d["partial_key_hint"] or "-",
@@ -112,3 +117,34 @@ def find(ctx: click.Context, name: str | None, fmt: str) -> None:
         click.echo(json.dumps(key_dict(key), indent=2))
     else:
         click.echo(key.id)
+
+
+_CREDENTIALS = {
+    "admin_key": "an Admin API key (sk-ant-admin01-, sent as x-api-key): every Admin endpoint "
+    "except service accounts and federation",
+    "oauth_token": "an OAuth bearer token (sk-ant-oat01-, with anthropic-beta "
+    "oauth-2025-04-20): the whole Admin API its org:admin scope allows",
+    "api_key": "an organization-scoped personal or service-account key (x-api-key): the "
+    "Admin API with its account's permissions",
+}
+
+
+@keys.command("whoami")
+@FORMAT
+@click.pass_context
+def whoami(ctx: click.Context, fmt: str) -> None:
+    """Say which admin credential is in use, its organization, and what it may do."""
+    with admin_client(load(ctx)) as client:
+        info = client.whoami()
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2))
+        return
+    org = info["organization"]
+    click.echo(f"credential:    {_CREDENTIALS.get(info['credential'], info['credential'])}")
+    click.echo(f"organization:  {org.get('name') or '-'} ({org.get('id') or '-'})")
+    for what, label in (
+        ("list_keys", "list and update API keys"),
+        ("read_usage", "read the usage report"),
+        ("read_compliance", "read the Compliance API feed"),
+    ):
+        click.echo(f"{label + ':':<32}{'yes' if info['can'].get(what) else 'no'}")

@@ -33,7 +33,14 @@ from keyguard.incident import (
     read_stores,
     reread,
 )
-from keyguard.incident_report import Exposure, append_audit, build_exposure, markdown, write_report
+from keyguard.incident_report import (
+    Exposure,
+    add_evidence,
+    append_audit,
+    build_exposure,
+    markdown,
+    write_report,
+)
 from keyguard.keys import Secret, find_admin_keys, find_api_keys
 from keyguard.keys import scrub_text as scrub
 from keyguard.policy import parse_duration
@@ -222,7 +229,8 @@ def _exposure(
         rows = admin.usage([d.key.id], start, now, bucket_width="1h", group_by_model=True)
     except KeyguardError as exc:
         return None, str(exc)
-    return build_exposure(d.key.id, rows, config.policy, start, now, reason), None
+    exposure = build_exposure(d.key.id, rows, config.policy, start, now, reason)
+    return add_evidence(exposure, admin, d.key), None
 
 
 def _record(

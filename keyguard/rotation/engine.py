@@ -24,7 +24,7 @@ from keyguard.journal import RotationJournal
 from keyguard.keys import Secret, is_admin_key, is_api_key, is_leak_marked
 from keyguard.models import ApiKey
 from keyguard.rotation.state import KeyRef, RotationState, replay
-from keyguard.rotation.verify import run_check
+from keyguard.rotation.verify import key_workspace_problem, run_check, verify_problem
 from keyguard.stores.interface import SecretStore, Stage, VersionMeta, stage_map
 from keyguard.words import plural
 
@@ -270,11 +270,9 @@ class RotationEngine:
                 f"key {key.hint} ({api.id}) is named {api.name!r}: keyguard marked it as leaked, "
                 "so it never serves again; create a new key"
             )
-        if self.env.workspace and api.workspace_id != self.env.workspace:
-            raise UsageError(
-                f"key {key.hint} ({api.id}) belongs to workspace {api.workspace_id or 'default'}, "
-                f"but {self.env.name} uses {self.env.workspace}; create the key there"
-            )
+        problem = key_workspace_problem(self.env.workspace, api)
+        if problem is not None:
+            raise UsageError(f"{self.env.name}: {problem}; create the key there ({key.hint})")
         expected = key_name(self.env, self.clock())
         if api.name != expected:
             self.say(f"{self.env.name}: note: key is named {api.name!r}, expected {expected!r}")
@@ -398,11 +396,9 @@ class RotationEngine:
             if value is None or value.fingerprint != st.new.fingerprint:
                 got = value.hint if value else "nothing"
                 return f"{store.uri} serves {got} instead"
-        result = self.admin.verify_key(key)
-        if not result.usable:
-            return f"GET /v1/models refused it (HTTP {result.status_code})"
-        if self.env.workspace and result.workspace_id and result.workspace_id != self.env.workspace:
-            return f"it answers for workspace {result.workspace_id}, not {self.env.workspace}"
+        problem = verify_problem(self.env.workspace, self.admin.verify_key(key, self.env.workspace))
+        if problem is not None:
+            return problem
         if self.env.check:
             return run_check(self.env.check, self.env.name, st.new)
         return None

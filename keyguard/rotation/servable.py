@@ -11,6 +11,7 @@ from keyguard.journal import INCIDENT_LOG
 from keyguard.keys import Secret, is_leak_marked
 from keyguard.rotation.engine import RotationEngine
 from keyguard.rotation.state import RotationState
+from keyguard.rotation.verify import verify_problem
 from keyguard.stores.interface import SecretStore, Stage, stage_map
 
 
@@ -124,14 +125,8 @@ def _refuse_unsafe(engine: RotationEngine, previous: Secret, key_id: str | None)
 def _check_works(engine: RotationEngine, previous: Secret, key_id: str | None) -> None:
     """``GET /v1/models`` (free) with the key, and its workspace when one is configured."""
     label = f"{previous.hint} ({key_id})" if key_id else previous.hint
-    result = engine.admin.verify_key(previous)
-    problem = None
-    if not result.usable:
-        problem = f"GET /v1/models refused it (HTTP {result.status_code})"
-    elif (
-        engine.env.workspace and result.workspace_id and result.workspace_id != engine.env.workspace
-    ):
-        problem = f"it answers for workspace {result.workspace_id}, not {engine.env.workspace}"
+    workspace = engine.env.workspace
+    problem = verify_problem(workspace, engine.admin.verify_key(previous, workspace))
     if problem is not None:
         raise RollbackRefused(
             f"{engine.env.name}: the previous key {label} does not work: {problem}; nothing "

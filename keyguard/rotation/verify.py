@@ -1,4 +1,11 @@
-"""The consumer check: a shell command that learns the new key's hint, never the key."""
+"""Verification rules: the key's workspace against the environment's, and the consumer check
+(a shell command that learns the new key's hint, never the key).
+
+An environment's ``workspace`` is a ``wrkspc_`` id or ``default`` (the Default Workspace, whose
+real id only the ``anthropic-workspace-id`` response header tells). An organization-scoped key
+works in any workspace its principal reaches, so it needs the environment to name one: the
+header selects it on every call.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,10 @@ import os
 import subprocess
 
 from keyguard.keys import API_KEY_RE
+from keyguard.models import VerifyResult
+from keyguard.models import workspace_problem as key_workspace_problem
+
+__all__ = ["key_workspace_problem", "run_check", "verify_problem"]
 from keyguard.rotation.state import KeyRef
 
 CHECK_TIMEOUT = 300.0
@@ -40,3 +51,12 @@ def run_check(command: str, environment: str, key: KeyRef) -> str | None:
     tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
     said = API_KEY_RE.sub("[key]", " / ".join(tail))
     return f"the check command {command!r} exited {done.returncode}" + (f": {said}" if said else "")
+
+
+def verify_problem(expected: str | None, result: VerifyResult) -> str | None:
+    """What ``GET /v1/models`` (sent with the environment's workspace) says is wrong."""
+    if not result.usable:
+        return result.problem or f"GET /v1/models refused it (HTTP {result.status_code})"
+    if expected and expected != "default" and result.workspace_id not in (None, expected):
+        return f"it answers for workspace {result.workspace_id}, not {expected}"
+    return None

@@ -7,7 +7,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from keyguard.admin.errors import ApiError, ApiUnavailableError
+from keyguard.admin.errors import (
+    ApiConflictError,
+    ApiError,
+    ApiUnavailableError,
+    BillingError,
+    SpendLimitError,
+)
 from keyguard.admin.retry import RetryPolicy, parse_retry_after
 from keyguard.errors import ExitCode
 from keyguard.keys import Secret
@@ -58,7 +64,7 @@ def test_network_failures_are_retried(admin_key: Secret, exc: Exception) -> None
     assert len(rec.requests) == 2
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 413])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413])
 def test_other_4xx_are_never_retried(admin_key: Secret, status: int) -> None:
     rec = scripted(error(status, "x"), answer(200, ORG))
     with pytest.raises(ApiError):
@@ -117,3 +123,90 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 
 def test_retry_after_as_http_date() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=1767225600.0) == 10.0
+
+
+def spend_cap() -> httpx.Response:
+    body = {
+        "type": "error",
+        "error": {
+            "type": "rate_limit_error",
+            "message": "You have reached your usage tier's monthly spend limit.",
+            "details": {"error_code": "enforced_spend_limit_reached"},
+        },
+        "request_id": "req_spendcap",
+    }
+    return httpx.Response(429, json=body, headers={"request-id": "req_spendcap"})
+
+
+def test_a_spend_cap_429_is_never_retried_and_exits_4_naming_the_limit(
+    admin_key: Secret,
+) -> None:
+    rec = scripted(spend_cap(), answer(200, ORG))
+    with pytest.raises(SpendLimitError) as info:
+        rec.client(admin_key).me()
+    assert len(rec.requests) == 1 and rec.sleeps == []
+    assert info.value.exit_code == ExitCode.UNAVAILABLE
+    assert "spend cap" in str(info.value) and "req_spendcap" in str(info.value)
+
+
+def test_a_402_is_a_billing_error_exit_4(admin_key: Secret) -> None:
+    rec = scripted(error(402, "billing_error"), answer(200, ORG))
+    with pytest.raises(BillingError) as info:
+        rec.client(admin_key).me()
+    assert len(rec.requests) == 1 and info.value.exit_code == ExitCode.UNAVAILABLE
+    assert "billing" in str(info.value).lower()
+
+
+def test_an_org_spend_limit_400_exits_4(admin_key: Secret) -> None:
+    limit = error(400, "invalid_request_error")
+    body = {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "You have reached your specified workspace API usage limits.",
+        },
+    }
+    limit = httpx.Response(400, json=body)
+    rec = scripted(limit)
+    with pytest.raises(SpendLimitError) as info:
+        rec.client(admin_key).me()
+    assert "workspace" in str(info.value) and info.value.exit_code == ExitCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize("status", [408, 409])
+def test_408_and_409_are_retried(admin_key: Secret, status: int) -> None:
+    rec = scripted(error(status, "x"), answer(200, ORG))
+    assert rec.client(admin_key).me()["id"] == "org"
+    assert len(rec.requests) == 2
+
+
+def test_a_409_is_retried_once_then_reported_as_a_conflict(admin_key: Secret) -> None:
+    rec = scripted(*[error(409, "conflict_error") for _ in range(5)])
+    with pytest.raises(ApiConflictError):
+        rec.client(admin_key).me()
+    assert len(rec.requests) == 2
+
+
+def test_x_should_retry_overrides_the_status(admin_key: Secret) -> None:
+    no = httpx.Response(
+        503,
+        json={"error": {"type": "api_error"}},
+        headers={"x-should-retry": "false", "request-id": "req_no"},
+    )
+    rec = scripted(no, answer(200, ORG))
+    with pytest.raises(ApiUnavailableError) as info:
+        rec.client(admin_key).me()
+    assert len(rec.requests) == 1 and "req_no" in str(info.value)
+    yes = httpx.Response(400, json={"error": {"type": "x"}}, headers={"x-should-retry": "true"})
+    rec = scripted(yes, answer(200, ORG))
+    assert rec.client(admin_key).me()["id"] == "org" and len(rec.requests) == 2
+
+
+def test_every_api_error_names_the_request_id(admin_key: Secret) -> None:
+    for status in (400, 401, 403, 404, 413):
+        rec = scripted(
+            httpx.Response(status, json={"error": {"type": "x"}, "request_id": "req_body"})
+        )
+        with pytest.raises(ApiError) as info:
+            rec.client(admin_key).me()
+        assert "req_body" in str(info.value)

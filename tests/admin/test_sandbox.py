@@ -110,7 +110,8 @@ def test_verify_names_the_workspace_and_counts_the_request(sandbox: Sandbox) -> 
     _default_id, default_secret = sandbox.mint_key("dev-1")
     client = sandbox.client()
     assert client.verify_key(secret).workspace_id == ws
-    assert client.verify_key(default_secret).workspace_id is None
+    # The Default Workspace has a real id: the response header names it.
+    assert client.verify_key(default_secret).workspace_id == sandbox.default_workspace_id
     assert not client.verify_key(generate_key()).usable
     assert not client.verify_key(sandbox.admin_key).usable
     assert sandbox.requests(key_id) == 1

@@ -46,13 +46,16 @@ class Org:
         name: str,
         *,
         age_days: float = 1,
-        expires_in_days: float | None = None,
+        expires_in_days: float | None = 365,
         workspace: str | None = None,
+        **kind: str,
     ) -> Key:
+        """A key; by default a workspace-scoped service-account key expiring in a year (the
+        shape no verdict flags). ``expires_in_days=None``: one that never expires."""
         created = self.now - timedelta(days=age_days)
         expires = None if expires_in_days is None else self.now + timedelta(days=expires_in_days)
         key_id, secret = self.sandbox.mint_key(
-            name, workspace_id=workspace, created_at=created, expires_at=expires
+            name, workspace_id=workspace, created_at=created, expires_at=expires, **kind
         )
         self.minted.append(secret)
         return Key(key_id, secret)
@@ -123,6 +126,7 @@ class Org:
         client = self.sandbox.client()
         try:
             kwargs.setdefault("clock", lambda: self.now)
+            kwargs.setdefault("probe", client.reaches_admin_api)
             return run_audit(config, client, envs, **kwargs)
         finally:
             client.close()

@@ -10,6 +10,8 @@ from typing import Any
 from keyguard.admin.sandbox import Sandbox
 from tests.rotation.conftest import Project, make_project
 
+A_YEAR = datetime.now(UTC) + timedelta(days=365)  # keys with an expiry: no never_expires flag
+
 
 def audit(project: Project) -> tuple[int, dict[str, Any]]:
     done = project.run("audit", "--format", "json", "prod")
@@ -33,14 +35,16 @@ def test_audit_shows_pending_then_the_rotation_and_the_previous_key(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
     project = make_project(tmp_path, sandbox)
-    old_id, old = project.mint("prod-legacy", created_at=datetime.now(UTC) - timedelta(days=100))
+    old_id, old = project.mint(
+        "prod-legacy", created_at=datetime.now(UTC) - timedelta(days=100), expires_at=A_YEAR
+    )
     project.seed(old)
     code, env = audit(project)
     assert (code, env["key_id"], env["verdict"]) == (1, old_id, "violation")
     assert [r["code"] for r in env["reasons"]] == ["max_age"]
     assert env["last_rotation"] is None and env["previous"] is None  # seeded by hand
 
-    new_id, new = project.mint("prod-20261125")
+    new_id, new = project.mint("prod-20261125", expires_at=A_YEAR)
     done = project.run("deliver", "prod", input=new.reveal())
     assert done.returncode == 0, done.stderr
     code, env = audit(project)

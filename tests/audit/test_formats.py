@@ -95,7 +95,14 @@ def test_json_shape(mixed: Org) -> None:
     assert by_name["prod"]["age_days"] == 120 and len(by_name["prod"]["stores"]) == 2
     assert by_name["dev"]["policy"]["max_age_days"] == 90
     assert [u["key_name"] for u in doc["unmanaged"]] == ["someones-laptop"]
-    assert doc["summary"] == {"ok": 1, "due": 1, "violation": 1, "unmanaged": 1, "keys_listed": 4}
+    assert doc["summary"] == {
+        "ok": 1,
+        "warning": 0,
+        "due": 1,
+        "violation": 1,
+        "unmanaged": 1,
+        "keys_listed": 4,
+    }
     assert doc["notes"] == []  # every store was read: the unmanaged list is the whole truth
     mixed.assert_no_key_in(out + err)
 

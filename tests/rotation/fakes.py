@@ -183,7 +183,7 @@ class FakeAdmin:
             if r.api_key_id in key_ids and r.starting_at >= starting_at and r.ending_at <= end
         ]
 
-    def verify_key(self, key: Secret) -> VerifyResult:
+    def verify_key(self, key: Secret, workspace: str | None = None) -> VerifyResult:
         key_id = self.values.get(key.fingerprint)
         if key_id is None or self.keys[key_id].status != "active":
             return VerifyResult(False, status_code=401)

@@ -387,7 +387,8 @@ def test_workspace_mismatch_at_verify_serves_the_old_key_again(
     done = project.run("rotate", "prod", "--grace", "0", "--yes")
 
     assert done.returncode == 2, done.stderr
-    assert f"answers for workspace {project.workspace}, not {moved}" in done.stderr
+    # verify sends anthropic-workspace-id: the key cannot reach the environment's workspace
+    assert f"cannot reach workspace {moved}" in done.stderr
     assert project.served() == [old, old]  # not promoted for good: the old key serves again
     assert project.status_of(old) == "active" and project.status_of(new) == "active"
     entries = [json.loads(line) for line in project.journal.read_text().splitlines()]

@@ -145,16 +145,83 @@ class Sandbox:
         *,
         age: timedelta | None = None,
         secret: Secret | None = None,
+        key_type: str = "service_account",
+        scope: str = "workspace",
+        principal_id: str | None = None,
     ) -> tuple[str, Secret]:
         """Create a key as the Console does: ``(key id, secret)``; the secret is shown once.
 
-        ``secret`` forces the key's value (tests only: e.g. two keys that share one hint).
+        ``workspace_id`` None: the Default Workspace (or no workspace, for ``scope``
+        ``organization``). ``key_type``: ``service_account`` (a new ``svac_`` unless
+        ``principal_id`` names one), ``personal`` (the owner unless ``principal_id`` names a
+        ``user_``) or ``workspace`` (legacy, linked to no one). ``secret`` forces the key's
+        value (tests only: e.g. two keys that share one hint).
         """
         created = _ts(created_at)
         if created is None and age is not None:
             created = self.state.now() - age.total_seconds()
-        view, minted = self.state.mint_key(name, workspace_id, created, _ts(expires_at), secret)
+        view, minted = self.state.mint_key(
+            name,
+            workspace_id,
+            created,
+            _ts(expires_at),
+            secret,
+            key_type=key_type,
+            scope=scope,
+            principal_id=principal_id,
+        )
         return view["id"], minted
+
+    @property
+    def default_workspace_id(self) -> str:
+        """The Default Workspace's real id (the API shows keys there with ``workspace_id``
+        null; only the ``anthropic-workspace-id`` response header names it)."""
+        ws: str = self.state.data["default_workspace_id"]
+        return ws
+
+    @property
+    def owner_id(self) -> str:
+        """The ``user_`` id of the organization's owner (an admin)."""
+        owner: str = self.state.data["user_id"]
+        return owner
+
+    def add_user(self, email: str, role: str = "developer") -> str:
+        """Invite a member; returns the ``user_...`` id."""
+        user_id: str = self.state.add_user(email, role)["id"]
+        return user_id
+
+    def remove_user(self, user_id: str) -> None:
+        """The member leaves: Anthropic archives their personal keys."""
+        self.state.remove_user(user_id)
+
+    def add_service_account(self, name: str, role: str = "developer") -> str:
+        """Create a service account; returns its ``svac_...`` id."""
+        sa_id: str = self.state.add_service_account(name, role)["id"]
+        return sa_id
+
+    def archive_service_account(self, sa_id: str) -> None:
+        self.state.archive_service_account(sa_id)
+
+    def issue_oauth_token(self, scope: str = "org:admin", lifetime: float = 3600.0) -> Secret:
+        """An ``sk-ant-oat01-`` bearer token of the owner (``ant auth login --scope ...``)."""
+        _rec, token = self.state.issue_oauth_token(scope, lifetime=lifetime)
+        return token
+
+    def enable_compliance(self, enabled: bool = True) -> None:
+        """Turn the Compliance API's activity feed on (nothing is recorded while it is off)."""
+        with self.state.lock:
+            self.state.data["compliance_enabled"] = enabled
+            self.state.save()
+
+    def record_activity(
+        self,
+        activity_type: str,
+        actor: dict[str, Any],
+        at: datetime | float | None = None,
+        **fields: Any,
+    ) -> None:
+        """Add an event to the compliance feed (e.g. an ``api_actor`` using a leaked key)."""
+        self.state.record_activity(activity_type, actor, _ts(at), **fields)
 
     def record_usage(
         self,
@@ -163,7 +230,10 @@ class Sandbox:
         model: str = "claude-sonnet-4-5",
         input_tokens: int = 100,
         output_tokens: int = 20,
-        **tokens: int,
+        *,
+        cache_read_input_tokens: int = 0,
+        cache_creation_input_tokens: int = 0,
+        workspace_id: str | None = None,
     ) -> None:
         """Record traffic for a key (as if it had called the Messages API at ``at``)."""
         self.state.record_usage(
@@ -172,7 +242,9 @@ class Sandbox:
             model=model,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
-            **tokens,
+            cache_read_input_tokens=cache_read_input_tokens,
+            cache_creation_input_tokens=cache_creation_input_tokens,
+            workspace_id=workspace_id,
         )
 
     def set_faults(
@@ -183,11 +255,13 @@ class Sandbox:
         latency: float = 0.0,
         count: int | None = None,
         only: str | None = None,
+        should_retry: bool | None = None,
     ) -> None:
-        """Answer ``/v1/`` requests with faults at ``rate`` (429 500 529 latency drop).
+        """Answer ``/v1/`` requests with faults at ``rate`` (see ``FAULT_KINDS``: 429,
+        spend_cap, 402, 408, 409, 5xx, 529, latency, drop).
 
         ``only`` limits faults to one method and path prefix, e.g. ``"POST"`` (writes) or
-        ``"GET /v1/organizations/usage_report"``.
+        ``"GET /v1/organizations/usage_report"``; ``should_retry`` adds ``x-should-retry``.
         """
         unknown = [k for k in kinds if k not in FAULT_KINDS]
         if unknown:
@@ -197,6 +271,7 @@ class Sandbox:
             faults.rate, faults.kinds = rate, tuple(kinds)
             faults.retry_after, faults.latency, faults.count = retry_after, latency, count
             faults.only = only
+            faults.should_retry = None if should_retry is None else str(should_retry).lower()
 
     def clear_faults(self) -> None:
         """No more faults."""

@@ -9,26 +9,46 @@ import re
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from keyguard.admin.parse import parse_time
+from keyguard.admin.sandbox.compliance import list_activities
 from keyguard.admin.sandbox.state import (
     FAULT_KINDS,
     KEY_STATUSES,
     SandboxError,
     SandboxState,
 )
-from keyguard.admin.sandbox.usage import usage_report
+from keyguard.admin.sandbox.usage import cost_report, usage_report
 from keyguard.policy import parse_duration
 
-MODELS = ("claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5")
+MODELS = ("claude-opus-4-6", "claude-sonnet-4-5", "claude-haiku-4-5")
 _FAULT_ANSWERS = {
     "429": (429, "rate_limit_error", "Number of requests has exceeded your rate limit"),
+    "spend_cap": (
+        429,
+        "rate_limit_error",
+        "You have reached your usage tier's monthly spend limit. Your access will be restored "
+        "on the 1st of next month at 00:00 UTC, or raise the limit by moving up a tier.",
+    ),
+    "402": (402, "billing_error", "Your credit balance is too low to access the Anthropic API."),
+    "408": (408, "timeout_error", "Request timeout"),
+    "409": (409, "conflict_error", "The resource was modified concurrently"),
     "500": (500, "api_error", "Internal server error"),
+    "502": (502, "api_error", "Bad gateway"),
+    "503": (503, "api_error", "Service unavailable"),
     "529": (529, "overloaded_error", "Overloaded"),
 }
+_WORKSPACE_ID_RE = re.compile(r"wrkspc_[A-Za-z0-9]{1,64}")
+OAUTH_BETA = "oauth-2025-04-20"
+
+#: A route target: the name of a ``Handler.r_<name>`` method, or a function called as
+#: ``target(handler, query, *path_groups)`` (how a feature in its own module hooks in).
+RouteTarget = str | Callable[..., None]
+Route = tuple[str, re.Pattern[str], RouteTarget]
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -97,7 +117,9 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     timeout = 60
-    routes: ClassVar[list[tuple[str, re.Pattern[str], str]]] = [
+    #: The route table: (method, full-match path pattern, target). Add a feature's routes
+    #: with ``Handler.routes += its_module.ROUTES`` (see ``RouteTarget``).
+    routes: ClassVar[list[Route]] = [
         ("GET", re.compile(r"/v1/models"), "models"),
         ("POST", re.compile(r"/v1/messages"), "messages"),
         ("GET", re.compile(r"/v1/organizations/me"), "me"),
@@ -107,10 +129,18 @@ class Handler(BaseHTTPRequestHandler):
         ("GET", re.compile(r"/v1/organizations/workspaces"), "list_workspaces"),
         ("GET", re.compile(r"/v1/organizations/workspaces/([^/]+)"), "get_workspace"),
         ("GET", re.compile(r"/v1/organizations/usage_report/messages"), "usage"),
+        ("GET", re.compile(r"/v1/organizations/cost_report"), "cost"),
+        ("GET", re.compile(r"/v1/compliance/activities"), "activities"),
         ("GET", re.compile(r"/_sandbox/health"), "sb_health"),
         ("GET", re.compile(r"/_sandbox/keys"), "sb_list_keys"),
         ("POST", re.compile(r"/_sandbox/keys"), "sb_mint_key"),
         ("POST", re.compile(r"/_sandbox/workspaces"), "sb_add_workspace"),
+        ("POST", re.compile(r"/_sandbox/users"), "sb_add_user"),
+        ("POST", re.compile(r"/_sandbox/users/([^/]+)/remove"), "sb_remove_user"),
+        ("POST", re.compile(r"/_sandbox/service_accounts"), "sb_add_service_account"),
+        ("POST", re.compile(r"/_sandbox/oauth_tokens"), "sb_issue_oauth_token"),
+        ("POST", re.compile(r"/_sandbox/compliance"), "sb_set_compliance"),
+        ("POST", re.compile(r"/_sandbox/activities"), "sb_record_activity"),
         ("GET", re.compile(r"/_sandbox/faults"), "sb_get_faults"),
         ("POST", re.compile(r"/_sandbox/faults"), "sb_set_faults"),
         ("DELETE", re.compile(r"/_sandbox/faults"), "sb_clear_faults"),
@@ -165,12 +195,13 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        payload = json.dumps(body).encode()
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         # Logged before the answer leaves: a client that has its answer sees its request logged.
         with self.state.lock:
             self.state.request_log.append((self.command, urlsplit(self.path).path, status))
         self.send_response(status)
-        self.send_header("content-type", "application/json")
+        kind = "text/html" if isinstance(body, bytes) else "application/json"
+        self.send_header("content-type", kind)
         self.send_header("content-length", str(len(payload)))
         self.send_header("request-id", self.request_id)
         self.send_header("anthropic-organization-id", self.state.data["organization"]["id"])
@@ -179,12 +210,18 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def _error(self, status: int, error_type: str, message: str, **headers: str) -> None:
-        body = {
-            "type": "error",
-            "error": {"type": error_type, "message": message},
-            "request_id": self.request_id,
-        }
+    def _error(
+        self,
+        status: int,
+        error_type: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        **headers: str,
+    ) -> None:
+        error: dict[str, Any] = {"type": error_type, "message": message}
+        if details:
+            error["details"] = details
+        body = {"type": "error", "error": error, "request_id": self.request_id}
         self._send(status, body, {k.replace("_", "-"): v for k, v in headers.items()})
 
     def _dispatch(self, method: str) -> None:
@@ -210,7 +247,10 @@ class Handler(BaseHTTPRequestHandler):
             try:
                 if self.body is ... and method in ("POST", "PUT", "PATCH"):
                     raise SandboxError(400, "invalid_request_error", "body is not valid JSON")
-                getattr(self, f"r_{name}")(query, *m.groups())
+                if callable(name):
+                    name(self, query, *m.groups())
+                else:
+                    getattr(self, f"r_{name}")(query, *m.groups())
             except SandboxError as exc:
                 self._error(exc.status, exc.error_type, exc.message)
             return
@@ -237,7 +277,14 @@ class Handler(BaseHTTPRequestHandler):
             return True
         status, error_type, message = _FAULT_ANSWERS[kind]
         extra = {"retry_after": f"{faults.retry_after:g}"} if kind == "429" else {}
-        self._error(status, error_type, message, **extra)
+        if faults.should_retry is not None:
+            extra["x_should_retry"] = faults.should_retry
+        if kind == "502":  # a proxy's page, not JSON: clients must cope
+            headers = {k.replace("_", "-"): v for k, v in extra.items()}
+            self._send(status, b"<html><body>502 Bad Gateway</body></html>", headers)
+            return True
+        details = {"error_code": "enforced_spend_limit_reached"} if kind == "spend_cap" else None
+        self._error(status, error_type, message, details, **extra)
         return True
 
     def _require_version(self) -> None:
@@ -246,51 +293,130 @@ class Handler(BaseHTTPRequestHandler):
                 400, "invalid_request_error", "anthropic-version: header is required"
             )
 
-    def _admin(self, *, console: bool = False) -> None:
+    def _credential(self) -> tuple[str, str] | None:
+        """``("x-api-key" | "bearer", value)`` as presented, or None."""
         presented = self.headers.get("x-api-key")
-        if not presented:
-            raise SandboxError(401, "authentication_error", "x-api-key header is required")
-        if not secrets.compare_digest(presented, self.state.data["admin_key"]):
-            raise SandboxError(401, "authentication_error", "invalid x-api-key")
-        if not console:  # the Console routes are ours: no API version to pin
-            self._require_version()
+        if presented:
+            return "x-api-key", presented
+        auth = self.headers.get("authorization") or ""
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return "bearer", value.strip()
+        return None
 
-    def _api_key(self) -> dict[str, Any]:
-        presented = self.headers.get("x-api-key")
-        if not presented:
+    def _admin(self, *, console: bool = False) -> dict[str, Any]:
+        """Authenticate an Admin API call; returns the caller as the compliance feed shows it.
+
+        Accepted: the admin key, an ``org:admin`` OAuth bearer token, or an organization-scoped
+        personal or service-account key whose principal is an organization admin.
+        """
+        cred = self._credential()
+        if cred is None:
             raise SandboxError(401, "authentication_error", "x-api-key header is required")
-        rec = self.state.authenticate(presented)
+        how, presented = cred
+        actor: dict[str, Any]
+        if secrets.compare_digest(presented, self.state.data["admin_key"]):
+            actor = {"type": "admin_api_key_actor", "admin_api_key_id": "apikey_admin"}
+        elif console:  # the Console routes are ours: the admin key only
+            raise SandboxError(401, "authentication_error", "invalid x-api-key")
+        elif how == "bearer" and (token := self.state.oauth_token(presented)) is not None:
+            if token["scope"] != "org:admin":
+                raise SandboxError(
+                    403, "permission_error", f"OAuth scope {token['scope']} cannot use this API"
+                )
+            with self.state.lock:
+                self.state.bearer_calls.append(OAUTH_BETA in self._betas())
+            actor = self._principal_actor(token["principal"])
+        else:
+            rec = self.state.authenticate(presented)
+            if rec is None or self.state.status_of(rec) != "active":
+                raise SandboxError(401, "authentication_error", "invalid x-api-key")
+            if rec["scope"] != "organization":
+                raise SandboxError(
+                    403,
+                    "permission_error",
+                    "This API key is scoped to a workspace and cannot use the Admin API",
+                )
+            if self.state.role_of(rec["principal"]) != "admin":
+                raise SandboxError(
+                    403,
+                    "permission_error",
+                    "The account linked to this API key is not an organization admin",
+                )
+            actor = {"type": "api_actor", "api_key_id": rec["id"]}
+        if not console:
+            self._require_version()
+        actor.update(ip_address=self.client_address[0], user_agent=self.headers.get("user-agent"))
+        return actor
+
+    def _betas(self) -> list[str]:
+        return [b.strip() for b in self.headers.get("anthropic-beta", "").split(",") if b.strip()]
+
+    @staticmethod
+    def _principal_actor(principal: dict[str, str]) -> dict[str, Any]:
+        if principal["type"] == "user":
+            return {"type": "user_actor", "user_id": principal["id"]}
+        return {"type": "service_account_actor", "service_account_id": principal["id"]}
+
+    def _api_key(self) -> tuple[dict[str, Any], str]:
+        """The calling API key's record and the real workspace the request runs in."""
+        cred = self._credential()
+        if cred is None:
+            raise SandboxError(401, "authentication_error", "x-api-key header is required")
+        rec = self.state.authenticate(cred[1])
         if rec is None:
             raise SandboxError(401, "authentication_error", "invalid x-api-key")
         self.state.note_request(rec)
         if self.state.status_of(rec) != "active":
             raise SandboxError(401, "authentication_error", "invalid x-api-key")
         self._require_version()
-        return rec
+        return rec, self._request_workspace(rec)
 
-    def _workspace_header(self, rec: dict[str, Any]) -> dict[str, str]:
-        # Keys of the default workspace carry no workspace id (their workspace_id is null).
-        ws = rec.get("workspace_id")
-        return {"anthropic-workspace-id": ws} if ws else {}
+    def _request_workspace(self, rec: dict[str, Any]) -> str:
+        """The ``anthropic-workspace-id`` rules: required for org-scoped keys, checked always."""
+        asked = self.headers.get("anthropic-workspace-id")
+        own = self.state.real_workspace(rec)
+        if asked is None:
+            if own is None:
+                raise SandboxError(
+                    400,
+                    "invalid_request_error",
+                    "anthropic-workspace-id is required when authenticating with an "
+                    "identity-linked API key that is not scoped to a workspace",
+                )
+            return own
+        if not _WORKSPACE_ID_RE.fullmatch(asked):
+            raise SandboxError(
+                400,
+                "invalid_request_error",
+                "anthropic-workspace-id header must be a valid workspace ID.",
+            )
+        reachable = own == asked if own is not None else self.state.reachable(asked)
+        if not reachable:
+            raise SandboxError(404, "not_found_error", f"Workspace `{asked}` not found.")
+        return asked
 
     # -- Anthropic's routes -----------------------------------------------------------------
 
     def r_models(self, query: dict[str, list[str]]) -> None:
-        rec = self._api_key()
+        _rec, workspace = self._api_key()
         data = [
             {
                 "type": "model",
                 "id": m,
                 "display_name": m,
                 "created_at": "2025-01-01T00:00:00Z",
+                "lifecycle": "active",
+                "line": m.split("-")[1],
             }
             for m in MODELS
         ]
         body = {"data": data, "has_more": False, "first_id": MODELS[0], "last_id": MODELS[-1]}
-        self._send(200, body, self._workspace_header(rec))
+        # The real id of the workspace the call ran in, the Default Workspace's included.
+        self._send(200, body, {"anthropic-workspace-id": workspace})
 
     def r_messages(self, query: dict[str, list[str]]) -> None:
-        rec = self._api_key()
+        rec, workspace = self._api_key()
         body = self.body if isinstance(self.body, dict) else {}
         model = body.get("model")
         if not isinstance(model, str) or not isinstance(body.get("messages"), list):
@@ -300,8 +426,13 @@ class Handler(BaseHTTPRequestHandler):
             raise SandboxError(400, "invalid_request_error", "max_tokens: Field required")
         input_tokens = max(1, len(json.dumps(body["messages"])) // 4)
         output_tokens = min(max_tokens, 8)
+        default = self.state.data["default_workspace_id"]
         self.state.record_usage(
-            rec["id"], model=model, input_tokens=input_tokens, output_tokens=output_tokens
+            rec["id"],
+            model=model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            workspace_id=None if workspace == default else workspace,
         )
         answer = {
             "id": "msg_" + secrets.token_hex(12),
@@ -313,7 +444,7 @@ class Handler(BaseHTTPRequestHandler):
             "stop_sequence": None,
             "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
         }
-        self._send(200, answer, self._workspace_header(rec))
+        self._send(200, answer, {"anthropic-workspace-id": workspace})
 
     def r_me(self, query: dict[str, list[str]]) -> None:
         self._admin()
@@ -340,8 +471,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, self.state.view(self.state.key(key_id)))
 
     def r_update_key(self, query: dict[str, list[str]], key_id: str) -> None:
-        self._admin()
-        self._send(200, self.state.update_key(key_id, self.body))
+        actor = self._admin()
+        self._send(200, self.state.update_key(key_id, self.body, actor))
 
     def r_list_workspaces(self, query: dict[str, list[str]]) -> None:
         self._admin()
@@ -358,6 +489,21 @@ class Handler(BaseHTTPRequestHandler):
     def r_usage(self, query: dict[str, list[str]]) -> None:
         self._admin()
         self._send(200, usage_report(query, self.state.usage_events(), self.state.now()))
+
+    def r_cost(self, query: dict[str, list[str]]) -> None:
+        self._admin()
+        self._send(200, cost_report(query, self.state.usage_events(), self.state.now()))
+
+    def r_activities(self, query: dict[str, list[str]]) -> None:
+        actor = self._admin()
+        if actor["type"] != "admin_api_key_actor" or not self.state.compliance_readable():
+            raise SandboxError(
+                403,
+                "permission_error",
+                "The Compliance API is not enabled for this organization, or this key lacks "
+                "read:compliance_activities",
+            )
+        self._send(200, list_activities(query, self.state.activities()))
 
     # -- the Console, under /_sandbox/ ------------------------------------------------------
 
@@ -395,9 +541,58 @@ class Handler(BaseHTTPRequestHandler):
         if expires is None and expires_in is not None:
             expires = now + expires_in
         view, secret = self.state.mint_key(
-            str(body.get("name") or ""), body.get("workspace_id"), created, expires
+            str(body.get("name") or ""),
+            body.get("workspace_id"),
+            created,
+            expires,
+            key_type=str(body.get("type") or "service_account"),
+            scope=str(body.get("scope") or "workspace"),
+            principal_id=body.get("principal_id"),
         )
         self._send(201, {**view, "secret": secret.reveal()})
+
+    def r_sb_add_user(self, query: dict[str, list[str]]) -> None:
+        body = self._sb_body()
+        email = str(body.get("email") or "member@sandbox.invalid")
+        self._send(201, self.state.add_user(email, str(body.get("role") or "developer")))
+
+    def r_sb_remove_user(self, query: dict[str, list[str]], user_id: str) -> None:
+        self._admin(console=True)
+        self._send(200, self.state.remove_user(user_id))
+
+    def r_sb_add_service_account(self, query: dict[str, list[str]]) -> None:
+        body = self._sb_body()
+        name = str(body.get("name") or "service")
+        role = str(body.get("organization_role") or "developer")
+        self._send(201, self.state.add_service_account(name, role))
+
+    def r_sb_issue_oauth_token(self, query: dict[str, list[str]]) -> None:
+        body = self._sb_body()
+        lifetime = _seconds(body.get("expires_in"), "expires_in") or 3600.0
+        rec, token = self.state.issue_oauth_token(
+            str(body.get("scope") or "org:admin"), lifetime=lifetime
+        )
+        self._send(201, {"access_token": token.reveal(), "scope": rec["scope"]})
+
+    def r_sb_set_compliance(self, query: dict[str, list[str]]) -> None:
+        body = self._sb_body()
+        with self.state.lock:
+            self.state.data["compliance_enabled"] = bool(body.get("enabled", True))
+            self.state.save()
+        self._send(200, {"enabled": self.state.data["compliance_enabled"]})
+
+    def r_sb_record_activity(self, query: dict[str, list[str]]) -> None:
+        body = self._sb_body()
+        given = body.get("actor")
+        actor: dict[str, Any] = given if isinstance(given, dict) else {}
+        fields = {k: v for k, v in body.items() if k not in ("type", "actor", "at")}
+        event = self.state.record_activity(
+            str(body.get("type") or "platform_file_created"),
+            actor,
+            _when(body.get("at"), "at"),
+            **fields,
+        )
+        self._send(201, event or {"recorded": False})
 
     def r_sb_add_workspace(self, query: dict[str, list[str]]) -> None:
         body = self._sb_body()
@@ -423,6 +618,8 @@ class Handler(BaseHTTPRequestHandler):
             faults.latency = float(body.get("latency", 0.0))
             count = body.get("count")
             faults.count = int(count) if count is not None else None
+            retry = body.get("should_retry")
+            faults.should_retry = None if retry is None else str(bool(retry)).lower()
         self._send(200, faults.describe())
 
     def r_sb_clear_faults(self, query: dict[str, list[str]]) -> None:

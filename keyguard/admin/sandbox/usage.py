@@ -154,3 +154,88 @@ def usage_report(
         "has_more": has_more,
         "next_page": encode_page(cursor) if has_more else None,
     }
+
+
+#: What the sandbox's "Anthropic" charges, USD per million tokens: (input, output). Cache reads
+#: cost 0.1x input, 5-minute cache writes 1.25x (Anthropic's multipliers).
+SANDBOX_PRICES = (
+    ("claude-opus-4-5", 5.0, 25.0),
+    ("claude-opus-4-6", 5.0, 25.0),
+    ("claude-opus-4", 15.0, 75.0),
+    ("claude-sonnet-4", 3.0, 15.0),
+    ("claude-haiku-4-5", 1.0, 5.0),
+)
+_COST_TOKENS = {
+    "uncached_input_tokens": ("uncached_input_tokens", 1.0, "input"),
+    "output_tokens": ("output_tokens", 1.0, "output"),
+    "cache_read_input_tokens": ("cache_read_input_tokens", 0.1, "input"),
+    "cache_creation.ephemeral_5m_input_tokens": ("cache_creation_input_tokens", 1.25, "input"),
+}
+
+
+def _price(model: str) -> tuple[float, float]:
+    matches = [p for p in SANDBOX_PRICES if model.startswith(p[0])]
+    best = max(matches, key=lambda p: len(p[0]), default=("", 15.0, 75.0))
+    return best[1], best[2]
+
+
+def cost_report(
+    query: dict[str, list[str]], events: list[dict[str, Any]], now: float
+) -> dict[str, Any]:
+    """``GET /v1/organizations/cost_report``: daily buckets of cents, by model and token type."""
+    start_text = _one(query, "starting_at")
+    starting_at = parse_time(start_text) if start_text else None
+    if starting_at is None:
+        raise _bad("starting_at: Field required (RFC 3339)")
+    if (_one(query, "bucket_width") or "1d") != "1d":
+        raise _bad("bucket_width: only 1d")
+    try:
+        limit = int(_one(query, "limit") or 7)
+    except ValueError:
+        raise _bad("limit: must be an integer") from None
+    if not 1 <= limit <= 31:
+        raise _bad("limit: must be between 1 and 31")
+    end_text = _one(query, "ending_at")
+    ending_at = parse_time(end_text) if end_text else datetime.fromtimestamp(now, UTC)
+    if ending_at is None or ending_at <= starting_at:
+        raise _bad("ending_at: an RFC 3339 timestamp after starting_at")
+    token = _one(query, "page")
+    cursor = decode_page(token) if token else _snap(starting_at, "1d")
+    buckets: list[dict[str, Any]] = []
+    while len(buckets) < limit and cursor < ending_at:
+        end = cursor + timedelta(days=1)
+        lo, hi = cursor.timestamp(), end.timestamp()
+        cents: dict[tuple[str, str, str | None], float] = defaultdict(float)
+        for e in events:
+            if not lo <= e["at"] < hi:
+                continue
+            prices = dict(zip(("input", "output"), _price(e["model"]), strict=True))
+            for token_type, (field_name, factor, side) in _COST_TOKENS.items():
+                count = int(e.get(field_name, 0))
+                if count:
+                    usd = count / 1_000_000 * prices[side] * factor
+                    cents[(e["model"], token_type, e.get("workspace_id"))] += usd * 100
+        results = [
+            {
+                "amount": f"{amount:.4f}",
+                "currency": "USD",
+                "cost_type": "tokens",
+                "description": f"{model} {token_type}",
+                "model": model,
+                "service_tier": "standard",
+                "token_type": token_type,
+                "workspace_id": workspace,
+                "context_window": "0-200k",
+            }
+            for (model, token_type, workspace), amount in sorted(
+                cents.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")
+            )
+        ]
+        buckets.append({"starting_at": iso(lo), "ending_at": iso(hi), "results": results})
+        cursor = end
+    has_more = cursor < ending_at
+    return {
+        "data": buckets,
+        "has_more": has_more,
+        "next_page": encode_page(cursor) if has_more else None,
+    }
