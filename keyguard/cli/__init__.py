@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "demo": "keyguard.cli.demo:demo",
     "revoke": "keyguard.cli.revoke:revoke",
     "audit": "keyguard.cli.audit:audit",
+    "wif": "keyguard.cli.wif:wif",
 }
 
 

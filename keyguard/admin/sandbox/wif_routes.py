@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from keyguard.admin.sandbox import exchange, oidc
 from keyguard.admin.sandbox import federation as wif
 from keyguard.admin.sandbox.state import SandboxError, SandboxState
+from keyguard.admin.sandbox.usage import usage_report
 
 if TYPE_CHECKING:
     from keyguard.admin.sandbox.handler import Handler
@@ -271,6 +272,10 @@ def _route(h: Handler, method: str, path: str, query: Query) -> bool:
             return True
         if method == "POST" and path == "/v1/messages":
             _messages(h)
+            return True
+        if method == "GET" and path == "/v1/organizations/usage_report/messages":
+            _org_admin(h)  # the whole Admin API takes an org:admin token
+            h._send(200, usage_report(query, h.state.usage_events(), h.state.now()))
             return True
     for verb, pattern, action in ADMIN_ROUTES:
         m = pattern.fullmatch(path)
