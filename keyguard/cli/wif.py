@@ -215,3 +215,49 @@ def status_cmd(ctx: click.Context, as_json: bool) -> int:
         wait = f": waiting for {row.waiting_for}" if row.waiting_for else ""
         click.echo(f"{row.environment}: {row.state}{wait}")
     return 0
+
+
+def revoke_federation(
+    ctx: click.Context, rule: str | None, service_account: str | None, yes: bool, fmt: str
+) -> int:
+    """``keyguard revoke --rule / --service-account``: archive, then say when tokens die."""
+    from keyguard.wif.incident import (
+        archive_rule,
+        archive_service_account,
+        describe_rule,
+        rules_of,
+    )
+
+    config = load(ctx)
+    with _client(config) as client:
+        if rule is not None:
+            found = describe_rule(client, rule)
+            question = f"About to archive federation rule {rule} ({found.get('name')!r})."
+        else:
+            assert service_account is not None
+            rules = [str(r.get("id")) for r in rules_of(client, service_account)]
+            question = (
+                f"About to archive service account {service_account} and the "
+                f"{len(rules)} federation rule(s) that target it: {', '.join(rules) or 'none'}."
+            )
+        _confirm(yes, question)
+        done = (
+            archive_rule(client, rule)
+            if rule is not None
+            else archive_service_account(client, str(service_account))
+        )
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "archived_rules": done.rules,
+                    "archived_service_account": done.service_account,
+                    "last_token_expires_at": done.last_token_expires_at,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for line in done.lines():
+            click.echo(line)
+    return 0
