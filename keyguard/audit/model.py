@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from keyguard.policy import Policy
+
+if TYPE_CHECKING:
+    from keyguard.audit.federation import FederationAudit
 
 
 class Verdict(StrEnum):
@@ -131,11 +135,14 @@ class AuditReport:
     unmanaged: tuple[UnmanagedKey, ...] = ()
     keys_listed: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    federation: FederationAudit | None = None  # keyguard.audit.federation
 
     @property
     def worst(self) -> Verdict:
-        """The worst verdict of all environments (``ok`` for none)."""
+        """The worst verdict of all environments and federation rules (``ok`` for none)."""
         verdicts = [e.verdict for e in self.environments] or [Verdict.OK]
+        if self.federation is not None and self.federation.violations:
+            verdicts.append(Verdict.VIOLATION)
         return max(verdicts, key=lambda v: v.rank)
 
     def counts(self) -> dict[str, int]:

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from keyguard.audit import federation
 from keyguard.audit.model import (
     AuditReport,
     EnvironmentReport,
@@ -136,6 +137,7 @@ def report_dict(report: AuditReport) -> dict[str, Any]:
         "environments": [environment_dict(e) for e in report.environments],
         "unmanaged": [unmanaged_dict(u) for u in report.unmanaged],
         "notes": list(report.notes),
+        **federation.json_part(report.federation),
     }
 
 
@@ -189,6 +191,16 @@ def render_csv(report: AuditReport) -> str:
         row = {k: v for k, v in unmanaged_dict(u).items() if k in CSV_FIELDS}
         row.update(kind="unmanaged", verdict="unmanaged", status="active")
         writer.writerow(row)
+    for kind, fid, name, verdict, reasons in federation.rows(report.federation):
+        writer.writerow(
+            {
+                "kind": f"federation_{kind}",
+                "key_id": fid,
+                "key_name": name,
+                "verdict": verdict,
+                "reasons": reasons,
+            }
+        )
     return buf.getvalue()
 
 
@@ -302,6 +314,13 @@ def render_markdown(report: AuditReport) -> str:
         lines += _table(UNMANAGED_HEADER, [unmanaged_cells(u) for u in report.unmanaged])
     else:
         lines.append("None.")
+    if report.federation is not None and report.federation.audited:
+        lines += [
+            "",
+            "## Federation",
+            "",
+            *_table(federation.HEADER, federation.rows(report.federation)),
+        ]
     lines += [f"\n**Note:** {_md(note)}" for note in report.notes]
     return "\n".join(lines) + "\n"
 
@@ -392,6 +411,16 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
                 number(u.tokens_7d),
             )
         console.print(un)
+    fed_rows = federation.rows(report.federation)
+    if fed_rows:
+        fed = Table(
+            title="Federation (issuers and rules)", box=box.SIMPLE_HEAD, title_justify="left"
+        )
+        for head in federation.HEADER:
+            fed.add_column(head, overflow="fold")
+        for row in fed_rows:
+            fed.add_row(*(str(c) for c in row))
+        console.print(fed)
     for note in report.notes:
         console.print(Text(f"Note: {note}", style="yellow"))
     console.print(summary_line(report))

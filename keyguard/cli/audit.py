@@ -118,6 +118,9 @@ def audit(
         config.environment(name)  # unknown names fail before any network call
     with admin_client(config) as client, progress_bar() as progress:
         report = run_audit(config, client, environments, max_workers=workers, progress=progress)
+    from keyguard.audit.federation import audit_federation
+
+    report = audit_federation(config, report)
     if output:
         text = render(report, fmt)
         try:
