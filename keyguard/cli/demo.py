@@ -139,6 +139,9 @@ def demo(keep: bool) -> int:
         for env, key_id in olds.items():
             say(f"{env}: old key {key_id} is {admin.get_key(key_id).status} in the Admin API")
         del dev_id
+        from keyguard.cli.wif_demo import keyless_chapter
+
+        keyless_chapter(sb, admin, tmp, _step, say)
     if keep:
         click.echo(f"\nThe demo project stays in {tmp} (the sandbox is gone).")
     else:
