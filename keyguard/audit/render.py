@@ -314,13 +314,17 @@ def render_markdown(report: AuditReport) -> str:
         lines += _table(UNMANAGED_HEADER, [unmanaged_cells(u) for u in report.unmanaged])
     else:
         lines.append("None.")
-    if report.federation is not None and report.federation.audited:
+    if federation.rows(report.federation):
         lines += [
             "",
             "## Federation",
             "",
             *_table(federation.HEADER, federation.rows(report.federation)),
         ]
+        assert report.federation is not None
+        if report.federation.backlog:
+            lines += ["", "Migration backlog:", ""]
+            lines += [f"- {_md(item)}" for item in report.federation.backlog]
     lines += [f"\n**Note:** {_md(note)}" for note in report.notes]
     return "\n".join(lines) + "\n"
 
@@ -421,6 +425,9 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
         for row in fed_rows:
             fed.add_row(*(str(c) for c in row))
         console.print(fed)
+        assert report.federation is not None
+        for item in report.federation.backlog:
+            console.print(f"Migration backlog: {item}")
     for note in report.notes:
         console.print(Text(f"Note: {note}", style="yellow"))
     console.print(summary_line(report))
