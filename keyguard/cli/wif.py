@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from keyguard.cli.common import load
-from keyguard.errors import AuthError, UsageError
+from keyguard.errors import AuthError, KeyguardError, UsageError
 from keyguard.keys import Secret
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def _read_identity(path: str) -> Secret:
 def verify_cmd(ctx: click.Context, environment: str, token_file: str) -> int:
     """Exchange an identity token as the SDKs do, then GET /v1/models. Never prints a token."""
     from keyguard.wif.record import load_record
-    from keyguard.wif.verify import RuleLookup, verify
+    from keyguard.wif.verify import RuleLookup, RuleUnreadable, verify
 
     config = load(ctx)
     env, fed = _federated(config, environment)
@@ -149,6 +149,8 @@ def verify_cmd(ctx: click.Context, environment: str, token_file: str) -> int:
                 return wc.get("federation_rules", rule_id)
             except NotFoundError:
                 return None
+            except KeyguardError:  # a refused token, the API down: diagnose without it
+                raise RuleUnreadable from None
 
         lookup = lookup_rule
     try:

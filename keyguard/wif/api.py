@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from keyguard.admin.errors import ApiAuthError, ApiError, error_from_response
+from keyguard.admin.errors import ApiAuthError, ApiError, error_from_response, scrub
 from keyguard.admin.parse import format_time
 from keyguard.admin.retry import RetryPolicy, send_with_retries
 from keyguard.errors import AuthError
@@ -132,9 +132,10 @@ class WifClient:
             err = error_from_response(response, what)
             if isinstance(err, ApiAuthError):
                 rid = f" (request-id {err.request_id})" if err.request_id else ""
+                reason = scrub(err.api_message or "no reason given")
                 raise AuthError(
                     f"Anthropic API refused {what} with {response.status_code}{rid}: "
-                    f"{err.api_message or 'no reason given'}; {OAUTH_HELP}"
+                    f"{reason}; {OAUTH_HELP}"
                 ) from None
             raise err
         try:

@@ -7,6 +7,7 @@ changes nothing, and a crash part-way is finished by the next run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -183,7 +184,12 @@ def apply_plan(
     record.workspace_id = ws
 
     def note() -> None:
-        record.organization_id = client.organization_id or record.organization_id
+        record.organization_id = (
+            client.organization_id
+            or record.organization_id
+            or os.environ.get("ANTHROPIC_ORGANIZATION_ID")
+            or None
+        )
         save_record(state_dir, record)
 
     sa = plan.existing["service_account"]

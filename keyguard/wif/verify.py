@@ -22,8 +22,12 @@ from keyguard.wif.config import Federation
 from keyguard.wif.plan import workspace_of
 from keyguard.wif.record import WifRecord
 
-#: (check name, the rule fetched or None) -> the failing explanation, or None
+#: rule id -> the rule, or None when it does not exist; raises RuleUnreadable when it cannot tell
 RuleLookup = Callable[[str], dict[str, Any] | None]
+
+
+class RuleUnreadable(Exception):
+    """The rule could not be read (no or a refused OAuth token): skip the rule checks."""
 
 
 @dataclass
@@ -98,7 +102,10 @@ def diagnose(
         return "subject: the identity token has expired; fetch a fresh one"
     if not record.rule_id:
         return "rule id: no rule recorded for this environment; run `keyguard wif apply`"
-    rule = lookup(record.rule_id) if lookup else None
+    try:
+        rule = lookup(record.rule_id) if lookup else None
+    except RuleUnreadable:
+        lookup, rule = None, None
     if lookup is not None and (rule is None or rule.get("archived_at")):
         return f"rule id: rule {record.rule_id} is unknown or archived; run `keyguard wif apply`"
     ws = workspace_of(workspace)

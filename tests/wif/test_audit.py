@@ -151,3 +151,15 @@ def test_without_an_oauth_token_the_audit_says_the_federation_was_not_audited(
     doc = json.loads(done.stdout)
     assert doc["federation_rules"] == []
     assert any("federation not audited" in n for n in doc["notes"])
+
+
+def test_a_token_without_org_admin_does_not_sink_the_keys_audit(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    kl = make_keyless(tmp_path, sandbox)
+    done = kl.run("audit", "--format", "json", ANTHROPIC_AUTH_TOKEN="sk-ant-oat01-" + "q" * 95)
+    assert done.returncode in (0, 1), done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["environments"][0]["name"] == "ci"
+    assert any("federation not audited" in n for n in doc["notes"])
+    assert "q" * 20 not in done.stdout

@@ -293,3 +293,20 @@ def test_env_formats_carry_the_ids_and_the_warning(kl: Keyless, fmt: str) -> Non
     if fmt == "kubernetes":
         assert "serviceAccountToken:" in done.stdout
         assert "audience: https://api.anthropic.com" in done.stdout
+
+
+def test_verify_diagnoses_without_an_oauth_token_too(kl: Keyless) -> None:
+    assert kl.run("wif", "apply", "ci", "--yes").returncode == 0
+    token = kl.identity(sub="job:acme/app:ref:feature")
+    for auth in ("", "sk-ant-oat01-" + "q" * 95):  # a workload has none, or a useless one
+        done = kl.run(
+            "wif",
+            "verify",
+            "ci",
+            "--identity-token-file",
+            "-",
+            stdin=token,
+            ANTHROPIC_AUTH_TOKEN=auth,
+        )
+        assert done.returncode == 3, done.stderr
+        assert "likely cause: subject:" in done.stderr
