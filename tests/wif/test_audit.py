@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from keyguard.admin.sandbox import Sandbox
-from keyguard.admin.sandbox import federation as wif
+from keyguard.admin.sandbox import federation_rules as wif
 from keyguard.audit.federation import judge_issuer, judge_rule
 from keyguard.wif.providers import GITHUB_ISSUER
 from tests.wif.conftest import admin_http, ok

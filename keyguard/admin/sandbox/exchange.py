@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from keyguard.admin.sandbox import federation as wif
+from keyguard.admin.sandbox import federation_rules as objects
 from keyguard.admin.sandbox.state import SandboxError, SandboxState, iso
 
 log = logging.getLogger("keyguard.sandbox.federation")
@@ -67,8 +68,8 @@ def _exchange(state: SandboxState, body: dict[str, Any]) -> dict[str, Any]:
     if body["organization_id"] != state.data["organization"]["id"]:
         raise Denied(f"organization_id {body['organization_id']!r} is not this organization")
     try:
-        rule = wif.rule(state, body["federation_rule_id"])
-        issuer = wif.issuer(state, rule["issuer_id"])
+        rule = objects.rule(state, body["federation_rule_id"])
+        issuer = objects.issuer(state, rule["issuer_id"])
         sa = wif.service_account(state, rule["target"]["service_account_id"])
     except SandboxError:
         raise Denied(f"unknown federation rule {body['federation_rule_id']}") from None
@@ -159,7 +160,7 @@ def fetch_jwks(state: SandboxState, issuer: dict[str, Any]) -> dict[str, Any]:
 
 def _poll(state: SandboxState, issuer: dict[str, Any], *, ok: bool) -> None:
     with state.lock:
-        item = wif.issuer(state, issuer["id"])
+        item = objects.issuer(state, issuer["id"])
         status = item.get("poll_status") or {"consecutive_failures": 0, "last_fetched_at": None}
         if ok:
             status = {**status, "consecutive_failures": 0, "last_fetched_at": iso(state.now())}

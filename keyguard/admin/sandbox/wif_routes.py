@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from keyguard.admin.sandbox import exchange, oidc
 from keyguard.admin.sandbox import federation as wif
+from keyguard.admin.sandbox import federation_rules as objects
 from keyguard.admin.sandbox.state import SandboxError, SandboxState
 from keyguard.admin.sandbox.usage import usage_report
 
@@ -26,7 +27,7 @@ _RULES = f"{_ORG}/federation_rules"
 
 
 def _list(items_of: Callable[[SandboxState, Query], list[dict[str, Any]]]) -> Any:
-    return lambda st, q, body: wif._page(items_of(st, q), q)
+    return lambda st, q, body: wif.page_of(items_of(st, q), q)
 
 
 def _rules(st: SandboxState, q: Query) -> list[dict[str, Any]]:
@@ -44,12 +45,12 @@ ADMIN_ROUTES: list[tuple[str, re.Pattern[str], Callable[..., Any]]] = [
     (
         "GET",
         re.compile(_SA),
-        _list(lambda st, q: [wif._sa_view(s) for s in wif.fed(st)["service_accounts"]]),
+        _list(lambda st, q: [wif.sa_view(s) for s in wif.fed(st)["service_accounts"]]),
     ),
     (
         "GET",
         re.compile(rf"{_SA}/([^/]+)"),
-        lambda st, q, b, i: wif._sa_view(wif.service_account(st, i)),
+        lambda st, q, b, i: wif.sa_view(wif.service_account(st, i)),
     ),
     (
         "POST",
@@ -76,30 +77,38 @@ ADMIN_ROUTES: list[tuple[str, re.Pattern[str], Callable[..., Any]]] = [
         re.compile(rf"{_SA}/([^/]+)/workspaces/([^/]+)"),
         lambda st, q, b, i, w: wif.remove_sa_workspace(st, i, w),
     ),
-    ("POST", re.compile(_ISS), lambda st, q, b: wif.create_issuer(st, b)),
+    ("POST", re.compile(_ISS), lambda st, q, b: objects.create_issuer(st, b)),
     ("GET", re.compile(_ISS), _list(lambda st, q: wif.fed(st)["issuers"])),
-    ("GET", re.compile(rf"{_ISS}/([^/]+)"), lambda st, q, b, i: dict(wif.issuer(st, i))),
-    ("POST", re.compile(rf"{_ISS}/([^/]+)"), lambda st, q, b, i: wif.update_issuer(st, i, b)),
-    ("POST", re.compile(rf"{_ISS}/([^/]+)/archive"), lambda st, q, b, i: wif.archive_issuer(st, i)),
-    ("POST", re.compile(_RULES), lambda st, q, b: wif.create_rule(st, b)),
+    ("GET", re.compile(rf"{_ISS}/([^/]+)"), lambda st, q, b, i: dict(objects.issuer(st, i))),
+    ("POST", re.compile(rf"{_ISS}/([^/]+)"), lambda st, q, b, i: objects.update_issuer(st, i, b)),
+    (
+        "POST",
+        re.compile(rf"{_ISS}/([^/]+)/archive"),
+        lambda st, q, b, i: objects.archive_issuer(st, i),
+    ),
+    ("POST", re.compile(_RULES), lambda st, q, b: objects.create_rule(st, b)),
     ("GET", re.compile(_RULES), _list(_rules)),
-    ("GET", re.compile(rf"{_RULES}/([^/]+)"), lambda st, q, b, i: dict(wif.rule(st, i))),
-    ("POST", re.compile(rf"{_RULES}/([^/]+)"), lambda st, q, b, i: wif.update_rule(st, i, b)),
-    ("POST", re.compile(rf"{_RULES}/([^/]+)/archive"), lambda st, q, b, i: wif.archive_rule(st, i)),
+    ("GET", re.compile(rf"{_RULES}/([^/]+)"), lambda st, q, b, i: dict(objects.rule(st, i))),
+    ("POST", re.compile(rf"{_RULES}/([^/]+)"), lambda st, q, b, i: objects.update_rule(st, i, b)),
+    (
+        "POST",
+        re.compile(rf"{_RULES}/([^/]+)/archive"),
+        lambda st, q, b, i: objects.archive_rule(st, i),
+    ),
     (
         "GET",
         re.compile(rf"{_RULES}/([^/]+)/workspaces"),
-        lambda st, q, b, i: _listing(wif.rule_workspaces(st, i)),
+        lambda st, q, b, i: _listing(objects.rule_workspaces(st, i)),
     ),
     (
         "POST",
         re.compile(rf"{_RULES}/([^/]+)/workspaces"),
-        lambda st, q, b, i: wif.rule_workspace(st, i, b),
+        lambda st, q, b, i: objects.rule_workspace(st, i, b),
     ),
     (
         "DELETE",
         re.compile(rf"{_RULES}/([^/]+)/workspaces/([^/]+)"),
-        lambda st, q, b, i, w: wif.remove_rule_workspace(st, i, w),
+        lambda st, q, b, i, w: objects.remove_rule_workspace(st, i, w),
     ),
 ]
 
