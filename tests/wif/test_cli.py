@@ -310,3 +310,16 @@ def test_verify_diagnoses_without_an_oauth_token_too(kl: Keyless) -> None:
         )
         assert done.returncode == 3, done.stderr
         assert "likely cause: subject:" in done.stderr
+
+
+def test_a_changed_subject_is_planned_as_an_update_and_applied(kl: Keyless) -> None:
+    assert kl.run("wif", "apply", "ci", "--yes").returncode == 0
+    config = kl.root / "keyguard.toml"
+    config.write_text(config.read_text().replace(SUBJECT, "job:acme/app:ref:release"))
+    plan = kl.run("wif", "plan", "ci")
+    assert "~ rule keyguard-ci" in plan.stdout and "match.subject_prefix" in plan.stdout
+    assert kl.run("wif", "apply", "ci", "--yes").returncode == 0
+    assert "nothing to change" in kl.run("wif", "plan", "ci").stdout
+    with admin_http(kl.sb) as http:
+        rules = ok(http.get("/v1/organizations/federation_rules"))["data"]
+    assert [r["match"]["subject_prefix"] for r in rules] == ["job:acme/app:ref:release"]
