@@ -21,7 +21,7 @@ from keyguard.errors import (
     UsageError,
 )
 from keyguard.journal import RotationJournal
-from keyguard.keys import Secret, is_admin_key, is_api_key
+from keyguard.keys import Secret, is_admin_key, is_api_key, is_leak_marked
 from keyguard.models import ApiKey
 from keyguard.rotation.state import KeyRef, RotationState, replay
 from keyguard.rotation.verify import run_check
@@ -262,6 +262,11 @@ class RotationEngine:
         if api.status != "active":
             raise UsageError(
                 f"key {key.hint} ({api.id}) is {api.status}, not active; create a new key"
+            )
+        if is_leak_marked(api.name):
+            raise UsageError(
+                f"key {key.hint} ({api.id}) is named {api.name!r}: keyguard marked it as leaked, "
+                "so it never serves again; create a new key"
             )
         if self.env.workspace and api.workspace_id != self.env.workspace:
             raise UsageError(
