@@ -586,7 +586,8 @@ def serve_previous(engine: RotationEngine, leaked: LeakedKey, say: Say) -> str |
     try:
         rollback(engine, reactivate=False)
     except RollbackRefused as exc:
-        say(f"{engine.env.name}: not rolling back to the previous key: {exc}")
+        why = str(exc).removeprefix(f"{engine.env.name}: ")  # said once, not twice
+        say(f"{engine.env.name}: not rolling back to the previous key: {why}")
         return None
     served = [s.get(Stage.CURRENT) for s in engine.stores]
     if any(v is None or _is_leaked(v, None, leaked) for v in served):

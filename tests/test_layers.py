@@ -23,6 +23,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "wif": {"audit", *INCIDENT, "cli", "scanner"},
     "incident": {"audit", "cli"},
     "incident_report": {"audit", "cli"},
+    "fleet": {"admin", "stores", "rotation", "audit", *INCIDENT, "cli"},
 }
 
 

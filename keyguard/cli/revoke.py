@@ -37,6 +37,7 @@ from keyguard.incident_report import Exposure, append_audit, build_exposure, mar
 from keyguard.keys import Secret, find_admin_keys, find_api_keys
 from keyguard.keys import scrub_text as scrub
 from keyguard.policy import parse_duration
+from keyguard.words import plural
 
 if TYPE_CHECKING:
     from keyguard.admin import AdminClient
@@ -287,7 +288,7 @@ def _text(record: dict[str, Any], exposure: Exposure | None) -> None:
     cost = f"${exposure.cost:,.4f}" if exposure.cost < 1 else f"${exposure.cost:,.2f}"
     click.echo(
         f"Exposure since {exposure.since:%Y-%m-%d %H:%M}Z ({exposure.since_reason}): "
-        f"{exposure.tokens} tokens in {len(exposure.rows)} hour/model bucket(s), "
+        f"{plural(exposure.tokens, 'token')} in {plural(len(exposure.rows), 'hour/model bucket')}, "
         f"estimated {cost}"
         + (f" (no price for {', '.join(exposure.unpriced)})" if exposure.unpriced else "")
     )
@@ -345,7 +346,7 @@ def _deactivate_all(
             f"keyguard: {d.key.id} ({d.key.partial_key_hint}) {d.action}"
             + (f" (status was {d.status_before})" if d.status_before != "active" else "")
             + f", renamed {d.key.name!r}"
-            + f": {d.seconds:.2f}s from start, {d.writes} Admin API write(s)"
+            + f": {d.seconds:.2f}s from start, {plural(d.writes, 'Admin API write')}"
         )
     if first is not None and not any(d.writes for _, d in done):
         raise first  # nothing written: the plain error (2, 3, 4), nothing changed
@@ -438,8 +439,17 @@ def _exit_code(
 @click.option("--archive", is_flag=True, help="Archive the key too (final).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--since", metavar="WHEN", help="Exposure window start: a date or 48h/7d back.")
-@click.option("--report", type=click.Path(dir_okay=False), help="Write a Markdown report.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--report", "-o", "--output", type=click.Path(dir_okay=False), help="Write a Markdown report."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: the incident record as JSON on stdout.",
+)
 @click.option(
     "--repo",
     type=click.Path(file_okay=False),

@@ -171,6 +171,7 @@ def verify_cmd(ctx: click.Context, environment: str, token_file: str) -> int:
     type=click.Choice(["env", "json", "github-actions", "kubernetes"]),
     default="env",
     show_default=True,
+    help="NAME=value lines, JSON, a GitHub Actions job, or a Kubernetes pod snippet.",
 )
 @click.pass_context
 def env_cmd(ctx: click.Context, environment: str, fmt: str) -> int:

@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 Say = Callable[[str], None]
 
-_CI = """
+_CI = """# keyless.toml: the demo's environment ci, on its way to federation
+[anthropic]
+base_url = "{url}"
+admin_key = "file:admin.key"
+
 [environments.ci]
 stores = ["file:stores/ci.json"]
 workspace = "{ws}"
@@ -55,9 +59,10 @@ def keyless_chapter(sb: Sandbox, admin: AdminClient, root: Path, step: Say, say:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(key.reveal() + "\n")
     sb.record_usage(key_id, at=datetime.now(UTC) - timedelta(minutes=20))
-    with (root / "keyguard.toml").open("a", encoding="utf-8") as fh:
-        fh.write(_CI.format(ws=ws, issuer=sb.oidc_issuer))
-    config = load_config(root / "keyguard.toml")
+    (root / "keyless.toml").write_text(
+        _CI.format(url=sb.url, ws=ws, issuer=sb.oidc_issuer), "utf-8"
+    )
+    config = load_config(root / "keyless.toml")
     env = config.environment("ci")
     fed = env.federation
     assert fed is not None

@@ -26,6 +26,7 @@ from keyguard.models import ApiKey
 from keyguard.rotation.state import KeyRef, RotationState, replay
 from keyguard.rotation.verify import run_check
 from keyguard.stores.interface import SecretStore, Stage, VersionMeta, stage_map
+from keyguard.words import plural
 
 Clock = Callable[[], datetime]
 Say = Callable[[str], None]
@@ -144,7 +145,8 @@ class RotationEngine:
             self.env.name,
             True,
             f"{self.env.name}: new key {st.new.label()} stored as pending in "
-            f"{len(self.stores)} store(s); `keyguard rotate {self.env.name}` puts it in service",
+            f"{plural(len(self.stores), 'store')}; "
+            f"`keyguard rotate {self.env.name}` puts it in service",
         )
 
     def rotate(self, key: Secret | None = None) -> Outcome:
