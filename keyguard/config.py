@@ -14,6 +14,7 @@ from keyguard.keys import Secret
 from keyguard.policy import Policy, check_key_name, load_policy, parse_setting
 from keyguard.stores import scheme_of
 from keyguard.urls import chosen_base_url, resolve_base_url
+from keyguard.wif.config import Federation, parse_federation
 
 CONFIG_NAME = "keyguard.toml"
 DEFAULT_ADMIN_KEY_REF = "env:ANTHROPIC_ADMIN_KEY"
@@ -21,7 +22,7 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 _SECTIONS = {"anthropic", "policy", "environments", "scan", "notify", "state"}
 _ANTHROPIC_KEYS = {"base_url", "admin_key"}
-_ENV_KEYS = {"stores", "workspace", "key_name", "check", "policy", "service"}
+_ENV_KEYS = {"stores", "workspace", "key_name", "check", "policy", "service", "federation"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Environment:
     key_name: str | None = None  # template; falls back to the policy's
     check: str | None = None  # shell command run after verify, gets the key hint only
     service: str | None = None
+    federation: Federation | None = None  # [environments.X.federation]: keyless
 
     def key_name_template(self) -> str:
         return self.key_name or self.policy.key_name
@@ -253,6 +255,9 @@ def _environment(ld: _Loader, name: str, table: Any, policy: Policy, root: Path)
         key_name=key_name,
         check=ld.string(table, "check", f"environments.{name}"),
         service=ld.string(table, "service", f"environments.{name}"),
+        federation=(
+            parse_federation(name, table["federation"], ld.fail) if "federation" in table else None
+        ),
     )
 
 

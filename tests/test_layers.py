@@ -20,6 +20,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "admin": {"stores", "rotation", "audit", *INCIDENT, "cli", "scanner"},
     "rotation": {"audit", *INCIDENT, "cli", "scanner"},
     "audit": {*INCIDENT, "cli", "scanner"},
+    "wif": {"audit", *INCIDENT, "cli", "scanner"},
     "incident": {"audit", "cli"},
     "incident_report": {"audit", "cli"},
     "fleet": {"admin", "stores", "rotation", "audit", *INCIDENT, "cli"},

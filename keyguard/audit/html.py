@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from keyguard.audit import federation
 from keyguard.audit.model import AuditReport, EnvironmentReport
 from keyguard.audit.render import (
     DEPARTED_TEXT,
@@ -199,6 +200,14 @@ def render_html(report: AuditReport) -> str:
             ["Key / hint", "Name", "Type / scope", "Principal"], gone
         )
     unmanaged = _rows(un_heads, un_rows) if un_rows else "<p>None.</p>"
+    fed_rows = [
+        "<tr>"
+        + "".join(_cell(c, f"verdict v-{c}" if i == 3 else "") for i, c in enumerate(row))
+        + "</tr>"
+        for row in federation.rows(report.federation)
+    ]
+    if fed_rows:
+        unmanaged += f"<h2>Federation</h2>{_rows(federation.HEADER, fed_rows)}"
     unmanaged += "".join(f'<p class="note">Note: {escape(n)}</p>' for n in report.notes)
     return (
         "<!DOCTYPE html>\n"

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from keyguard.policy import Policy
+
+if TYPE_CHECKING:
+    from keyguard.audit.federation import FederationAudit
 
 
 class Verdict(StrEnum):
@@ -167,11 +171,14 @@ class AuditReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
     #: Archived keys of a person or service account that is gone, new since the last audit.
     departed: tuple[UnmanagedKey, ...] = ()
+    federation: FederationAudit | None = None  # keyguard.audit.federation
 
     @property
     def worst(self) -> Verdict:
-        """The worst verdict of all environments (``ok`` for none)."""
+        """The worst verdict of all environments and federation rules (``ok`` for none)."""
         verdicts = [e.verdict for e in self.environments] or [Verdict.OK]
+        if self.federation is not None and self.federation.violations:
+            verdicts.append(Verdict.VIOLATION)
         return max(verdicts, key=lambda v: v.rank)
 
     def counts(self) -> dict[str, int]:

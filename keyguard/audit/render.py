@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from keyguard.audit import federation
 from keyguard.audit.model import (
     AuditReport,
     EnvironmentReport,
@@ -153,6 +154,7 @@ def report_dict(report: AuditReport) -> dict[str, Any]:
         "unmanaged": [unmanaged_dict(u) for u in report.unmanaged],
         "departed": [unmanaged_dict(u) for u in report.departed],
         "notes": list(report.notes),
+        **federation.json_part(report.federation),
     }
 
 
@@ -215,6 +217,16 @@ def render_csv(report: AuditReport) -> str:
         row = {k: v for k, v in unmanaged_dict(u).items() if k in CSV_FIELDS}
         row.update(kind="departed", verdict="departed", status="archived")
         writer.writerow(row)
+    for kind, fid, name, verdict, reasons in federation.rows(report.federation):
+        writer.writerow(
+            {
+                "kind": f"federation_{kind}",
+                "key_id": fid,
+                "key_name": name,
+                "verdict": verdict,
+                "reasons": reasons,
+            }
+        )
     return buf.getvalue()
 
 
@@ -339,6 +351,17 @@ def render_markdown(report: AuditReport) -> str:
     if report.departed:
         lines += ["", "## Keys of departed members", "", DEPARTED_TEXT + ".", ""]
         lines += _table(UNMANAGED_HEADER, [unmanaged_cells(u) for u in report.departed])
+    if federation.rows(report.federation):
+        lines += [
+            "",
+            "## Federation",
+            "",
+            *_table(federation.HEADER, federation.rows(report.federation)),
+        ]
+        assert report.federation is not None
+        if report.federation.backlog:
+            lines += ["", "Migration backlog:", ""]
+            lines += [f"- {_md(item)}" for item in report.federation.backlog]
     lines += [f"\n**Note:** {_md(note)}" for note in report.notes]
     return "\n".join(lines) + "\n"
 
@@ -500,6 +523,19 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
             ident = "\n".join(x for x in (u.key_id, u.hint) if x)
             gone.add_row(ident, u.key_name, u.kind.label(), u.kind.principal or "-")
         fit_table(console, gone)
+    fed_rows = federation.rows(report.federation)
+    if fed_rows:
+        fed = Table(
+            title="Federation (issuers and rules)", box=box.SIMPLE_HEAD, title_justify="left"
+        )
+        for head in federation.HEADER:
+            fed.add_column(head, overflow="fold")
+        for row in fed_rows:
+            fed.add_row(*(str(c) for c in row))
+        fit_table(console, fed)
+        assert report.federation is not None
+        for item in report.federation.backlog:
+            console.print(f"Migration backlog: {item}")
     for note in report.notes:
         console.print(Text(f"Note: {note}", style="yellow"))
     console.print(summary_line(report))

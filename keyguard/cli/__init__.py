@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "revoke": "keyguard.cli.revoke:revoke",
     "audit": "keyguard.cli.audit:audit",
     "fleet": "keyguard.cli.fleet:fleet",
+    "wif": "keyguard.cli.wif:wif",
 }
 
 

@@ -135,6 +135,9 @@ def audit(
             progress=progress,
             probe=client.reaches_admin_api,
         )
+    from keyguard.audit.federation import audit_federation
+
+    report = audit_federation(config, report)
     if output:
         text = render(report, fmt)
         try:

@@ -149,6 +149,10 @@ def demo(keep: bool) -> int:
         sb.mint_key("ops-laptop", key_type="personal", scope="organization", created_at=clock())
         report = run_audit(config, admin, clock=clock, probe=admin.reaches_admin_api)
         say(render_table(report, width=140), nl=False)
+
+        from keyguard.cli.wif_demo import keyless_chapter
+
+        keyless_chapter(sb, admin, tmp, _step, say)
     _step("The demo's keyguard.toml (admin_key names a file, never holds the key)")
     click.echo((tmp / "keyguard.toml").read_text("utf-8").rstrip())
     if keep:

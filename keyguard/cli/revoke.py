@@ -471,6 +471,10 @@ def _exit_code(
     show_default=True,
     help="Seconds to retry the API.",
 )
+@click.option("--rule", metavar="fdrl_...", help="Archive a federation rule (exchange stops).")
+@click.option(
+    "--service-account", metavar="svac_...", help="Archive its federation rules, then it."
+)
 @click.argument("extra", nargs=-1, metavar="")
 @click.pass_context
 def revoke(
@@ -486,6 +490,8 @@ def revoke(
     repo: str | None,
     deadline: float,
     extra: tuple[str, ...],
+    rule: str | None = None,
+    service_account: str | None = None,
 ) -> int:
     """Deactivate a leaked key at once, then rotate the environments that use it.
 
@@ -509,6 +515,13 @@ def revoke(
         },
         extra,
     )
+    if rule is not None or service_account is not None:  # federation: keyguard.wif.incident
+        from keyguard.cli.wif import revoke_federation
+
+        given = (leaked, key_id, from_scan, rule, service_account)
+        if sum(x is not None for x in given) != 1:
+            raise UsageError("give one of --rule fdrl_..., --service-account svac_... alone")
+        return revoke_federation(ctx, rule, service_account, yes, fmt)
     if sum(x is not None for x in (leaked, key_id, from_scan)) != 1:
         raise UsageError("give exactly one of --leaked -, --key-id apikey_... or --from-scan FILE")
     if since is not None:

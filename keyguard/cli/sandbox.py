@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from typing import Any
@@ -13,6 +14,15 @@ from keyguard.errors import UsageError
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _log_denials() -> None:
+    """Why the sandbox refused a token exchange goes to stderr: its 401s are opaque."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("keyguard sandbox: %(message)s"))
+    log = logging.getLogger("keyguard.sandbox.federation")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
 
 
 @click.command()
@@ -51,9 +61,15 @@ def sandbox(port: int, state_file: str | None) -> None:
         f"# state: {state_file or 'in memory'}; the admin key below is the sandbox's own",
         f"export ANTHROPIC_BASE_URL={sb.url}",
         f"export ANTHROPIC_ADMIN_KEY={sb.admin_key.reveal()}",
+        "# its own org:admin OAuth token (federation endpoints accept only this), its org,",
+        "# and its local OIDC issuer (POST $KEYGUARD_SANDBOX_OIDC_ISSUER/token mints identities)",
+        f"export ANTHROPIC_AUTH_TOKEN={sb.oauth_token.reveal()}",
+        f"export ANTHROPIC_ORGANIZATION_ID={sb.state.data['organization']['id']}",
+        f"export KEYGUARD_SANDBOX_OIDC_ISSUER={sb.oidc_issuer}",
         "# Ctrl-C stops it",
     ]
     click.echo("\n".join(lines))
+    _log_denials()
     sys.stdout.flush()
     # Stop cleanly on SIGTERM too, and on Ctrl-C even when started in the background.
     signal.signal(signal.SIGTERM, _interrupt)

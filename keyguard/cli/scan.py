@@ -107,11 +107,23 @@ def scan(
     )
     run = run_scan(opts)
     code = present(run, fmt, output, sys.stdout, sys.stderr)
+    if not (staged or history is not None or use_stdin or opts.paths == ["-"]):
+        code = max(code, _report_shadowed(opts))
     if staged and (problem := check_hook(run)):
         raise UsageError(problem)
     if staged and code == ExitCode.FOUND:
         sys.stderr.write(refusal(settings).replace("commit refused", "staged keys found"))
     return code
+
+
+def _report_shadowed(opts: ScanOptions) -> int:
+    """Workload files where ANTHROPIC_API_KEY shadows federation: 1 when any (a finding)."""
+    from keyguard.scanner.shadow import find_shadowed
+
+    found = find_shadowed(opts.paths, opts.exclude, opts.config_root)
+    for item in found:
+        click.echo(f"keyguard: {item.message}", err=True)
+    return int(ExitCode.FOUND) if found else int(ExitCode.OK)
 
 
 def _hooks_dir() -> Path:

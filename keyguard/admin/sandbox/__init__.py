@@ -119,6 +119,20 @@ class Sandbox:
         """The admin key this sandbox accepts (its own; not an Anthropic key)."""
         return self.state.admin_key
 
+    @property
+    def oauth_token(self) -> Secret:
+        """The ``org:admin`` OAuth token (``sk-ant-oat01-``) this sandbox accepts: its own."""
+        from keyguard.admin.sandbox.federation import admin_token
+
+        return admin_token(self.state)
+
+    @property
+    def oidc_issuer(self) -> str:
+        """The local OIDC issuer's URL (``POST {issuer}/token`` mints identity tokens)."""
+        from keyguard.admin.sandbox.oidc import issuer_url
+
+        return issuer_url(self.bind().server_address)
+
     def client(self, **kwargs: Any) -> AdminClient:
         """An ``AdminClient`` pointed at this sandbox."""
         return AdminClient(self.admin_key, self.url, **kwargs)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from keyguard.admin.parse import parse_time
+from keyguard.admin.sandbox import wif_routes
 from keyguard.admin.sandbox.compliance import list_activities
 from keyguard.admin.sandbox.state import (
     FAULT_KINDS,
@@ -235,6 +236,8 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             self.body = ...
         if path.startswith("/v1/") and self._fault(method, path):
+            return
+        if wif_routes.route(self, method, path, query):  # federation, OIDC, bearer tokens
             return
         matched_path = False
         for verb, pattern, name in self.routes:

@@ -105,6 +105,7 @@ def usage_report(
     key_ids = set(_many(query, "api_key_ids"))
     workspace_ids = set(_many(query, "workspace_ids"))
     models = set(_many(query, "models"))
+    sa_ids = set(_many(query, "service_account_ids"))
     token = _one(query, "page")
     cursor = decode_page(token) if token else _snap(starting_at, width)
 
@@ -121,6 +122,8 @@ def usage_report(
             if workspace_ids and e["workspace_id"] not in workspace_ids:
                 continue
             if models and e["model"] not in models:
+                continue
+            if sa_ids and e.get("service_account_id") not in sa_ids:
                 continue
             dims = tuple(e.get(g, _FIXED.get(g)) for g in group_by)
             for t in _TOKENS:

@@ -1,0 +1,125 @@
+"""The Keyless chapter of ``keyguard demo``: environment ``ci`` leaves its static key for
+Workload Identity Federation against the sandbox and its local OIDC issuer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from keyguard.config import load_config
+from keyguard.errors import PendingError
+from keyguard.keys import Secret
+
+if TYPE_CHECKING:
+    from keyguard.admin.client import AdminClient
+    from keyguard.admin.sandbox import Sandbox
+
+Say = Callable[[str], None]
+
+_CI = """# keyless.toml: the demo's environment ci, on its way to federation
+[anthropic]
+admin_key = "file:admin.key"
+
+[environments.ci]
+stores = ["file:stores/ci.json"]
+workspace = "{ws}"
+[environments.ci.policy]
+grace = "30m"
+[environments.ci.federation]
+provider = "oidc"                 # in real life: github-actions, kubernetes, gcp, ...
+issuer = "{issuer}"
+subject = "repo:acme/app:ref:refs/heads/main"
+claims = {{ repository_owner = "acme" }}
+service_account = "ci-app"
+token_lifetime = "10m"
+"""
+
+
+def keyless_chapter(sb: Sandbox, admin: AdminClient, root: Path, step: Say, say: Say) -> None:
+    """plan, apply, the workload exchanges its identity token, verify, traffic, retire-key."""
+    from keyguard.wif import api
+    from keyguard.wif.plan import apply_plan, make_plan
+    from keyguard.wif.record import load_record
+    from keyguard.wif.retire import retire_key
+    from keyguard.wif.status import states
+    from keyguard.wif.verify import verify
+    from keyguard.wif.workload import render
+
+    step("Keyless: environment ci moves from its static key to Workload Identity Federation")
+    ws = sb.add_workspace("ci")
+    key_id, key = sb.mint_key("ci-legacy", workspace_id=ws)
+    store = root / "stores" / "ci.json"
+    fd = os.open(store, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(key.reveal() + "\n")
+    sb.record_usage(key_id, at=datetime.now(UTC) - timedelta(minutes=20))
+    (root / "keyless.toml").write_text(_CI.format(ws=ws, issuer=sb.oidc_issuer), "utf-8")
+    config = load_config(root / "keyless.toml", base_url=sb.url)  # the demo chose its sandbox
+    env = config.environment("ci")
+    fed = env.federation
+    assert fed is not None
+    say(f"ci: the store holds the static key {key.hint} ({key_id}); [environments.ci.federation]")
+    say("    trusts the sandbox's OIDC issuer for repo:acme/app on main, owner acme")
+
+    with api.WifClient(sb.oauth_token, sb.url) as client:
+        step("keyguard wif plan ci (with an org:admin OAuth token: Admin keys are refused here)")
+        plan = make_plan(client, "ci", fed, env.workspace)
+        for change in plan.changes:
+            say(change.line())
+        step("keyguard wif apply ci --yes")
+        record = apply_plan(client, plan, fed, env.workspace, config.state_dir, say)
+        step("keyguard wif env ci --format github-actions: what the workload needs (ids only)")
+        say(render("github-actions", fed, load_record(config.state_dir, "ci")).rstrip())
+
+        step("The CI job gets its identity token and keyguard wif verify exchanges it")
+        body = {"sub": fed.subject, "aud": fed.audience, "claims": {"repository_owner": "acme"}}
+        identity = httpx.post(f"{sb.oidc_issuer}/token", json=body).json()["id_token"]
+        result = verify(sb.url, fed, record, Secret(identity), env.workspace)
+        for line in result.lines():
+            say(line)
+
+        step("The workload calls Claude with its short-lived token: traffic under ci-app")
+        identity = httpx.post(f"{sb.oidc_issuer}/token", json=body).json()["id_token"]
+        assert record.rule_id and record.organization_id
+        minted = api.exchange(
+            sb.url,
+            Secret(identity),
+            rule_id=record.rule_id,
+            organization_id=record.organization_id,
+            service_account_id=record.service_account_id,
+            workspace_id=ws,
+        )
+        assert minted.token is not None
+        httpx.post(
+            f"{sb.url}/v1/messages",
+            headers={
+                "authorization": f"Bearer {minted.token.reveal()}",
+                "anthropic-beta": api.OAUTH_BETA,
+                "anthropic-version": api.ANTHROPIC_VERSION,
+            },
+            json={"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user"}]},
+        )
+        say(f"200 from /v1/messages; the usage report shows it under {record.service_account_id}")
+
+        step("keyguard wif retire-key ci: the static key must drain for the grace period first")
+        try:
+            retire_key(config, "ci", admin, client, say)
+        except PendingError as exc:
+            say(f"{exc}  [exit 5]")
+        later = datetime.now(UTC) + timedelta(minutes=45)
+        step("45 minutes later the static key has been idle for the whole grace period")
+        done = retire_key(config, "ci", admin, client, say, clock=lambda: later)
+        say(done.message)
+        say(f"{key_id} is now {admin.get_key(key_id).status} in the Admin API")
+
+    step("keyguard wif status")
+    for row in states(config):
+        say(
+            f"{row.environment}: {row.state}"
+            + (f" (waits for {row.waiting_for})" if row.waiting_for else "")
+        )
