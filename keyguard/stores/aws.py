@@ -371,7 +371,13 @@ class AwsSecretsManagerStore:
             holder = self._holder(state[0], LEASE_LABEL) if state else None
             if holder is None or not holder.startswith(LEASE_PREFIX):
                 return None, 0
-            generation = int(holder[len(LEASE_PREFIX) :] or 0)
+            number = holder[len(LEASE_PREFIX) :]
+            if not (number.isascii() and number.isdigit()):
+                raise ConflictError(
+                    f"store {self.uri}: the {LEASE_LABEL} label sits on version {holder[:80]!r}, "
+                    "which keyguard did not write; remove the label from it and run again"
+                )
+            generation = int(number)
             return LeaseRecord.decode(
                 self._value(VersionId=holder, VersionStage=LEASE_LABEL)
             ), generation

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -59,9 +59,11 @@ class VersionMeta:
                 continue
             if f.name == "stored_at":
                 try:
-                    values[f.name] = datetime.fromisoformat(raw)
+                    when = datetime.fromisoformat(raw)
                 except ValueError:
                     continue
+                # A time without a zone (edited by hand) is read as UTC, never compared naive.
+                values[f.name] = when if when.tzinfo else when.replace(tzinfo=UTC)
             else:
                 values[f.name] = raw
         return cls(**values)
