@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from keyguard.models import ApiKey
 from keyguard.rotation.state import KeyRef, RotationState, replay
 from keyguard.rotation.verify import run_check
 from keyguard.stores.interface import SecretStore, Stage, VersionMeta, stage_map
+from keyguard.stores.lease import new_owner
 
 Clock = Callable[[], datetime]
 Say = Callable[[str], None]
@@ -97,7 +96,7 @@ class RotationEngine:
         self.say: Say = say or (lambda _msg: None)
         self.lease_ttl = lease_ttl
         self.recover = recover
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = new_owner()
 
     # ----------------------------------------------------------------- state
     def history(self) -> list[RotationState]:

@@ -124,8 +124,10 @@ class SecretStore(Protocol):
     def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
         """Hold the store for one rotation: ``LeaseHeldError`` if another live holder has it.
 
-        A lease whose holder died expires after ``ttl_seconds``, or sooner when the holder is
-        seen to be gone (same host, process no longer running).
+        ``owner`` comes from :func:`keyguard.stores.lease.new_owner` (host, pid, a random token,
+        boot id, PID namespace, process start time). A lease whose holder died expires after
+        ``ttl_seconds``, or sooner when the holder is provably gone (same host, boot and PID
+        namespace, and its process no longer runs); a holder in another container is not.
         """
         ...
 

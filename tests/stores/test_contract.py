@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 import sys
 import traceback
@@ -212,7 +211,7 @@ def test_lease_of_a_dead_holder_is_taken_over(store_factory: Harness) -> None:
         text=True,
         check=True,
     )
-    dead = f"{socket.gethostname()}:{int(child.stdout)}:{uuid.uuid4().hex}"
+    dead = new_owner(int(child.stdout))  # same host, boot and PID namespace: provably gone
     held = store.lease(dead, 3600)
     held.__enter__()  # killed before it could release
     with store_factory.open(store.uri).lease(new_owner(), 600):
