@@ -77,6 +77,12 @@ class FindsKey(Protocol):
     ) -> ApiKey: ...
 
 
+class TellsTime(Protocol):
+    """Tells the API's time: its last ``Date`` header, moved on since (None: none seen)."""
+
+    def server_time(self) -> datetime | None: ...
+
+
 class AdminApi(
     ListsKeys,
     GetsKey,
@@ -86,6 +92,7 @@ class AdminApi(
     ReadsUsage,
     VerifiesKey,
     FindsKey,
+    TellsTime,
     Protocol,
 ):
     """Everything ``AdminClient`` offers the layers above it."""

@@ -29,6 +29,9 @@ from keyguard.stores.lease import new_owner
 Clock = Callable[[], datetime]
 Say = Callable[[str], None]
 
+#: How far the local clock may be from the API's before keyguard refuses to revoke.
+CLOCK_SKEW_LIMIT = timedelta(minutes=5)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -40,6 +43,10 @@ class Admin(GetsKey, UpdatesKey, ReadsUsage, VerifiesKey, FindsKey, Protocol):
 
 class VerificationError(KeyguardError):
     """The new key failed verification; the stores serve the old key again."""
+
+
+class ClockSkewError(UsageError):
+    """The local clock and the API's differ by more than ``CLOCK_SKEW_LIMIT``: no revoke."""
 
 
 @dataclass(frozen=True)
@@ -90,13 +97,43 @@ class RotationEngine:
         self.admin = admin
         self.stores = list(stores)
         self.journal = journal
-        self.clock = clock
+        self.local_clock = clock
+        # Every stamp and every grace, drain and archive decision is in the API's time.
+        self.clock: Clock = self.api_now
         self.grace = env.policy.grace if grace is None else grace
         self.force = force
         self.say: Say = say or (lambda _msg: None)
         self.lease_ttl = lease_ttl
         self.recover = recover
         self.owner = new_owner()
+
+    # ----------------------------------------------------------------- time
+    def api_now(self) -> datetime:
+        """Now by the Anthropic API's clock (its last ``Date`` header, moved on since); the
+        local clock only before the API has answered, or for an admin that tells no time."""
+        told = getattr(self.admin, "server_time", None)
+        when = told() if callable(told) else None
+        return when if isinstance(when, datetime) else self.local_clock()
+
+    def clock_problem(self) -> str | None:
+        """Why nothing time-based may be decided now (None: the clocks agree)."""
+        told = getattr(self.admin, "server_time", None)
+        if not callable(told):
+            return None  # an in-memory stand-in: the local clock is all there is
+        api, local = told(), self.local_clock()
+        if not isinstance(api, datetime):
+            return (
+                "the Anthropic API's answers carry no Date header, so the local clock "
+                f"({local:%Y-%m-%d %H:%M:%S}Z) cannot be checked against the API's"
+            )
+        gap = abs(local - api)
+        if gap <= CLOCK_SKEW_LIMIT:
+            return None
+        return (
+            f"the local clock says {local:%Y-%m-%d %H:%M:%S}Z but the Anthropic API's says "
+            f"{api:%Y-%m-%d %H:%M:%S}Z ({_span(gap)} apart, more than "
+            f"{_span(CLOCK_SKEW_LIMIT)}); fix the local clock (NTP)"
+        )
 
     # ----------------------------------------------------------------- state
     def history(self) -> list[RotationState]:
@@ -424,6 +461,15 @@ class RotationEngine:
         from keyguard.rotation.revoke import archive_due
 
         archive_due(self)
+
+
+def _span(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds // 60} minutes" if seconds >= 60 else f"{seconds} seconds"
 
 
 def describe_meta(store: SecretStore, stage: Stage) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 
-from keyguard.errors import ConflictError, KeyguardError
+from keyguard.errors import ConflictError, KeyguardError, NotFoundError
 from keyguard.policy import format_duration
-from keyguard.rotation.engine import Outcome, RotationEngine
+from keyguard.rotation.engine import ClockSkewError, Outcome, RotationEngine
 from keyguard.rotation.state import KeyRef, RotationState
 from keyguard.stores.interface import Stage
 
@@ -19,6 +20,8 @@ def revoke_step(engine: RotationEngine, st: RotationState) -> Outcome:
     note = "".join(
         f" Key {k.hint} was never identified: revoke it in the Console yourself." for k in skipped
     )
+    if olds:
+        refuse_skewed_clock(engine, olds)
     if olds and engine.grace > timedelta(0):
         waiting = drain_wait(engine, st, olds)
         if waiting is not None:
@@ -51,6 +54,25 @@ def revoke_step(engine: RotationEngine, st: RotationState) -> Outcome:
         + "."
         + note,
     )
+
+
+def refresh_api_time(engine: RotationEngine, key_id: str | None) -> None:
+    """One read, so that the API's ``Date`` (its time) is fresh for the decisions after it."""
+    if key_id is not None:
+        with contextlib.suppress(NotFoundError):  # a 404 tells the time as well
+            engine.admin.get_key(key_id)
+
+
+def refuse_skewed_clock(engine: RotationEngine, olds: list[KeyRef]) -> None:
+    """``ClockSkewError`` (exit 2) when the local clock and the API's differ too much."""
+    refresh_api_time(engine, olds[0].id)
+    problem = engine.clock_problem()
+    if problem is not None:
+        raise ClockSkewError(
+            f"{engine.env.name}: not revoking {', '.join(k.label() for k in olds)}: {problem}, "
+            f"then run `keyguard rotate {engine.env.name}` again. Everything before the "
+            "revoke is done; both keys stay active"
+        )
 
 
 def drain_wait(engine: RotationEngine, st: RotationState, olds: list[KeyRef]) -> Outcome | None:
@@ -126,19 +148,27 @@ def check_not_served(engine: RotationEngine, olds: list[KeyRef]) -> None:
 
 def archive_due(engine: RotationEngine) -> None:
     """Archive revoked keys whose ``archive_after`` has passed, if no store serves them."""
+    due = [(st, old) for st in engine.history() for old in st.archive_pending()]
+    if not due:
+        return
+    refresh_api_time(engine, due[0][1].id)
+    problem = engine.clock_problem()
+    if problem is not None:
+        names = ", ".join(old.label() for _, old in due)
+        engine.say(f"{engine.env.name}: not archiving {names} yet: {problem}")
+        return
     now = engine.clock()
-    for st in engine.history():
-        for old in st.archive_pending():
-            assert old.id is not None
-            if now < st.revoked[old.id] + engine.env.policy.archive_after:
-                continue
-            if any(
-                (v := s.get(Stage.CURRENT)) is not None and v.fingerprint == old.fingerprint
-                for s in engine.stores
-            ):
-                continue  # served again (rolled back by hand): never archive it
-            engine.journal.append(st.token, "archive", "before", now, key_id=old.id)
-            if engine.admin.get_key(old.id).status == "inactive":
-                engine.admin.update_key(old.id, status="archived")
-            engine.journal.append(st.token, "archive", "after", now, key_id=old.id)
-            engine.say(f"{engine.env.name}: archived {old.label()}")
+    for st, old in due:
+        assert old.id is not None
+        if now < st.revoked[old.id] + engine.env.policy.archive_after:
+            continue
+        if any(
+            (v := s.get(Stage.CURRENT)) is not None and v.fingerprint == old.fingerprint
+            for s in engine.stores
+        ):
+            continue  # served again (rolled back by hand): never archive it
+        engine.journal.append(st.token, "archive", "before", now, key_id=old.id)
+        if engine.admin.get_key(old.id).status == "inactive":
+            engine.admin.update_key(old.id, status="archived")
+        engine.journal.append(st.token, "archive", "after", now, key_id=old.id)
+        engine.say(f"{engine.env.name}: archived {old.label()}")
