@@ -28,6 +28,8 @@ from keyguard.stores.lease import new_owner
 
 Clock = Callable[[], datetime]
 Say = Callable[[str], None]
+#: The other configured environments and their stores, opened when first asked for.
+Peers = Callable[[], Sequence[tuple[str, Sequence[SecretStore]]]]
 
 #: How far the local clock may be from the API's before keyguard refuses to revoke.
 CLOCK_SKEW_LIMIT = timedelta(minutes=5)
@@ -92,6 +94,7 @@ class RotationEngine:
         say: Say | None = None,
         lease_ttl: float = 900.0,
         recover: bool = False,
+        peers: Peers | None = None,
     ) -> None:
         self.env = env
         self.admin = admin
@@ -105,6 +108,7 @@ class RotationEngine:
         self.say: Say = say or (lambda _msg: None)
         self.lease_ttl = lease_ttl
         self.recover = recover
+        self.peers: Peers = peers or (lambda: ())
         self.owner = new_owner()
 
     # ----------------------------------------------------------------- time

@@ -9,7 +9,7 @@ from keyguard.errors import ConflictError, KeyguardError, NotFoundError
 from keyguard.policy import format_duration
 from keyguard.rotation.engine import ClockSkewError, Outcome, RotationEngine
 from keyguard.rotation.state import KeyRef, RotationState
-from keyguard.stores.interface import Stage
+from keyguard.stores.interface import Stage, stage_map
 
 
 def revoke_step(engine: RotationEngine, st: RotationState) -> Outcome:
@@ -20,6 +20,9 @@ def revoke_step(engine: RotationEngine, st: RotationState) -> Outcome:
     note = "".join(
         f" Key {k.hint} was never identified: revoke it in the Console yourself." for k in skipped
     )
+    # A key another environment still serves is never revoked: it waits until none does.
+    elsewhere = served_elsewhere(engine, olds)
+    olds = [k for k in olds if k.fingerprint not in elsewhere]
     if olds:
         refuse_skewed_clock(engine, olds)
     if olds and engine.grace > timedelta(0):
@@ -40,6 +43,8 @@ def revoke_step(engine: RotationEngine, st: RotationState) -> Outcome:
             st.token, "revoke", "after", engine.clock(), key_id=old.id, hint=old.hint
         )
         engine.say(f"{engine.env.name}: old key {old.label()} is now inactive")
+    if elsewhere:
+        return _shared_outcome(engine, st, elsewhere)
     for store in engine.stores:
         try:
             store.retire_superseded()
@@ -53,6 +58,55 @@ def revoke_step(engine: RotationEngine, st: RotationState) -> Outcome:
         + (f", {', '.join(k.hint for k in olds)} revoked" if olds else "")
         + "."
         + note,
+    )
+
+
+def served_elsewhere(engine: RotationEngine, olds: list[KeyRef]) -> dict[str, tuple[KeyRef, str]]:
+    """The old keys another environment serves (current or pending), by fingerprint or key id:
+    fingerprint -> (key, "ENV (STORE)"). A store that cannot be read stops the revoke."""
+    if not olds:
+        return {}
+    found: dict[str, tuple[KeyRef, str]] = {}
+    for name, stores in engine.peers():
+        for store in stores:
+            try:
+                versions = stage_map(store.describe())
+                values = {stage: store.get(stage) for stage in (Stage.CURRENT, Stage.PENDING)}
+            except KeyguardError as exc:
+                labels = ", ".join(k.label() for k in olds)
+                said = (
+                    f"{engine.env.name}: not revoking {labels}: cannot tell whether environment "
+                    f"{name} still serves it ({exc}); fix that store, or remove it from the "
+                    f"configuration, and run `keyguard rotate {engine.env.name}` again"
+                )
+                try:
+                    again = type(exc)(said)
+                except TypeError:  # an error class that wants more than a message
+                    again = ConflictError(said)
+                raise again from None
+            for stage, value in values.items():
+                version = versions.get(stage)
+                key_id = version.meta.key_id if version else None
+                for old in olds:
+                    same = value is not None and value.fingerprint == old.fingerprint
+                    if same or (old.id is not None and key_id == old.id):
+                        found.setdefault(old.fingerprint, (old, f"{name} ({store.uri}, {stage})"))
+    return found
+
+
+def _shared_outcome(
+    engine: RotationEngine, st: RotationState, elsewhere: dict[str, tuple[KeyRef, str]]
+) -> Outcome:
+    held = "; ".join(
+        f"{old.label()} is still served by {where}" for old, where in elsewhere.values()
+    )
+    return Outcome(
+        engine.env.name,
+        False,
+        f"{engine.env.name}: {st.new.label()} serves here, but not revoking the old key: {held}. "
+        "Rotate that environment too (one key per environment); this rotation revokes the old "
+        "key once no environment serves it: run it again then",
+        "shared",
     )
 
 

@@ -91,6 +91,7 @@ def test_shared_key_is_a_violation_for_every_environment_serving_it(org: Org) ->
     envs = {e.name: e for e in org.audit().environments}
     assert codes(envs["api"]) == ["shared"] and "worker" in envs["api"].reasons[0].message
     assert codes(envs["worker"]) == ["shared"] and "api" in envs["worker"].reasons[0].message
+    assert "violates one_key_per_environment" in envs["api"].reasons[0].message
     assert envs["solo"].verdict is Verdict.OK
     # Auditing one environment still sees the other one sharing its key.
     (only,) = org.audit("api").environments
