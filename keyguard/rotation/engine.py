@@ -443,7 +443,10 @@ class RotationEngine:
     def _restore_old(self, st: RotationState) -> str:
         """Put the previous key back where the new one was promoted (old key is still active)."""
         if not st.olds:
-            return "The stores had no key before; they keep the new one."
+            # Nothing was served before: serve nothing again, so the next run starts clean.
+            for store in self.stores:
+                store.withdraw(st.token)
+            return "The stores had no key before, and hold none again."
         for store in self.stores:
             value = store.get(Stage.CURRENT)
             if value is not None and value.fingerprint == st.new.fingerprint:

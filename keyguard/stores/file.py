@@ -413,6 +413,15 @@ class FileStore:
             self._move(doc, Stage.PREVIOUS, current)
             self._save(doc)
 
+    def withdraw(self, token: str) -> None:
+        with self._locked() as doc:
+            version = self._find(doc, vid=token)
+            if version is None or Stage.CURRENT.value not in version["stages"]:
+                return
+            version["stages"].remove(Stage.CURRENT.value)
+            self._move(doc, Stage.PREVIOUS, None)
+            self._save(doc)
+
     def discard_pending(self, token: str) -> None:
         with self._locked() as doc:
             version = self._find(doc, vid=token)

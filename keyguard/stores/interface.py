@@ -113,6 +113,12 @@ class SecretStore(Protocol):
         """Previous becomes current again (and current becomes previous). Not idempotent."""
         ...
 
+    def withdraw(self, token: str) -> None:
+        """Undo the promote of ``token`` in a store that served no key before it: afterwards
+        no version is current (nor previous). Idempotent; a no-op when ``token`` is not current.
+        """
+        ...
+
     def discard_pending(self, token: str) -> None:
         """Drop the pending stage of ``token`` (the key stays as a version for the record)."""
         ...
