@@ -142,3 +142,30 @@ def test_cli_refuses_to_revoke_with_exit_2_when_the_clocks_differ(project: Proje
     again = project.run("rotate", "prod", "--grace", "0", "--yes")
     assert again.returncode == 0, again.stdout + again.stderr
     assert project.status_of(old) == "inactive"
+
+
+def test_archive_waits_while_the_clocks_differ(project: Project) -> None:
+    clock = Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=10))
+    project.follow(clock)
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-new")
+    said: list[str] = []
+    with project.sandbox.client() as admin:
+
+        def engine():  # type: ignore[no-untyped-def]
+            return open_engine(
+                project.config, "prod", admin, clock=clock, grace=timedelta(0), say=said.append
+            )
+
+        assert engine().rotate(new).exit_code == 0
+        assert project.status_of(old) == "inactive"
+        stuck = clock()
+        project.sandbox.state.now = lambda: stuck.timestamp()  # the API's clock stands still
+        clock.advance(days=8)  # the local one says archive_after has long passed
+        assert engine().rotate().waiting_for == "key"
+        assert project.status_of(old) == "inactive"
+        assert any("not archiving" in line and "local clock says" in line for line in said)
+        project.follow(clock)  # the clocks agree again
+        engine().rotate()
+    assert project.status_of(old) == "archived"
