@@ -22,6 +22,9 @@ def revoke_step(engine: RotationEngine, st: RotationState) -> Outcome:
     )
     # A key another environment still serves is never revoked: it waits until none does.
     elsewhere = served_elsewhere(engine, olds)
+    for fingerprint, (old, _) in list(elsewhere.items()):
+        if old.id is not None and engine.admin.get_key(old.id).status != "active":
+            del elsewhere[fingerprint]  # already deactivated (a leak): nothing left to hold
     olds = [k for k in olds if k.fingerprint not in elsewhere]
     if olds:
         refuse_skewed_clock(engine, olds)
