@@ -34,7 +34,8 @@ def main(argv: list[str]) -> int:
     # Start from an empty organization each time: the sandbox reloads an existing state file.
     for old in [root / "sandbox.json", *(root / "stores").glob("*.json")]:
         old.unlink(missing_ok=True)
-    config = ["[anthropic]", 'base_url = "http://127.0.0.1:8765"', ""]
+    # No base_url: the sandbox's printed lines set ANTHROPIC_BASE_URL, on whatever port it got.
+    config = ["# A demo organization for `keyguard audit`, served by `keyguard sandbox`.", ""]
     with Sandbox(state_file=root / "sandbox.json") as sb:
         prod_ws = sb.add_workspace("production", tags={"env": "prod"})
         for env, (age, expires, stores) in ENVIRONMENTS.items():
@@ -71,7 +72,8 @@ def main(argv: list[str]) -> int:
         sb.record_usage(laptop, at=NOW - timedelta(hours=5), input_tokens=300, output_tokens=40)
         sb.mint_key("ci-temp", created_at=NOW - timedelta(days=3))
     (root / "keyguard.toml").write_text("\n".join(config))
-    print(f"demo organization in {root}; serve it: keyguard sandbox --state {root}/sandbox.json")
+    print(f"demo organization in {root}; serve it:")
+    print(f"keyguard sandbox --port 0 --state {root}/sandbox.json")
     return 0
 
 

@@ -56,10 +56,14 @@ class Config:
         try:
             return self.environments[name]
         except KeyError:
+            if self.path is None:
+                raise ConfigError(
+                    f"no environment {name!r}: no {CONFIG_NAME} here (nor --config or "
+                    "KEYGUARD_CONFIG); `keyguard init` writes one"
+                ) from None
             known = ", ".join(sorted(self.environments)) or "none configured"
-            where = self.path or CONFIG_NAME
             raise ConfigError(
-                f"no environment {name!r} in {where} (known: {known}); "
+                f"no environment {name!r} in {self.path} (known: {known}); "
                 f"add an [environments.{name}] table"
             ) from None
 
@@ -119,7 +123,7 @@ def load_config(path: Path | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(
             f"cannot read config file {path}: {exc.strerror}; pass --config PATH or create "
-            f"{CONFIG_NAME} (see `keyguard demo` for an example)"
+            f"{CONFIG_NAME} with `keyguard init`"
         ) from None
     try:
         data = tomllib.loads(text)

@@ -16,6 +16,7 @@ from keyguard.journal import INCIDENT_LOG
 from keyguard.keys import API_KEY_RE
 from keyguard.models import UsageRow
 from keyguard.policy import Policy
+from keyguard.words import plural
 
 #: Cache reads and writes, as a share of the input price, when the policy does not say.
 CACHE_READ_SHARE = 0.10
@@ -138,7 +139,7 @@ def markdown(incident: dict[str, Any], exposure: Exposure | None) -> str:
         f"- Started: {incident['started_at']}",
         f"- Action: {incident['action']} (status before: {incident['status_before']}); "
         f"{incident['seconds_to_deactivate']:.2f}s from start, "
-        f"{incident['writes']} Admin API write(s)",
+        f"{plural(incident['writes'], 'Admin API write')}",
         "",
         "## Environments",
         "",

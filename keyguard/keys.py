@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import date
 from typing import NoReturn
 
 #: Characters a key body is made of.
@@ -12,6 +13,18 @@ KEY_ALPHABET = "A-Za-z0-9_-"
 API_KEY_RE = re.compile(r"sk-ant-api03-[A-Za-z0-9_-]{93}AA")
 ADMIN_KEY_RE = re.compile(r"sk-ant-admin01-[A-Za-z0-9_-]{93}AA")
 _PREFIX_RE = re.compile(r"^(sk-ant-[a-z]+[0-9]*-)")
+#: An API key inside other text (``KEY  # comment``, ``NAME=KEY``, a JSON line): not glued to
+#: more key characters on either side.
+_EMBEDDED_API_KEY_RE = re.compile(
+    r"(?<![A-Za-z0-9_-])sk-ant-api03-[A-Za-z0-9_-]{93}AA(?![A-Za-z0-9_-])"
+)
+_EMBEDDED_ADMIN_KEY_RE = re.compile(
+    r"(?<![A-Za-z0-9_-])sk-ant-admin01-[A-Za-z0-9_-]{93}AA(?![A-Za-z0-9_-])"
+)
+#: The mark a leaked key's name gets when keyguard deactivates it: ``leaked-2026-12-03 <name>``.
+LEAK_MARK_RE = re.compile(r"^leaked-\d{4}-\d{2}-\d{2}(?: |$)")
+#: The Admin API's limit on a key's name.
+KEY_NAME_LIMIT = 500
 
 
 def fingerprint(value: str) -> str:
@@ -38,6 +51,45 @@ def is_api_key(value: str) -> bool:
 def is_admin_key(value: str) -> bool:
     """True when ``value`` is exactly an ``sk-ant-admin01-`` admin key."""
     return ADMIN_KEY_RE.fullmatch(value) is not None
+
+
+_KEYISH_RE = re.compile(r"sk-ant-[A-Za-z]+[0-9]*-[A-Za-z0-9_-]{4,}")
+
+
+def scrub_text(text: str) -> str:
+    """``text`` (e.g. an error from a store) with every key-shaped string redacted."""
+    return _KEYISH_RE.sub(lambda m: redact(m.group(0)), text)
+
+
+def find_admin_keys(text: str) -> list[Secret]:
+    """Each distinct admin key in ``text`` (they are revoked in the Console, never by keyguard)."""
+    seen: dict[str, Secret] = {}
+    for m in _EMBEDDED_ADMIN_KEY_RE.finditer(text):
+        seen.setdefault(m.group(0), Secret(m.group(0)))
+    return list(seen.values())
+
+
+def find_api_keys(text: str) -> list[Secret]:
+    """Each distinct API key in ``text``, in order of first appearance (found by its shape)."""
+    seen: dict[str, Secret] = {}
+    for m in _EMBEDDED_API_KEY_RE.finditer(text):
+        seen.setdefault(m.group(0), Secret(m.group(0)))
+    return list(seen.values())
+
+
+def leak_mark(name: str, day: date) -> str:
+    """``name`` with the leak mark in front (``leaked-2026-12-03 <name>``), within 500 chars.
+
+    A name that already carries a mark keeps it (the first leak is the one to remember).
+    """
+    if is_leak_marked(name):
+        return name
+    return f"leaked-{day:%Y-%m-%d} {name}"[:KEY_NAME_LIMIT].rstrip()
+
+
+def is_leak_marked(name: str | None) -> bool:
+    """True when a key's name carries keyguard's leak mark: it must never serve again."""
+    return bool(name) and LEAK_MARK_RE.match(name or "") is not None
 
 
 class Secret:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -11,6 +14,13 @@ from keyguard.keys import Secret, generate_key
 
 if TYPE_CHECKING:
     from keyguard.admin.sandbox import Sandbox
+
+#: The folder of the running Python: ``keyguard``, ``keyguard-scan`` and ``pre-commit`` live
+#: there. Put first on PATH so that ``venv/bin/pytest`` works without activating the venv, and
+#: the commands tests start are this checkout's, never another install's.
+BIN = str(Path(sys.executable).parent)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != BIN:
+    os.environ["PATH"] = os.pathsep.join([BIN, os.environ.get("PATH", "")]).rstrip(os.pathsep)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "audit": {*INCIDENT, "cli", "scanner"},
     "incident": {"audit", "cli"},
     "incident_report": {"audit", "cli"},
+    "fleet": {"admin", "stores", "rotation", "audit", *INCIDENT, "cli"},
 }
 
 

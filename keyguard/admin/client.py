@@ -109,6 +109,7 @@ class AdminClient:
             headers={"anthropic-version": ANTHROPIC_VERSION, "user-agent": "keyguard"},
         )
         self._date: tuple[datetime, float] | None = None  # last Date header, monotonic arrival
+        self._agrees = False  # the local clock matched that Date within its one-second grain
 
     def __repr__(self) -> str:
         return f"AdminClient(base_url={self.base_url!r})"
@@ -161,13 +162,18 @@ class AdminClient:
         except (TypeError, ValueError, IndexError):
             date = None  # a Date we cannot read is no time at all
         if date is not None:
-            self._date = (date if date.tzinfo else date.replace(tzinfo=UTC), time.monotonic())
+            date = date if date.tzinfo else date.replace(tzinfo=UTC)
+            # Date has whole seconds: a local clock inside that second agrees, and is finer.
+            self._agrees = -0.5 < time.time() - date.timestamp() < 1.5
+            self._date = (date, time.monotonic())
 
     def server_time(self) -> datetime | None:
         """Now by the API's clock: its last ``Date`` header plus the time since (None: no Date)."""
         if self._date is None:
             return None
         date, arrived = self._date
+        if self._agrees:
+            return datetime.now(UTC)
         return date + timedelta(seconds=time.monotonic() - arrived)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -306,6 +306,53 @@ def render_markdown(report: AuditReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _as_text(value: Any) -> Any:
+    from rich.text import Text
+
+    return value.copy() if isinstance(value, Text) else Text.from_markup(str(value))
+
+
+def least_width(table: Any) -> int:
+    """The narrowest the table can be without cutting a word, an id or a no-wrap cell."""
+    total = len(table.columns) + 1 if table.box else 0
+    for column in table.columns:
+        texts = [str(column.header), *(_as_text(c).plain for c in column.cells)]
+        lines = [line for t in texts for line in t.splitlines()]
+        if column.no_wrap:
+            least = max((len(line) for line in lines), default=0)
+        elif column.overflow == "fold":
+            least = 10
+        else:
+            least = max((len(w) for line in lines for w in line.split()), default=0)
+        total += max(least, column.min_width or 0) + 2
+    return total
+
+
+def fit_table(console: Any, table: Any) -> None:
+    """Print a rich table when it fits the console; else each row stacked, ``Header: value``.
+
+    Nothing is cut: a verdict, an id or a hint is never shortened to fit, and no column is
+    dropped; a table too wide for the terminal becomes one block per row instead.
+    """
+    from rich.text import Text
+
+    if least_width(table) <= console.width:
+        console.print(table)
+        return
+    if table.title:
+        console.print(Text(str(table.title), style="italic"))
+    heads = [str(c.header) for c in table.columns]
+    pad = max((len(h) for h in heads), default=0) + 2
+    cells = [list(c.cells) for c in table.columns]
+    for row in range(table.row_count):
+        values = [_as_text(col[row] if row < len(col) else "") for col in cells]
+        console.print(Text(values[0].plain.replace("\n", " / "), style="bold"))
+        for head, text in zip(heads[1:], values[1:], strict=True):
+            text.plain = text.plain.replace("\n", " / ")
+            console.print(Text(f"  {head:<{pad}}").append_text(text), overflow="fold")
+    console.print("")
+
+
 VERDICT_STYLE = {Verdict.OK: "green", Verdict.DUE: "yellow", Verdict.VIOLATION: "bold red"}
 
 
@@ -358,7 +405,7 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
         cells = [Text(c) for c in compact_cells(e, len(limits) > 1)]
         cells[1] = Text(e.verdict.value, style=VERDICT_STYLE[e.verdict])
         envs.add_row(*cells)
-    console.print(envs)
+    fit_table(console, envs)
     flagged = [(e, r) for e in report.environments for r in e.reasons]
     if flagged:
         why = Table(title="Reasons", box=box.SIMPLE_HEAD, title_justify="left")
@@ -391,7 +438,7 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
                 number(u.tokens_24h),
                 number(u.tokens_7d),
             )
-        console.print(un)
+        fit_table(console, un)
     for note in report.notes:
         console.print(Text(f"Note: {note}", style="yellow"))
     console.print(summary_line(report))

@@ -35,8 +35,10 @@ COMMANDS: dict[str, str] = {
     "status": "keyguard.cli.rotate:status",
     "rollback": "keyguard.cli.rotate:rollback",
     "demo": "keyguard.cli.demo:demo",
+    "init": "keyguard.cli.init:init",
     "revoke": "keyguard.cli.revoke:revoke",
     "audit": "keyguard.cli.audit:audit",
+    "fleet": "keyguard.cli.fleet:fleet",
 }
 
 
@@ -81,8 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyguardError as exc:
         click.echo(f"keyguard: error: {exc}", err=True)
         return int(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("keyguard: interrupted", err=True)
+    except click.exceptions.Abort:  # "n" (or Ctrl-C, end of input) at a prompt, before any change
+        click.echo("keyguard: cancelled at the prompt; nothing changed", err=True)
         return int(ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
         click.echo("keyguard: interrupted", err=True)

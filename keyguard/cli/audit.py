@@ -13,7 +13,7 @@ import click
 from keyguard.audit import AuditReport, Verdict, run_audit
 from keyguard.audit.collect import Progress
 from keyguard.audit.render import FORMATS, summary_line
-from keyguard.cli.common import admin_client, load
+from keyguard.cli.common import admin_client, complete_environment, load
 from keyguard.errors import ExitCode, UsageError
 
 FAIL_ON = ("due", "violation", "never")
@@ -41,9 +41,10 @@ def render(report: AuditReport, fmt: str, *, color: bool = False) -> str:
     }
     if fmt in renderers:
         return renderers[fmt](report)
-    # A pipe or a file gets a wide table rather than rich's 80 columns: cells fold less.
+    # A terminal: its own width (rows stack when the table is too wide). A pipe or a file gets
+    # a wide table rather than rich's 80 columns: cells fold less.
     columns = os.environ.get("COLUMNS", "")
-    width = None if color else int(columns) if columns.isdigit() else 160
+    width = int(columns) if columns.isdigit() else None if sys.stdout.isatty() else 160
     return r.render_table(report, color=color, width=width)
 
 
@@ -98,7 +99,7 @@ def progress_bar() -> Iterator[Progress | None]:
     show_default=True,
     help="Store reads run at most this many at a time.",
 )
-@click.argument("environments", nargs=-1)
+@click.argument("environments", nargs=-1, shell_complete=complete_environment)
 @click.pass_context
 def audit(
     ctx: click.Context,
@@ -114,6 +115,13 @@ def audit(
     any environment is a violation (see --fail-on), so a scheduled job fails visibly.
     """
     config = load(ctx)
+    if not config.environments:
+        where = config.path or "no keyguard.toml here"
+        click.echo(
+            f"keyguard: warning: no environments configured ({where}): every active key is "
+            "listed as unmanaged; `keyguard init` writes a keyguard.toml",
+            err=True,
+        )
     for name in environments:
         config.environment(name)  # unknown names fail before any network call
     with admin_client(config) as client, progress_bar() as progress:
@@ -126,5 +134,6 @@ def audit(
             raise UsageError(f"cannot write the report to {output}: {exc.strerror}") from None
         click.echo(f"keyguard: audit report written to {output}: {summary_line(report)}", err=True)
     else:
-        click.echo(render(report, fmt, color=sys.stdout.isatty()), nl=False)
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")  # no-color.org
+        click.echo(render(report, fmt, color=color), nl=False)
     return exit_code(report, fail_on)

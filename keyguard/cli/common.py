@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from keyguard.config import Config, find_config, load_config
-from keyguard.errors import UsageError
+from keyguard.errors import KeyguardError, UsageError
 from keyguard.keys import Secret
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
     from keyguard.admin import AdminClient
 
 
@@ -41,3 +44,42 @@ def read_key(prompt: str, *, allow_empty: bool = False) -> Secret | None:
             return None
         raise UsageError("no key given: pipe it on stdin or type it at the hidden prompt")
     return Secret(value)
+
+
+def terminal_console(pipe_width: int = 160) -> Any:
+    """A rich console for stdout: a terminal's own width and colours (``NO_COLOR`` honoured);
+    a pipe gets ``COLUMNS`` (else ``pipe_width``) and no colour."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() else pipe_width
+        console = Console(highlight=False, width=width, no_color=True)
+    return console
+
+
+def print_table(console: Any, table: Any) -> None:
+    """The table when it fits; else one stacked block per row (nothing cut, no column lost).
+
+    A pipe without ``COLUMNS`` always gets the whole table, as wide as it needs."""
+    from keyguard.audit.render import fit_table, least_width
+
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        console.width = max(console.width, least_width(table))
+    fit_table(console, table)
+
+
+def complete_environment(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion: the environments of the config in use (nothing when it cannot load)."""
+    from click.shell_completion import CompletionItem
+
+    root = ctx.find_root()
+    path = root.params.get("config_path") or (root.obj or {}).get("config_path")
+    try:
+        names = sorted(load_config(find_config(path)).environments)
+    except KeyguardError:
+        return []
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]

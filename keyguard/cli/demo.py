@@ -53,7 +53,11 @@ def _write_secret_file(path: Path, text: str) -> None:
 
 def _step(text: str) -> None:
     click.echo("")
-    click.secho(f"==> {text}", bold=True)
+    # Bold only on a terminal (click strips it in a pipe), and never with NO_COLOR set.
+    if os.environ.get("NO_COLOR"):
+        click.echo(f"==> {text}")
+    else:
+        click.secho(f"==> {text}", bold=True)
 
 
 @click.command()
@@ -140,11 +144,14 @@ def demo(keep: bool) -> int:
         for env, key_id in olds.items():
             say(f"{env}: old key {key_id} is {admin.get_key(key_id).status} in the Admin API")
         del dev_id
+    _step("The demo's keyguard.toml (admin_key names a file, never holds the key)")
+    click.echo((tmp / "keyguard.toml").read_text("utf-8").rstrip())
     if keep:
         click.echo(f"\nThe demo project stays in {tmp} (the sandbox is gone).")
     else:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
-    click.echo("\nDone. Next: write your own keyguard.toml and run `keyguard status`.")
+        click.echo("\nThe demo project is deleted: `keyguard demo --keep` keeps it.")
+    click.echo("Next: `keyguard init` writes your own keyguard.toml; then `keyguard status`.")
     return 0

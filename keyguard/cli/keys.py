@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime
 from typing import Any
 
 import click
 
-from keyguard.cli.common import admin_client, load, read_key
+from keyguard.cli.common import admin_client, load, print_table, read_key, terminal_console
 from keyguard.models import KEY_STATUSES, ApiKey
 
 
@@ -31,14 +30,6 @@ def key_dict(key: ApiKey) -> dict[str, Any]:
     }
 
 
-def _console() -> Any:
-    from rich.console import Console
-
-    # Not a terminal (a pipe, a test): wide enough that ids are never cut.
-    width = max(shutil.get_terminal_size((160, 24)).columns, 160)
-    return Console(width=width, highlight=False, soft_wrap=True)
-
-
 def _table(keys: list[ApiKey]) -> None:
     from rich.table import Table
 
@@ -56,7 +47,8 @@ def _table(keys: list[ApiKey]) -> None:
             (d["expires_at"] or "never")[:19],
             d["partial_key_hint"] or "-",
         )
-    _console().print(table)
+    # A terminal's own width (rows stack when too narrow); a pipe: wide, ids never cut.
+    print_table(terminal_console(pipe_width=160), table)
 
 
 FORMAT = click.option(

@@ -6,6 +6,7 @@ import json
 import re
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ from keyguard.incident import (
     Deactivation,
     EnvOutcome,
     LeakedKey,
+    NotProvenError,
+    ScanFinding,
     Snapshot,
     Target,
     deactivate,
@@ -26,15 +29,20 @@ from keyguard.incident import (
     handle_environments,
     identify,
     load_scan,
+    prove,
     read_stores,
-    resolve_scan,
+    reread,
 )
 from keyguard.incident_report import Exposure, append_audit, build_exposure, markdown, write_report
+from keyguard.keys import Secret, find_admin_keys, find_api_keys
+from keyguard.keys import scrub_text as scrub
 from keyguard.policy import parse_duration
+from keyguard.words import plural
 
 if TYPE_CHECKING:
     from keyguard.admin import AdminClient
     from keyguard.config import Config
+    from keyguard.models import ApiKey
 
 _KEYISH = re.compile(r"sk-ant-", re.IGNORECASE)
 
@@ -97,32 +105,80 @@ def _admin(config: Config, deadline: float) -> AdminClient:
     )
 
 
+def _stdin_keys() -> list[Secret]:
+    """Every API key in what was piped or pasted, found by its shape (text around it is fine)."""
+    given = read_key("Leaked key (input hidden)")
+    assert given is not None
+    keys = find_api_keys(given.reveal())
+    for admin_key in find_admin_keys(given.reveal()):
+        _say(
+            f"keyguard: warning: the input also holds the admin key {admin_key.hint}: keyguard "
+            "does not revoke admin keys; delete it in the Console (Settings > Admin keys) now"
+        )
+    if not keys:
+        raise UsageError(
+            "no Anthropic API key (sk-ant-api03-...) found in the input; pipe the leaked key "
+            "itself (a line like `ANTHROPIC_API_KEY=...` or a JSON line is fine)"
+        )
+    return keys
+
+
 def _targets(
     config: Config,
     admin: AdminClient,
     leaked: str | None,
     key_id: str | None,
     from_scan: str | None,
-) -> tuple[list[Target], Snapshot | None, list[str]]:
+    repo: Path,
+) -> tuple[list[Target], list[ApiKey], list[str]]:
+    """The targets, each proven to be the key it names, before any write."""
     if leaked == "-":
-        key = read_key("Leaked key (input hidden)")
-        assert key is not None
-        return [Target(key=key)], None, []
+        secrets = _stdin_keys()
+        keys = prove(admin, secrets)  # all proven, or none acted on
+        return [Target(key=s) for s in secrets], keys, []
     if key_id is not None:
-        return [Target(key_id=key_id)], None, []
+        target = Target(key_id=key_id)
+        return [target], [identify(admin, target)], []
     assert from_scan is not None
-    found = load_scan(Path(from_scan))
-    snap = read_stores(config)
-    targets, unresolved = resolve_scan(found, snap, admin.list_keys)
-    for problem in unresolved:
-        _say(f"keyguard: not matched: {problem}")
+    findings = load_scan(Path(from_scan))
+    by_fp: dict[str, list[ScanFinding]] = {}
+    for f in findings:
+        by_fp.setdefault(f.fingerprint, []).append(f)
+    unresolved: list[str] = []
+    read: list[tuple[Secret, list[ScanFinding]]] = []
+    for group in by_fp.values():
+        secret = None
+        for f in group:
+            got = reread(f, repo)
+            if isinstance(got, Secret):
+                secret = secret or got
+            else:
+                _say(f"keyguard: not acted on: {got}")
+                if secret is None and f is group[-1]:
+                    unresolved.append(got)
+        if secret is not None:
+            read.append((secret, group))
+    targets: list[Target] = []
+    proven: list[ApiKey] = []
+    listing = list(admin.list_keys()) if read else []  # once for every finding
+    for secret, group in read:
+        try:
+            (api,) = prove(admin, [secret], listing)
+        except (NotProvenError, UsageError) as exc:  # e.g. an admin key: not ours to revoke
+            _say(f"keyguard: not acted on: {exc}")
+            unresolved.append(str(exc))
+            continue
+        commits = tuple(f.commit for f in group if f.commit)
+        where = ", ".join(dict.fromkeys(f.where for f in group))
+        targets.append(Target(key=secret, commits=commits, note=f"read again from {where}"))
+        proven.append(api)
     if not targets:
         raise NotFoundError(
-            f"none of the {len(found)} key(s) in {from_scan} could be matched to a key of this "
-            "organization (through the stores or by hint); revoke them with "
-            "`keyguard revoke --leaked -` using the key itself"
+            f"none of the {len(by_fp)} key(s) in {from_scan} was proven to be a live key of "
+            "this organization (read again where the scan found it, then GET /v1/models); "
+            "nothing was changed"
         )
-    return targets, snap, unresolved
+    return targets, proven, unresolved
 
 
 def _window(
@@ -206,15 +262,19 @@ def _record(
     }
 
 
-def _notify(config: Config, outcome: EnvOutcome) -> None:
+def _notify(config: Config, outcome: EnvOutcome) -> str | None:
+    """Post the rotation request to the webhook; the problem, if it could not."""
     if outcome.request is None or not config.webhook:
-        return
+        return None
     from keyguard.notify import post_webhook
 
     try:
         post_webhook(config.webhook, outcome.request)
-    except KeyguardError as exc:
-        _say(f"keyguard: warning: {exc}")
+    except Exception as exc:  # after the write: named, never a traceback that stops the rest
+        problem = scrub(str(exc) if isinstance(exc, KeyguardError) else repr(exc))
+        _say(f"keyguard: warning: {problem}")
+        return problem
+    return None
 
 
 def _text(record: dict[str, Any], exposure: Exposure | None) -> None:
@@ -228,10 +288,144 @@ def _text(record: dict[str, Any], exposure: Exposure | None) -> None:
     cost = f"${exposure.cost:,.4f}" if exposure.cost < 1 else f"${exposure.cost:,.2f}"
     click.echo(
         f"Exposure since {exposure.since:%Y-%m-%d %H:%M}Z ({exposure.since_reason}): "
-        f"{exposure.tokens} tokens in {len(exposure.rows)} hour/model bucket(s), "
+        f"{plural(exposure.tokens, 'token')} in {plural(len(exposure.rows), 'hour/model bucket')}, "
         f"estimated {cost}"
         + (f" (no price for {', '.join(exposure.unpriced)})" if exposure.unpriced else "")
     )
+
+
+@dataclass
+class Failure:
+    """One step that failed after the first write; the steps after it still ran."""
+
+    step: str  # deactivate, stores, environment, exposure, incident log, report, webhook
+    message: str
+    code: int
+    environment: str | None = None
+    store: str | None = None
+
+    def describe(self) -> str:
+        where = " ".join(
+            x
+            for x in (
+                f"environment {self.environment}" if self.environment else "",
+                f"store {self.store}" if self.store else "",
+            )
+            if x
+        )
+        return f"{self.step}" + (f" ({where})" if where else "") + f": {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "environment": self.environment,
+            "store": self.store,
+            "message": self.message,
+            "exit_code": self.code,
+        }
+
+
+def _deactivate_all(
+    admin: AdminClient, targets: list[Target], keys: list[ApiKey], archive: bool, started: float
+) -> tuple[list[tuple[Target, Deactivation]], list[Failure]]:
+    """Each proven key deactivated (and leak-marked); raise only if nothing was written."""
+    done: list[tuple[Target, Deactivation]] = []
+    failures: list[Failure] = []
+    first: KeyguardError | None = None
+    for t, k in zip(targets, keys, strict=True):
+        try:
+            d = deactivate(admin, k, archive=archive, started=started)
+        except KeyguardError as exc:
+            first = first or exc
+            failures.append(
+                Failure("deactivate", f"{k.id} ({k.partial_key_hint}): {exc}", int(exc.exit_code))
+            )
+            continue
+        done.append((t, d))
+        _say(
+            f"keyguard: {d.key.id} ({d.key.partial_key_hint}) {d.action}"
+            + (f" (status was {d.status_before})" if d.status_before != "active" else "")
+            + f", renamed {d.key.name!r}"
+            + f": {d.seconds:.2f}s from start, {plural(d.writes, 'Admin API write')}"
+        )
+    if first is not None and not any(d.writes for _, d in done):
+        raise first  # nothing written: the plain error (2, 3, 4), nothing changed
+    return done, failures
+
+
+def _after_write(
+    config: Config,
+    admin: AdminClient,
+    done: list[tuple[Target, Deactivation]],
+    failures: list[Failure],
+    since: str | None,
+    repo: Path | None,
+    started_at: datetime,
+) -> list[tuple[dict[str, Any], Exposure | None]]:
+    """Environments, rotations, webhook, exposure, incident log: each step runs whatever failed
+    before it; failures go to ``failures``."""
+    try:
+        snap = read_stores(config)
+    except Exception as exc:  # incident response never stops half-way
+        snap = Snapshot(errors={"*": scrub(f"{type(exc).__name__}: {exc}")})
+    for uri, problem in snap.errors.items():
+        env = snap.error_envs.get(uri)
+        _say(f"keyguard: warning: could not read {uri}: {problem}")
+        code = snap.error_codes.get(uri, int(ExitCode.UNAVAILABLE))
+        failures.append(Failure("stores", f"could not read it: {problem}", code, env, uri))
+    rotate = engine_rotator(config, admin, _say)
+    records = []
+    for t, d in done:
+        hint = d.key.partial_key_hint or t.hint or "?"
+        leaked_key = LeakedKey(d.key.id, hint, t.fingerprint)
+        holdings = snap.holding(t.fingerprint, d.key.id)
+        for place in snap.same_hint(leaked_key.hint, t.fingerprint, d.key.id):
+            _say(
+                f"keyguard: warning: {place} holds a key with the hint {leaked_key.hint} and no "
+                "key id: keyguard cannot tell whether it is the leaked key; check it by hand"
+            )
+        outcomes = list(handle_environments(holdings, leaked_key, rotate))
+        for o in outcomes:
+            if o.action == "error":
+                failures.append(Failure("environment", o.message, o.exit_code, o.environment))
+            hook_error = _notify(config, o)
+            if hook_error is not None:
+                failures.append(Failure("webhook", hook_error, 4, o.environment))
+        exposure, err = _exposure(admin, config, d, t, since, repo)
+        if err:
+            failures.append(Failure("exposure", f"usage report for {d.key.id}: {err}", 4))
+        record = _record(d, t, outcomes, exposure, err, started_at)
+        record["store_errors"] = snap.errors
+        record["failures"] = [f.to_json() for f in failures]
+        try:
+            append_audit(config.state_dir, record)
+        except Exception as exc:  # after the write: named, and the rest still runs
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else scrub(str(exc))
+            failures.append(
+                Failure("incident log", f"could not write {config.state_dir}: {why}", 2)
+            )
+        records.append((record, exposure))
+    return records
+
+
+def _exit_code(
+    records: list[tuple[dict[str, Any], Exposure | None]],
+    failures: list[Failure],
+    unresolved: list[str],
+) -> int:
+    """What was done and what was not (docs/architecture.md, README incident runbook).
+
+    A failed deactivation first (a proven key is still active), then 5 (environments wait for
+    a new key), then the first other failure's code, then 1 (findings not acted on), else 0.
+    """
+    for f in failures:
+        if f.step == "deactivate":
+            return f.code
+    if any(e["action"] == "waiting" for r, _ in records for e in r["environments"]):
+        return int(ExitCode.PENDING)
+    if failures:
+        return failures[0].code
+    return int(ExitCode.FOUND) if unresolved else int(ExitCode.OK)
 
 
 @click.command()
@@ -245,12 +439,21 @@ def _text(record: dict[str, Any], exposure: Exposure | None) -> None:
 @click.option("--archive", is_flag=True, help="Archive the key too (final).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--since", metavar="WHEN", help="Exposure window start: a date or 48h/7d back.")
-@click.option("--report", type=click.Path(dir_okay=False), help="Write a Markdown report.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--report", "-o", "--output", type=click.Path(dir_okay=False), help="Write a Markdown report."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: the incident record as JSON on stdout.",
+)
 @click.option(
     "--repo",
     type=click.Path(file_okay=False),
-    help="Git repository of the scan's history findings (default: .).",
+    help="Folder the scan ran in: its files and git history are read again (default: .).",
 )
 @click.option(
     "--deadline", type=float, default=60.0, show_default=True, help="Seconds to retry the API."
@@ -273,9 +476,12 @@ def revoke(
 ) -> int:
     """Deactivate a leaked key at once, then rotate the environments that use it.
 
-    The key comes from stdin or a hidden prompt (`--leaked -`), never from the command line.
-    Exit 0 done, 1 key unknown to the organization, 2 usage, 3 admin key rejected,
-    4 API unavailable, 5 deactivated but environments still wait for a new key.
+    The key comes from stdin or a hidden prompt (`--leaked -`), never from the command line;
+    before any write keyguard proves it is a live key of this organization (GET /v1/models
+    and exactly one key with its hint), and the write also marks its name `leaked-DATE ...`.
+    Before a write: 1 not proven (nothing changed), 2 usage, 3 admin key rejected, 4 API
+    unavailable. After it: 0 done, 5 environments wait for a new key, else the code of the
+    first failed step (each named on stderr; the rest still ran), 1 findings not acted on.
     """
     started = time.monotonic()
     started_at = datetime.now(UTC)
@@ -301,9 +507,11 @@ def revoke(
             "(e.g. `pbpaste | keyguard revoke --leaked - --yes`)"
         )
     config = load(ctx)
+    repo_path = Path(repo) if repo else None
     with _admin(config, deadline) as admin:
-        targets, snap, unresolved = _targets(config, admin, leaked, key_id, from_scan)
-        keys = [identify(admin, t) for t in targets]
+        targets, keys, unresolved = _targets(
+            config, admin, leaked, key_id, from_scan, repo_path or Path(".")
+        )
         if not yes:
             asked = time.monotonic()
             for k in keys:
@@ -315,47 +523,26 @@ def revoke(
                 )
             click.confirm("Go ahead?", abort=True, err=True)
             started += time.monotonic() - asked  # the human's think time is not ours
-        done = [deactivate(admin, k, archive=archive, started=started) for k in keys]
-        for d in done:
-            _say(
-                f"keyguard: {d.key.id} ({d.key.partial_key_hint}) {d.action}"
-                + (f" (status was {d.status_before})" if d.writes == 0 else "")
-                + f": {d.seconds:.2f}s from start, {d.writes} Admin API write(s)"
-            )
-        if snap is None:
-            snap = read_stores(config)
-        for uri, problem in snap.errors.items():
-            _say(f"keyguard: warning: could not read {uri}: {problem}")
-        rotate = engine_rotator(config, admin, _say)
-        code = int(ExitCode.OK) if not unresolved else int(ExitCode.FOUND)
-        records = []
-        for d, t in zip(done, targets, strict=True):
-            leaked_key = LeakedKey(d.key.id, d.key.partial_key_hint or t.hint or "?", t.fingerprint)
-            holdings = snap.holding(t.fingerprint, d.key.id, d.key.partial_key_hint or t.hint)
-            outcomes = list(handle_environments(holdings, leaked_key, rotate))
-            for o in outcomes:
-                _notify(config, o)
-            if any(o.action == "waiting" for o in outcomes):
-                code = int(ExitCode.PENDING)
-            failed = [o.exit_code for o in outcomes if o.action == "error"]
-            if failed and code in (ExitCode.OK, ExitCode.FOUND):
-                code = failed[0]  # e.g. 4: the API or a store was down during the rotation
-            repo_path = Path(repo) if repo else None
-            exposure, err = _exposure(admin, config, d, t, since, repo_path)
-            if (err or snap.errors) and code == ExitCode.OK:
-                code = int(ExitCode.UNAVAILABLE)  # deactivated, but the picture is incomplete
-            record = _record(d, t, outcomes, exposure, err, started_at)
-            record["store_errors"] = snap.errors
-            append_audit(config.state_dir, record)
-            records.append((record, exposure))
+        done, failures = _deactivate_all(admin, targets, keys, archive, started)
+        # From here on nothing stops the incident: every failure is caught, named with its
+        # environment and store, and the remaining steps still run (see the exit codes).
+        records = _after_write(config, admin, done, failures, since, repo_path, started_at)
+    code = _exit_code(records, failures, unresolved)
     for record, exposure in records:
         if fmt == "json":
             click.echo(json.dumps(record, indent=2))
         else:
             _text(record, exposure)
     if report:
-        write_report(Path(report), "\n".join(markdown(r, e) for r, e in records))
-        _say(f"keyguard: wrote the incident report to {report}")
+        try:
+            write_report(Path(report), "\n".join(markdown(r, e) for r, e in records))
+            _say(f"keyguard: wrote the incident report to {report}")
+        except (OSError, KeyguardError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            failures.append(Failure("report", f"could not write the report {report}: {why}", 2))
+            code = _exit_code(records, failures, unresolved)
+    for f in failures:
+        _say(f"keyguard: FAILED: {f.describe()}")
     if code == ExitCode.PENDING and any(
         e["action"] == "waiting" for r, _ in records for e in r["environments"]
     ):

@@ -9,11 +9,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from keyguard.cli.common import admin_client, load, read_key
+from keyguard.cli.common import admin_client, complete_environment, load, read_key
 from keyguard.config import Config
 from keyguard.errors import ExitCode, KeyguardError, UsageError
 from keyguard.keys import Secret
@@ -97,7 +97,7 @@ def _refuse_stray_key() -> None:
 
 
 @click.command()
-@click.argument("environment")
+@click.argument("environment", shell_complete=complete_environment)
 @click.pass_context
 def deliver(ctx: click.Context, environment: str) -> int:
     """Hand over a new key (stdin or hidden prompt): stored as pending in every store."""
@@ -112,8 +112,32 @@ def deliver(ctx: click.Context, environment: str) -> int:
     return outcome.exit_code
 
 
+FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON document on stdout, for scripts (messages still go to stderr).",
+)
+
+
+class _Record(dict[str, Any]):
+    """One environment's part of the JSON document; in text mode, lines go to stdout."""
+
+    def __init__(self, name: str, as_json: bool) -> None:
+        super().__init__(environment=name, messages=[])
+        self.as_json = as_json
+
+    def out(self, line: str) -> None:
+        if self.as_json:
+            self["messages"].append(line)
+        else:
+            click.echo(line)
+
+
 @click.command()
-@click.argument("environments", nargs=-1)
+@click.argument("environments", nargs=-1, shell_complete=complete_environment)
 @click.option("--due", is_flag=True, help="Every environment past due or mid-rotation.")
 @click.option("--all", "all_", is_flag=True, help="Every configured environment.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
@@ -123,6 +147,7 @@ def deliver(ctx: click.Context, environment: str) -> int:
 @click.option(
     "--recover", is_flag=True, help="Rebuild a lost journal from the stores, then continue."
 )
+@FORMAT
 @click.pass_context
 def rotate(
     ctx: click.Context,
@@ -134,6 +159,7 @@ def rotate(
     force: bool,
     yes: bool,
     recover: bool,
+    fmt: str,
 ) -> int:
     """Rotate keys: create (new key on stdin) -> update -> verify -> revoke. Exit 5 = run again."""
     if sum([bool(environments), due, all_]) != 1:
@@ -143,19 +169,26 @@ def rotate(
     for name in names:
         config.environment(name)
     if not names:
-        raise UsageError(f"no environments configured in {config.path or 'keyguard.toml'}")
+        raise UsageError(
+            f"no environments configured in {config.path or 'keyguard.toml'}; "
+            "`keyguard init` writes one"
+        )
     grace_td = parse_duration(grace) if grace is not None else None
     if not (environments and len(names) == 1):
         _refuse_stray_key()
     codes: list[int] = []
+    records: list[_Record] = []
     with _admin(config) as admin:
         for name in names:
+            record = _Record(name, fmt == "json")
+            records.append(record)
             engine = _engine(config, name, admin, grace_td, force, recover)
             try:
                 codes.append(
                     _rotate_one(
                         config,
                         engine,
+                        record,
                         single=bool(environments) and len(names) == 1,
                         due=due,
                         dry_run=dry_run,
@@ -163,16 +196,29 @@ def rotate(
                     )
                 )
             except KeyguardError as exc:
-                if len(names) == 1:
+                if len(names) == 1 and fmt != "json":
                     raise
                 click.echo(f"keyguard: error: {exc}", err=True)
                 codes.append(int(exc.exit_code))
+                record["error"] = str(exc)
+            record["exit_code"] = codes[-1]
     errors = [c for c in codes if c not in (0, 5)]
-    return errors[0] if errors else max(codes)
+    final = errors[0] if errors else max(codes)
+    if fmt == "json":
+        doc = {"exit_code": final, "dry_run": dry_run, "environments": records}
+        click.echo(json.dumps(doc, indent=2))
+    return final
 
 
 def _rotate_one(
-    config: Config, engine: RotationEngine, *, single: bool, due: bool, dry_run: bool, yes: bool
+    config: Config,
+    engine: RotationEngine,
+    record: _Record,
+    *,
+    single: bool,
+    due: bool,
+    dry_run: bool,
+    yes: bool,
 ) -> int:
     from keyguard.rotation import plan, rotation_request, status
 
@@ -184,18 +230,19 @@ def _rotate_one(
     key = _optional_key(engine, prompt=wants_key) if single else None
     if dry_run:
         for line in plan(engine, key.hint if key else None):
-            click.echo(line)
-        click.echo("(dry run: nothing changed)")
+            record.out(line)
+        record.out("(dry run: nothing changed)")
         return 0
     state = status(engine) if not in_flight and key is None and not single else None
     if state is not None and state.phase != "journal lost":
         if due and not state.due:
-            click.echo(f"{engine.env.name}: not due ({state.waiting_for})")
+            record.out(f"{engine.env.name}: not due ({state.waiting_for})")
             return 0
         age = f"{state.age.days} days old" if state.age else "of unknown age"
         why = "no key yet" if state.current is None else f"the key {state.current} is {age}"
         request = rotation_request(engine, why)
-        click.echo(request["text"])
+        record["request"] = request
+        record.out(request["text"])
         if config.webhook:
             from keyguard.notify import post_webhook
 
@@ -209,30 +256,37 @@ def _rotate_one(
     changes = key is not None or in_flight or engine.recover
     if changes and sys.stdin is not None and sys.stdin.isatty() and not yes:
         for line in plan(engine, key.hint if key else None):
-            click.echo(line)
+            click.echo(line, err=record.as_json)
         click.confirm("Go ahead?", abort=True, err=True)
     outcome = engine.rotate(key)
-    click.echo(outcome.message)
+    record.update(finished=outcome.finished, waiting_for=outcome.waiting_for)
+    record.out(outcome.message)
     return outcome.exit_code
 
 
 @click.command()
-@click.argument("environment", required=False)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per environment.")
+@click.argument("environment", required=False, shell_complete=complete_environment)
+@FORMAT
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 @click.pass_context
-def status(ctx: click.Context, environment: str | None, as_json: bool) -> int:
+def status(ctx: click.Context, environment: str | None, fmt: str, as_json: bool) -> int:
     """Each environment's rotation state and what it waits for."""
     from keyguard.rotation import status as env_status
 
     config = load(ctx)
     names = [environment] if environment else sorted(config.environments)
     if not names:
-        raise UsageError(f"no environments configured in {config.path or 'keyguard.toml'}")
+        raise UsageError(
+            f"no environments configured in {config.path or 'keyguard.toml'}; "
+            "`keyguard init` writes one"
+        )
+    as_json = as_json or fmt == "json"
+    states: list[dict[str, Any]] = []
     with _admin(config) as admin:
         for name in names:
             state = env_status(_engine(config, name, admin))
             if as_json:
-                click.echo(json.dumps(state.to_json()))
+                states.append(state.to_json())
                 continue
             age = f", {state.age.days}d old" if state.age is not None else ""
             click.echo(
@@ -240,11 +294,13 @@ def status(ctx: click.Context, environment: str | None, as_json: bool) -> int:
                 + (" (DUE)" if state.due else "")
             )
             click.echo(f"  waiting for: {state.waiting_for}")
+    if as_json:
+        click.echo(json.dumps({"environments": states}, indent=2))
     return 0
 
 
 @click.command()
-@click.argument("environment")
+@click.argument("environment", shell_complete=complete_environment)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def rollback(ctx: click.Context, environment: str, yes: bool) -> int:

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from keyguard.errors import UsageError
+
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
@@ -15,7 +17,11 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 @click.command()
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: any free."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port on 127.0.0.1; 0 takes any free one (the printed URL names it).",
 )
 @click.option(
     "--state",
@@ -33,7 +39,13 @@ def sandbox(port: int, state_file: str | None) -> None:
     from keyguard.admin.sandbox import Sandbox
 
     sb = Sandbox(port=port, state_file=state_file)
-    sb.bind()
+    try:
+        sb.bind()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; "
+            "pass --port 0 to take any free port (the printed lines say which)"
+        ) from None
     lines = [
         "# keyguard sandbox: a local stand-in for Anthropic's Admin API (loopback only)",
         f"# state: {state_file or 'in memory'}; the admin key below is the sandbox's own",

@@ -40,9 +40,15 @@ exec {{python}} -m keyguard.scanner.hook "$@"
 )
 @click.option("--stdin", "use_stdin", is_flag=True, help="Scan standard input (same as PATH -).")
 @click.option(
-    "-f", "--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Report format (sarif: for code scanning).",
 )
-@click.option("--output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="Accept the keys listed in FILE.")
 @click.option("--update-baseline", is_flag=True, help="Write every finding to --baseline FILE.")
 @click.option("--jobs", type=click.IntRange(1, 64), help="Processes to read with (default: cores).")

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
-from keyguard.cli.common import load
-from keyguard.errors import ExitCode, KeyguardError, NotFoundError
+from keyguard.cli.common import complete_environment, load, print_table, terminal_console
+from keyguard.errors import ExitCode, KeyguardError, NotFoundError, UsageError
 from keyguard.keys import Secret
 from keyguard.stores import Stage, open_store
 from keyguard.stores.interface import stage_map
 
 
 @click.command()
-@click.argument("environment")
+@click.argument("environment", shell_complete=complete_environment)
 @click.pass_context
 def get(ctx: click.Context, environment: str) -> int:
     """Print ENVIRONMENT's current key and nothing else.
@@ -49,17 +51,27 @@ def stores() -> None:
 
 
 @stores.command()
-@click.argument("environments", nargs=-1)
+@click.argument("environments", nargs=-1, shell_complete=complete_environment)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="json: one document {exit_code, stores: [...]}, for scripts.",
+)
 @click.pass_context
-def check(ctx: click.Context, environments: tuple[str, ...]) -> int:
+def check(ctx: click.Context, environments: tuple[str, ...], fmt: str) -> int:
     """Open every configured store; show reachability, stages and key hints (never keys)."""
-    from rich.console import Console
     from rich.table import Table
 
     config = load(ctx)
     names = list(environments) or sorted(config.environments)
     if not names:
-        raise NotFoundError("no environments configured; add [environments.NAME] to keyguard.toml")
+        raise UsageError(
+            f"no environments configured in {config.path or 'keyguard.toml'}; "
+            "`keyguard init` writes one, or add [environments.NAME]"
+        )
     table = Table(title="secret stores")
     table.add_column("environment")
     table.add_column("store", overflow="fold")
@@ -68,25 +80,32 @@ def check(ctx: click.Context, environments: tuple[str, ...]) -> int:
         table.add_column(column, no_wrap=True)
     worst = 0
     problems: list[str] = []
+    rows: list[dict[str, str | None]] = []
     for name in names:
         for uri in config.environment(name).stores:
+            row: dict[str, str | None] = {"environment": name, "store": uri}
+            rows.append(row)
             try:
                 held = stage_map(open_store(uri).describe())
             except KeyguardError as exc:
                 worst = max(worst, int(exc.exit_code))
                 table.add_row(name, uri, f"[red]{type(exc).__name__}[/red]", "", "", "")
-                problems.append(f"{name}: {exc}")
+                problems.append(f"{name}: {str(exc).removeprefix(name + ': ')}")
+                row.update(status="error", error=str(exc), kind=type(exc).__name__)
                 continue
             cells = []
             for stage in (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS):
                 version = held.get(stage)
                 cells.append("-" if version is None else (version.meta.hint or "(no hint)"))
+                row[stage.value] = None if version is None else version.meta.hint
             status = "[green]ok[/green]" if Stage.CURRENT in held else "[yellow]empty[/yellow]"
+            row["status"] = "ok" if Stage.CURRENT in held else "empty"
             table.add_row(name, uri, status, *cells)
-    console = Console()
-    if not console.is_terminal:
-        console.width = 200  # piped output: do not squeeze hints into 80 columns
-    console.print(table)
+    if fmt == "json":
+        click.echo(json.dumps({"exit_code": worst, "stores": rows}, indent=2))
+        return worst
+    console = terminal_console(pipe_width=200)
+    print_table(console, table)
     for line in problems:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     return worst

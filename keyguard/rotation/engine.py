@@ -19,12 +19,13 @@ from keyguard.errors import (
     UsageError,
 )
 from keyguard.journal import RotationJournal
-from keyguard.keys import Secret, is_admin_key, is_api_key
+from keyguard.keys import Secret, is_admin_key, is_api_key, is_leak_marked
 from keyguard.models import ApiKey
 from keyguard.rotation.state import KeyRef, RotationState, replay
 from keyguard.rotation.verify import run_check
 from keyguard.stores.interface import SecretStore, Stage, VersionMeta, stage_map
 from keyguard.stores.lease import new_owner
+from keyguard.words import plural
 
 Clock = Callable[[], datetime]
 Say = Callable[[str], None]
@@ -184,7 +185,8 @@ class RotationEngine:
             self.env.name,
             True,
             f"{self.env.name}: new key {st.new.label()} stored as pending in "
-            f"{len(self.stores)} store(s); `keyguard rotate {self.env.name}` puts it in service",
+            f"{plural(len(self.stores), 'store')}; "
+            f"`keyguard rotate {self.env.name}` puts it in service",
         )
 
     def rotate(self, key: Secret | None = None) -> Outcome:
@@ -302,6 +304,11 @@ class RotationEngine:
         if api.status != "active":
             raise UsageError(
                 f"key {key.hint} ({api.id}) is {api.status}, not active; create a new key"
+            )
+        if is_leak_marked(api.name):
+            raise UsageError(
+                f"key {key.hint} ({api.id}) is named {api.name!r}: keyguard marked it as leaked, "
+                "so it never serves again; create a new key"
             )
         if self.env.workspace and api.workspace_id != self.env.workspace:
             raise UsageError(

@@ -196,4 +196,4 @@ def plan(engine: RotationEngine, key_given: str | None) -> list[str]:
             )
     else:
         steps.append("nothing to revoke (the stores held no key keyguard can identify)")
-    return [f"{env.name}: would {s}" for s in steps]
+    return [f"{env.name}: {s if s.startswith('nothing') else 'would ' + s}" for s in steps]

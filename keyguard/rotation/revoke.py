@@ -21,10 +21,9 @@ def revoke_step(engine: RotationEngine, st: RotationState) -> Outcome:
         f" Key {k.hint} was never identified: revoke it in the Console yourself." for k in skipped
     )
     # A key another environment still serves is never revoked: it waits until none does.
-    elsewhere = served_elsewhere(engine, olds)
-    for fingerprint, (old, _) in list(elsewhere.items()):
-        if old.id is not None and engine.admin.get_key(old.id).status != "active":
-            del elsewhere[fingerprint]  # already deactivated (a leak): nothing left to hold
+    # A key already deactivated (a leak) has nothing left to hold back: only active ones count.
+    active = [k for k in olds if k.id is not None and engine.admin.get_key(k.id).status == "active"]
+    elsewhere = served_elsewhere(engine, active)
     olds = [k for k in olds if k.fingerprint not in elsewhere]
     if olds:
         refuse_skewed_clock(engine, olds)

@@ -8,7 +8,7 @@ from typing import Any
 
 from keyguard.errors import ConflictError, NotFoundError, UsageError
 from keyguard.journal import INCIDENT_LOG
-from keyguard.keys import Secret
+from keyguard.keys import Secret, is_leak_marked
 from keyguard.rotation.engine import RotationEngine
 from keyguard.rotation.state import RotationState
 from keyguard.stores.interface import SecretStore, Stage, stage_map
@@ -107,7 +107,13 @@ def _refuse_unsafe(engine: RotationEngine, previous: Secret, key_id: str | None)
             )
     if key_id is None:
         return None
-    status = engine.admin.get_key(key_id).status
+    api = engine.admin.get_key(key_id)
+    if is_leak_marked(api.name):  # the organization's own record of a leak: any machine sees it
+        raise RollbackRefused(
+            f"{name}: the previous key {label} leaked: its name {api.name!r} carries keyguard's "
+            f"leak mark, and it must never serve again{then}"
+        )
+    status = api.status
     if status in ("archived", "expired"):
         raise RollbackRefused(
             f"{name}: the previous key {label} is {status} and cannot serve again{then}"

@@ -7,6 +7,7 @@ from keyguard.rotation.manual import finish_manual, manual_done, start_manual
 from keyguard.rotation.servable import RollbackRefused, make_servable
 from keyguard.rotation.state import KeyRef, RotationState, last_manual_rollback, replay
 from keyguard.stores.interface import SecretStore, Stage
+from keyguard.words import plural
 
 
 def rollback(engine: RotationEngine, *, reactivate: bool = True) -> Outcome:
@@ -80,7 +81,8 @@ def _rollback_rotation(engine: RotationEngine, live: RotationState, *, reactivat
     return Outcome(
         name,
         True,
-        f"{name}: {len(todo)} store(s) serve {hint} again. The newer key {live.new.label()} is "
+        f"{name}: {plural(len(todo), 'store')} serve{'s' if len(todo) == 1 else ''} {hint} "
+        f"again. The newer key {live.new.label()} is "
         "still active; deactivate it in the Console if it should not be used.",
     )
 

@@ -8,6 +8,7 @@ from typing import Any
 from keyguard import __version__
 from keyguard.scanner.engine import Finding, ScanResult
 from keyguard.scanner.rules import RULES
+from keyguard.words import plural
 
 FORMATS = ("text", "json", "sarif")
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -26,7 +27,7 @@ def summary(result: ScanResult) -> str:
     if result.baselined:
         extra.append(f"{result.baselined} in the baseline")
     if result.excluded:
-        extra.append(f"{result.excluded} files excluded by config")
+        extra.append(f"{plural(result.excluded, 'file')} excluded by config")
     if extra:
         parts.append(f" ({', '.join(extra)})")
     return "".join(parts)

@@ -234,12 +234,18 @@ def list_history(rev_range: str | None, cwd: str | Path = ".") -> Listing:
         raise UsageError(f"{Path(cwd).resolve()} is not in a git work tree; --history needs one")
     if rev_range and rev_range.startswith("-"):
         raise UsageError(f"--history {rev_range!r}: a revision range cannot start with '-'")
-    revs = [rev_range] if rev_range else ["--all"]
+    return list_blobs(top, [rev_range] if rev_range else ["--all"], rev_range or "--all")
+
+
+def list_blobs(git_dir: str | Path, revs: list[str], label: str = "--all") -> Listing:
+    """Each distinct blob reachable from ``revs`` (rev-list arguments, e.g. ``--all --not
+    TIP``) once, with the commit and path that introduced it; ``git_dir`` may be bare."""
     # One walk that reads each tree once: `rev-list --objects` lists every reachable object
     # once, and with `--topo-order --reverse --in-commit-order` each blob right after the first
     # commit that holds it (parents come first, so one none of whose parents holds it), under
     # its path there. Which objects are blobs, and their sizes, come from the object store's
     # index at the same time. (A `log --raw` walk costs a tree diff per commit: commits x files.)
+    top = Path(git_dir)
     walk = ["rev-list", "--objects", "--in-commit-order", "--topo-order", "--reverse", *revs]
     check = ["cat-file", "--batch-all-objects", "--unordered", _BLOB_CHECK]
     try:
@@ -252,7 +258,7 @@ def list_history(rev_range: str | None, cwd: str | Path = ".") -> Listing:
     out, err = lister.communicate()
     if lister.returncode != 0:
         msg = err.decode("utf-8", "replace").strip()
-        raise UsageError(f"git rev-list {rev_range or '--all'} failed in {top}: {msg}")
+        raise UsageError(f"git rev-list {label} failed in {top}: {msg}")
     listing = Listing()
     seen: set[bytes] = set()
     commit = ""

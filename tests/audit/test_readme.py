@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -31,21 +32,16 @@ def test_readme_audit_example_is_the_real_output(tmp_path: Path) -> None:
     section = audit_section()
     (commands,) = re.findall(r"```console\n(.*?)```", section, re.S)
     shown = re.findall(r"```text\n(.*?)```", section, re.S)[0]
-    # Same commands; a fresh folder, a free port, and wait for the sandbox instead of `sleep 2`.
-    env_file = tmp_path / "sandbox.env"
-    script = (
-        commands.replace("/tmp/kg-audit", str(tmp_path))
-        .replace("--port 8765", "--port 0")
-        .replace("sleep 2", f"until grep -q ADMIN_KEY {env_file}; do sleep 0.1; done")
-    )
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    # Same commands in a fresh folder holding examples/, waiting for the sandbox, not `sleep 2`.
+    script = commands.replace("sleep 2", "until grep -q ADMIN_KEY sandbox.env; do sleep 0.1; done")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    run_dir = tmp_path / "kg-audit"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
     env["PYTHONPATH"] = str(ROOT)
-    demo, rest = script.split("\n", 1)  # the demo script path is relative to the checkout
-    assert demo.startswith("python examples/audit_demo.py ")
+    assert script.startswith("python examples/audit_demo.py kg-audit")
     done = subprocess.run(
-        ["bash", "-c", f"cd {ROOT} && {demo}\ncd {run_dir}\n{rest}"],
+        ["bash", "-c", script],
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,  # interleaved, as on a terminal
         text=True,

