@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -180,6 +181,8 @@ class AdminClient:
             follow_redirects=False,  # a key is only ever sent to the configured base URL
             headers={"anthropic-version": ANTHROPIC_VERSION, "user-agent": "keyguard"},
         )
+        self._date: tuple[datetime, float] | None = None  # last Date header, monotonic arrival
+        self._agrees = False  # the local clock matched that Date within its one-second grain
 
     def __repr__(self) -> str:
         return f"AdminClient(base_url={self.base_url!r})"
@@ -218,6 +221,7 @@ class AdminClient:
             )
 
         response = send_with_retries(send, self._policy, what, self.base_url)
+        self._note_date(response.headers.get("date"))
         log.debug(
             "%s -> %s (request-id %s)",
             what,
@@ -225,6 +229,26 @@ class AdminClient:
             response.headers.get("request-id"),
         )
         return response
+
+    def _note_date(self, header: str | None) -> None:
+        try:
+            date = parsedate_to_datetime(header) if header else None
+        except (TypeError, ValueError, IndexError):
+            date = None  # a Date we cannot read is no time at all
+        if date is not None:
+            date = date if date.tzinfo else date.replace(tzinfo=UTC)
+            # Date has whole seconds: a local clock inside that second agrees, and is finer.
+            self._agrees = -0.5 < time.time() - date.timestamp() < 1.5
+            self._date = (date, time.monotonic())
+
+    def server_time(self) -> datetime | None:
+        """Now by the API's clock: its last ``Date`` header plus the time since (None: no Date)."""
+        if self._date is None:
+            return None
+        date, arrived = self._date
+        if self._agrees:
+            return datetime.now(UTC)
+        return date + timedelta(seconds=time.monotonic() - arrived)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)

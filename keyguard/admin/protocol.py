@@ -103,6 +103,12 @@ class FindsKey(Protocol):
     ) -> ApiKey: ...
 
 
+class TellsTime(Protocol):
+    """Tells the API's time: its last ``Date`` header, moved on since (None: none seen)."""
+
+    def server_time(self) -> datetime | None: ...
+
+
 class AdminApi(
     ListsKeys,
     GetsKey,
@@ -116,6 +122,7 @@ class AdminApi(
     ProbesAdminReach,
     VerifiesKey,
     FindsKey,
+    TellsTime,
     Protocol,
 ):
     """Everything ``AdminClient`` offers the layers above it."""

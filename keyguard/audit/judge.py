@@ -203,7 +203,13 @@ def shared_reasons(key_ref: str, shared_with: Sequence[str], limits: PolicyLimit
     if not shared_with or not limits.one_key_per_environment:
         return []
     others = ", ".join(sorted(shared_with))
-    return [Reason("shared", Verdict.VIOLATION, f"key {key_ref} is also served by {others}")]
+    return [
+        Reason(
+            "shared",
+            Verdict.VIOLATION,
+            f"key {key_ref} is also served by {others}, which violates one_key_per_environment",
+        )
+    ]
 
 
 def verdict_of(reasons: Sequence[Reason]) -> Verdict:

@@ -70,6 +70,7 @@ def demo(keep: bool) -> int:
     say = click.echo
     tmp = Path(tempfile.mkdtemp(prefix="keyguard-demo-"))
     with Sandbox() as sb, sb.client() as admin:
+        sb.state.now = lambda: clock().timestamp()  # the API's clock moves with the demo's
         _step(f"A local Admin API sandbox listens on {sb.url}; the project lives in {tmp}")
         dev_ws = sb.add_workspace("dev", tags={"env": "dev"})
         prod_ws = sb.add_workspace("prod", tags={"env": "prod"})

@@ -57,6 +57,11 @@ def open_engine(
     from keyguard.stores import open_store
 
     env = config.environment(environment)
+
+    def peers() -> list[tuple[str, list[SecretStore]]]:
+        others = [e for name, e in sorted(config.environments.items()) if name != env.name]
+        return [(e.name, [open_store(u) for u in e.stores]) for e in others]
+
     return RotationEngine(
         env,
         admin=admin,
@@ -67,4 +72,5 @@ def open_engine(
         force=force,
         say=say,
         recover=recover,
+        peers=peers,
     )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -26,10 +24,16 @@ from keyguard.models import ApiKey
 from keyguard.rotation.state import KeyRef, RotationState, replay
 from keyguard.rotation.verify import key_workspace_problem, run_check, verify_problem
 from keyguard.stores.interface import SecretStore, Stage, VersionMeta, stage_map
+from keyguard.stores.lease import new_owner
 from keyguard.words import plural
 
 Clock = Callable[[], datetime]
 Say = Callable[[str], None]
+#: The other configured environments and their stores, opened when first asked for.
+Peers = Callable[[], Sequence[tuple[str, Sequence[SecretStore]]]]
+
+#: How far the local clock may be from the API's before keyguard refuses to revoke.
+CLOCK_SKEW_LIMIT = timedelta(minutes=5)
 
 
 def utcnow() -> datetime:
@@ -42,6 +46,10 @@ class Admin(GetsKey, UpdatesKey, ReadsUsage, VerifiesKey, FindsKey, Protocol):
 
 class VerificationError(KeyguardError):
     """The new key failed verification; the stores serve the old key again."""
+
+
+class ClockSkewError(UsageError):
+    """The local clock and the API's differ by more than ``CLOCK_SKEW_LIMIT``: no revoke."""
 
 
 @dataclass(frozen=True)
@@ -87,18 +95,50 @@ class RotationEngine:
         say: Say | None = None,
         lease_ttl: float = 900.0,
         recover: bool = False,
+        peers: Peers | None = None,
     ) -> None:
         self.env = env
         self.admin = admin
         self.stores = list(stores)
         self.journal = journal
-        self.clock = clock
+        self.local_clock = clock
+        # Every stamp and every grace, drain and archive decision is in the API's time.
+        self.clock: Clock = self.api_now
         self.grace = env.policy.grace if grace is None else grace
         self.force = force
         self.say: Say = say or (lambda _msg: None)
         self.lease_ttl = lease_ttl
         self.recover = recover
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.peers: Peers = peers or (lambda: ())
+        self.owner = new_owner()
+
+    # ----------------------------------------------------------------- time
+    def api_now(self) -> datetime:
+        """Now by the Anthropic API's clock (its last ``Date`` header, moved on since); the
+        local clock only before the API has answered, or for an admin that tells no time."""
+        told = getattr(self.admin, "server_time", None)
+        when = told() if callable(told) else None
+        return when if isinstance(when, datetime) else self.local_clock()
+
+    def clock_problem(self) -> str | None:
+        """Why nothing time-based may be decided now (None: the clocks agree)."""
+        told = getattr(self.admin, "server_time", None)
+        if not callable(told):
+            return None  # an in-memory stand-in: the local clock is all there is
+        api, local = told(), self.local_clock()
+        if not isinstance(api, datetime):
+            return (
+                "the Anthropic API's answers carry no Date header, so the local clock "
+                f"({local:%Y-%m-%d %H:%M:%S}Z) cannot be checked against the API's"
+            )
+        gap = abs(local - api)
+        if gap <= CLOCK_SKEW_LIMIT:
+            return None
+        return (
+            f"the local clock says {local:%Y-%m-%d %H:%M:%S}Z but the Anthropic API's says "
+            f"{api:%Y-%m-%d %H:%M:%S}Z ({_span(gap)} apart, more than "
+            f"{_span(CLOCK_SKEW_LIMIT)}); fix the local clock (NTP)"
+        )
 
     # ----------------------------------------------------------------- state
     def history(self) -> list[RotationState]:
@@ -406,7 +446,10 @@ class RotationEngine:
     def _restore_old(self, st: RotationState) -> str:
         """Put the previous key back where the new one was promoted (old key is still active)."""
         if not st.olds:
-            return "The stores had no key before; they keep the new one."
+            # Nothing was served before: serve nothing again, so the next run starts clean.
+            for store in self.stores:
+                store.withdraw(st.token)
+            return "The stores had no key before, and hold none again."
         for store in self.stores:
             value = store.get(Stage.CURRENT)
             if value is not None and value.fingerprint == st.new.fingerprint:
@@ -428,6 +471,15 @@ class RotationEngine:
         from keyguard.rotation.revoke import archive_due
 
         archive_due(self)
+
+
+def _span(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds // 60} minutes" if seconds >= 60 else f"{seconds} seconds"
 
 
 def describe_meta(store: SecretStore, stage: Stage) -> dict[str, Any]:

@@ -97,7 +97,15 @@ def _in_flight_wait(engine: RotationEngine, st: RotationState) -> str:
     olds = [k for k in st.revocable() if k.id not in st.revoked]
     if not olds:
         return f"the revoke step to close the rotation; {run}"
+    from keyguard.rotation.revoke import served_elsewhere
+
     try:
+        elsewhere = served_elsewhere(engine, olds)
+        if elsewhere:
+            return "; ".join(
+                f"no environment to serve {old.label()} any more ({at} still does)"
+                for old, at in elsewhere.values()
+            )
         outcome = engine._drain_wait(st, olds)
     except KeyguardError as exc:
         return f"the drain check (usage report unavailable: {exc})"

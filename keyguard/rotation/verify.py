@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import subprocess
 
-from keyguard.keys import API_KEY_RE
+from keyguard.keys import ADMIN_KEY_RE, API_KEY_RE
 from keyguard.models import VerifyResult
 from keyguard.models import workspace_problem as key_workspace_problem
+from keyguard.rotation.state import KeyRef
 
 __all__ = ["key_workspace_problem", "run_check", "verify_problem"]
-from keyguard.rotation.state import KeyRef
 
 CHECK_TIMEOUT = 300.0
 
@@ -48,9 +48,17 @@ def run_check(command: str, environment: str, key: KeyRef) -> str | None:
         return f"the check command {command!r} did not finish within {CHECK_TIMEOUT:.0f}s"
     if done.returncode == 0:
         return None
-    tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-    said = API_KEY_RE.sub("[key]", " / ".join(tail))
-    return f"the check command {command!r} exited {done.returncode}" + (f": {said}" if said else "")
+    # Its own words, both streams (the last lines of each), keys masked, one line.
+    said = "; ".join(
+        f"{name}: " + " / ".join(lines[-5:])
+        for name, text in (("stdout", done.stdout), ("stderr", done.stderr))
+        if (lines := [line.strip() for line in (text or "").splitlines() if line.strip()])
+    )
+    said = ADMIN_KEY_RE.sub("[key]", API_KEY_RE.sub("[key]", said))
+    said = "".join(c if c.isprintable() else "?" for c in said)
+    return f"the check command {command!r} exited {done.returncode}" + (
+        f" and said: {said}" if said else " without output"
+    )
 
 
 def verify_problem(expected: str | None, result: VerifyResult) -> str | None:

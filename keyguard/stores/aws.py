@@ -322,6 +322,26 @@ class AwsSecretsManagerStore:
         # AWS moves AWSPREVIOUS to the version AWSCURRENT leaves.
         self._move("AWSCURRENT", previous, self._holder(stages, "AWSCURRENT"))
 
+    def withdraw(self, token: str) -> None:
+        """AWS keeps ``AWSCURRENT`` on some version: put it on a placeholder version (a
+        ``keyguard-lease-`` id, never read as a key), then take ``AWSPREVIOUS`` off the key."""
+        vid = version_id_for(token)
+        state = self._state()
+        if state is None or "AWSCURRENT" not in state[0].get(vid, []):
+            return
+        placeholder = f"{LEASE_PREFIX}{uuid.uuid4().hex}"
+        self._call(
+            "put_secret_value",
+            SecretString=f'{{"withdrawn": "{token}"}}',
+            VersionStages=["KEYGUARD_WITHDRAWN"],
+            ClientRequestToken=placeholder,
+        )
+        # An explicit label move: moto mislabels a put that names AWSCURRENT.
+        self._move("AWSCURRENT", placeholder, vid)
+        after = self._state()
+        if after is not None and "AWSPREVIOUS" in after[0].get(vid, []):
+            self._move("AWSPREVIOUS", None, vid)
+
     def discard_pending(self, token: str) -> None:
         vid = version_id_for(token)
         state = self._state()
@@ -371,7 +391,13 @@ class AwsSecretsManagerStore:
             holder = self._holder(state[0], LEASE_LABEL) if state else None
             if holder is None or not holder.startswith(LEASE_PREFIX):
                 return None, 0
-            generation = int(holder[len(LEASE_PREFIX) :] or 0)
+            number = holder[len(LEASE_PREFIX) :]
+            if not (number.isascii() and number.isdigit()):
+                raise ConflictError(
+                    f"store {self.uri}: the {LEASE_LABEL} label sits on version {holder[:80]!r}, "
+                    "which keyguard did not write; remove the label from it and run again"
+                )
+            generation = int(number)
             return LeaseRecord.decode(
                 self._value(VersionId=holder, VersionStage=LEASE_LABEL)
             ), generation

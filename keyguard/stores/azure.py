@@ -226,6 +226,9 @@ class AzureKeyVaultStore:
         st = _State(versions=self._list(self.name))
         if st.versions:
             latest = self._read(self.name)
+            if latest is None and _tags(st.versions[0]).get(az.STAGE) == "withdrawn":
+                # Withdrawn (a first key that failed verification): nothing is served.
+                return self._companion_state(st)
             if latest is None:  # the newest version is disabled: consumers get 403
                 st.current, st.current_disabled = st.versions[0], True
             else:
@@ -236,6 +239,9 @@ class AzureKeyVaultStore:
                 st.current_raw = latest.value
             st.versions.sort(key=lambda v: v is not st.current)
             st.previous = self._previous_of(st)
+        return self._companion_state(st)
+
+    def _companion_state(self, st: _State) -> _State:
         st.companion = self._list(self.pending_name)
         if st.companion:
             newest = self._read(self.pending_name)
@@ -407,6 +413,15 @@ class AzureKeyVaultStore:
             tags[az.PREVIOUS] = str(st.current.version)
         self._write(self.name, raw, tags, self._content_type())
         self._tidy_after_move(self._state())
+
+    def withdraw(self, token: str) -> None:
+        """The newest version of NAME is current, so disable it and tag it ``withdrawn``:
+        readers then see no current key (and no previous), as before it was promoted."""
+        st = self._state()
+        if st.current is None or st.current_disabled or st.current_token() != token:
+            return
+        self._retag(self.name, st.current, stage="withdrawn")
+        self._disable(self.name, st.current)
 
     def discard_pending(self, token: str) -> None:
         for p in self._list(self.pending_name):

@@ -2,8 +2,14 @@
 
 Writes take an exclusive ``flock`` on ``PATH.lock``, then replace the document atomically
 (temp file, fsync, rename, fsync of the folder), so a reader sees the old or the new document,
-never half of one. ``?passphrase_env=NAME`` encrypts each value with AES-GCM under a key
-derived by scrypt from that variable's passphrase.
+never half of one. When PATH is a symlink, the document is written through to its target
+(temp file beside the target, lock beside the target): the link stays a link.
+``?passphrase_env=NAME`` encrypts each value with AES-GCM under a key derived by scrypt from
+that variable's passphrase.
+
+A file put there by hand is adopted only when it holds one key (or, with ``#FIELD``, a JSON
+object whose field is one): a whole ``.env`` or another JSON document is refused, unchanged.
+A keyguard document that does not have the expected shape is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from keyguard.errors import AuthError, ConfigError, ConflictError, UnavailableError, UsageError
-from keyguard.keys import Secret
+from keyguard.keys import Secret, is_api_key
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
 from keyguard.stores.lease import LeaseRecord, hold_lease
 from keyguard.stores.uri import extract_field, merge_field, parse_store_uri
@@ -110,6 +116,15 @@ class FileStore:
 
     # -- document I/O -------------------------------------------------------------------------
 
+    @property
+    def _target(self) -> Path:
+        """The file actually written: PATH, or what PATH links to (the link is kept)."""
+        try:
+            linked = self.path.is_symlink()
+        except OSError:
+            linked = False  # unreadable folder: the write that follows reports it
+        return Path(os.path.realpath(self.path)) if linked else self.path
+
     def _io_error(self, exc: OSError, doing: str) -> Exception:
         if isinstance(exc, PermissionError):
             return AuthError(
@@ -125,16 +140,23 @@ class FileStore:
             return self._empty()
         except OSError as exc:
             raise self._io_error(exc, "read") from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"store {self.uri}: {self.path} is not UTF-8 text, so it holds no key keyguard "
+                "can read; the file was left unchanged: point the store at a file of its own"
+            ) from None
         try:
             doc = json.loads(text)
         except ValueError:
             doc = None
         if isinstance(doc, dict) and doc.get("format") == FORMAT:
+            self._check_document(doc)
             self._check_encryption(doc)
             return doc
         value = text.strip()
         if not value:
             return self._empty()
+        self._check_adoptable(value, doc)
         # Put there by hand: one plain version, adopted as current.
         fresh = self._empty()
         fresh["versions"].append(
@@ -146,6 +168,71 @@ class FileStore:
             }
         )
         return fresh
+
+    def _malformed(self, what: str) -> ConfigError:
+        return ConfigError(
+            f"store {self.uri}: {self.path} is not a valid keyguard store document ({what}); "
+            "restore it from a backup, or move it aside and deliver the key again"
+        )
+
+    def _check_document(self, doc: Doc) -> None:
+        """``ConfigError`` unless ``doc`` has the shape keyguard writes (never a traceback)."""
+        versions = doc.get("versions")
+        if not isinstance(versions, list):
+            raise self._malformed("'versions' is missing or not a list")
+        held: set[str] = set()
+        ids: set[str] = set()
+        for n, v in enumerate(versions):
+            if not isinstance(v, dict):
+                raise self._malformed(f"version {n} is not an object")
+            vid, stages = v.get("id"), v.get("stages")
+            if not isinstance(vid, str) or not vid or vid in ids:
+                raise self._malformed(f"version {n} has no id of its own")
+            ids.add(vid)
+            if not isinstance(stages, list) or not all(isinstance(x, str) for x in stages):
+                raise self._malformed(f"version {vid!r}: 'stages' is not a list of names")
+            for stage in stages:
+                if stage not in Stage._value2member_map_:
+                    known = ", ".join(x.value for x in Stage)
+                    raise self._malformed(
+                        f"version {vid!r} has the stage {stage[:40]!r}; stages are {known}"
+                    )
+                if stage in held:
+                    raise self._malformed(f"the stage {stage!r} is on more than one version")
+                held.add(stage)
+            if not isinstance(v.get("meta", {}), dict | None):
+                raise self._malformed(f"version {vid!r}: 'meta' is not an object")
+            if not isinstance(v.get("value"), str | dict | None):
+                raise self._malformed(f"version {vid!r}: 'value' is not text")
+        if not isinstance(doc.get("lease"), str | None):
+            raise self._malformed("'lease' is not text")
+        enc = doc.get("encryption")
+        if enc is not None:
+            salt = enc.get("salt") if isinstance(enc, dict) else None
+            try:
+                base64.b64decode(salt if isinstance(salt, str) else "-", validate=True)
+            except ValueError:
+                raise self._malformed("'encryption' has no readable salt") from None
+
+    def _check_adoptable(self, text: str, parsed: Any) -> None:
+        """Adopt only one key (or a JSON object whose #FIELD is one); else refuse, unchanged."""
+        if self.field is not None:
+            value = extract_field(text, self.field, self.uri)
+            if value is None or is_api_key(value):
+                return
+            shape = f"its field #{self.field} is not an Anthropic API key"
+        elif is_api_key(text):
+            return
+        elif isinstance(parsed, dict | list):
+            shape = "a JSON document, not a key"
+        else:
+            lines = len(text.splitlines())
+            shape = f"{lines} lines of text" if lines > 1 else "one line that is not a key"
+        raise ConfigError(
+            f"store {self.uri}: {self.path} holds {shape}; keyguard adopts a file only when it "
+            "holds just the key (select a JSON field with #FIELD). The file was left unchanged: "
+            "point the store at a file of its own"
+        )
 
     def _empty(self) -> Doc:
         doc: Doc = {"format": FORMAT, "version": 1, "versions": [], "lease": None}
@@ -192,10 +279,11 @@ class FileStore:
         return self._cipher_for().open(version["id"], box, self.uri)
 
     def _save(self, doc: Doc) -> None:
-        folder = self.path.parent
+        target = self._target
+        folder = target.parent
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
         except OSError as exc:
             raise self._io_error(exc, "write") from None
         try:
@@ -203,7 +291,7 @@ class FileStore:
                 json.dump(doc, fh, indent=2)
                 fh.flush()
                 os.fsync(fh.fileno())
-            self._replace(tmp, str(self.path))
+            self._replace(tmp, str(target))
             dir_fd = os.open(folder, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
@@ -217,9 +305,10 @@ class FileStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Doc]:
         """Exclusive lock, then the current document; written back by the caller via _save."""
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        target = self._target
+        lock_path = target.with_name(target.name + ".lock")
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise self._io_error(exc, "lock") from None
@@ -322,6 +411,15 @@ class FileStore:
             current = self._find(doc, stage=Stage.CURRENT)
             self._move(doc, Stage.CURRENT, previous)
             self._move(doc, Stage.PREVIOUS, current)
+            self._save(doc)
+
+    def withdraw(self, token: str) -> None:
+        with self._locked() as doc:
+            version = self._find(doc, vid=token)
+            if version is None or Stage.CURRENT.value not in version["stages"]:
+                return
+            version["stages"].remove(Stage.CURRENT.value)
+            self._move(doc, Stage.PREVIOUS, None)
             self._save(doc)
 
     def discard_pending(self, token: str) -> None:

@@ -204,6 +204,34 @@ class GcpSecretManagerStore:
             raise ConflictError(f"no previous version in {self.uri} to roll back to")
         self._update(swap)
 
+    def withdraw(self, token: str) -> None:
+        """Drop ``current`` (and ``previous``) from ``token``'s version, then disable it, so
+        that a hand-made secret does not adopt it again as its newest enabled version."""
+        withdrawn: list[int] = []
+
+        def drop(s: Any) -> list[str] | None:
+            aliases = aliases_of(s)
+            number = token_version(s, token)
+            if number is None or aliases.get("current") != number:
+                return None
+            withdrawn[:] = [number]
+            aliases.pop("current")
+            aliases.pop("previous", None)
+            s.version_aliases = aliases
+            return ["version_aliases"]
+
+        if self._secret() is None:
+            return
+        self._update(drop)
+        for number in withdrawn:
+            name = f"{self.name}/versions/{number}"
+            with contextlib.suppress(*rpc.GONE_OR_CONFLICT):
+                self._call(
+                    self._client().disable_secret_version,
+                    expect=rpc.GONE_OR_CONFLICT,
+                    request={"name": name},
+                )
+
     def discard_pending(self, token: str) -> None:
         """Drop the ``pending`` alias if it still points at ``token``'s version."""
 

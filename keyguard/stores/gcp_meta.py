@@ -29,17 +29,25 @@ def meta_key(number: int) -> str:
     return f"{META_PREFIX}{number}"
 
 
+def meta_number(key: str) -> int | None:
+    """N of an annotation ``keyguard-v<N>``; None for any other key (edited by hand or not)."""
+    suffix = key[len(META_PREFIX) :]
+    if key.startswith(META_PREFIX) and suffix.isascii() and suffix.isdigit():
+        return int(suffix)
+    return None
+
+
 def metas_of(s: Any) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     for key, raw in s.annotations.items():
-        suffix = key[len(META_PREFIX) :]
-        if key.startswith(META_PREFIX) and suffix.isdigit():
+        number = meta_number(key)
+        if number is not None:
             try:
                 data = json.loads(raw)
             except ValueError:
                 continue
             if isinstance(data, dict):
-                out[int(suffix)] = data
+                out[number] = data
     return out
 
 
@@ -70,13 +78,6 @@ def meta_of(data: dict[str, Any] | None) -> VersionMeta:
 
 def pruned(annotations: dict[str, str], aliases: dict[str, int]) -> dict[str, str]:
     """Drop metadata of old unstaged versions so the annotations stay under their 16 KiB cap."""
-    numbers = sorted(
-        (int(k[len(META_PREFIX) :]) for k in annotations if k.startswith(META_PREFIX)),
-        reverse=True,
-    )
+    numbers = sorted((n for k in annotations if (n := meta_number(k)) is not None), reverse=True)
     keep = set(numbers[:KEEP_META]) | set(aliases.values())
-    return {
-        k: v
-        for k, v in annotations.items()
-        if not k.startswith(META_PREFIX) or int(k[len(META_PREFIX) :]) in keep
-    }
+    return {k: v for k, v in annotations.items() if meta_number(k) in (keep | {None})}

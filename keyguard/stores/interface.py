@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -59,9 +59,11 @@ class VersionMeta:
                 continue
             if f.name == "stored_at":
                 try:
-                    values[f.name] = datetime.fromisoformat(raw)
+                    when = datetime.fromisoformat(raw)
                 except ValueError:
                     continue
+                # A time without a zone (edited by hand) is read as UTC, never compared naive.
+                values[f.name] = when if when.tzinfo else when.replace(tzinfo=UTC)
             else:
                 values[f.name] = raw
         return cls(**values)
@@ -111,6 +113,12 @@ class SecretStore(Protocol):
         """Previous becomes current again (and current becomes previous). Not idempotent."""
         ...
 
+    def withdraw(self, token: str) -> None:
+        """Undo the promote of ``token`` in a store that served no key before it: afterwards
+        no version is current (nor previous). Idempotent; a no-op when ``token`` is not current.
+        """
+        ...
+
     def discard_pending(self, token: str) -> None:
         """Drop the pending stage of ``token`` (the key stays as a version for the record)."""
         ...
@@ -122,8 +130,10 @@ class SecretStore(Protocol):
     def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
         """Hold the store for one rotation: ``LeaseHeldError`` if another live holder has it.
 
-        A lease whose holder died expires after ``ttl_seconds``, or sooner when the holder is
-        seen to be gone (same host, process no longer running).
+        ``owner`` comes from :func:`keyguard.stores.lease.new_owner` (host, pid, a random token,
+        boot id, PID namespace, process start time). A lease whose holder died expires after
+        ``ttl_seconds``, or sooner when the holder is provably gone (same host, boot and PID
+        namespace, and its process no longer runs); a holder in another container is not.
         """
         ...
 

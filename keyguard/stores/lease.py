@@ -22,27 +22,85 @@ from keyguard.errors import KeyguardError, LeaseHeldError
 T = TypeVar("T")
 
 
-def new_owner() -> str:
-    """A lease owner name: ``host:pid:uuid`` (host and pid let others see a dead holder)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
+def _boot_id() -> str | None:
+    """This kernel's boot id: the same for every container on one host, new at each boot."""
+    return _read("/proc/sys/kernel/random/boot_id")
+
+
+def _pid_namespace() -> str | None:
+    """The inode of our PID namespace: pids mean the same thing only inside one namespace."""
+    try:
+        link = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    digits = "".join(c for c in link if c.isdigit())
+    return digits or None
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot); None when there is no such pid."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None  # field 22 of proc(5); 3 is fields[0]
+
+
+def new_owner(pid: int | None = None) -> str:
+    """Who holds a lease: ``host:pid:token boot=... pidns=... start=...``.
+
+    The token is random, so two holders never share a name. Boot id, PID namespace and the
+    process's start time let another run tell a dead holder from a live one: a pid is looked
+    at only when both runs share the kernel boot and the PID namespace (two containers with
+    the same host name and a shared volume do not), and a reused pid has another start time.
+    ``pid`` names another process (tests); by default this one.
+    """
+    pid = os.getpid() if pid is None else pid
+    parts = {"boot": _boot_id(), "pidns": _pid_namespace(), "start": _start_time(pid)}
+    tail = "".join(f" {k}={v}" for k, v in parts.items() if v)
+    return f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex}{tail}"
+
+
+def _identity(owner: str) -> tuple[str, str, dict[str, str]] | None:
+    """``(host, pid, {boot, pidns, start})`` of an owner name; None if it is not one."""
+    head, *rest = owner.split(" ")
+    host, sep, remainder = head.partition(":")
+    pid_text, sep2, _ = remainder.partition(":")
+    if not sep or not sep2 or not (pid_text.isascii() and pid_text.isdigit()):
+        return None
+    facts = dict(part.split("=", 1) for part in rest if "=" in part)
+    return host, pid_text, facts
 
 
 def holder_gone(owner: str) -> bool:
-    """True when ``owner`` ran on this host and its process no longer exists."""
-    host, sep, rest = owner.partition(":")
-    pid_text, sep2, _ = rest.partition(":")
-    if not sep or not sep2 or host != socket.gethostname() or not pid_text.isdigit():
+    """True only when ``owner`` is provably dead: same host, boot and PID namespace as this
+    process, and its pid no longer runs (or now runs another process, started later).
+
+    Anything that cannot be proved (another host or container, an owner without boot id or
+    namespace, a platform without ``/proc``) is left to the lease's expiry.
+    """
+    parsed = _identity(owner)
+    if parsed is None:
         return False
-    pid = int(pid_text)
-    if pid == os.getpid():
+    host, pid_text, facts = parsed
+    if host != socket.gethostname():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, owned by another user
-    return False
+    boot, pidns = _boot_id(), _pid_namespace()
+    if boot is None or pidns is None or facts.get("boot") != boot or facts.get("pidns") != pidns:
+        return False
+    started = _start_time(int(pid_text))
+    if started is None:
+        return True  # no such process in our (shared) namespace
+    recorded = facts.get("start")
+    return recorded is not None and recorded != started
 
 
 @dataclass(frozen=True)

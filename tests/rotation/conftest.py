@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,10 @@ class Project:
                 stores.append((store.describe(), store.get(Stage.PREVIOUS)))
         journal = self.journal.read_text() if self.journal.exists() else ""
         return stores, journal, len(self.sandbox.writes())
+
+    def follow(self, clock: Callable[[], datetime]) -> None:
+        """The sandbox (the API's clock, its ``Date`` header) tells the test's clock's time."""
+        self.sandbox.state.now = lambda: clock().timestamp()
 
     def served(self) -> list[Secret | None]:
         return [store.get(Stage.CURRENT) for store in self.open_stores()]

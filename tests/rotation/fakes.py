@@ -106,6 +106,13 @@ class FakeStore:
         prev.stages.discard(Stage.PREVIOUS)
         prev.stages.add(Stage.CURRENT)
 
+    def withdraw(self, token: str) -> None:
+        for v in self.versions:
+            if v.meta.token == token and Stage.CURRENT in v.stages:
+                v.stages.clear()
+                for other in self.versions:
+                    other.stages.discard(Stage.PREVIOUS)
+
     def discard_pending(self, token: str) -> None:
         for v in self.versions:
             if v.meta.token == token:

@@ -395,3 +395,27 @@ def test_workspace_mismatch_at_verify_serves_the_old_key_again(
     closed = [e for e in entries if (e["step"], e["phase"]) == ("verify", "closed")]
     assert len(closed) == 1 and "workspace" in closed[0]["reason"]
     assert project.run("rollback", "prod", "--yes").returncode == 2  # never back to it
+
+
+def test_a_first_key_that_fails_verify_leaves_the_stores_empty_and_shows_the_check(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    check = "echo consumer-on-stdout; echo consumer-on-stderr >&2; exit 3"
+    project = make_project(tmp_path, sandbox, check=check)
+    _, failed = project.mint("prod-first")
+    done = project.run("rotate", "prod", "--grace", "0", "--yes", input=failed.reveal())
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "consumer-on-stdout" in done.stderr and "consumer-on-stderr" in done.stderr
+    assert "exited 3" in done.stderr and "Traceback" not in done.stderr
+    assert project.served() == [None, None]  # as before the rotation: nothing served
+    assert [s.get(Stage.PREVIOUS) for s in project.open_stores()] == [None, None]
+    # The next run leaves that state: a key that passes goes in, nothing is left behind.
+    toml = project.root / "keyguard.toml"
+    toml.write_text(toml.read_text().replace(f"check = {check!r}\n", ""))
+    assert "check" not in toml.read_text()
+    _, good = project.mint("prod-second")
+    again = project.run("rotate", "prod", "--grace", "0", "--yes", input=good.reveal())
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert project.served() == [good, good]
+    assert [s.get(Stage.PREVIOUS) for s in project.open_stores()] == [None, None]
+    assert project.status_of(failed) == "active"  # never served: keyguard leaves it alone

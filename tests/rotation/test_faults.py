@@ -165,6 +165,7 @@ def served_keys_active(project: Project) -> None:
 @pytest.mark.parametrize("kind", ["429", "529", "latency", "drop"])
 def test_transient_sandbox_faults_are_ridden_out(project: Project, step: str, kind: str) -> None:
     clock = Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=3))
+    project.follow(clock)
     old, new = scenario(project, clock)
     advance_to(project, clock, step, new)
     project.sandbox.set_faults(rate=1.0, kinds=(kind,), retry_after=0, latency=0.05, count=2)
@@ -181,6 +182,7 @@ def test_transient_sandbox_faults_are_ridden_out(project: Project, step: str, ki
 @pytest.mark.parametrize("step", STEPS)
 def test_persistent_overload_stops_cleanly_and_resumes(project: Project, step: str) -> None:
     clock = Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=3))
+    project.follow(clock)
     old, new = scenario(project, clock)
     advance_to(project, clock, step, new)
     project.sandbox.set_faults(rate=1.0, kinds=("529",), retry_after=0)
@@ -229,6 +231,7 @@ def test_store_faults_stop_cleanly_and_resume(
 ) -> None:
     project, harness = cloud_project
     clock = Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=3))
+    project.follow(clock)
     old, new = scenario(project, clock)
     advance_to(project, clock, step, new)
     method, after = STORE_FAULT_AT[step]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 import sys
 import traceback
@@ -148,6 +147,33 @@ def test_rollback_without_previous_is_refused(store_factory: Harness) -> None:
     assert store.get() == k1
 
 
+def test_withdraw_leaves_a_store_that_had_no_key_as_it_was(store_factory: Harness) -> None:
+    """A first key that failed verification is withdrawn: nothing is served, as before."""
+    store = store_factory()
+    with store.lease(new_owner(), 600):  # as the engine does: the lease comes first
+        failed = generate_key()
+        tok = rotate(store, failed)
+        store.withdraw(tok)
+        store.withdraw(tok)  # a rerun after a crash: a no-op
+    fresh = store_factory.open(store.uri)
+    assert fresh.get() is None and fresh.get(Stage.PREVIOUS) is None
+    assert all(Stage.CURRENT not in v.stages for v in fresh.describe())
+    assert_consistent(fresh)
+    good = generate_key()
+    rotate(fresh, good)  # the next run goes on from there
+    assert fresh.get() == good and fresh.get(Stage.PREVIOUS) is None
+
+
+def test_withdraw_of_a_key_that_is_not_current_changes_nothing(store_factory: Harness) -> None:
+    store = store_factory()
+    k1, k2 = generate_key(), generate_key()
+    rotate(store, k1)
+    tok = token()
+    store.put_pending(k2, meta_for(k2, tok))
+    store.withdraw(tok)
+    assert store.get() == k1
+
+
 def test_discard_pending_keeps_current(store_factory: Harness) -> None:
     store = store_factory()
     k1, k2 = generate_key(), generate_key()
@@ -212,7 +238,7 @@ def test_lease_of_a_dead_holder_is_taken_over(store_factory: Harness) -> None:
         text=True,
         check=True,
     )
-    dead = f"{socket.gethostname()}:{int(child.stdout)}:{uuid.uuid4().hex}"
+    dead = new_owner(int(child.stdout))  # same host, boot and PID namespace: provably gone
     held = store.lease(dead, 3600)
     held.__enter__()  # killed before it could release
     with store_factory.open(store.uri).lease(new_owner(), 600):

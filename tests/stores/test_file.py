@@ -185,3 +185,79 @@ def test_permission_denied_is_an_auth_error_and_changes_nothing(tmp_path: Path) 
     assert old.reveal() not in proc.stdout + proc.stderr
     assert new.reveal() not in proc.stdout + proc.stderr
     assert (folder / "prod.json").read_bytes() == before
+
+
+# -- links and files put there by hand -------------------------------------------------------
+
+
+def test_a_symlinked_store_is_written_through_to_its_target(tmp_path: Path) -> None:
+    real = tmp_path / "mounted" / "anthropic.json"
+    real.parent.mkdir()
+    old, new = generate_key(), generate_key()
+    real.write_text(old.reveal() + "\n")
+    link = tmp_path / "app" / "prod.json"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    store = FileStore.from_uri(f"file:{link}")
+    assert store.get() == old
+    store.put_pending(new, VersionMeta(token="t1"))
+    store.promote("t1")
+    assert link.is_symlink() and link.resolve() == real
+    assert FileStore.from_uri(f"file:{real}").get() == new
+    assert FileStore.from_uri(f"file:{real}").get(Stage.PREVIOUS) == old
+    # The temp file and the lock live beside the target, and nothing is left behind.
+    beside = sorted(p.name for p in real.parent.iterdir())
+    assert beside == ["anthropic.json", "anthropic.json.lock"]
+    assert sorted(p.name for p in link.parent.iterdir()) == ["prod.json"]
+
+
+def test_a_dangling_symlink_gets_its_target_created(tmp_path: Path) -> None:
+    real = tmp_path / "target.json"
+    link = tmp_path / "prod.json"
+    link.symlink_to(real)
+    store = FileStore.from_uri(f"file:{link}")
+    store.put_pending(generate_key(), VersionMeta(token="t1"))
+    assert link.is_symlink() and real.is_file()
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("DB_URL=postgres://db\nANTHROPIC_API_KEY={key}\nDEBUG=1\n", "3 lines of text"),
+        ('{{"anthropic": "{key}", "db": "postgres://db"}}', "a JSON document"),
+        ("ANTHROPIC_API_KEY={key}\n", "one line that is not a key"),
+        ("{key} {key}\n", "one line that is not a key"),
+    ],
+)
+def test_a_file_holding_more_than_a_key_is_refused_and_left_unchanged(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    key = generate_key()
+    path = tmp_path / "prod.env"
+    path.write_text(text.format(key=key.reveal()))
+    before = path.read_bytes()
+    store = FileStore.from_uri(f"file:{path}")
+    for attempt in (store.get, lambda: store.put_pending(generate_key(), VersionMeta(token="t"))):
+        with pytest.raises(ConfigError, match=said) as err:
+            attempt()
+        assert err.value.exit_code == 2
+        assert "left unchanged" in str(err.value) and key.reveal() not in str(err.value)
+    assert path.read_bytes() == before
+
+
+def test_a_json_field_that_is_not_a_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "prod.json"
+    path.write_text('{"anthropic": "changeme", "db": "postgres://db"}')
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match="#anthropic is not an Anthropic API key"):
+        FileStore.from_uri(f"file:{path}#anthropic").put_pending(
+            generate_key(), VersionMeta(token="t")
+        )
+    assert path.read_bytes() == before
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "prod.json"
+    path.write_bytes(b"\xff\xfe\x00k\x00e\x00y")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        FileStore.from_uri(f"file:{path}").get()

@@ -6,6 +6,8 @@ import json
 import os
 import socket
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -83,9 +85,62 @@ def test_lease_records() -> None:
     assert me.startswith(f"{socket.gethostname()}:{os.getpid()}:")
     assert not holder_gone(me)
     assert not holder_gone("elsewhere:1:abc"), "another host's holder is never judged gone"
+    assert " boot=" in me and " pidns=" in me and " start=" in me
     rec = LeaseRecord(me, time.time() + 60)
     assert LeaseRecord.decode(rec.encode()) == rec
     assert rec.live()
     assert not LeaseRecord(me, time.time() - 1).live()
     assert LeaseRecord.decode("garbage") is None
     assert LeaseRecord.decode('{"released": "x"}') is None
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(child.stdout)
+
+
+def test_a_holder_in_another_container_with_the_same_host_name_is_never_judged_gone() -> None:
+    """Two containers, one host name, one shared volume: a pid of the other is not ours."""
+    pid = _dead_pid()
+    here = new_owner(pid)
+    assert holder_gone(here), "a dead holder of this host, boot and namespace is gone"
+    other_container = here.replace(" pidns=", " pidns=1")
+    assert not holder_gone(other_container)
+    assert not holder_gone(f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex}"), (
+        "an owner that names no boot id or PID namespace is left to the lease's expiry"
+    )
+    rebooted = here.replace(" boot=", " boot=x")
+    assert not holder_gone(rebooted)
+
+
+def test_a_reused_pid_is_a_dead_holder_but_the_same_process_is_alive() -> None:
+    me = new_owner()
+    assert not holder_gone(me)
+    start = me.rsplit(" start=", 1)[1]
+    assert holder_gone(me.replace(f" start={start}", f" start={int(start) + 1}"))
+
+
+def test_two_runs_in_containers_sharing_a_host_name_never_both_hold_a_file_store(
+    tmp_path: Path,
+) -> None:
+    from keyguard.errors import LeaseHeldError
+    from keyguard.stores.file import FileStore
+
+    uri = f"file:{tmp_path / 'prod.json'}"
+    pid = _dead_pid()  # in the other container's namespace this pid is alive
+    theirs = new_owner(pid).replace(" pidns=", " pidns=9")
+    held = FileStore.from_uri(uri).lease(theirs, 600)
+    held.__enter__()
+    with (
+        pytest.raises(LeaseHeldError, match="leased"),
+        FileStore.from_uri(uri).lease(new_owner(), 600),
+    ):
+        pass

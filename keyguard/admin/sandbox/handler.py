@@ -195,6 +195,10 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header tells the sandbox's own clock (tests move it), as the API tells its.
+        return super().date_time_string(self.state.now() if timestamp is None else timestamp)
+
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         # Logged before the answer leaves: a client that has its answer sees its request logged.
