@@ -153,7 +153,7 @@ def demo(keep: bool) -> int:
 
         from keyguard.cli.wif_demo import keyless_chapter
 
-        keyless_chapter(sb, admin, tmp, _step, say)
+        keyless_chapter(sb, admin, tmp, _step, say, clock)
     _step("The demo's keyguard.toml (admin_key names a file, never holds the key)")
     click.echo((tmp / "keyguard.toml").read_text("utf-8").rstrip())
     if keep:

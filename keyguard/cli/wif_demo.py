@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
@@ -40,7 +40,17 @@ token_lifetime = "10m"
 """
 
 
-def keyless_chapter(sb: Sandbox, admin: AdminClient, root: Path, step: Say, say: Say) -> None:
+class DemoClock(Protocol):
+    """The demo's clock, which the sandbox's own clock (its ``Date`` header) follows."""
+
+    now: datetime
+
+    def __call__(self) -> datetime: ...
+
+
+def keyless_chapter(
+    sb: Sandbox, admin: AdminClient, root: Path, step: Say, say: Say, clock: DemoClock
+) -> None:
     """plan, apply, the workload exchanges its identity token, verify, traffic, retire-key."""
     from keyguard.wif import api
     from keyguard.wif.plan import apply_plan, make_plan
@@ -57,7 +67,7 @@ def keyless_chapter(sb: Sandbox, admin: AdminClient, root: Path, step: Say, say:
     fd = os.open(store, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(key.reveal() + "\n")
-    sb.record_usage(key_id, at=datetime.now(UTC) - timedelta(minutes=20))
+    sb.record_usage(key_id, at=clock() - timedelta(minutes=20))
     (root / "keyless.toml").write_text(_CI.format(ws=ws, issuer=sb.oidc_issuer), "utf-8")
     config = load_config(root / "keyless.toml", base_url=sb.url)  # the demo chose its sandbox
     env = config.environment("ci")
@@ -108,12 +118,12 @@ def keyless_chapter(sb: Sandbox, admin: AdminClient, root: Path, step: Say, say:
 
         step("keyguard wif retire-key ci: the static key must drain for the grace period first")
         try:
-            retire_key(config, "ci", admin, client, say)
+            retire_key(config, "ci", admin, client, say, clock=clock)
         except PendingError as exc:
             say(f"{exc}  [exit 5]")
-        later = datetime.now(UTC) + timedelta(minutes=45)
+        clock.now += timedelta(minutes=45)  # the sandbox's clock moves with it
         step("45 minutes later the static key has been idle for the whole grace period")
-        done = retire_key(config, "ci", admin, client, say, clock=lambda: later)
+        done = retire_key(config, "ci", admin, client, say, clock=clock)
         say(done.message)
         say(f"{key_id} is now {admin.get_key(key_id).status} in the Admin API")
 
