@@ -38,7 +38,8 @@ def present(run: ScanRun, fmt: str, output: str | None, out: TextIO, err: TextIO
             _write(Path(output), report)
         except OSError as exc:
             raise UsageError(
-                f"cannot write the report to {output}: {exc.strerror}; choose a writable --output"
+                f"cannot write the report to {shown(output)}: {exc.strerror}; "
+                "choose a writable --output"
             ) from None
     elif report:
         out.write(report)

@@ -211,3 +211,21 @@ def test_hook_argument_errors_escape_control_bytes(repo: Path) -> None:
     done = _hook(repo, "-f", "x\x1b[31m")
     assert done.returncode == 2
     assert "\x1b" not in done.stderr and "x\\x1b[31m" in done.stderr, repr(done.stderr)
+
+
+@pytest.mark.parametrize("prog", ["hook", "scan-output", "scan-baseline"])
+def test_an_unwritable_output_name_with_control_bytes_is_escaped(repo: Path, prog: str) -> None:
+    write(repo / "a.txt", "clean\n")
+    target = "a.txt/\x1b]0;pwned\x07o"
+    cmd = {
+        "hook": [sys.executable, "-m", "keyguard.scanner.hook", "a.txt", "--output", target],
+        "scan-output": [sys.executable, "-m", "keyguard", "scan", "a.txt", "--output", target],
+        "scan-baseline": [
+            *(sys.executable, "-m", "keyguard", "scan", "a.txt", "--update-baseline"),
+            *("--baseline", target),
+        ],
+    }[prog]
+    done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=_env(), check=False)
+    assert done.returncode == 2, done.stderr
+    assert "\x1b" not in done.stderr and "\x07" not in done.stderr, repr(done.stderr)
+    assert "a.txt/\\x1b]0;pwned\\x07o" in done.stderr
