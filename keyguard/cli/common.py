@@ -120,4 +120,8 @@ def check_writable(path: str, option: str) -> None:
     elif not p.exists() and folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
         problem = f"the folder {folder} is not writable"
     if problem:
-        raise UsageError(f"{option} {path}: cannot write there ({problem}); choose another path")
+        from keyguard.scanner.unread import shown  # a name may hold control bytes
+
+        raise UsageError(
+            f"{option} {shown(path)}: cannot write there ({shown(problem)}); choose another path"
+        )

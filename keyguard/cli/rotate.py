@@ -237,6 +237,9 @@ def _rotate_one(
         return 0
     state = status(engine) if not in_flight and key is None and not single else None
     if state is not None and state.phase != "journal lost":
+        if state.phase == "federated":  # `wif retire-key` retired its static key
+            record.out(f"{engine.env.name}: federated, not rotated ({state.waiting_for})")
+            return 0
         if due and not state.due:
             record.out(f"{engine.env.name}: not due ({state.waiting_for})")
             return 0

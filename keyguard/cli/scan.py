@@ -92,6 +92,10 @@ def scan(
         check_writable(output, "--output")  # before the scan, not after it
     obj = ctx.find_root().obj or {}
     settings = load_scan_settings(obj.get("config_path"))
+    if update_baseline and (target := baseline or settings.baseline):
+        from keyguard.cli.common import check_writable
+
+        check_writable(str(target), "--baseline" if baseline else "[scan] baseline")
     opts = ScanOptions(
         paths=list(paths) or ["."],
         staged=staged,

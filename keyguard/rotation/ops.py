@@ -54,6 +54,8 @@ def status(engine: RotationEngine) -> EnvStatus:
         lost = describe(engine, orphan).split(": ", 1)[1]
         return EnvStatus(env.name, "journal lost", current, age0, False, lost)
     age = now - created if created else None
+    if (retired := _retired(engine)) and not (st is not None and st.in_flight):
+        return EnvStatus(env.name, "federated", current, age, False, retired)
     due = current is None or (age is not None and age >= env.policy.due_after)
     phase = st.phase if st is not None else "idle"
     if st is not None and st.in_flight:
@@ -75,6 +77,24 @@ def status(engine: RotationEngine) -> EnvStatus:
             f"{format_duration(env.policy.archive_after)}"
         )
     return EnvStatus(env.name, phase, current, age, due and not (st and st.in_flight), waiting)
+
+
+def _retired(engine: RotationEngine) -> str | None:
+    """What waits when `keyguard wif retire-key` retired the static key: nothing to rotate."""
+    if engine.env.federation is None:
+        return None
+    from keyguard.wif.record import load_record
+
+    record = load_record(engine.journal.path.parent, engine.env.name)
+    if not record.retired:
+        return None
+    from keyguard.keys import scrub_text
+
+    hint = record.retired.get("hint") if isinstance(record.retired, dict) else None
+    return (
+        f"nothing: static key {scrub_text(str(hint or '(none)'))} was retired by "
+        "`keyguard wif retire-key`; the environment is federated"
+    )
 
 
 def _days(age: timedelta | None) -> str:

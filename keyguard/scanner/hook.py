@@ -18,7 +18,7 @@ from keyguard.scanner.settings import ScanSettings, load_scan_settings
 #: ``typing`` costs the hook a few milliseconds: its names are for the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import TextIO
+    from typing import NoReturn, TextIO
 
     from keyguard.scanner.run import ScanRun
 
@@ -38,7 +38,8 @@ def present(run: ScanRun, fmt: str, output: str | None, out: TextIO, err: TextIO
             _write(Path(output), report)
         except OSError as exc:
             raise UsageError(
-                f"cannot write the report to {output}: {exc.strerror}; choose a writable --output"
+                f"cannot write the report to {shown(output)}: {exc.strerror}; "
+                "choose a writable --output"
             ) from None
     elif report:
         out.write(report)
@@ -98,7 +99,16 @@ def _parser() -> object:
 
     from keyguard.scanner.report import FORMATS
 
-    p = argparse.ArgumentParser(
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            """argparse repeats what it was given: a key on the command line is redacted."""
+            from keyguard.keys import scrub_text
+            from keyguard.scanner.unread import shown
+
+            self.print_usage(sys.stderr)
+            self.exit(2, f"{self.prog}: error: {shown(scrub_text(message))}\n")
+
+    p = Parser(
         prog="keyguard-scan",
         description="Refuse a commit that holds an Anthropic key (scans the staged content).",
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keyguard.errors import UsageError
-from keyguard.scanner.unread import Unread
+from keyguard.scanner.unread import Unread, shown
 
 #: What a listing reports besides targets: remarks, and what it could not read.
 Notes = list[str | Unread]
@@ -97,7 +97,7 @@ def iter_paths(paths: list[str], notes: Notes) -> Iterator[Target]:
             found.append((arg, os.stat(arg)))
         except OSError as exc:
             if not os.path.lexists(arg):
-                raise UsageError(f"{arg}: no such file or folder; check the path") from None
+                raise UsageError(f"{shown(arg)}: no such file or folder; check the path") from None
             found.append((arg, None))
             notes.append(Unread(arg, "unreadable", f"cannot read ({exc.strerror})"))
     return _iter_found(found, notes)

@@ -62,11 +62,18 @@ def load_baseline(path: str | Path) -> set[str]:
         return set()
     try:
         data = json.loads(p.read_text("utf-8"))
-        entries = data["fingerprints"]
-        return {str(e["fingerprint"]) for e in entries}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        entries = data.get("fingerprints") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise ValueError('no "fingerprints" list')
+        if not all(isinstance(e, dict) and isinstance(e.get("fingerprint"), str) for e in entries):
+            raise ValueError('an entry without a "fingerprint" string')
+        return {e["fingerprint"] for e in entries}
+    except (OSError, ValueError, RecursionError) as exc:
+        from keyguard.scanner.unread import shown
+
+        why = "nested too deeply" if isinstance(exc, RecursionError) else shown(str(exc))[:200]
         raise UsageError(
-            f"baseline {p} is not a keyguard baseline ({exc}); regenerate it with "
+            f"baseline {shown(str(p))} is not a keyguard baseline ({why}); regenerate it with "
             "`keyguard scan --update-baseline --baseline FILE`"
         ) from None
 
@@ -94,8 +101,11 @@ def write_baseline(
         "fingerprints": sorted(entries.values(), key=lambda e: e["fingerprint"]),
     }
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    except OSError as exc:
+        raise _unwritable(p, exc) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=2)
@@ -104,7 +114,18 @@ def write_baseline(
             os.fsync(out.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _unwritable(p, exc) from None
         raise
     return len(entries)
+
+
+def _unwritable(path: Path, exc: OSError) -> UsageError:
+    from keyguard.scanner.unread import shown
+
+    return UsageError(
+        f"cannot write the baseline {shown(str(path))} ({exc.strerror or exc}); "
+        "choose a writable --baseline FILE"
+    )

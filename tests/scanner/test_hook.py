@@ -169,3 +169,63 @@ def test_installed_hook_refuses_a_merge_commit_that_brings_a_key(repo: Path) -> 
     assert "side.py:1:" in merge.stderr and "anthropic-api-key" in merge.stderr
     assert key not in merge.stdout + merge.stderr
     assert git(repo, "rev-list", "--count", "HEAD").stdout.strip() == "2"  # no merge commit
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--bogus", "{key}"), ("-f", "{key}"), ("--format={key}",), ("--{key}",), ("--output",)],
+    ids=["unrecognized", "choice", "choice-inline", "option", "missing-value"],
+)
+def test_hook_argument_errors_never_repeat_a_key(repo: Path, args: tuple[str, ...]) -> None:
+    key = generate_key().reveal()
+    argv = [a.format(key=key) for a in args]
+    done = _hook(repo, *argv)
+    assert done.returncode == 2, done.stderr
+    assert "keyguard-scan: error:" in done.stderr
+    assert key not in done.stdout + done.stderr
+    assert key[: len("sk-ant-api03-") + 8] not in done.stderr  # not even most of it
+    if argv[0] not in ("--bogus", "--output"):  # (--bogus: the key is taken as a path)
+        assert redact(key) in done.stderr  # the user still sees which argument it was
+
+
+@pytest.mark.parametrize("prog", ["hook", "scan"])
+def test_a_missing_path_with_control_bytes_is_escaped(repo: Path, prog: str) -> None:
+    name = "nope\x1b]0;pwned\x07\x1b[31m"
+    if prog == "hook":
+        done = _hook(repo, name)
+    else:
+        done = subprocess.run(
+            [sys.executable, "-m", "keyguard", "scan", name],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    assert "\x1b" not in done.stderr and "\x07" not in done.stderr, repr(done.stderr)
+    assert "nope\\x1b]0;pwned\\x07\\x1b[31m: no such file or folder" in done.stderr
+
+
+def test_hook_argument_errors_escape_control_bytes(repo: Path) -> None:
+    done = _hook(repo, "-f", "x\x1b[31m")
+    assert done.returncode == 2
+    assert "\x1b" not in done.stderr and "x\\x1b[31m" in done.stderr, repr(done.stderr)
+
+
+@pytest.mark.parametrize("prog", ["hook", "scan-output", "scan-baseline"])
+def test_an_unwritable_output_name_with_control_bytes_is_escaped(repo: Path, prog: str) -> None:
+    write(repo / "a.txt", "clean\n")
+    target = "a.txt/\x1b]0;pwned\x07o"
+    cmd = {
+        "hook": [sys.executable, "-m", "keyguard.scanner.hook", "a.txt", "--output", target],
+        "scan-output": [sys.executable, "-m", "keyguard", "scan", "a.txt", "--output", target],
+        "scan-baseline": [
+            *(sys.executable, "-m", "keyguard", "scan", "a.txt", "--update-baseline"),
+            *("--baseline", target),
+        ],
+    }[prog]
+    done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=_env(), check=False)
+    assert done.returncode == 2, done.stderr
+    assert "\x1b" not in done.stderr and "\x07" not in done.stderr, repr(done.stderr)
+    assert "a.txt/\\x1b]0;pwned\\x07o" in done.stderr

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -324,3 +324,40 @@ def test_a_changed_subject_is_planned_as_an_update_and_applied(kl: Keyless) -> N
     with admin_http(kl.sb) as http:
         rules = ok(http.get("/v1/organizations/federation_rules"))["data"]
     assert [r["match"]["subject_prefix"] for r in rules] == ["job:acme/app:ref:release"]
+
+
+def test_an_environment_whose_static_key_was_retired_is_never_due(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """After `wif retire-key`, `rotate --due` must not ask for a static key again."""
+    from datetime import timedelta
+
+    from keyguard.config import load_config
+    from keyguard.wif.record import WifRecord, load_record, save_record
+
+    kl = make_keyless(tmp_path, sandbox)
+    old_id, old = sandbox.mint_key("ci-old", workspace_id=kl.workspace, age=timedelta(days=200))
+    (tmp_path / "stores" / "ci.json").write_text(old.reveal() + "\n")
+    kl = replace(kl, key=old)  # the hint run() lets through
+    due = kl.run("rotate", "--due")
+    assert due.returncode == 5, due.stdout + due.stderr  # a 200-day-old static key is due
+    assert "(DUE)" in kl.run("status").stdout
+
+    # what `wif retire-key` leaves: the key inactive, the retirement recorded
+    state_dir = load_config(tmp_path / "keyguard.toml").state_dir
+    with sandbox.client() as admin:
+        admin.update_key(old_id, status="inactive")
+    record = WifRecord("ci", retired={"key_ids": [old_id], "hint": old.hint, "stores": []})
+    save_record(state_dir, record)
+    assert load_record(state_dir, "ci").retired
+
+    writes = len(sandbox.writes())
+    rotated = kl.run("rotate", "--due")
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    assert "ci: federated" in rotated.stdout and "retired" in rotated.stdout
+    assert "new key" not in rotated.stdout
+    status = kl.run("status")
+    assert status.returncode == 0, status.stderr
+    assert "ci: federated" in status.stdout and "(DUE)" not in status.stdout
+    assert json.loads(kl.run("status", "--json").stdout)["environments"][0]["due"] is False
+    assert len(sandbox.writes()) == writes  # nothing asked of the API but reads
