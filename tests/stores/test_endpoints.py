@@ -126,6 +126,22 @@ def test_an_opted_in_endpoint_is_reached(attacker: Attacker, tmp_path: Path, kin
     assert STORE_ENDPOINTS_ENV not in run.stderr
 
 
+def test_get_does_not_fall_through_a_refused_store(attacker: Attacker, tmp_path: Path) -> None:
+    """A refused endpoint is a config error to fix, not an outage to hide behind the next store."""
+    good = tmp_path / "prod.json"
+    config = _config(tmp_path, _uris(attacker.port)["aws"])
+    config.write_text(config.read_text().replace('"]', f'", "file:{good}"]'), "utf-8")
+    run = subprocess.run(
+        ["keyguard", "--config", str(config), "get", "prod"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=60,
+    )
+    assert (run.returncode, run.stdout, attacker.connections) == (2, "", 0), run.stderr
+    assert STORE_ENDPOINTS_ENV in run.stderr
+
+
 def test_rotate_refuses_before_any_network_call(attacker: Attacker, tmp_path: Path) -> None:
     config = _config(tmp_path, _uris(attacker.port)["aws"])
     run = subprocess.run(
