@@ -121,3 +121,39 @@ def resolve_base_url(configured: str | None, setting: str, chosen: tuple[str, st
         f"{BASE_URL_ENV}={shown} or run `keyguard --base-url {shown} ...`; otherwise remove "
         "the setting"
     )
+
+
+#: Store endpoints the person running keyguard chose (space- or comma-separated URLs).
+STORE_ENDPOINTS_ENV = "KEYGUARD_STORE_ENDPOINTS"
+
+
+def _origin(normal: str) -> str:
+    parts = urlsplit(normal)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def chosen_store_endpoints() -> set[str]:
+    """The origins (``scheme://host[:port]``) listed in ``KEYGUARD_STORE_ENDPOINTS``."""
+    raw = os.environ.get(STORE_ENDPOINTS_ENV, "")
+    return {
+        _origin(parse_base_url(entry, f"an entry of {STORE_ENDPOINTS_ENV}"))
+        for entry in raw.replace(",", " ").split()
+    }
+
+
+def check_store_endpoint(url: str, setting: str) -> str:
+    """``url`` in normal form if its origin is listed in ``KEYGUARD_STORE_ENDPOINTS``.
+
+    A store URI comes from a ``keyguard.toml`` that a cloned repository may carry: an endpoint
+    in it would send the keys and the cloud credentials to any host. It is used only when the
+    person running keyguard chose that endpoint too (same scheme, host and port).
+    """
+    normal = parse_base_url(url, setting)
+    origin = _origin(normal)
+    if origin in chosen_store_endpoints():
+        return normal
+    raise ConfigError(
+        f"{setting} ({redact_url(normal)}) sends keys and cloud credentials to a host that "
+        f"only the store URI names (a keyguard.toml or argument); to use it, export "
+        f"{STORE_ENDPOINTS_ENV}={origin} (several: space-separated); otherwise remove the option"
+    )

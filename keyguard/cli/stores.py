@@ -7,7 +7,7 @@ import json
 import click
 
 from keyguard.cli.common import complete_environment, load, print_table, terminal_console
-from keyguard.errors import ExitCode, KeyguardError, NotFoundError, UsageError
+from keyguard.errors import ConfigError, ExitCode, KeyguardError, NotFoundError, UsageError
 from keyguard.keys import Secret
 from keyguard.stores import Stage, open_store
 from keyguard.stores.interface import stage_map
@@ -28,6 +28,8 @@ def get(ctx: click.Context, environment: str) -> int:
     for uri in env.stores:
         try:
             key = open_store(uri).get(Stage.CURRENT)
+        except ConfigError:
+            raise  # a store refused by its URI (say, an endpoint nobody chose) is no outage
         except KeyguardError as exc:
             first_error = first_error or exc
             continue

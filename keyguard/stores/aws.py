@@ -123,7 +123,7 @@ class AwsSecretsManagerStore:
             region,
             name,
             field=parsed.field,
-            endpoint_url=parsed.opt("endpoint_url"),
+            endpoint_url=parsed.opt_endpoint("endpoint_url"),
             max_attempts=max(1, parsed.opt_int("max_attempts", 5)),
             uri=uri,
         )

@@ -123,9 +123,10 @@ class AzureKeyVaultStore:
                 f"store {uri!r}: secret name {name!r} must be 1-119 letters, digits or '-' "
                 "(keyguard adds -pending and -lease companions within Azure's 127)"
             )
-        vault_url = parsed.opt("vault_url") or f"https://{vault}.vault.azure.net"
-        if not vault_url.startswith("https://"):
+        given = parsed.opt("vault_url")
+        if given and not given.startswith("https://"):
             raise ConfigError(f"store {uri!r}: vault_url must be https:// (Key Vault needs TLS)")
+        vault_url = parsed.opt_endpoint("vault_url") or f"https://{vault}.vault.azure.net"
         credential = parsed.opt("credential", "default")
         if credential not in ("default", "static"):
             raise ConfigError(f"store {uri!r}: credential must be 'default' or 'static'")

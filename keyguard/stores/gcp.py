@@ -90,7 +90,7 @@ class GcpSecretManagerStore:
         return cls(
             project,
             secret_id,
-            endpoint=parsed.opt("endpoint") or None,
+            endpoint=parsed.opt_endpoint("endpoint", host_port=True, insecure=insecure),
             insecure=insecure,
             field=parsed.field,
             attempts=parsed.opt_int("attempts", 4),

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, unquote
 
 from keyguard.errors import ConfigError
 from keyguard.stores.lease import LeaseRecord, hold_lease, holder_gone, new_owner
+from keyguard.urls import check_store_endpoint
 
 __all__ = [
     "LeaseRecord",
@@ -82,6 +83,25 @@ class StoreURI:
         if number != int(number):
             raise ConfigError(f"store {self.raw!r}: option {name} must be a whole number")
         return int(number)
+
+    def opt_endpoint(
+        self, name: str, *, host_port: bool = False, insecure: bool = False
+    ) -> str | None:
+        """Option ``name`` (an endpoint), refused unless the person running keyguard chose it.
+
+        ``host_port``: the value is ``HOST[:PORT]`` (gRPC), reached over https, or plain http when
+        ``insecure`` (loopback only). See :func:`keyguard.urls.check_store_endpoint`.
+        """
+        value = self.options.get(name)
+        if not value:
+            return None
+        where = f"store {self.scheme}://{self.authority or ''}/{self.path}: option {name}"
+        if host_port:
+            if any(c in value for c in "/@?#\\") or not value.strip():
+                raise ConfigError(f"{where} must be HOST[:PORT] (no scheme, path or user name)")
+            check_store_endpoint(f"{'http' if insecure else 'https'}://{value}", where)
+            return value
+        return check_store_endpoint(value, where)
 
     def require_authority(self, what: str, example: str) -> tuple[str, str]:
         """``(authority, path)`` for ``scheme://AUTHORITY/PATH`` URIs, both non-empty."""

@@ -8,6 +8,7 @@ from keyguard.audit import Verdict
 from tests.audit.conftest import Org
 from tests.stores.servers.aws import REGION, AwsHarness, closed_port
 from tests.stores.servers.azure import AzureHarness
+from tests.stores.servers.base import allow_store_endpoint
 from tests.stores.servers.gcp import GcpHarness
 
 
@@ -59,7 +60,7 @@ def test_unreachable_or_denied_cloud_stores_are_reasons_not_crashes(
     org: Org, aws_server: AwsHarness, azure_server: AzureHarness
 ) -> None:
     org.env("dev", org.key("dev-1"))
-    nowhere = f"http://127.0.0.1:{closed_port()}"
+    nowhere = allow_store_endpoint(f"http://127.0.0.1:{closed_port()}")
     down = f"aws-sm://{REGION}/anthropic/kg-down?endpoint_url={nowhere}&max_attempts=2"
     denied = azure_server.server.uri("kg-denied", vault_url=azure_server.server.fault_url("403"))
     org.envs["aws-down"] = {"stores": [down], "workspace": None, "policy": {}}

@@ -15,6 +15,7 @@ from tests.stores.servers.aws import (
     AwsHarness,
     aws_server,  # noqa: F401  (fixture)
 )
+from tests.stores.servers.base import allow_store_endpoint
 
 
 def deliver(store: SecretStore, key: Secret) -> None:
@@ -68,6 +69,7 @@ def test_get_falls_through_an_unreachable_store(
     key = generate_key()
     good = f"file:{tmp_path / 'prod.json'}"
     deliver(open_store(good), key)
+    allow_store_endpoint("http://127.0.0.1:9")
     dead = "aws-sm://us-east-1/anthropic/prod?endpoint_url=http://127.0.0.1:9&max_attempts=1"
     config = write_config(tmp_path, [dead, good])
     assert main(["--config", str(config), "get", "prod"]) == 0
@@ -77,6 +79,7 @@ def test_get_falls_through_an_unreachable_store(
 def test_get_reports_an_unreachable_only_store_as_unavailable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    allow_store_endpoint("http://127.0.0.1:9")
     dead = "aws-sm://us-east-1/anthropic/prod?endpoint_url=http://127.0.0.1:9&max_attempts=1"
     config = write_config(tmp_path, [dead])
     assert main(["--config", str(config), "get", "prod"]) == 4
@@ -100,6 +103,7 @@ def test_stores_check_shows_hints_and_stages_never_keys(
 def test_stores_check_exit_code_names_the_failure(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    allow_store_endpoint("http://127.0.0.1:9")
     dead = "aws-sm://us-east-1/anthropic/prod?endpoint_url=http://127.0.0.1:9&max_attempts=1"
     config = write_config(tmp_path, [f"file:{tmp_path / 'ok.json'}", dead])
     assert main(["--config", str(config), "stores", "check"]) == 4

@@ -19,6 +19,7 @@ from keyguard.config import Config, load_config
 from keyguard.keys import Secret
 from keyguard.stores import open_store
 from keyguard.stores.interface import Stage
+from keyguard.urls import STORE_ENDPOINTS_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,6 +90,8 @@ class Incident:
         """``keyguard revoke ARGS`` with ``key`` (or ``stdin``) on a piped stdin."""
         extra = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
+        # Store endpoints our fake servers were opted in with (allow_store_endpoint) stay.
+        env[STORE_ENDPOINTS_ENV] = os.environ.get(STORE_ENDPOINTS_ENV, "")
         env.update(
             PYTHONPATH=str(ROOT),
             KEYGUARD_CONFIG=str(self.root / "keyguard.toml"),

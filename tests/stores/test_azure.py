@@ -22,6 +22,7 @@ from keyguard.stores.azure import AzureKeyVaultStore
 from keyguard.stores.interface import VersionMeta
 from keyguard.stores.lease import new_owner
 from tests.stores.servers.azure import AzureKeyVaultServer, closed_port_url
+from tests.stores.servers.base import allow_store_endpoint
 
 FIELD = "ANTHROPIC_API_KEY"
 
@@ -244,7 +245,8 @@ def test_default_vault_url_and_options() -> None:
 
 
 def test_unreachable_vault_is_unavailable() -> None:
-    store = open_store(f"azure-kv://fake/n?vault_url={closed_port_url()}&max_attempts=1")
+    url = allow_store_endpoint(closed_port_url())
+    store = open_store(f"azure-kv://fake/n?vault_url={url}&max_attempts=1")
     with pytest.raises(UnavailableError, match="cannot reach"):
         store.describe()
 

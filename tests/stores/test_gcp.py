@@ -24,6 +24,7 @@ from keyguard.stores import Stage, open_store
 from keyguard.stores.gcp import GcpSecretManagerStore
 from keyguard.stores.interface import VersionMeta
 from keyguard.stores.lease import new_owner
+from keyguard.urls import STORE_ENDPOINTS_ENV
 from tests.stores.servers.gcp import GcpHarness
 from tests.stores.servers.gcp_fake import FakeSecretManager
 
@@ -211,6 +212,7 @@ def test_missing_default_credentials_are_an_auth_error(
 ) -> None:
     # A missing credentials file fails at once, before any metadata-server probe.
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/keyguard-test.json")
+    monkeypatch.setenv(STORE_ENDPOINTS_ENV, "https://127.0.0.1:9")
     store = open_store("gcp-sm://kg-test/prod?endpoint=127.0.0.1:9")
     with pytest.raises(AuthError, match="application-default") as err:
         store.get()

@@ -21,7 +21,7 @@ from moto.server import ThreadedMotoServer
 
 from keyguard.stores import SecretStore
 from keyguard.stores.uri import parse_store_uri
-from tests.stores.servers.base import Harness
+from tests.stores.servers.base import Harness, allow_store_endpoint
 
 REGION = "us-east-1"
 _READS = {"GetSecretValue", "DescribeSecret", "ListSecretVersionIds", "ListSecrets"}
@@ -101,11 +101,12 @@ class AwsHarness(Harness):
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
-        self.endpoint = f"http://{host}:{port}"
+        self.endpoint = allow_store_endpoint(f"http://{host}:{port}")
         self.client = boto3.client("secretsmanager", endpoint_url=self.endpoint, region_name=REGION)
         self.proxies: list[FaultProxy] = []
 
     def _uri(self, name: str, endpoint: str, field: str | None = None, **opts: str) -> str:
+        allow_store_endpoint(endpoint)
         query = "&".join(f"{k}={v}" for k, v in {"endpoint_url": endpoint, **opts}.items())
         return f"aws-sm://{REGION}/{name}?{query}" + (f"#{field}" if field else "")
 

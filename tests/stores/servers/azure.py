@@ -30,7 +30,7 @@ import pytest
 from keyguard.stores import SecretStore
 from keyguard.stores.azure import AzureKeyVaultStore
 from keyguard.stores.uri import parse_store_uri
-from tests.stores.servers.base import Harness
+from tests.stores.servers.base import Harness, allow_store_endpoint
 
 TENANT = "72f988bf-0000-0000-0000-000000000000"
 NAME_RE = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
@@ -515,7 +515,7 @@ class AzureKeyVaultServer:
         """An ``azure-kv://`` store URI for secret ``name`` on this server."""
         query = urlencode(
             {
-                "vault_url": vault_url or self.url,
+                "vault_url": allow_store_endpoint(vault_url or self.url),
                 "ca_bundle": str(self.ca_file),
                 "credential": "static",
             }

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 from keyguard.stores import SecretStore, open_store
+from keyguard.urls import STORE_ENDPOINTS_ENV
+
+
+def allow_store_endpoint(url: str) -> str:
+    """Opt in to a store endpoint the documented way (``KEYGUARD_STORE_ENDPOINTS``), for this
+    process and the ``keyguard`` commands it runs; returns ``url``. Test servers are ours."""
+    listed = os.environ.get(STORE_ENDPOINTS_ENV, "").split()
+    if url not in listed:
+        os.environ[STORE_ENDPOINTS_ENV] = " ".join([*listed, url])
+    return url
 
 
 class Harness:

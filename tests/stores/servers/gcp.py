@@ -15,7 +15,7 @@ from google.cloud.secretmanager_v1.services.secret_manager_service.transports im
 from keyguard.stores import SecretStore
 from keyguard.stores.gcp import GcpSecretManagerStore
 from keyguard.stores.uri import parse_store_uri
-from tests.stores.servers.base import Harness
+from tests.stores.servers.base import Harness, allow_store_endpoint
 from tests.stores.servers.gcp_fake import WRITES, FakeSecretManager
 
 
@@ -35,6 +35,7 @@ class GcpHarness(Harness):
 
     def uri_for(self, secret_id: str, field: str | None = None, address: str = "") -> str:
         endpoint = address or self.fake.address
+        allow_store_endpoint(f"http://{endpoint}")
         uri = f"gcp-sm://{self.project}/{secret_id}?endpoint={endpoint}&insecure=true"
         return uri + (f"#{field}" if field else "")
 
@@ -94,6 +95,7 @@ class GcpHarness(Harness):
         return self._quick(self._moved(uri, self.fake.view(gate)), attempts=1)
 
     def _moved(self, uri: str, address: str) -> str:
+        allow_store_endpoint(f"http://{address}")
         return uri.replace(f"endpoint={self.fake.address}", f"endpoint={address}")
 
     @staticmethod
