@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,3 +44,18 @@ def sandbox() -> Iterator[Sandbox]:
         yield sb
     finally:
         sb.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_run() -> subprocess.CompletedProcess[str]:
+    """`keyguard demo` run once, as a new user runs it: no credentials, no keyguard settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return subprocess.run(
+        [sys.executable, "-m", "keyguard", "demo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )

@@ -175,17 +175,8 @@ def test_two_concurrent_rotates_exactly_one_proceeds(tmp_path: Path, sandbox: Sa
     assert project.served() == [new, new] and project.status_of(old) == "inactive"
 
 
-def test_demo_exits_0_without_credentials() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    done = subprocess.run(
-        [sys.executable, "-m", "keyguard", "demo"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+def test_demo_exits_0_without_credentials(demo_run: subprocess.CompletedProcess[str]) -> None:
+    done = demo_run
     assert done.returncode == 0, done.stderr
     assert "still carries traffic" in done.stdout and "is inactive" in done.stdout
     assert not API_KEY_RE.search(done.stdout + done.stderr)
