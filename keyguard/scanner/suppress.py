@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from keyguard.atomic import write_atomic
 from keyguard.errors import UsageError
 
 if TYPE_CHECKING:
@@ -77,7 +78,6 @@ def write_baseline(
     """Write every finding's fingerprint (no line numbers, no keys), atomically, plus the
     entries of the existing file whose fingerprints are in ``keep``; returns the count."""
     import json
-    import tempfile
 
     entries: dict[str, dict[str, str]] = {}
     if keep:
@@ -93,18 +93,5 @@ def write_baseline(
         "version": BASELINE_VERSION,
         "fingerprints": sorted(entries.values(), key=lambda e: e["fingerprint"]),
     }
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(Path(path), json.dumps(data, indent=2) + "\n")
     return len(entries)
