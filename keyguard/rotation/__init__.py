@@ -7,12 +7,12 @@ from datetime import timedelta
 
 from keyguard.config import Config
 from keyguard.journal import RotationJournal
+from keyguard.models import Say
 from keyguard.rotation.engine import (
     Admin,
     Clock,
     Outcome,
     RotationEngine,
-    Say,
     VerificationError,
     key_name,
     utcnow,

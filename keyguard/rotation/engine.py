@@ -20,7 +20,7 @@ from keyguard.errors import (
 )
 from keyguard.journal import RotationJournal
 from keyguard.keys import Secret, is_admin_key, is_api_key, is_leak_marked
-from keyguard.models import ApiKey
+from keyguard.models import ApiKey, Say
 from keyguard.rotation.state import KeyRef, RotationState, replay
 from keyguard.rotation.verify import key_workspace_problem, run_check, verify_problem
 from keyguard.stores.interface import SecretStore, Stage, VersionMeta, stage_map
@@ -28,7 +28,6 @@ from keyguard.stores.lease import new_owner
 from keyguard.words import plural
 
 Clock = Callable[[], datetime]
-Say = Callable[[str], None]
 #: The other configured environments and their stores, opened when first asked for.
 Peers = Callable[[], Sequence[tuple[str, Sequence[SecretStore]]]]
 
