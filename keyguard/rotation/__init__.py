@@ -11,13 +11,11 @@ from keyguard.models import Say
 from keyguard.rotation.engine import (
     Admin,
     Clock,
-    Outcome,
     RotationEngine,
     VerificationError,
-    key_name,
     utcnow,
 )
-from keyguard.rotation.ops import EnvStatus, plan, rotation_request, status
+from keyguard.rotation.ops import plan, rotation_request, status
 from keyguard.rotation.servable import RollbackRefused
 from keyguard.rotation.state import KeyRef, RotationState
 from keyguard.rotation.undo import rollback
@@ -25,14 +23,11 @@ from keyguard.stores.interface import SecretStore
 
 __all__ = [
     "Admin",
-    "EnvStatus",
     "KeyRef",
-    "Outcome",
     "RollbackRefused",
     "RotationEngine",
     "RotationState",
     "VerificationError",
-    "key_name",
     "open_engine",
     "plan",
     "rollback",

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from keyguard.admin.protocol import FindsKey, GetsKey, ReadsUsage, UpdatesKey, VerifiesKey
 from keyguard.config import Environment
@@ -479,15 +479,3 @@ def _span(delta: timedelta) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} hours"
     return f"{seconds // 60} minutes" if seconds >= 60 else f"{seconds} seconds"
-
-
-def describe_meta(store: SecretStore, stage: Stage) -> dict[str, Any]:
-    """The metadata of the version at ``stage`` (for status), without its value."""
-    version = stage_map(store.describe()).get(stage)
-    if version is None:
-        return {}
-    return {
-        "key_id": version.meta.key_id,
-        "hint": version.meta.hint,
-        "stored_at": version.meta.stored_at,
-    }
