@@ -31,14 +31,13 @@ from keyguard.config import Config
 from keyguard.errors import ExitCode, KeyguardError, NotFoundError, UsageError
 from keyguard.keys import Secret, is_api_key, leak_mark
 from keyguard.keys import scrub_text as scrub
-from keyguard.models import ApiKey
+from keyguard.models import ApiKey, Say
 from keyguard.stores.interface import Stage, stage_map
 
 if TYPE_CHECKING:
     from keyguard.admin import AdminClient
     from keyguard.rotation import RotationEngine
 
-Say = Callable[[str], None]
 #: Stores read at once; cloud stores are slow, but a bound keeps us polite to their APIs.
 STORE_READERS = 8
 

@@ -21,7 +21,7 @@ from typing import Any
 from keyguard.admin.protocol import ReadsActivities, ReadsCost
 from keyguard.errors import KeyguardError, UsageError
 from keyguard.journal import INCIDENT_LOG
-from keyguard.keys import API_KEY_RE, redact
+from keyguard.keys import API_KEY_RE, scrub_text
 from keyguard.models import ApiKey, UsageRow
 from keyguard.policy import Policy
 from keyguard.words import plural
@@ -135,13 +135,9 @@ def cost_of(policy: Policy, model: str | None, row: UsageRow) -> float | None:
 
 def _plain(value: Any, limit: int = 120) -> str:
     """An API-supplied value as one safe line of text: no keys, no Markdown structure."""
-    text = redact_keys(str(value if value is not None else "-"))
+    text = scrub_text(str(value if value is not None else "-"))
     text = " ".join(text.split())[:limit]
     return text.replace("|", "/").replace("`", "'").replace("<", "(").replace(">", ")")
-
-
-def redact_keys(text: str) -> str:
-    return API_KEY_RE.sub(lambda m: redact(m.group(0)), text)
 
 
 def _about_key(event: dict[str, Any], key_id: str) -> bool:
@@ -193,7 +189,7 @@ def add_evidence(
                 sum(r.amount_cents for r in rows if r.currency == "USD") / 100, 6
             )
         except KeyguardError as exc:
-            exposure.org_cost_error = redact_keys(str(exc))
+            exposure.org_cost_error = scrub_text(str(exc))
     if hasattr(admin, "activities"):
         start = exposure.since
         if key is not None and key.created_at is not None and key.created_at < start:

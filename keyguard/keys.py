@@ -12,7 +12,8 @@ KEY_ALPHABET = "A-Za-z0-9_-"
 #: ``sk-ant-api03-`` + 93 body characters + ``AA``: 108 characters in all.
 API_KEY_RE = re.compile(r"sk-ant-api03-[A-Za-z0-9_-]{93}AA")
 ADMIN_KEY_RE = re.compile(r"sk-ant-admin01-[A-Za-z0-9_-]{93}AA")
-_PREFIX_RE = re.compile(r"^(sk-ant-[a-z]+[0-9]*-)")
+#: The family prefix of a key or a hint: ``sk-ant-api03-``, ``sk-ant-admin01-``, ...
+KEY_PREFIX_RE = re.compile(r"^(sk-ant-[a-z]+[0-9]*-)")
 #: An API key inside other text (``KEY  # comment``, ``NAME=KEY``, a JSON line): not glued to
 #: more key characters on either side.
 _EMBEDDED_API_KEY_RE = re.compile(
@@ -34,7 +35,7 @@ def fingerprint(value: str) -> str:
 
 def redact(value: str) -> str:
     """Redact a key the way Anthropic's ``partial_key_hint`` does: ``sk-ant-api03-R2D...igAA``."""
-    m = _PREFIX_RE.match(value)
+    m = KEY_PREFIX_RE.match(value)
     prefix = m.group(1) if m else ""
     body = value[len(prefix) :]
     if len(body) < 12:
@@ -53,12 +54,21 @@ def is_admin_key(value: str) -> bool:
     return ADMIN_KEY_RE.fullmatch(value) is not None
 
 
-_KEYISH_RE = re.compile(r"sk-ant-[A-Za-z]+[0-9]*-[A-Za-z0-9_-]{4,}")
+#: Anything shaped like a key of any ``sk-ant-`` family (api03, admin01, oat01, ort01, api01,
+#: sid01 ...), or a long ``sk-ant-`` run of key characters without a family. A hint's short head
+#: (``sk-ant-api03-R2D...``) is not matched, so redacting twice changes nothing.
+KEYISH_RE = re.compile(r"sk-ant-[A-Za-z]+[0-9]*-[A-Za-z0-9_-]{4,}|sk-ant-[A-Za-z0-9_-]{14,}")
 
 
-def scrub_text(text: str) -> str:
-    """``text`` (e.g. an error from a store) with every key-shaped string redacted."""
-    return _KEYISH_RE.sub(lambda m: redact(m.group(0)), text)
+def scrub_text(text: str, *secrets: str) -> str:
+    """``text`` with each of ``secrets`` and every key-shaped string redacted.
+
+    The one redaction for text that may hold a key: errors from stores and APIs, a command's
+    output, messages, reports.
+    """
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, redact(secret))
+    return KEYISH_RE.sub(lambda m: redact(m.group(0)), text)
 
 
 def find_admin_keys(text: str) -> list[Secret]:

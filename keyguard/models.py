@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,10 @@ KEY_STATUSES = ("active", "inactive", "archived", "expired")
 #: Key types (the Console's "Linked account"): a person's, a service account's, or a legacy
 #: workspace key linked to no one. ``unknown`` when an older answer carries no ``principal``.
 KEY_TYPES = ("personal", "service_account", "workspace", "unknown")
+
+#: Where core code sends a line of progress for the person at the terminal (the notifier):
+#: cli/ passes a function that prints it; core code never prints.
+Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)

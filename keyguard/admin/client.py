@@ -30,7 +30,7 @@ from keyguard.admin.parse import (
 )
 from keyguard.admin.retry import RetryPolicy, send_with_retries
 from keyguard.errors import NotFoundError, UsageError
-from keyguard.keys import Secret
+from keyguard.keys import KEY_PREFIX_RE, Secret
 from keyguard.models import ApiKey, CostRow, UsageRow, VerifyResult, Workspace
 from keyguard.urls import DEFAULT_BASE_URL, checked_base_url, parse_base_url
 
@@ -42,7 +42,6 @@ USAGE_PAGE_LIMIT = {"1m": 1440, "1h": 168, "1d": 31}
 PAGE_LIMIT = 1000
 #: Keys per usage request, so that the query string stays a sane length.
 USAGE_KEYS_PER_CALL = 50
-_HINT_PREFIX_RE = re.compile(r"^(sk-ant-[a-z]+[0-9]*-)")
 _HINT_GAP_RE = re.compile(r"(\.\.\.|…|\*+)")
 
 
@@ -129,7 +128,7 @@ def hint_parts(hint: str | None) -> tuple[str, str, str] | None:
     """``(prefix, first 3 body chars, last 4 chars)`` of a ``partial_key_hint``, or None."""
     if not hint:
         return None
-    m = _HINT_PREFIX_RE.match(hint)
+    m = KEY_PREFIX_RE.match(hint)
     if not m:
         return None
     body = hint[m.end() :]

@@ -20,7 +20,6 @@ stored, so neither ``str()``, ``repr()`` nor a traceback can show a key.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import httpx
@@ -32,17 +31,7 @@ from keyguard.errors import (
     NotFoundError,
     UnavailableError,
 )
-from keyguard.keys import redact
-
-_KEYISH_RE = re.compile(r"sk-ant-[A-Za-z]+[0-9]*-[A-Za-z0-9_\-]{4,}")
-
-
-def scrub(text: str, *secrets: str) -> str:
-    """``text`` with every key-shaped string, and each of ``secrets``, redacted."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, redact(secret))
-    return _KEYISH_RE.sub(lambda m: redact(m.group(0)), text)
+from keyguard.keys import scrub_text as scrub
 
 
 class ApiError(KeyguardError):

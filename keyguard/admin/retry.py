@@ -16,7 +16,8 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from keyguard.admin.errors import ApiUnavailableError, error_body, is_spend_cap, scrub
+from keyguard.admin.errors import ApiUnavailableError, error_body, is_spend_cap
+from keyguard.keys import scrub_text as scrub
 
 log = logging.getLogger("keyguard.admin")
 

@@ -6,17 +6,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 
 from keyguard.audit.model import StageView, StoreView
-from keyguard.keys import API_KEY_RE, Secret, is_api_key, redact
+from keyguard.keys import Secret, is_api_key
+from keyguard.keys import scrub_text as scrub
 from keyguard.stores.interface import SecretStore, Stage, VersionMeta, stage_map
 
 Opener = Callable[[str], SecretStore]
 #: ``(done, total)`` after each store read.
 StoreProgress = Callable[[int, int], None]
-
-
-def scrub(text: str) -> str:
-    """An error message with any key in it redacted (a store's error could echo its value)."""
-    return API_KEY_RE.sub(lambda m: redact(m.group(0)), text)
 
 
 def _stage_view(secret: Secret | None, meta: VersionMeta | None) -> StageView | None:

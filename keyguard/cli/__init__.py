@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import io
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -18,9 +17,7 @@ import click
 
 from keyguard import __version__
 from keyguard.errors import ExitCode, KeyguardError
-from keyguard.keys import redact
-
-_KEYISH_RE = re.compile(r"sk-ant-[A-Za-z0-9_\-]*")
+from keyguard.keys import KEYISH_RE, scrub_text
 
 #: command name -> "module:attr" of a click command.
 COMMANDS: dict[str, str] = {
@@ -89,28 +86,19 @@ class _RedactingStream:
 
     def __init__(self, stream: Any, secrets: list[str]) -> None:
         self._stream = stream
-        self._secrets = sorted(set(secrets), key=len, reverse=True)
+        self._secrets = secrets
 
     def write(self, text: str) -> int:
-        for secret in self._secrets:
-            text = text.replace(secret, redact(secret))
-        return int(self._stream.write(text))
+        return int(self._stream.write(scrub_text(text, *self._secrets)))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
-def _redacted(text: str) -> str:
-    """Key-shaped runs redacted; a hint's short head (``sk-ant-api03-R2D...``) stays as it is."""
-    return _KEYISH_RE.sub(
-        lambda m: redact(m.group(0)) if len(m.group(0)) > 20 else m.group(0), text
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: the single error boundary that turns errors into messages and exit codes."""
     args = list(argv) if argv is not None else sys.argv[1:]
-    keyish = [m.group(0) for a in args for m in _KEYISH_RE.finditer(a) if len(m.group(0)) > 20]
+    keyish = [m.group(0) for a in args for m in KEYISH_RE.finditer(a)]
     stderr = sys.stderr
     if keyish and stderr is not None:
         sys.stderr = _RedactingStream(stderr, keyish)
@@ -125,7 +113,7 @@ def _run(args: list[str]) -> int:
         result: Any = cli.main(args=args, standalone_mode=False)
     except KeyguardError as exc:
         # A message may repeat an argument (an environment name, a path): never a key.
-        click.echo(f"keyguard: error: {_redacted(str(exc))}", err=True)
+        click.echo(f"keyguard: error: {scrub_text(str(exc))}", err=True)
         return int(exc.exit_code)
     except click.exceptions.Abort:  # "n" (or Ctrl-C, end of input) at a prompt, before any change
         click.echo("keyguard: cancelled at the prompt; nothing changed", err=True)
@@ -139,7 +127,7 @@ def _run(args: list[str]) -> int:
         # Click repeats a bad argument in its message: never let that be a key.
         shown = io.StringIO()
         exc.show(file=shown)
-        sys.stderr.write(_redacted(shown.getvalue()))
+        sys.stderr.write(scrub_text(shown.getvalue()))
         return int(ExitCode.USAGE)
     if isinstance(result, int):
         return result

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from keyguard.atomic import write_atomic
 from keyguard.audit import AuditReport, Verdict, run_audit
 from keyguard.audit.collect import Progress
 from keyguard.audit.render import FORMATS, summary_line
@@ -141,7 +142,7 @@ def audit(
     if output:
         text = render(report, fmt)
         try:
-            Path(output).write_text(text, "utf-8")
+            write_atomic(Path(output), text, follow_symlinks=True)
         except OSError as exc:
             raise UsageError(f"cannot write the report to {output}: {exc.strerror}") from None
         click.echo(f"keyguard: audit report written to {output}: {summary_line(report)}", err=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
+from keyguard.atomic import write_atomic
 from keyguard.errors import ExitCode
 from keyguard.fleet.model import FleetReport, load, merge
 from keyguard.fleet.report import FORMATS, printable, render, summary
@@ -153,12 +152,7 @@ def _progress(p: Progress) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 def _verifier(config_path: str | None) -> Verifier:

@@ -4,7 +4,6 @@ Workload Identity Federation against the sandbox and its local OIDC issuer."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -14,12 +13,12 @@ import httpx
 from keyguard.config import load_config
 from keyguard.errors import PendingError
 from keyguard.keys import Secret
+from keyguard.models import Say
 
 if TYPE_CHECKING:
     from keyguard.admin.client import AdminClient
     from keyguard.admin.sandbox import Sandbox
 
-Say = Callable[[str], None]
 
 _CI = """# keyless.toml: the demo's environment ci, on its way to federation
 [anthropic]

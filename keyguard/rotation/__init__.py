@@ -7,17 +7,15 @@ from datetime import timedelta
 
 from keyguard.config import Config
 from keyguard.journal import RotationJournal
+from keyguard.models import Say
 from keyguard.rotation.engine import (
     Admin,
     Clock,
-    Outcome,
     RotationEngine,
-    Say,
     VerificationError,
-    key_name,
     utcnow,
 )
-from keyguard.rotation.ops import EnvStatus, plan, rotation_request, status
+from keyguard.rotation.ops import plan, rotation_request, status
 from keyguard.rotation.servable import RollbackRefused
 from keyguard.rotation.state import KeyRef, RotationState
 from keyguard.rotation.undo import rollback
@@ -25,14 +23,11 @@ from keyguard.stores.interface import SecretStore
 
 __all__ = [
     "Admin",
-    "EnvStatus",
     "KeyRef",
-    "Outcome",
     "RollbackRefused",
     "RotationEngine",
     "RotationState",
     "VerificationError",
-    "key_name",
     "open_engine",
     "plan",
     "rollback",

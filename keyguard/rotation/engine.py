@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from keyguard.admin.protocol import FindsKey, GetsKey, ReadsUsage, UpdatesKey, VerifiesKey
 from keyguard.config import Environment
@@ -20,7 +20,7 @@ from keyguard.errors import (
 )
 from keyguard.journal import RotationJournal
 from keyguard.keys import Secret, is_admin_key, is_api_key, is_leak_marked
-from keyguard.models import ApiKey
+from keyguard.models import ApiKey, Say
 from keyguard.rotation.state import KeyRef, RotationState, replay
 from keyguard.rotation.verify import key_workspace_problem, run_check, verify_problem
 from keyguard.stores.interface import SecretStore, Stage, VersionMeta, stage_map
@@ -28,7 +28,6 @@ from keyguard.stores.lease import new_owner
 from keyguard.words import plural
 
 Clock = Callable[[], datetime]
-Say = Callable[[str], None]
 #: The other configured environments and their stores, opened when first asked for.
 Peers = Callable[[], Sequence[tuple[str, Sequence[SecretStore]]]]
 
@@ -480,15 +479,3 @@ def _span(delta: timedelta) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} hours"
     return f"{seconds // 60} minutes" if seconds >= 60 else f"{seconds} seconds"
-
-
-def describe_meta(store: SecretStore, stage: Stage) -> dict[str, Any]:
-    """The metadata of the version at ``stage`` (for status), without its value."""
-    version = stage_map(store.describe()).get(stage)
-    if version is None:
-        return {}
-    return {
-        "key_id": version.meta.key_id,
-        "hint": version.meta.hint,
-        "stored_at": version.meta.stored_at,
-    }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from keyguard.keys import ADMIN_KEY_RE, API_KEY_RE
+from keyguard.keys import scrub_text
 from keyguard.models import VerifyResult
 from keyguard.models import workspace_problem as key_workspace_problem
 from keyguard.rotation.state import KeyRef
@@ -54,7 +54,7 @@ def run_check(command: str, environment: str, key: KeyRef) -> str | None:
         for name, text in (("stdout", done.stdout), ("stderr", done.stderr))
         if (lines := [line.strip() for line in (text or "").splitlines() if line.strip()])
     )
-    said = ADMIN_KEY_RE.sub("[key]", API_KEY_RE.sub("[key]", said))
+    said = scrub_text(said)
     said = "".join(c if c.isprintable() else "?" for c in said)
     return f"the check command {command!r} exited {done.returncode}" + (
         f" and said: {said}" if said else " without output"

@@ -57,16 +57,9 @@ def present(run: ScanRun, fmt: str, output: str | None, out: TextIO, err: TextIO
 
 
 def _write(path: Path, text: str) -> None:
-    import tempfile
+    from keyguard.atomic import write_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 def refusal(settings: ScanSettings) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from keyguard.atomic import write_atomic
 from keyguard.errors import UsageError
 
 if TYPE_CHECKING:
@@ -84,7 +85,6 @@ def write_baseline(
     """Write every finding's fingerprint (no line numbers, no keys), atomically, plus the
     entries of the existing file whose fingerprints are in ``keep``; returns the count."""
     import json
-    import tempfile
 
     entries: dict[str, dict[str, str]] = {}
     if keep:
@@ -102,23 +102,9 @@ def write_baseline(
     }
     p = Path(path)
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+        write_atomic(p, json.dumps(data, indent=2) + "\n")
     except OSError as exc:
         raise _unwritable(p, exc) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _unwritable(p, exc) from None
-        raise
     return len(entries)
 
 

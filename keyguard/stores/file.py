@@ -19,13 +19,13 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from keyguard.atomic import link_target, write_atomic
 from keyguard.errors import AuthError, ConfigError, ConflictError, UnavailableError, UsageError
 from keyguard.keys import Secret, is_api_key
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
@@ -119,11 +119,7 @@ class FileStore:
     @property
     def _target(self) -> Path:
         """The file actually written: PATH, or what PATH links to (the link is kept)."""
-        try:
-            linked = self.path.is_symlink()
-        except OSError:
-            linked = False  # unreadable folder: the write that follows reports it
-        return Path(os.path.realpath(self.path)) if linked else self.path
+        return link_target(self.path)
 
     def _io_error(self, exc: OSError, doing: str) -> Exception:
         if isinstance(exc, PermissionError):
@@ -279,27 +275,16 @@ class FileStore:
         return self._cipher_for().open(version["id"], box, self.uri)
 
     def _save(self, doc: Doc) -> None:
-        target = self._target
-        folder = target.parent
         try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+            write_atomic(
+                self._target,
+                json.dumps(doc, indent=2),
+                mode=0o600,
+                dir_mode=0o700,
+                sync_dir=True,
+                replace=self._replace,
+            )
         except OSError as exc:
-            raise self._io_error(exc, "write") from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:  # mkstemp creates it 0600
-                json.dump(doc, fh, indent=2)
-                fh.flush()
-                os.fsync(fh.fileno())
-            self._replace(tmp, str(target))
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise self._io_error(exc, "write") from None
 
     @contextlib.contextmanager

@@ -7,7 +7,7 @@ consumers read) and ``previous`` (kept for rollback). A label sits on at most on
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -149,7 +149,3 @@ def stage_map(versions: list[StoreVersion]) -> dict[Stage, StoreVersion]:
         for s in v.stages:
             out[s] = v
     return out
-
-
-def iter_stages() -> Iterator[Stage]:
-    yield from (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS)

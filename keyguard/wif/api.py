@@ -20,11 +20,12 @@ from urllib.parse import quote
 import httpx
 
 from keyguard.admin.client import checked_url
-from keyguard.admin.errors import ApiAuthError, ApiError, error_from_response, scrub
+from keyguard.admin.errors import ApiAuthError, ApiError, error_from_response
 from keyguard.admin.parse import format_time
 from keyguard.admin.retry import RetryPolicy, send_with_retries
 from keyguard.errors import AuthError
 from keyguard.keys import Secret
+from keyguard.keys import scrub_text as scrub
 
 log = logging.getLogger("keyguard.wif")
 

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from keyguard.errors import ConfigError, UsageError
+from keyguard.models import Say
 from keyguard.wif.api import WifClient
 from keyguard.wif.config import Federation
 from keyguard.wif.record import WifRecord, load_record, save_record
-
-Say = Callable[[str], None]
 
 
 @dataclass

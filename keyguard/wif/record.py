@@ -7,12 +7,11 @@ part-way is finished by a rerun; ``retire-key`` records the static key it deacti
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keyguard.atomic import write_atomic
 from keyguard.errors import ConfigError
 
 
@@ -54,15 +53,4 @@ def load_record(state_dir: Path, env: str) -> WifRecord:
 def save_record(state_dir: Path, record: WifRecord) -> None:
     """Atomically (temp file, fsync, rename), mode 0600."""
     path = record_path(state_dir, record.environment)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(asdict(record), handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(asdict(record), indent=1), mode=0o600)

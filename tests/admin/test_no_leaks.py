@@ -12,11 +12,12 @@ import httpx
 import pytest
 
 from keyguard.admin import AdminClient
-from keyguard.admin.errors import ApiError, scrub
+from keyguard.admin.errors import ApiError
 from keyguard.admin.sandbox import Sandbox
 from keyguard.cli import main
 from keyguard.errors import KeyguardError
 from keyguard.keys import Secret, generate_key
+from keyguard.keys import scrub_text as scrub
 
 from .fakes import Recorder, error
 

@@ -19,11 +19,11 @@ from keyguard.admin.sandbox import wif_routes
 from keyguard.admin.sandbox.compliance import list_activities
 from keyguard.admin.sandbox.state import (
     FAULT_KINDS,
-    KEY_STATUSES,
     SandboxError,
     SandboxState,
 )
 from keyguard.admin.sandbox.usage import cost_report, usage_report
+from keyguard.models import KEY_STATUSES
 from keyguard.policy import parse_duration
 
 MODELS = ("claude-opus-4-6", "claude-sonnet-4-5", "claude-haiku-4-5")

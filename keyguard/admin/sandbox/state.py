@@ -18,7 +18,6 @@ from typing import Any
 
 from keyguard.keys import Secret, fingerprint, generate_key, redact
 
-KEY_STATUSES = ("active", "inactive", "archived", "expired")
 SETTABLE_STATUSES = ("active", "inactive", "archived")
 #: The Console's three kinds of API key (its "Linked account" choice).
 KEY_TYPES = ("personal", "service_account", "workspace")
