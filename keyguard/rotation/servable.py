@@ -51,6 +51,12 @@ def make_servable(
                         f"{engine.env.name}: the previous key {previous.hint} ({key_id}) is "
                         f"{status}; nothing changed"
                     )
+                if engine.admin.verify_key(previous, engine.env.workspace).usable:
+                    # The key already works, so it is not the inactive key_id: that id is wrong.
+                    raise RollbackRefused(
+                        f"{engine.env.name}: the previous key {previous.hint} already works, so "
+                        f"it is not the {status} key {key_id} its record names; nothing changed"
+                    )
                 engine.admin.update_key(key_id, status="active")
                 reactivated.append(key_id)
                 engine.say(f"{engine.env.name}: re-activated {previous.hint} ({key_id})")
@@ -109,6 +115,14 @@ def _refuse_unsafe(engine: RotationEngine, previous: Secret, key_id: str | None)
     if key_id is None:
         return None
     api = engine.admin.get_key(key_id)
+    if api.partial_key_hint != previous.hint:
+        # The id came from a journal or a store's metadata, which anyone who can write the store
+        # can forge: the key it names must at least show the previous key's hint.
+        raise RollbackRefused(
+            f"{name}: the previous key {previous.hint} is recorded as {key_id}, but {key_id} "
+            f"shows the hint {api.partial_key_hint}: the record does not prove which key to "
+            f"re-activate{then}"
+        )
     if is_leak_marked(api.name):  # the organization's own record of a leak: any machine sees it
         raise RollbackRefused(
             f"{name}: the previous key {label} leaked: its name {api.name!r} carries keyguard's "

@@ -110,3 +110,31 @@ def test_a_second_rollback_does_not_undo_the_first(project: Project) -> None:
     assert "already rolled back" in again.stdout
     assert project.served() == [old, old]
     assert project.snapshot() == before
+
+
+def test_rollback_never_reactivates_a_key_forged_store_metadata_names(project: Project) -> None:
+    """A store document is hostile input: its key id alone never picks the key to re-activate."""
+    victim_id, _ = project.mint("team-b-disabled")  # another key, disabled on purpose
+    with project.sandbox.client() as admin:
+        admin.update_key(victim_id, status="inactive")
+    _, old = project.mint("prod-legacy")
+    project.seed(old)
+    _, new = project.mint("prod-20261125")
+    assert _rotate_now(project, new.reveal()) == 0  # old is previous, and inactive
+    for uri in project.stores:  # someone rewrites the previous version's key id
+        path = Path(uri.removeprefix("file:"))
+        doc = json.loads(path.read_text())
+        (previous,) = [v for v in doc["versions"] if "previous" in v["stages"]]
+        previous["meta"] = {**(previous.get("meta") or {}), "key_id": victim_id}
+        path.write_text(json.dumps(doc))
+    project.journal.unlink()  # another machine: no journal to say which key old is
+    writes = len(project.sandbox.writes())
+
+    done = project.run("rollback", "prod", "--yes")
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert victim_id in done.stderr and "nothing changed" in done.stderr
+    assert len(project.sandbox.writes()) == writes  # the victim was never re-activated
+    with project.sandbox.client() as admin:
+        assert admin.get_key(victim_id).status == "inactive"
+    assert project.served() == [new, new]
