@@ -159,48 +159,52 @@ def load_config(path: Path | None = None, base_url: str | None = None) -> Config
     return _build(_Loader(path, text), data, choice)
 
 
-def _build(ld: _Loader, data: dict[str, Any], choice: tuple[str, str] | None) -> Config:
-    root = ld.path.parent.resolve()
-    ld.unknown("top level", data, _SECTIONS)
-    anthropic = ld.table(data, "anthropic", "anthropic")
-    ld.unknown("anthropic", anthropic, _ANTHROPIC_KEYS)
+def _build(loader: _Loader, data: dict[str, Any], choice: tuple[str, str] | None) -> Config:
+    root = loader.path.parent.resolve()
+    loader.unknown("top level", data, _SECTIONS)
+    anthropic = loader.table(data, "anthropic", "anthropic")
+    loader.unknown("anthropic", anthropic, _ANTHROPIC_KEYS)
     # Checked when a key is about to be sent, not here: a plain scan (the pre-commit hook) of a
     # repository whose keyguard.toml names some other host sends nothing, and must still run.
-    base_url = ld.string(anthropic, "base_url", "anthropic")
-    line = _line_of(ld.text, "base_url")
+    base_url = loader.string(anthropic, "base_url", "anthropic")
+    line = _line_of(loader.text, "base_url")
     base_url_source = (
-        f"{ld.path}:{line}: [anthropic] base_url" if line else f"{ld.path}: [anthropic] base_url"
+        f"{loader.path}:{line}: [anthropic] base_url"
+        if line
+        else f"{loader.path}: [anthropic] base_url"
     )
-    admin_ref = ld.string(anthropic, "admin_key", "anthropic") or DEFAULT_ADMIN_KEY_REF
+    admin_ref = loader.string(anthropic, "admin_key", "anthropic") or DEFAULT_ADMIN_KEY_REF
 
-    policy_table = ld.table(data, "policy", "policy")
-    policy_file = ld.string(policy_table, "file", "policy")
+    policy_table = loader.table(data, "policy", "policy")
+    policy_file = loader.string(policy_table, "file", "policy")
     ref: str | Path | None = policy_file
     if policy_file and policy_file not in ("default", "strict"):
         ref = root / policy_file
     policy = load_policy(ref)
     overrides = {k: v for k, v in policy_table.items() if k != "file"}
     if overrides:
-        policy = _overrides(ld, policy, overrides, "policy")
+        policy = _overrides(loader, policy, overrides, "policy")
 
     envs: dict[str, Environment] = {}
-    for name, table in ld.table(data, "environments", "environments").items():
-        envs[name] = _environment(ld, name, table, policy, root)
+    for name, table in loader.table(data, "environments", "environments").items():
+        envs[name] = _environment(loader, name, table, policy, root)
 
-    scan = ld.table(data, "scan", "scan")
-    ld.unknown("scan", scan, {"exclude", "baseline"})  # baseline: read by keyguard.scanner.settings
+    scan = loader.table(data, "scan", "scan")
+    loader.unknown(
+        "scan", scan, {"exclude", "baseline"}
+    )  # baseline: read by keyguard.scanner.settings
     exclude = scan.get("exclude", [])
     if not isinstance(exclude, list) or not all(
         isinstance(x, str) and "\x00" not in x for x in exclude
     ):
-        raise ld.fail("exclude", "[scan] exclude must be a list of path globs")
-    notify = ld.table(data, "notify", "notify")
-    ld.unknown("notify", notify, {"webhook"})
-    state = ld.table(data, "state", "state")
-    ld.unknown("state", state, {"dir"})
-    state_dir = root / (ld.string(state, "dir", "state") or ".keyguard")
+        raise loader.fail("exclude", "[scan] exclude must be a list of path globs")
+    notify = loader.table(data, "notify", "notify")
+    loader.unknown("notify", notify, {"webhook"})
+    state = loader.table(data, "state", "state")
+    loader.unknown("state", state, {"dir"})
+    state_dir = root / (loader.string(state, "dir", "state") or ".keyguard")
     return Config(
-        path=ld.path,
+        path=loader.path,
         root=root,
         base_url_setting=base_url,
         base_url_source=base_url_source,
@@ -209,24 +213,24 @@ def _build(ld: _Loader, data: dict[str, Any], choice: tuple[str, str] | None) ->
         policy=policy,
         environments=envs,
         scan_exclude=tuple(exclude),
-        webhook=ld.string(notify, "webhook", "notify"),
+        webhook=loader.string(notify, "webhook", "notify"),
         state_dir=state_dir,
     )
 
 
-def _environment(ld: _Loader, name: str, table: Any, policy: Policy, root: Path) -> Environment:
+def _environment(loader: _Loader, name: str, table: Any, policy: Policy, root: Path) -> Environment:
     if not _ENV_NAME_RE.match(name):
-        raise ld.fail(name, f"environment name {name!r}: use letters, digits, '-', '_' or '.'")
+        raise loader.fail(name, f"environment name {name!r}: use letters, digits, '-', '_' or '.'")
     if not isinstance(table, dict):
-        raise ld.fail(name, f"environments.{name} must be a table")
-    ld.unknown(f"environments.{name}", table, _ENV_KEYS)
+        raise loader.fail(name, f"environments.{name} must be a table")
+    loader.unknown(f"environments.{name}", table, _ENV_KEYS)
     stores = table.get("stores")
     if (
         not isinstance(stores, list)
         or not stores
         or not all(isinstance(s, str) and s and "\x00" not in s for s in stores)
     ):
-        raise ld.fail(
+        raise loader.fail(
             name,
             f'[environments.{name}] needs stores = ["file:.keyguard/{name}.json", ...] '
             "(one or more store URIs)",
@@ -235,33 +239,35 @@ def _environment(ld: _Loader, name: str, table: Any, policy: Policy, root: Path)
         try:
             scheme_of(uri)
         except ConfigError as exc:
-            raise ld.fail(name, f"[environments.{name}] stores: {exc}") from None
-    key_name = ld.string(table, "key_name", f"environments.{name}")
+            raise loader.fail(name, f"[environments.{name}] stores: {exc}") from None
+    key_name = loader.string(table, "key_name", f"environments.{name}")
     if key_name is not None:
         try:
             check_key_name(key_name, f"[environments.{name}]")
         except ConfigError as exc:
-            raise ld.fail("key_name", str(exc)) from None
+            raise loader.fail("key_name", str(exc)) from None
     env_policy = policy
     if "policy" in table:
         if not isinstance(table["policy"], dict):
-            raise ld.fail(name, f"[environments.{name}.policy] must be a table")
-        env_policy = _overrides(ld, policy, table["policy"], f"environments.{name}.policy")
+            raise loader.fail(name, f"[environments.{name}.policy] must be a table")
+        env_policy = _overrides(loader, policy, table["policy"], f"environments.{name}.policy")
     return Environment(
         name=name,
         stores=tuple(_absolute_store(uri, root) for uri in stores),
         policy=env_policy,
-        workspace=ld.string(table, "workspace", f"environments.{name}"),
+        workspace=loader.string(table, "workspace", f"environments.{name}"),
         key_name=key_name,
-        check=ld.string(table, "check", f"environments.{name}"),
-        service=ld.string(table, "service", f"environments.{name}"),
+        check=loader.string(table, "check", f"environments.{name}"),
+        service=loader.string(table, "service", f"environments.{name}"),
         federation=(
-            parse_federation(name, table["federation"], ld.fail) if "federation" in table else None
+            parse_federation(name, table["federation"], loader.fail)
+            if "federation" in table
+            else None
         ),
     )
 
 
-def _overrides(ld: _Loader, policy: Policy, data: dict[str, Any], table: str) -> Policy:
+def _overrides(loader: _Loader, policy: Policy, data: dict[str, Any], table: str) -> Policy:
     """``policy`` with a table's settings; an error names the line of the bad setting."""
     try:
         return policy.with_overrides(data, f"[{table}]")
@@ -275,7 +281,7 @@ def _overrides(ld: _Loader, policy: Policy, data: dict[str, Any], table: str) ->
             except ConfigError:
                 bad = key
                 break
-        raise ld.fail(bad, str(exc)) from None
+        raise loader.fail(bad, str(exc)) from None
 
 
 def _absolute_store(uri: str, root: Path) -> str:

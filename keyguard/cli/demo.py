@@ -77,14 +77,14 @@ def demo(keep: bool) -> int:
         _write_secret_file(tmp / "admin.key", sb.admin_key.reveal())
         (tmp / "keyguard.toml").write_text(_CONFIG.format(dev_ws=dev_ws, prod_ws=prod_ws), "utf-8")
         config = load_config(tmp / "keyguard.toml")
-        olds: dict[str, str] = {}
+        old_key_ids: dict[str, str] = {}
         for env in ("dev", "prod"):
             key_id, secret = sb.mint_key(
                 f"{env}-legacy",
                 workspace_id=config.environments[env].workspace,
                 created_at=clock() - timedelta(days=85),
             )
-            olds[env] = key_id
+            old_key_ids[env] = key_id
             for uri in config.environments[env].stores:
                 _write_secret_file(Path(uri.removeprefix("file:")), secret.reveal())
             say(f"{env}: the stores already hold {secret.hint} ({key_id}), 85 days old")
@@ -94,11 +94,10 @@ def demo(keep: bool) -> int:
 
         _step("keyguard status: both keys are past due (80 days)")
         for env in ("dev", "prod"):
-            st = status(engine(env))
-            say(
-                f"{env}: serving {st.current}, {st.age.days if st.age else '?'}d old"
-                + (" (DUE)" if st.due else "")
-            )
+            env_status = status(engine(env))
+            age = env_status.age.days if env_status.age else "?"
+            due = " (DUE)" if env_status.due else ""
+            say(f"{env}: serving {env_status.current}, {age}d old{due}")
 
         _step("keyguard rotate --due (cron): a rotation request for each environment")
         for env in ("dev", "prod"):
@@ -116,7 +115,10 @@ def demo(keep: bool) -> int:
 
         _step("Two hours later a forgotten worker still uses the old key")
         sb.record_usage(
-            olds["prod"], at=clock() + timedelta(hours=2), input_tokens=900, output_tokens=120
+            old_key_ids["prod"],
+            at=clock() + timedelta(hours=2),
+            input_tokens=900,
+            output_tokens=120,
         )
         clock.now += timedelta(hours=24, minutes=10)
         out = engine("prod").rotate()
@@ -136,9 +138,10 @@ def demo(keep: bool) -> int:
 
         _step("keyguard status")
         for env in ("dev", "prod"):
-            st = status(engine(env))
-            say(f"{env}: {st.phase}; serving {st.current}; waiting for: {st.waiting_for}")
-        for env, key_id in olds.items():
+            env_status = status(engine(env))
+            waiting = env_status.waiting_for
+            say(f"{env}: {env_status.phase}; serving {env_status.current}; waiting for: {waiting}")
+        for env, key_id in old_key_ids.items():
             say(f"{env}: old key {key_id} is {admin.get_key(key_id).status} in the Admin API")
         del dev_id
 
