@@ -71,7 +71,9 @@ def test_spend_cap_and_billing_faults_look_like_anthropics(sandbox: Sandbox) -> 
 
 def test_a_partial_last_bucket_is_read_at_one_minute_and_counted_once(sandbox: Sandbox) -> None:
     key_id, _ = sandbox.mint_key("k")
-    now = datetime.now(UTC)
+    # Half past an hour that has ended: the last hour is unfinished at any wall-clock time
+    # (at HH:00, "now" would leave no unfinished minute to read).
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
     sandbox.record_usage(key_id, now - timedelta(minutes=1), input_tokens=7, output_tokens=0)
     sandbox.record_usage(key_id, now - timedelta(hours=5), input_tokens=100, output_tokens=0)
     rows = sandbox.client().usage([key_id], now - timedelta(hours=6), now, bucket_width="1h")
