@@ -169,10 +169,10 @@ def revoke(
     )
     if rule is not None or service_account is not None:  # federation: keyguard.wif.incident
         given = (leaked, key_id, from_scan, rule, service_account)
-        if sum(x is not None for x in given) != 1:
+        if sum(option is not None for option in given) != 1:
             raise UsageError("give one of --rule fdrl_..., --service-account svac_... alone")
         return revoke_federation(ctx, rule, service_account, yes, output_format)
-    if sum(x is not None for x in (leaked, key_id, from_scan)) != 1:
+    if sum(option is not None for option in (leaked, key_id, from_scan)) != 1:
         raise UsageError("give exactly one of --leaked -, --key-id apikey_... or --from-scan FILE")
     if since is not None:
         parse_since(since, started_at)  # fail on a bad value before any write
@@ -190,7 +190,7 @@ def revoke(
         request = Request(
             leaked=leaked_input,
             key_id=key_id,
-            from_scan=Path(from_scan) if from_scan else None,
+            from_scan=Path(from_scan) if from_scan is not None else None,
             archive=archive,
             since=since,
             repo=Path(repo) if repo else None,

@@ -40,7 +40,7 @@ def test_rollback_names_a_damaged_incident_log_line_and_still_refuses_the_leaked
 def test_rollback_over_a_damaged_log_without_a_record_of_the_key_says_so_and_goes_on(
     incident: Incident,
 ) -> None:
-    old_id, old = incident.mint("prod-old")
+    _, old = incident.mint("prod-old")
     _, new = incident.mint("prod-new")
     incident.serve("prod", old)
     incident.deliver("prod", new)
