@@ -43,7 +43,7 @@ class EnvironmentOutcome:
 Rotator = Callable[[str, LeakedKey, bool], EnvironmentOutcome]
 
 
-def by_environment(holdings: Iterable[Holding]) -> dict[str, list[Holding]]:
+def _by_environment(holdings: Iterable[Holding]) -> dict[str, list[Holding]]:
     grouped: dict[str, list[Holding]] = {}
     for holding in holdings:
         grouped.setdefault(holding.environment, []).append(holding)
@@ -58,7 +58,7 @@ def handle_environments(
     A leaked pending key goes to the rotator too: it discards the key (never promotes it) and
     asks for another one.
     """
-    for environment, stages in by_environment(holdings).items():
+    for environment, stages in _by_environment(holdings).items():
         kinds = {holding.stage for holding in stages}
         if kinds & {Stage.CURRENT, Stage.PENDING}:
             outcome = rotate(environment, leaked, Stage.CURRENT in kinds)
