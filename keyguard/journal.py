@@ -1,4 +1,9 @@
-"""The rotation journal: one JSON line per step boundary, fsync'd, per environment, no keys."""
+"""The state folder's append-only logs, no keys in either: each environment's rotation journal
+(one JSON line per step boundary, fsync'd) and the incident log.
+
+The incident log lives here, below both its writer (``keyguard revoke``) and its reader
+(rollback refuses a key it records), because rotation must not import the incident layer.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,19 @@ import os
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keyguard.errors import ConfigError
+from keyguard.errors import ConfigError, ConflictError, UsageError
 from keyguard.keys import API_KEY_RE
+from keyguard.models import Say
 
 #: Set in tests only: ``KEYGUARD_TEST_CRASH_AT=create:after`` kills the process right after
 #: that entry is durable, the way a power cut or an OOM kill would.
 CRASH_ENV = "KEYGUARD_TEST_CRASH_AT"
 
-#: The incident log, in the same state folder: ``keyguard revoke`` appends to it
-#: (``incident_report.append_audit``) and rollback reads it to refuse a leaked key. Named
-#: here, below both, because rotation must not import the incident layer.
+#: The incident log's file name in the state folder (``append_incident``, ``read_incidents``).
 INCIDENT_LOG = "incidents.jsonl"
 
 
@@ -173,3 +177,57 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# -- the incident log ------------------------------------------------------------------------
+
+
+def append_incident(state_dir: Path, record: dict[str, Any]) -> Path:
+    """Append one incident record to ``<state_dir>/incidents.jsonl`` (0600, fsync'd)."""
+    line = json.dumps({"logged_at": datetime.now(UTC).isoformat(), **record})
+    if API_KEY_RE.search(line):  # never: but a record with a key in it must not be written
+        raise UsageError("refusing to write an incident record that holds a key")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / INCIDENT_LOG
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        # A line a crash left unfinished stays (it is evidence) but must not swallow this one.
+        start = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
+        os.write(fd, start + (line + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def read_incidents(path: Path, say: Say) -> list[dict[str, Any]]:
+    """The incident log's records; a missing file holds none, a damaged line is said and skipped.
+
+    Unreadable is ``ConflictError``: whoever asks cannot tell whether a key leaked.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8", "replace")  # bad bytes: no traceback
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ConflictError(
+            f"cannot read the incident log {path} ({exc.strerror}), so keyguard cannot tell "
+            "whether the previous key leaked; fix its permissions and run again"
+        ) from None
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            say(
+                f"warning: {path}:{number}: damaged incident log line skipped (not a JSON "
+                "object); a leak it recorded is unknown to keyguard: repair or remove the line"
+            )
+    return records

@@ -10,8 +10,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "keyguard"
 
-#: The incident layer is two modules: ``incident.py`` and ``incident_report.py``.
-INCIDENT = {"incident", "incident_report"}
+#: The incident layer is the ``incident`` package.
+INCIDENT = {"incident"}
 
 #: layer -> keyguard subpackages/modules it must never import.
 FORBIDDEN: dict[str, set[str]] = {
@@ -22,7 +22,6 @@ FORBIDDEN: dict[str, set[str]] = {
     "audit": {*INCIDENT, "cli", "scanner"},
     "wif": {"audit", *INCIDENT, "cli", "scanner"},
     "incident": {"audit", "cli"},
-    "incident_report": {"audit", "cli"},
     "fleet": {"admin", "stores", "rotation", "audit", *INCIDENT, "cli"},
 }
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 from keyguard.errors import ConflictError, NotFoundError, UsageError
-from keyguard.journal import INCIDENT_LOG
+from keyguard.journal import INCIDENT_LOG, read_incidents
 from keyguard.keys import Secret, is_leak_marked
 from keyguard.rotation.engine import RotationEngine
 from keyguard.rotation.state import RotationState
@@ -91,7 +87,7 @@ def _refuse_unsafe(engine: RotationEngine, previous: Secret, key_id: str | None)
     label = f"{previous.hint} ({key_id})" if key_id else previous.hint
     then = f"; nothing changed. Deliver a new key instead: {engine.request_text()}"
     log = engine.journal.path.parent / INCIDENT_LOG
-    for record in _incidents(log):
+    for record in read_incidents(log, engine.say):
         key = record.get("key") if isinstance(record.get("key"), dict) else {}
         assert isinstance(key, dict)
         if (key_id is not None and key.get("id") == key_id) or (
@@ -146,25 +142,3 @@ def _check_works(engine: RotationEngine, previous: Secret, key_id: str | None) -
             f"{engine.env.name}: the previous key {label} does not work: {problem}; nothing "
             f"changed. Deliver a new key instead: {engine.request_text()}"
         )
-
-
-def _incidents(path: Path) -> list[dict[str, Any]]:
-    """The incident log's records; a missing file is no incident, a torn line is skipped."""
-    try:
-        text = path.read_bytes().decode("utf-8", "replace")  # bad bytes: no traceback
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise ConflictError(
-            f"cannot read the incident log {path} ({exc.strerror}), so keyguard cannot tell "
-            "whether the previous key leaked; fix its permissions and run again"
-        ) from None
-    out = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out

@@ -14,6 +14,8 @@ from keyguard.wif.api import WifClient
 
 @dataclass
 class Archived:
+    """What a federation incident archived, and until when tokens it minted stay valid."""
+
     rules: list[str] = field(default_factory=list)
     service_account: str | None = None
     #: when the last token the archived rules could have minted expires (epoch seconds)
@@ -21,15 +23,17 @@ class Archived:
 
     def lines(self) -> list[str]:
         until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_token_expires_at))
-        out = [f"archived rule {r}: no new token can be exchanged through it" for r in self.rules]
+        lines = [
+            f"archived rule {rule}: no new token can be exchanged through it" for rule in self.rules
+        ]
         if self.service_account:
-            out.append(f"archived service account {self.service_account}")
+            lines.append(f"archived service account {self.service_account}")
         if self.rules:
-            out.append(
+            lines.append(
                 f"tokens it already minted stay valid until {until} at the latest "
                 "(no endpoint revokes them); watch the usage report until then"
             )
-        return out
+        return lines
 
 
 def _lifetime(rule: dict[str, Any]) -> int:
@@ -43,6 +47,7 @@ def _check(prefix: str, object_id: str) -> None:
 
 
 def describe_rule(client: WifClient, rule_id: str) -> dict[str, Any]:
+    """The federation rule as the API describes it."""
     _check("fdrl_", rule_id)
     return client.get("federation_rules", rule_id)
 
@@ -56,24 +61,27 @@ def archive_rule(client: WifClient, rule_id: str) -> Archived:
     return Archived([rule_id], None, time.time() + _lifetime(rule))
 
 
-def rules_of(client: WifClient, sa_id: str) -> list[dict[str, Any]]:
-    _check("svac_", sa_id)
-    client.get("service_accounts", sa_id)  # NotFoundError for an unknown id
+def rules_of(client: WifClient, service_account_id: str) -> list[dict[str, Any]]:
+    """The federation rules that target the service account (NotFoundError: no such account)."""
+    _check("svac_", service_account_id)
+    client.get("service_accounts", service_account_id)
     return [
-        r
-        for r in client.list_all("federation_rules")
-        if isinstance(r.get("target"), dict) and r["target"].get("service_account_id") == sa_id
+        rule
+        for rule in client.list_all("federation_rules")
+        if isinstance(rule.get("target"), dict)
+        and rule["target"].get("service_account_id") == service_account_id
     ]
 
 
-def archive_service_account(client: WifClient, sa_id: str) -> Archived:
+def archive_service_account(client: WifClient, service_account_id: str) -> Archived:
     """Archive every live rule that targets the service account, then the account."""
-    rules = rules_of(client, sa_id)
-    out = Archived()
+    rules = rules_of(client, service_account_id)
+    archived = Archived()
     for rule in rules:
         client.archive("federation_rules", str(rule["id"]))
-        out.rules.append(str(rule["id"]))
-        out.last_token_expires_at = max(out.last_token_expires_at, time.time() + _lifetime(rule))
-    client.archive("service_accounts", sa_id)
-    out.service_account = sa_id
-    return out
+        archived.rules.append(str(rule["id"]))
+        expires = time.time() + _lifetime(rule)
+        archived.last_token_expires_at = max(archived.last_token_expires_at, expires)
+    client.archive("service_accounts", service_account_id)
+    archived.service_account = service_account_id
+    return archived

@@ -88,6 +88,16 @@ class Incident:
         env: dict[str, str] | None = None,
     ) -> Run:
         """``keyguard revoke ARGS`` with ``key`` (or ``stdin``) on a piped stdin."""
+        return self.run("revoke", *args, key=key, stdin=stdin, env=env)
+
+    def run(
+        self,
+        *args: str,
+        key: Secret | None = None,
+        stdin: str = "",
+        env: dict[str, str] | None = None,
+    ) -> Run:
+        """``keyguard ARGS`` in the project, with ``key`` (or ``stdin``) on a piped stdin."""
         extra = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
         # Store endpoints our fake servers were opted in with (allow_store_endpoint) stay.
@@ -100,7 +110,7 @@ class Incident:
         )
         env.update(extra)
         done = subprocess.run(
-            [sys.executable, "-m", "keyguard", "revoke", *args],
+            [sys.executable, "-m", "keyguard", *args],
             input=key.reveal() + "\n" if key else stdin,
             capture_output=True,
             text=True,
