@@ -1,4 +1,5 @@
-"""The README's rotation recipes: every keyguard command parses, every YAML recipe loads."""
+"""The README's Rotation section and docs/rotation.md: every keyguard command parses, every YAML
+recipe loads."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import yaml
 
 from keyguard.cli import cli
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+ROTATION = ROOT / "docs" / "rotation.md"  # the details and the scheduler recipes
 
 
 def rotation_section() -> str:
@@ -23,10 +26,12 @@ def rotation_section() -> str:
 
 
 def keyguard_commands() -> list[list[str]]:
-    """Each ``keyguard SUBCOMMAND ...`` in the section's code blocks and inline code."""
-    section = rotation_section()
-    code = re.findall(r"```[a-z]*\n(.*?)```", section, re.S)
-    code += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", section, flags=re.S))
+    """Each ``keyguard SUBCOMMAND ...`` in the code blocks and inline code of the README's
+    section and of docs/rotation.md."""
+    code: list[str] = []
+    for section in (rotation_section(), ROTATION.read_text("utf-8")):
+        code += re.findall(r"```[a-z]*\n(.*?)```", section, re.S)
+        code += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", section, flags=re.S))
     found = []
     for chunk in code:
         for line in chunk.splitlines():
@@ -39,6 +44,7 @@ def keyguard_commands() -> list[list[str]]:
 def test_the_section_names_every_rotation_command() -> None:
     names = {words[0] for words in keyguard_commands()}
     assert {"deliver", "rotate", "status", "rollback"} <= names
+    assert "(docs/rotation.md)" in rotation_section(), "the README links the details"
 
 
 @pytest.mark.parametrize("words", keyguard_commands(), ids=" ".join)
@@ -50,7 +56,7 @@ def test_each_command_parses(words: list[str]) -> None:
 
 
 def test_yaml_recipes_load() -> None:
-    blocks = re.findall(r"```yaml\n(.*?)```", rotation_section(), re.S)
+    blocks = re.findall(r"```yaml\n(.*?)```", ROTATION.read_text("utf-8"), re.S)
     assert len(blocks) == 2
     workflow, cronjob = (yaml.safe_load(b) for b in blocks)
     steps = workflow["jobs"]["rotate"]["steps"]
