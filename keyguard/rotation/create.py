@@ -9,7 +9,7 @@ from keyguard.keys import Secret, is_admin_key, is_api_key, is_leak_marked
 from keyguard.models import ApiKey
 from keyguard.rotation.context import RotationRun, key_name
 from keyguard.rotation.state import KeyRef, RotationState
-from keyguard.rotation.verify import key_workspace_problem
+from keyguard.rotation.verify import identify_served_key, key_workspace_problem
 from keyguard.stores.interface import Stage, VersionMeta, stage_map
 
 
@@ -116,20 +116,19 @@ def _current_keys(run: RotationRun) -> list[KeyRef]:
         if current is None or current.fingerprint in found:
             continue
         version = stage_map(store.describe()).get(Stage.CURRENT)
-        key_id = version.meta.key_id if version else None
-        name = workspace = None
-        if key_id is None:
-            try:
-                api = run.admin.find_key(current)
-                key_id, name, workspace = api.id, api.name, api.workspace_id
-                run.say(f"{run.env.name}: adopting current key {current.hint} ({api.id})")
-            except (NotFoundError, UsageError):
-                run.say(
-                    f"{run.env.name}: current key {current.hint} in {store.uri} is not in "
-                    "the organization's key list; keyguard will not revoke it"
-                )
+        recorded_id = version.meta.key_id if version else None
+        api = identify_served_key(run.admin, current, recorded_id)
+        if isinstance(api, str):
+            run.say(
+                f"{run.env.name}: current key {current.hint} in {store.uri} is not identified "
+                f"({api}); keyguard will not revoke it"
+            )
+            found[current.fingerprint] = KeyRef(current.fingerprint, current.hint)
+            continue
+        if recorded_id is None:
+            run.say(f"{run.env.name}: adopting current key {current.hint} ({api.id})")
         found[current.fingerprint] = KeyRef(
-            current.fingerprint, current.hint, key_id, name, workspace
+            current.fingerprint, current.hint, api.id, api.name, api.workspace_id
         )
     return list(found.values())
 

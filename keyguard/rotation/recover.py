@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from keyguard.errors import ConflictError, LeaseHeldError, NotFoundError, UsageError
+from keyguard.errors import ConflictError, LeaseHeldError
 from keyguard.keys import Secret
 from keyguard.rotation.context import RotationRun
 from keyguard.rotation.state import KeyRef, replay, replay_manual_rollbacks
+from keyguard.rotation.verify import identify_served_key
 from keyguard.stores.interface import SecretStore, Stage, StoreVersion, stage_map
 
 
@@ -111,12 +112,8 @@ def _old_keys(run: RotationRun, new: KeyRef) -> list[KeyRef]:
         if value is None or value.fingerprint in found or value.fingerprint == new.fingerprint:
             continue
         version = stage_map(store.describe()).get(stage)
-        key_id = version.meta.key_id if version else None
-        if key_id is None:
-            try:
-                key_id = run.admin.find_key(value).id
-            except (NotFoundError, UsageError):
-                key_id = None  # never identified: never revoked
+        api = identify_served_key(run.admin, value, version.meta.key_id if version else None)
+        key_id = None if isinstance(api, str) else api.id  # never identified: never revoked
         found[value.fingerprint] = KeyRef(value.fingerprint, value.hint, key_id)
     return list(found.values())
 
