@@ -8,19 +8,19 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from keyguard import rotation
+from keyguard.admin import AdminClient
 from keyguard.cli.common import admin_client, complete_environment, env_seconds, load, read_key
 from keyguard.config import Config
 from keyguard.errors import ExitCode, KeyguardError, UsageError
 from keyguard.keys import Secret
+from keyguard.notify import post_webhook
 from keyguard.policy import parse_duration
-
-if TYPE_CHECKING:
-    from keyguard.admin import AdminClient
-    from keyguard.rotation import RotationEngine
+from keyguard.rotation import RotationEngine
 
 #: How long ``rotate`` waits for a key on a non-terminal stdin that has not closed.
 STDIN_WAIT_ENV = "KEYGUARD_STDIN_WAIT"
@@ -47,9 +47,9 @@ def _engine(
     force: bool = False,
     recover: bool = False,
 ) -> RotationEngine:
-    from keyguard.rotation import open_engine
-
-    return open_engine(config, name, admin, grace=grace, force=force, say=_say, recover=recover)
+    return rotation.open_engine(
+        config, name, admin, grace=grace, force=force, say=_say, recover=recover
+    )
 
 
 def _prompt(engine: RotationEngine) -> str:
@@ -173,7 +173,7 @@ def rotate(
             "`keyguard init` writes one"
         )
     try:
-        grace_td = parse_duration(grace) if grace is not None else None
+        grace_period = parse_duration(grace) if grace is not None else None
     except KeyguardError as exc:
         raise UsageError(f"--grace: {exc}") from None
     if not (environments and len(names) == 1):
@@ -184,7 +184,7 @@ def rotate(
         for name in names:
             record = _Record(name, fmt == "json")
             records.append(record)
-            engine = _engine(config, name, admin, grace_td, force, recover)
+            engine = _engine(config, name, admin, grace_period, force, recover)
             try:
                 codes.append(
                     _rotate_one(
@@ -222,20 +222,18 @@ def _rotate_one(
     dry_run: bool,
     yes: bool,
 ) -> int:
-    from keyguard.rotation import plan, rotation_request, status
-
-    st = engine.latest()
-    in_flight = st is not None and st.in_flight
+    latest = engine.latest()
+    in_flight = latest is not None and latest.in_flight
     # A crash while storing may have left the key nowhere: then it is wanted again.
-    wants_key = not in_flight or (st is not None and st.phase == "creating")
+    wants_key = not in_flight or (latest is not None and latest.phase == "creating")
     # A piped key is always read, so that one sent mid-rotation is refused, not ignored.
     key = _optional_key(engine, prompt=wants_key) if single else None
     if dry_run:
-        for line in plan(engine, key.hint if key else None):
+        for line in rotation.plan(engine, key.hint if key else None):
             record.out(line)
         record.out("(dry run: nothing changed)")
         return 0
-    state = status(engine) if not in_flight and key is None and not single else None
+    state = rotation.status(engine) if not in_flight and key is None and not single else None
     if state is not None and state.phase != "journal lost":
         if state.phase == "federated":  # `wif retire-key` retired its static key
             record.out(f"{engine.env.name}: federated, not rotated ({state.waiting_for})")
@@ -245,12 +243,10 @@ def _rotate_one(
             return 0
         age = f"{state.age.days} days old" if state.age else "of unknown age"
         why = "no key yet" if state.current is None else f"the key {state.current} is {age}"
-        request = rotation_request(engine, why)
+        request = rotation.rotation_request(engine, why)
         record["request"] = request
         record.out(request["text"])
         if config.webhook:
-            from keyguard.notify import post_webhook
-
             try:
                 post_webhook(config.webhook, request)
             except KeyguardError as exc:
@@ -260,7 +256,7 @@ def _rotate_one(
     # may revoke the old key); schedulers pass --yes and have no terminal anyway.
     changes = key is not None or in_flight or engine.recover
     if changes and sys.stdin is not None and sys.stdin.isatty() and not yes:
-        for line in plan(engine, key.hint if key else None):
+        for line in rotation.plan(engine, key.hint if key else None):
             click.echo(line, err=record.as_json)
         click.confirm("Go ahead?", abort=True, err=True)
     outcome = engine.rotate(key)
@@ -276,8 +272,6 @@ def _rotate_one(
 @click.pass_context
 def status(ctx: click.Context, environment: str | None, fmt: str, as_json: bool) -> int:
     """Each environment's rotation state and what it waits for."""
-    from keyguard.rotation import status as env_status
-
     config = load(ctx)
     names = [environment] if environment else sorted(config.environments)
     if not names:
@@ -289,7 +283,7 @@ def status(ctx: click.Context, environment: str | None, fmt: str, as_json: bool)
     states: list[dict[str, Any]] = []
     with _admin(config) as admin:
         for name in names:
-            state = env_status(_engine(config, name, admin))
+            state = rotation.status(_engine(config, name, admin))
             if as_json:
                 states.append(state.to_json())
                 continue
@@ -310,13 +304,11 @@ def status(ctx: click.Context, environment: str | None, fmt: str, as_json: bool)
 @click.pass_context
 def rollback(ctx: click.Context, environment: str, yes: bool) -> int:
     """Serve the previous key again (re-activated if it was only inactive)."""
-    from keyguard.rotation import rollback as do_rollback
-
     config = load(ctx)
     config.environment(environment)
     if sys.stdin is not None and sys.stdin.isatty() and not yes:
         click.confirm(f"Serve the previous key of {environment} again?", abort=True, err=True)
     with _admin(config) as admin:
-        outcome = do_rollback(_engine(config, environment, admin))
+        outcome = rotation.rollback(_engine(config, environment, admin))
     click.echo(outcome.message)
     return outcome.exit_code

@@ -1,4 +1,8 @@
-"""The rotation engine: create -> update -> verify -> revoke per environment, resumable."""
+"""Key rotation: create -> update -> verify -> revoke per environment, resumable.
+
+``context`` is what every step shares; ``create``, ``update`` (and verify), ``revoke``,
+``recover``, ``rollback`` and ``status`` are the steps; ``engine`` orders them.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,13 @@ from datetime import timedelta
 from keyguard.config import Config
 from keyguard.journal import RotationJournal
 from keyguard.models import Say
-from keyguard.rotation.engine import (
-    Admin,
-    Clock,
-    RotationEngine,
-    VerificationError,
-    utcnow,
-)
-from keyguard.rotation.ops import plan, rotation_request, status
-from keyguard.rotation.servable import RollbackRefused
+from keyguard.rotation.context import Admin, Clock, utcnow
+from keyguard.rotation.engine import RotationEngine
+from keyguard.rotation.rollback import RollbackRefused, rollback
 from keyguard.rotation.state import KeyRef, RotationState
-from keyguard.rotation.undo import rollback
+from keyguard.rotation.status import plan, rotation_request, status
+from keyguard.rotation.update import VerificationError
+from keyguard.stores import open_store
 from keyguard.stores.interface import SecretStore
 
 __all__ = [
@@ -49,18 +49,16 @@ def open_engine(
     recover: bool = False,
 ) -> RotationEngine:
     """An engine for one configured environment, its stores opened from their URIs."""
-    from keyguard.stores import open_store
-
     env = config.environment(environment)
 
     def peers() -> list[tuple[str, list[SecretStore]]]:
-        others = [e for name, e in sorted(config.environments.items()) if name != env.name]
-        return [(e.name, [open_store(u) for u in e.stores]) for e in others]
+        others = [other for name, other in sorted(config.environments.items()) if name != env.name]
+        return [(other.name, [open_store(uri) for uri in other.stores]) for other in others]
 
     return RotationEngine(
         env,
         admin=admin,
-        stores=list(stores) if stores is not None else [open_store(u) for u in env.stores],
+        stores=list(stores) if stores is not None else [open_store(uri) for uri in env.stores],
         journal=RotationJournal(config.state_dir, env.name),
         clock=clock,
         grace=grace,

@@ -11,7 +11,7 @@ from keyguard.journal import Entry
 
 @dataclass(frozen=True)
 class KeyRef:
-    """A key as the journal knows it: never its value."""
+    """One key as a rotation records it (fingerprint, hint, Admin API id): never its value."""
 
     fingerprint: str
     hint: str
@@ -49,7 +49,7 @@ class RotationState:
 
     token: str
     new: KeyRef
-    olds: list[KeyRef]
+    old_keys: list[KeyRef]
     started_at: datetime
     stored: set[int] = field(default_factory=set)
     created: bool = False
@@ -86,60 +86,61 @@ class RotationState:
 
     def revocable(self) -> list[KeyRef]:
         """Old keys keyguard identified and may revoke once the new key is verified."""
-        return [k for k in self.olds if k.id and k.fingerprint != self.new.fingerprint]
+        return [key for key in self.old_keys if key.id and key.fingerprint != self.new.fingerprint]
 
     def archive_pending(self) -> list[KeyRef]:
         if self.closed:
             return []
-        return [k for k in self.revocable() if k.id in self.revoked and k.id not in self.archived]
+        return [
+            key
+            for key in self.revocable()
+            if key.id in self.revoked and key.id not in self.archived
+        ]
 
 
 def replay(entries: list[Entry]) -> list[RotationState]:
     """Every rotation in journal order, each folded from its entries."""
     states: dict[str, RotationState] = {}
-    for e in entries:
-        st = states.get(e.rotation)
-        if e.step == "create" and e.phase == "before" and st is None:
-            st = RotationState(
-                token=e.rotation,
-                new=KeyRef.from_json(e.data["key"]),
-                olds=[KeyRef.from_json(o) for o in e.data.get("olds", [])],
-                started_at=e.ts,
+    for entry in entries:
+        state = states.get(entry.rotation)
+        if entry.step == "create" and entry.phase == "before" and state is None:
+            states[entry.rotation] = RotationState(
+                token=entry.rotation,
+                new=KeyRef.from_json(entry.data["key"]),
+                old_keys=[KeyRef.from_json(old) for old in entry.data.get("olds", [])],
+                started_at=entry.ts,
             )
-            states[e.rotation] = st
-            continue
-        if st is None:
-            continue
-        _apply(st, e)
+        elif state is not None:
+            _apply(state, entry)
     return list(states.values())
 
 
-def _apply(st: RotationState, e: Entry) -> None:
-    index = e.data.get("store_index")
-    point = (e.step, e.phase)
+def _apply(state: RotationState, entry: Entry) -> None:
+    index = entry.data.get("store_index")
+    point = (entry.step, entry.phase)
     if point == ("create", "after") and index is not None:
-        st.stored.add(int(index))
+        state.stored.add(int(index))
     elif point == ("create", "after"):
-        st.created = True
-    elif e.step == "promote":
-        st.promote_started = True
-        if e.phase == "after" and index is not None:
-            st.promoted.add(int(index))
-        elif e.phase == "after":
-            st.updated_at = e.ts
+        state.created = True
+    elif entry.step == "promote":
+        state.promote_started = True
+        if entry.phase == "after" and index is not None:
+            state.promoted.add(int(index))
+        elif entry.phase == "after":
+            state.updated_at = entry.ts
     elif point == ("verify", "after") and index is None:
-        st.verified_at = e.ts
-    elif point == ("revoke", "after") and e.data.get("key_id"):
-        st.revoked[str(e.data["key_id"])] = e.ts
+        state.verified_at = entry.ts
+    elif point == ("revoke", "after") and entry.data.get("key_id"):
+        state.revoked[str(entry.data["key_id"])] = entry.ts
     elif point == ("revoke", "done"):
-        st.revoke_done = True
-    elif point == ("archive", "after") and e.data.get("key_id"):
-        st.archived.add(str(e.data["key_id"]))
+        state.revoke_done = True
+    elif point == ("archive", "after") and entry.data.get("key_id"):
+        state.archived.add(str(entry.data["key_id"]))
     elif point == ("rollback", "before"):
-        st.rollback_started = True
-    elif e.phase == "closed":
-        st.closed = str(e.data.get("reason") or e.step)
-        st.closed_at = e.ts
+        state.rollback_started = True
+    elif entry.phase == "closed":
+        state.closed = str(entry.data.get("reason") or entry.step)
+        state.closed_at = entry.ts
 
 
 @dataclass
@@ -157,22 +158,24 @@ class ManualRollback:
 
 def replay_manual_rollbacks(entries: list[Entry]) -> list[ManualRollback]:
     """Every rollback that belongs to no rotation, in journal order."""
-    rotations = {e.rotation for e in entries if (e.step, e.phase) == ("create", "before")}
+    rotations = {
+        entry.rotation for entry in entries if (entry.step, entry.phase) == ("create", "before")
+    }
     found: dict[str, ManualRollback] = {}
-    for position, e in enumerate(entries):
-        if e.step != "rollback" or e.rotation in rotations:
+    for position, entry in enumerate(entries):
+        if entry.step != "rollback" or entry.rotation in rotations:
             continue
-        rb = found.setdefault(e.rotation, ManualRollback(e.rotation, position))
-        index = e.data.get("store_index")
-        if e.phase == "before" and index is None:
-            key, replaced = e.data.get("key"), e.data.get("replaced")
-            rb.target = KeyRef.from_json(key) if isinstance(key, dict) else None
-            rb.replaced = KeyRef.from_json(replaced) if isinstance(replaced, dict) else None
-        elif e.phase == "after" and index is not None:
-            rb.done.add(int(index))
-        elif e.phase == "closed":
-            rb.closed = str(e.data.get("reason") or "closed")
-            rb.closed_at = e.ts
+        record = found.setdefault(entry.rotation, ManualRollback(entry.rotation, position))
+        index = entry.data.get("store_index")
+        if entry.phase == "before" and index is None:
+            key, replaced = entry.data.get("key"), entry.data.get("replaced")
+            record.target = KeyRef.from_json(key) if isinstance(key, dict) else None
+            record.replaced = KeyRef.from_json(replaced) if isinstance(replaced, dict) else None
+        elif entry.phase == "after" and index is not None:
+            record.done.add(int(index))
+        elif entry.phase == "closed":
+            record.closed = str(entry.data.get("reason") or "closed")
+            record.closed_at = entry.ts
     return list(found.values())
 
 
@@ -182,9 +185,9 @@ def last_manual_rollback(entries: list[Entry]) -> ManualRollback | None:
     if not manual:
         return None
     rotations = [
-        i
-        for i, e in enumerate(entries)
-        if (e.step, e.phase) == ("create", "before") and "store_index" not in e.data
+        position
+        for position, entry in enumerate(entries)
+        if (entry.step, entry.phase) == ("create", "before") and "store_index" not in entry.data
     ]
     last = manual[-1]
     return last if not rotations or rotations[-1] < last.position else None

@@ -5,6 +5,9 @@ An environment's ``workspace`` is a ``wrkspc_`` id or ``default`` (the Default W
 real id only the ``anthropic-workspace-id`` response header tells). An organization-scoped key
 works in any workspace its principal reaches, so it needs the environment to name one: the
 header selects it on every call.
+
+Which key of the organization a served value is must be proven, never guessed: a hint shows seven
+characters anyone can copy, and store metadata is written by whoever can write the store.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import os
 import subprocess
 
-from keyguard.keys import scrub_text
-from keyguard.models import VerifyResult
+from keyguard.errors import NotFoundError, UsageError
+from keyguard.keys import Secret, scrub_text
+from keyguard.models import ApiKey, VerifyResult
 from keyguard.models import workspace_problem as key_workspace_problem
+from keyguard.rotation.context import Admin
 from keyguard.rotation.state import KeyRef
 
-__all__ = ["key_workspace_problem", "run_check", "verify_problem"]
+__all__ = ["identify_served_key", "key_workspace_problem", "run_check", "verify_problem"]
 
 CHECK_TIMEOUT = 300.0
 
@@ -68,3 +73,30 @@ def verify_problem(expected: str | None, result: VerifyResult) -> str | None:
     if expected and expected != "default" and result.workspace_id not in (None, expected):
         return f"it answers for workspace {result.workspace_id}, not {expected}"
     return None
+
+
+def identify_served_key(admin: Admin, value: Secret, recorded_id: str | None) -> ApiKey | str:
+    """The organization's record of ``value``, proven; else why it cannot be (never a guess).
+
+    A recorded id (store metadata) must name a key that shows ``value``'s hint. Without one,
+    ``value`` must be a live key (``GET /v1/models``) and exactly one key of the organization
+    may show its hint once the tie-breakers ran (``find_key`` refuses more).
+    """
+    if recorded_id is not None:
+        try:
+            api = admin.get_key(recorded_id)
+        except NotFoundError:
+            return f"its recorded id {recorded_id} is no key of the organization"
+        if api.partial_key_hint != value.hint:
+            return (
+                f"its recorded id {recorded_id} shows the hint {api.partial_key_hint}: "
+                "the record does not prove which key it is"
+            )
+        return api
+    result = admin.verify_key(value)
+    if not result.usable and result.problem is None:  # 401/403: dead, or no key at all
+        return "it does not authenticate, so its hint alone cannot prove which key it is"
+    try:
+        return admin.find_key(value)
+    except (NotFoundError, UsageError) as exc:
+        return str(exc)

@@ -17,7 +17,7 @@ from keyguard.admin.client import AdminClient
 from keyguard.config import Config
 from keyguard.errors import PendingError, UsageError
 from keyguard.rotation import KeyRef, RotationState, open_engine
-from keyguard.rotation.engine import utcnow
+from keyguard.rotation.context import utcnow
 from keyguard.rotation.revoke import drain_wait
 from keyguard.stores.interface import Stage
 from keyguard.wif.api import WifClient
@@ -81,7 +81,7 @@ def retire_key(
     state = RotationState(
         token="wif-retire",  # noqa: S106 - a journal label, not a secret
         new=KeyRef("", "federation"),
-        olds=olds,
+        old_keys=olds,
         started_at=switched,
         updated_at=switched,
     )

@@ -1,4 +1,5 @@
-"""A keyguard project on disk wired to the real sandbox, and the real CLI in a subprocess."""
+"""A keyguard project on disk wired to the real sandbox, and the real CLI in a subprocess; and
+the in-memory world of the state machine's unit tests (``fake_world``, ``serving_old_key``)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ from typing import Any
 import pytest
 
 from keyguard.admin.sandbox import Sandbox
-from keyguard.config import Config, load_config
+from keyguard.config import Config, Environment, load_config
+from keyguard.journal import RotationJournal
 from keyguard.keys import API_KEY_RE, Secret
+from keyguard.policy import Policy
+from keyguard.rotation import RotationEngine
 from keyguard.stores import SecretStore, open_store
 from keyguard.stores.interface import Stage
 from keyguard.urls import STORE_ENDPOINTS_ENV
+from tests.rotation.fakes import Clock, FakeAdmin, FakeStore
 from tests.stores.servers.aws import aws_server  # noqa: F401  (fixture for the AWS scenarios)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,3 +154,68 @@ def make_project(
 @pytest.fixture
 def project(tmp_path: Path, sandbox: Sandbox) -> Project:
     return make_project(tmp_path, sandbox)
+
+
+@dataclass
+class FakeWorld:
+    """The state machine's world in memory: an Admin API, two stores, a clock, a state folder.
+
+    Environment ``prod`` serves from both stores and lives in workspace ``wrkspc_p``.
+    """
+
+    admin: FakeAdmin
+    stores: list[FakeStore]
+    clock: Clock
+    state_dir: Path
+
+    def engine(self, *, check: str | None = None, **options: Any) -> RotationEngine:
+        """A fresh engine over this world, as each scheduled run builds one."""
+        env = Environment(
+            "prod",
+            tuple(store.uri for store in self.stores),
+            Policy(),
+            workspace="wrkspc_p",
+            check=check,
+        )
+        return RotationEngine(
+            env,
+            admin=self.admin,
+            stores=self.stores,
+            journal=RotationJournal(self.state_dir, "prod"),
+            clock=self.clock,
+            **options,
+        )
+
+
+@dataclass(frozen=True)
+class MintedKey:
+    """A key the fake Admin API knows: its ``apikey_`` id and its value."""
+
+    id: str
+    value: Secret
+
+
+@pytest.fixture
+def fake_world(tmp_path: Path) -> FakeWorld:
+    return FakeWorld(
+        FakeAdmin(),
+        [FakeStore(f"fake:{tmp_path}/a"), FakeStore(f"fake:{tmp_path}/b")],
+        Clock(),
+        tmp_path,
+    )
+
+
+@pytest.fixture
+def serving_old_key(fake_world: FakeWorld) -> MintedKey:
+    """Key ``prod-old``, put in every store by hand before keyguard ever ran."""
+    key_id, value = fake_world.admin.mint("prod-old", "wrkspc_p")
+    for store in fake_world.stores:
+        store.seed(value)
+    return MintedKey(key_id, value)
+
+
+@pytest.fixture
+def new_key(fake_world: FakeWorld) -> MintedKey:
+    """Key ``prod-new``, just created in the Console for ``prod`` and not yet delivered."""
+    key_id, value = fake_world.admin.mint("prod-new", "wrkspc_p")
+    return MintedKey(key_id, value)

@@ -104,7 +104,7 @@ def test_the_sandbox_tells_its_time_in_a_real_date_header(sandbox: Sandbox) -> N
 
 def test_a_local_clock_two_days_fast_never_revokes_a_key_in_use(project: Project) -> None:
     """The drain check would ask the usage report about the future, see nothing, revoke."""
-    from keyguard.rotation.engine import ClockSkewError
+    from keyguard.rotation.revoke import ClockSkewError
 
     clock = Clock(datetime.now(UTC))  # right, for now; the sandbox keeps real time
     old_id, old = project.mint("prod-legacy")

@@ -7,12 +7,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyguard.errors import KeyguardError, NotFoundError, UsageError
+from keyguard.keys import scrub_text
 from keyguard.policy import format_duration
-from keyguard.rotation.engine import RotationEngine, key_name
-from keyguard.rotation.servable import RollbackRefused as RollbackRefused
+from keyguard.rotation.context import RotationRun, key_name
+from keyguard.rotation.recover import describe, find_orphan
+from keyguard.rotation.revoke import drain_wait, served_elsewhere
 from keyguard.rotation.state import KeyRef, RotationState
-from keyguard.rotation.undo import rollback as rollback
 from keyguard.stores.interface import Stage, stage_map
+from keyguard.wif.record import load_record
 
 
 @dataclass(frozen=True)
@@ -37,59 +39,54 @@ class EnvStatus:
         }
 
 
-def status(engine: RotationEngine) -> EnvStatus:
+def status(run: RotationRun) -> EnvStatus:
     """Where the environment's rotation stands and what it waits for (reads only)."""
-    from keyguard.rotation.recover import describe, find_orphan
-
-    env = engine.env
-    st = engine.latest()
-    current, created = _served(engine)
-    now = engine.clock()
-    age0 = now - created if created else None
-    try:
-        orphan = find_orphan(engine)
-    except KeyguardError as exc:
-        return EnvStatus(env.name, "journal lost", current, age0, False, str(exc))
-    if orphan is not None:
-        lost = describe(engine, orphan).split(": ", 1)[1]
-        return EnvStatus(env.name, "journal lost", current, age0, False, lost)
+    env = run.env
+    state = run.latest()
+    current, created = _served(run)
+    now = run.clock()
     age = now - created if created else None
-    if (retired := _retired(engine)) and not (st is not None and st.in_flight):
+    try:
+        orphan = find_orphan(run)
+    except KeyguardError as exc:
+        return EnvStatus(env.name, "journal lost", current, age, False, str(exc))
+    if orphan is not None:
+        lost = describe(run, orphan).split(": ", 1)[1]
+        return EnvStatus(env.name, "journal lost", current, age, False, lost)
+    if (retired := _retired(run)) and not (state is not None and state.in_flight):
         return EnvStatus(env.name, "federated", current, age, False, retired)
     due = current is None or (age is not None and age >= env.policy.due_after)
-    phase = st.phase if st is not None else "idle"
-    if st is not None and st.in_flight:
-        waiting = _in_flight_wait(engine, st)
+    phase = state.phase if state is not None else "idle"
+    if state is not None and state.in_flight:
+        waiting = _in_flight_wait(run, state)
     elif current is None:
-        waiting = "a first key: " + engine.request_text()
+        waiting = "a first key: " + run.request_text()
     elif due:
         waiting = (
             f"a new key (current is {_days(age)} old, due after "
-            f"{format_duration(env.policy.due_after)}): " + engine.request_text()
+            f"{format_duration(env.policy.due_after)}): " + run.request_text()
         )
     elif created is not None:
         waiting = f"nothing; next rotation due {created + env.policy.due_after:%Y-%m-%d}"
     else:
         waiting = "nothing (the current key's age is unknown)"
-    if st is not None and st.phase == "revoked":
+    if state is not None and state.phase == "revoked":
         waiting += (
-            f"; archives {', '.join(k.hint for k in st.archive_pending())} after "
+            f"; archives {', '.join(key.hint for key in state.archive_pending())} after "
             f"{format_duration(env.policy.archive_after)}"
         )
-    return EnvStatus(env.name, phase, current, age, due and not (st and st.in_flight), waiting)
+    return EnvStatus(
+        env.name, phase, current, age, due and not (state and state.in_flight), waiting
+    )
 
 
-def _retired(engine: RotationEngine) -> str | None:
+def _retired(run: RotationRun) -> str | None:
     """What waits when `keyguard wif retire-key` retired the static key: nothing to rotate."""
-    if engine.env.federation is None:
+    if run.env.federation is None:
         return None
-    from keyguard.wif.record import load_record
-
-    record = load_record(engine.journal.path.parent, engine.env.name)
+    record = load_record(run.journal.path.parent, run.env.name)
     if not record.retired:
         return None
-    from keyguard.keys import scrub_text
-
     hint = record.retired.get("hint") if isinstance(record.retired, dict) else None
     return (
         f"nothing: static key {scrub_text(str(hint or '(none)'))} was retired by "
@@ -101,42 +98,40 @@ def _days(age: timedelta | None) -> str:
     return f"{age.days}d" if age is not None else "?"
 
 
-def _in_flight_wait(engine: RotationEngine, st: RotationState) -> str:
-    run = f"run `keyguard rotate {engine.env.name}`"
-    if st.phase == "creating":
+def _in_flight_wait(run: RotationRun, state: RotationState) -> str:
+    again = f"run `keyguard rotate {run.env.name}`"
+    if state.phase == "creating":
         return (
-            f"the delivered key {st.new.hint} to be stored in every store "
-            f"({len(st.stored)} of {len(engine.stores)}); {run}"
+            f"the delivered key {state.new.hint} to be stored in every store "
+            f"({len(state.stored)} of {len(run.stores)}); {again}"
         )
-    if st.phase == "delivered":
-        return f"the update: {st.new.hint} is pending in every store; {run}"
-    if st.phase == "updating":
-        return f"the update to finish ({len(st.promoted)} of {len(engine.stores)} stores); {run}"
-    if st.phase == "updated":
-        return f"verification of {st.new.hint}; {run}"
-    olds = [k for k in st.revocable() if k.id not in st.revoked]
-    if not olds:
-        return f"the revoke step to close the rotation; {run}"
-    from keyguard.rotation.revoke import served_elsewhere
-
+    if state.phase == "delivered":
+        return f"the update: {state.new.hint} is pending in every store; {again}"
+    if state.phase == "updating":
+        return f"the update to finish ({len(state.promoted)} of {len(run.stores)} stores); {again}"
+    if state.phase == "updated":
+        return f"verification of {state.new.hint}; {again}"
+    old_keys = [key for key in state.revocable() if key.id not in state.revoked]
+    if not old_keys:
+        return f"the revoke step to close the rotation; {again}"
     try:
-        elsewhere = served_elsewhere(engine, olds)
+        elsewhere = served_elsewhere(run, old_keys)
         if elsewhere:
             return "; ".join(
                 f"no environment to serve {old.label()} any more ({at} still does)"
                 for old, at in elsewhere.values()
             )
-        outcome = engine._drain_wait(st, olds)
+        outcome = drain_wait(run, state, old_keys)
     except KeyguardError as exc:
         return f"the drain check (usage report unavailable: {exc})"
     if outcome is None:
-        return f"nothing: the old key can be revoked now; {run}"
+        return f"nothing: the old key can be revoked now; {again}"
     return outcome.message.split(": ", 1)[1]
 
 
-def _served(engine: RotationEngine) -> tuple[str | None, datetime | None]:
+def _served(run: RotationRun) -> tuple[str | None, datetime | None]:
     """The served key's label and creation time (Admin API, else when it was stored)."""
-    for store in engine.stores:
+    for store in run.stores:
         value = store.get(Stage.CURRENT)
         if value is None:
             continue
@@ -145,7 +140,7 @@ def _served(engine: RotationEngine) -> tuple[str | None, datetime | None]:
         key_id = meta.key_id if meta else None
         created = None
         try:
-            api = engine.admin.get_key(key_id) if key_id else engine.admin.find_key(value)
+            api = run.admin.get_key(key_id) if key_id else run.admin.find_key(value)
             key_id, created = api.id, api.created_at
         except (NotFoundError, UsageError):
             pass
@@ -155,14 +150,14 @@ def _served(engine: RotationEngine) -> tuple[str | None, datetime | None]:
     return None, None
 
 
-def rotation_request(engine: RotationEngine, why: str) -> dict[str, Any]:
+def rotation_request(run: RotationRun, why: str) -> dict[str, Any]:
     """A request for a person: what to create, where, and how to hand it over (Slack ``text``)."""
-    env = engine.env
-    name = key_name(env, engine.clock())
+    env = run.env
+    name = key_name(env, run.clock())
     text = (
         f"keyguard: environment *{env.name}* needs a new Anthropic API key ({why}). "
-        + engine.request_text()[0].upper()
-        + engine.request_text()[1:]
+        + run.request_text()[0].upper()
+        + run.request_text()[1:]
         + ". The next scheduled run finishes the rotation."
     )
     return {
@@ -174,46 +169,50 @@ def rotation_request(engine: RotationEngine, why: str) -> dict[str, Any]:
     }
 
 
-def plan(engine: RotationEngine, key_given: str | None) -> list[str]:
+def plan(run: RotationRun, key_given: str | None) -> list[str]:
     """What ``rotate`` would do now, step by step; reads only (``key_given``: its hint)."""
-    from keyguard.rotation.recover import describe, find_orphan
-
-    orphan = find_orphan(engine)
+    orphan = find_orphan(run)
     if orphan is not None:
-        return [describe(engine, orphan)]
-    env = engine.env
-    st = engine.latest()
-    stores = ", ".join(s.uri for s in engine.stores)
+        return [describe(run, orphan)]
+    env = run.env
+    state = run.latest()
+    stores = ", ".join(store.uri for store in run.stores)
     steps: list[str] = []
-    if st is not None and st.in_flight:
-        steps.append(f"continue rotation {st.token} ({st.phase}) of new key {st.new.label()}")
-        phase_index = ["creating", "delivered", "updating", "updated", "verified"].index(st.phase)
-        olds = st.revocable()
+    if state is not None and state.in_flight:
+        steps.append(
+            f"continue rotation {state.token} ({state.phase}) of new key {state.new.label()}"
+        )
+        phase_index = ["creating", "delivered", "updating", "updated", "verified"].index(
+            state.phase
+        )
+        old_keys = state.revocable()
     elif key_given is None:
-        return [f"{env.name}: nothing to do without a new key: " + engine.request_text()]
+        return [f"{env.name}: nothing to do without a new key: " + run.request_text()]
     else:
         steps.append(f"store the new key {key_given} as pending in: {stores}")
         phase_index = 1
-        olds = []
-        for store in engine.stores:
+        old_keys = []
+        for store in run.stores:
             value = store.get(Stage.CURRENT)
-            if value is not None and value.hint not in [o.hint for o in olds]:
-                olds.append(KeyRef(value.fingerprint, value.hint))
+            if value is not None and value.hint not in [old.hint for old in old_keys]:
+                old_keys.append(KeyRef(value.fingerprint, value.hint))
     if phase_index <= 2:
         steps.append(f"promote pending -> current, in this order: {stores}")
     if phase_index <= 3:
         check = f", run the check {env.check!r}" if env.check else ""
         steps.append(f"verify: read the key back from every store, GET /v1/models{check}")
-    if olds:
-        names = ", ".join(o.hint for o in olds)
-        if engine.grace <= timedelta(0):
+    if old_keys:
+        names = ", ".join(old.hint for old in old_keys)
+        if run.grace <= timedelta(0):
             steps.append(f"revoke {names} right after verify (--grace 0: no drain check)")
         else:
             steps.append(
-                f"revoke {names} after the {format_duration(engine.grace)} grace period, "
+                f"revoke {names} after the {format_duration(run.grace)} grace period, "
                 "once the usage report shows it idle"
-                + (" (--force: without the drain check)" if engine.force else "")
+                + (" (--force: without the drain check)" if run.force else "")
             )
     else:
         steps.append("nothing to revoke (the stores held no key keyguard can identify)")
-    return [f"{env.name}: {s if s.startswith('nothing') else 'would ' + s}" for s in steps]
+    return [
+        f"{env.name}: {step if step.startswith('nothing') else 'would ' + step}" for step in steps
+    ]

@@ -1,0 +1,84 @@
+"""Adopting the key the stores serve: its Admin API id is proven, never guessed from a hint or
+taken on the word of store metadata that whoever writes the store can forge."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from keyguard.keys import Secret
+from keyguard.stores.interface import Stage, VersionMeta
+from tests.rotation.conftest import FakeWorld, MintedKey, Project
+
+
+def _look_alike(key: Secret) -> Secret:
+    """A different string with the same ``partial_key_hint``: anyone who saw the hint can."""
+    raw = key.reveal()
+    twin = Secret(raw[:20] + ("x" if raw[20] != "x" else "y") + raw[21:])
+    assert twin.hint == key.hint and twin != key
+    return twin
+
+
+def test_store_metadata_naming_another_key_never_revokes_that_key(
+    fake_world: FakeWorld, new_key: MintedKey
+) -> None:
+    victim_id, _ = fake_world.admin.mint("billing-prod", "wrkspc_p")
+    old_id, old = fake_world.admin.mint("prod-old", "wrkspc_p")
+    for store in fake_world.stores:
+        store.seed(old, VersionMeta(key_id=victim_id))  # forged: the victim's id
+    out = fake_world.engine(grace=timedelta(0)).rotate(new_key.value)
+    assert out.exit_code == 0, out.message
+    assert fake_world.admin.keys[victim_id].status == "active"
+    assert "never identified" in out.message and old.hint in out.message
+    assert fake_world.admin.keys[old_id].status == "active"  # not proven: left to a person
+
+
+def test_store_metadata_naming_the_served_key_is_still_trusted(
+    fake_world: FakeWorld, new_key: MintedKey
+) -> None:
+    old_id, old = fake_world.admin.mint("prod-old", "wrkspc_p")
+    for store in fake_world.stores:
+        store.seed(old, VersionMeta(key_id=old_id))
+    assert fake_world.engine(grace=timedelta(0)).rotate(new_key.value).exit_code == 0
+    assert fake_world.admin.keys[old_id].status == "inactive"
+
+
+def test_a_rebuilt_journal_never_revokes_the_key_forged_metadata_names(
+    fake_world: FakeWorld, serving_old_key: MintedKey, new_key: MintedKey
+) -> None:
+    victim_id, _ = fake_world.admin.mint("billing-prod", "wrkspc_p")
+    assert fake_world.engine().rotate(new_key.value).waiting_for == "grace"
+    (fake_world.state_dir / "prod.journal.jsonl").unlink()
+    for store in fake_world.stores:
+        for version in store.versions:
+            if Stage.PREVIOUS in version.stages:
+                version.meta = replace(version.meta, key_id=victim_id)
+    fake_world.engine(grace=timedelta(0), recover=True).rotate()
+    assert fake_world.admin.keys[victim_id].status == "active"
+    assert all(store.get() == new_key.value for store in fake_world.stores)
+
+
+def test_a_look_alike_in_the_stores_never_revokes_the_key_whose_hint_it_copies(
+    project: Project,
+) -> None:
+    _, victim = project.mint("billing-prod")
+    project.seed(_look_alike(victim))  # a typo'd or planted value that shows the victim's hint
+    _, new = project.mint("prod-20261125")
+    done = project.run("rotate", "prod", "--grace", "0", "--yes", input=new.reveal())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert project.served() == [new, new]
+    assert project.status_of(victim) == "active"
+    assert "never identified" in done.stdout
+
+
+def test_two_keys_with_the_served_key_hint_are_never_told_apart_by_a_guess(
+    project: Project,
+) -> None:
+    _, served = project.mint("prod-legacy")
+    project.seed(served)
+    _, twin = project.mint("prod-twin", secret=_look_alike(served))
+    _, new = project.mint("prod-20261125")
+    done = project.run("rotate", "prod", "--grace", "0", "--yes", input=new.reveal())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert project.status_of(served) == "active" and project.status_of(twin) == "active"
+    assert "never identified" in done.stdout
