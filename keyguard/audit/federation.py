@@ -14,46 +14,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from keyguard.admin.errors import ApiError
+from keyguard.audit.model import AuditReport, FederationAudit, FederationFinding
 from keyguard.errors import AuthError
 from keyguard.wif.providers import github_ref_pinned, shared_issuer, tenant_pinned
 
 if TYPE_CHECKING:
-    from keyguard.audit.model import AuditReport
     from keyguard.config import Config
 
 HOUR = 3600
 _TRUE_CEL = re.compile(r"^\(*\s*(true|1\s*==\s*1|!\s*false)\s*\)*$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class FederationFinding:
-    """One rule (or issuer): ``ok``, ``warning`` or ``violation``, and why."""
-
-    kind: str  # rule | issuer
-    id: str
-    name: str
-    verdict: str
-    reasons: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "verdict": self.verdict,
-            "reasons": list(self.reasons),
-        }
-
-
-@dataclass(frozen=True)
-class FederationAudit:
-    rules: tuple[FederationFinding, ...] = ()
-    issuers: tuple[FederationFinding, ...] = ()
-    backlog: tuple[str, ...] = ()  # environments still on static keys (informational)
-    audited: bool = False
-
-    @property
-    def violations(self) -> int:
-        return sum(f.verdict == "violation" for f in (*self.rules, *self.issuers))
 
 
 @dataclass

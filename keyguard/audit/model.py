@@ -1,16 +1,14 @@
-"""The audit report's value types: one row per environment, one per unmanaged key."""
+"""The audit report's value types: one row per environment, one per unmanaged key, one per
+federation issuer or rule."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Any
 
 from keyguard.policy import Policy
-
-if TYPE_CHECKING:
-    from keyguard.audit.federation import FederationAudit
 
 
 class Verdict(StrEnum):
@@ -163,6 +161,37 @@ class UnmanagedKey:
 
 
 @dataclass(frozen=True)
+class FederationFinding:
+    """One rule (or issuer): ``ok``, ``warning`` or ``violation``, and why."""
+
+    kind: str  # rule | issuer
+    id: str
+    name: str
+    verdict: str
+    reasons: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
+class FederationAudit:
+    rules: tuple[FederationFinding, ...] = ()
+    issuers: tuple[FederationFinding, ...] = ()
+    backlog: tuple[str, ...] = ()  # environments still on static keys (informational)
+    audited: bool = False
+
+    @property
+    def violations(self) -> int:
+        return sum(f.verdict == "violation" for f in (*self.rules, *self.issuers))
+
+
+@dataclass(frozen=True)
 class AuditReport:
     generated_at: datetime
     environments: tuple[EnvironmentReport, ...]
@@ -171,7 +200,7 @@ class AuditReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
     #: Archived keys of a person or service account that is gone, new since the last audit.
     departed: tuple[UnmanagedKey, ...] = ()
-    federation: FederationAudit | None = None  # keyguard.audit.federation
+    federation: FederationAudit | None = None  # judged by keyguard.audit.federation
 
     @property
     def worst(self) -> Verdict:

@@ -16,12 +16,12 @@ import httpx
 from keyguard.admin.sandbox import federation as wif
 from keyguard.admin.sandbox import federation_rules as objects
 from keyguard.admin.sandbox.state import SandboxError, SandboxState, iso
+from keyguard.wif.providers import DEFAULT_AUDIENCE
 
 log = logging.getLogger("keyguard.sandbox.federation")
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
-DEFAULT_AUDIENCE = "https://api.anthropic.com"
 SKEW = 30
 MAX_ASSERTION = 16 * 1024
 _DENIALS: weakref.WeakKeyDictionary[SandboxState, list[str]] = weakref.WeakKeyDictionary()
