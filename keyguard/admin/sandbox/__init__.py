@@ -15,8 +15,9 @@ from types import TracebackType
 from typing import Any
 
 from keyguard.admin.client import AdminClient
+from keyguard.admin.sandbox.faults import FAULT_KINDS
 from keyguard.admin.sandbox.handler import SandboxServer
-from keyguard.admin.sandbox.state import FAULT_KINDS, SandboxState
+from keyguard.admin.sandbox.state import SandboxState
 from keyguard.errors import UsageError
 from keyguard.keys import Secret
 

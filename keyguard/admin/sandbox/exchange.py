@@ -15,7 +15,8 @@ import httpx
 
 from keyguard.admin.sandbox import federation as wif
 from keyguard.admin.sandbox import federation_rules as objects
-from keyguard.admin.sandbox.state import SandboxError, SandboxState, iso
+from keyguard.admin.sandbox.state import SandboxState
+from keyguard.admin.sandbox.wire import SandboxError, iso
 from keyguard.wif.providers import DEFAULT_AUDIENCE
 
 log = logging.getLogger("keyguard.sandbox.federation")

@@ -15,7 +15,8 @@ import secrets
 import string
 from typing import Any
 
-from keyguard.admin.sandbox.state import SandboxError, SandboxState, iso, new_id
+from keyguard.admin.sandbox.state import SandboxState
+from keyguard.admin.sandbox.wire import SandboxError, iso, new_id
 from keyguard.keys import Secret, fingerprint
 
 OAUTH_BETA = "oauth-2025-04-20"

@@ -18,7 +18,8 @@ from keyguard.admin.sandbox.federation import (
     stamp,
     unique_name,
 )
-from keyguard.admin.sandbox.state import SandboxState, iso, new_id
+from keyguard.admin.sandbox.state import SandboxState
+from keyguard.admin.sandbox.wire import iso, new_id
 
 # -- issuers ---------------------------------------------------------------------------------
 

@@ -17,12 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 from keyguard.admin.parse import parse_time
 from keyguard.admin.sandbox import wif_routes
 from keyguard.admin.sandbox.compliance import list_activities
-from keyguard.admin.sandbox.state import (
-    FAULT_KINDS,
-    SandboxError,
-    SandboxState,
-)
+from keyguard.admin.sandbox.faults import FAULT_KINDS
+from keyguard.admin.sandbox.state import SandboxState
 from keyguard.admin.sandbox.usage import cost_report, usage_report
+from keyguard.admin.sandbox.wire import SandboxError
 from keyguard.models import KEY_STATUSES
 from keyguard.policy import parse_duration
 

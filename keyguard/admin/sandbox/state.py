@@ -1,277 +1,47 @@
-"""The sandbox's organization: workspaces, keys, usage events, faults; optionally in a file."""
+"""The sandbox's whole state: the organization (``organization.py``) plus what authenticates
+and what it serves: API keys, OAuth bearer tokens, usage events, injected faults."""
 
 from __future__ import annotations
 
-import json
-import os
-import random
 import secrets
-import string
-import tempfile
-import threading
-import time
-import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from keyguard.admin.sandbox.faults import Faults
+from keyguard.admin.sandbox.organization import Organization
+from keyguard.admin.sandbox.wire import SandboxError, iso, new_id, page
 from keyguard.keys import Secret, fingerprint, generate_key, redact
 
 SETTABLE_STATUSES = ("active", "inactive", "archived")
 #: The Console's three kinds of API key (its "Linked account" choice).
 KEY_TYPES = ("personal", "service_account", "workspace")
 SCOPES = ("workspace", "organization")
-ROLES = ("admin", "developer")
-FAULT_KINDS = (
-    "429",  # rate limit, with retry-after
-    "spend_cap",  # the usage tier's monthly cap: 429, no retry-after, never worth a retry
-    "402",  # billing_error
-    "408",
-    "409",
-    "500",
-    "502",
-    "503",
-    "529",
-    "latency",
-    "drop",
-)
-_ID_ALPHABET = string.ascii_letters + string.digits
 
 
-class SandboxError(Exception):
-    """An API error the handler turns into Anthropic's error body."""
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-
-
-def new_id(prefix: str) -> str:
-    """An id in Anthropic's shape, e.g. ``apikey_01`` + 22 characters."""
-    return prefix + "01" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(22))
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass
-class Faults:
-    """Faults injected into ``/v1/`` answers at a rate; ``count`` bounds how many."""
-
-    rate: float = 0.0
-    kinds: tuple[str, ...] = ()
-    retry_after: float = 0
-    latency: float = 0.0
-    count: int | None = None
-    injected: int = 0
-    rng: random.Random = field(default_factory=random.Random)
-    only: str | None = None  # "POST" or "GET /v1/organizations/usage_report": faults hit these
-    should_retry: str | None = None  # "true"/"false": sent as ``x-should-retry`` with faults
-
-    def applies(self, method: str, path: str) -> bool:
-        """True when a request with ``method`` and ``path`` may draw a fault."""
-        if not self.only:
-            return True
-        verb, _, prefix = self.only.partition(" ")
-        return method == verb and path.startswith(prefix)
-
-    def draw(self) -> str | None:
-        if self.rate <= 0 or not self.kinds or (self.count is not None and self.count <= 0):
-            return None
-        if self.rng.random() >= self.rate:
-            return None
-        if self.count is not None:
-            self.count -= 1
-        self.injected += 1
-        return self.rng.choice(self.kinds)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "rate": self.rate,
-            "kinds": list(self.kinds),
-            "retry_after": self.retry_after,
-            "latency": self.latency,
-            "count": self.count,
-            "injected": self.injected,
-            "only": self.only,
-            "should_retry": self.should_retry,
-        }
-
-
-def page(
-    items: list[dict[str, Any]],
-    after_id: str | None,
-    before_id: str | None,
-    limit: int,
-) -> dict[str, Any]:
-    """Anthropic's cursor paging over ``items`` in their listed order."""
-    ids = [item["id"] for item in items]
-    if after_id is not None:
-        if after_id not in ids:
-            raise SandboxError(400, "invalid_request_error", f"after_id {after_id} not found")
-        rest = items[ids.index(after_id) + 1 :]
-        chosen, has_more = rest[:limit], len(rest) > limit
-    elif before_id is not None:
-        if before_id not in ids:
-            raise SandboxError(400, "invalid_request_error", f"before_id {before_id} not found")
-        rest = items[: ids.index(before_id)]
-        chosen, has_more = rest[-limit:], len(rest) > limit
-    else:
-        chosen, has_more = items[:limit], len(items) > limit
-    return {
-        "data": chosen,
-        "has_more": has_more,
-        "first_id": chosen[0]["id"] if chosen else None,
-        "last_id": chosen[-1]["id"] if chosen else None,
-    }
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, mode 0600 (temp file + fsync + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-class SandboxState:
+class SandboxState(Organization):
     """Everything the sandbox knows, guarded by one lock; saved after each change if a file."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self.lock = threading.RLock()
-        self.path = path
         self.faults = Faults()
-        self.now = time.time
         #: Every answered request as (method, path, status): tests count writes with it.
         self.request_log: list[tuple[str, str, int]] = []
         #: For each OAuth bearer call to the Admin API: did it carry ``oauth-2025-04-20``?
         self.bearer_calls: list[bool] = []
-        if path is not None and path.exists():
-            self.data = json.loads(path.read_text("utf-8"))
-        else:
-            self.data = {
-                "admin_key": generate_key("admin").reveal(),
-                "organization": {
-                    "id": str(uuid.uuid4()),
-                    "name": "keyguard sandbox",
-                    "type": "organization",
-                },
-                "user_id": new_id("user_"),
-                "workspaces": [],
-                "keys": [],
-                "usage": [],
-            }
-        self._upgrade()
-        self.save()
+        super().__init__(path)
         self._keys: dict[str, dict[str, Any]] = {k["id"]: k for k in self.data["keys"]}
         self._by_fp: dict[str, str] = {k["fingerprint"]: k["id"] for k in self.data["keys"]}
-        self._workspaces: dict[str, dict[str, Any]] = {w["id"]: w for w in self.data["workspaces"]}
         self._tokens: dict[str, dict[str, Any]] = {
             t["fingerprint"]: t for t in self.data["oauth_tokens"]
         }
 
     def _upgrade(self) -> None:
-        """Fill in what an older state file lacks (members, the Default Workspace, feeds)."""
-        data = self.data
-        data.setdefault("default_workspace_id", new_id("wrkspc_"))
-        data.setdefault(
-            "users",
-            [
-                {
-                    "id": data["user_id"],
-                    "email": "owner@sandbox.invalid",
-                    "role": "admin",
-                    "removed_at": None,
-                }
-            ],
-        )
-        data.setdefault("service_accounts", [])
-        data.setdefault("oauth_tokens", [])
-        data.setdefault("activities", [])
-        data.setdefault("compliance_enabled", False)
-        data.setdefault("admin_key_scopes", ["read:compliance_activities"])
-        for rec in data["keys"]:
-            rec.setdefault("principal", {"type": "user", "id": data["user_id"]})
+        super()._upgrade()
+        self.data.setdefault("oauth_tokens", [])
+        for rec in self.data["keys"]:
+            rec.setdefault("principal", {"type": "user", "id": self.data["user_id"]})
             rec.setdefault("scope", "workspace")
 
-    @property
-    def admin_key(self) -> Secret:
-        return Secret(self.data["admin_key"])
-
-    def save(self) -> None:
-        if self.path is not None:
-            write_private(self.path, json.dumps(self.data, indent=1))
-
-    # -- workspaces -------------------------------------------------------------------------
-
-    def add_workspace(self, name: str, tags: dict[str, str] | None = None) -> dict[str, Any]:
-        if not name or len(name) > 255:
-            raise SandboxError(400, "invalid_request_error", "name: 1 to 255 characters")
-        with self.lock:
-            ws: dict[str, Any] = {
-                "type": "workspace",
-                "id": new_id("wrkspc_"),
-                "name": name,
-                "created_at": iso(self.now()),
-                "archived_at": None,
-                "display_color": "#6C5BB9",
-                "tags": dict(tags or {}),
-            }
-            self.data["workspaces"].append(ws)
-            self._workspaces[ws["id"]] = ws
-            self.save()
-            return dict(ws)
-
-    def workspace(self, workspace_id: str) -> dict[str, Any]:
-        ws = self._workspaces.get(workspace_id)
-        if ws is None:
-            raise SandboxError(404, "not_found_error", f"workspace {workspace_id} not found")
-        return dict(ws)
-
-    def reachable(self, workspace_id: str) -> bool:
-        """True when ``workspace_id`` is a live workspace of the org (the Default's included)."""
-        if workspace_id == self.data["default_workspace_id"]:
-            return True
-        ws = self._workspaces.get(workspace_id)
-        return ws is not None and ws.get("archived_at") is None
-
-    def list_workspaces(
-        self, include_archived: bool, after_id: str | None, before_id: str | None, limit: int
-    ) -> dict[str, Any]:
-        with self.lock:
-            items = [
-                dict(w)
-                for w in self.data["workspaces"]
-                if include_archived or w.get("archived_at") is None
-            ]
-        return page(items, after_id, before_id, limit)
-
-    # -- keys -------------------------------------------------------------------------------
-
-    # -- members: users and service accounts ------------------------------------------------
-
-    def add_user(self, email: str, role: str = "developer") -> dict[str, Any]:
-        if role not in ROLES:
-            raise SandboxError(400, "invalid_request_error", f"role: one of {', '.join(ROLES)}")
-        with self.lock:
-            user = {"id": new_id("user_"), "email": email, "role": role, "removed_at": None}
-            self.data["users"].append(user)
-            self.save()
-            return dict(user)
+    # -- members leaving: their keys go with them -------------------------------------------
 
     def remove_user(self, user_id: str) -> dict[str, Any]:
         """The person leaves: their personal keys are archived, as Anthropic does."""
@@ -284,22 +54,6 @@ class SandboxState:
             self.save()
             return dict(user)
 
-    def add_service_account(self, name: str, role: str = "developer") -> dict[str, Any]:
-        if role not in ROLES:
-            raise SandboxError(400, "invalid_request_error", f"role: one of {', '.join(ROLES)}")
-        with self.lock:
-            sa = {
-                "id": new_id("svac_"),
-                "type": "service_account",
-                "name": name,
-                "organization_role": role,
-                "created_at": iso(self.now()),
-                "archived_at": None,
-            }
-            self.data["service_accounts"].append(sa)
-            self.save()
-            return dict(sa)
-
     def archive_service_account(self, sa_id: str) -> dict[str, Any]:
         """The service account is archived: its keys stop working (they are archived)."""
         with self.lock:
@@ -310,28 +64,6 @@ class SandboxState:
                     self._set_status(rec, "archived", actor=None)
             self.save()
             return dict(sa)
-
-    def member(self, kind: str, member_id: str) -> dict[str, Any]:
-        """A user or service account record by id (removed ones too)."""
-        table = self.data["users"] if kind == "user" else self.data["service_accounts"]
-        for item in table:
-            if item["id"] == member_id:
-                found: dict[str, Any] = item
-                return found
-        raise SandboxError(404, "not_found_error", f"{kind} {member_id} not found")
-
-    def role_of(self, principal: dict[str, str] | None) -> str | None:
-        """The organization role of a key's principal; None for legacy keys or gone members."""
-        if principal is None:
-            return None
-        try:
-            rec = self.member(principal["type"], principal["id"])
-        except SandboxError:
-            return None
-        if rec.get("removed_at") or rec.get("archived_at"):
-            return None
-        role = rec.get("role") or rec.get("organization_role")
-        return str(role) if role else None
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -577,48 +309,6 @@ class SandboxState:
         if rec is None or rec["expires_at"] <= self.now():
             return None
         return rec
-
-    # -- the Compliance API's activity feed -------------------------------------------------
-
-    def console_actor(self, ip: str = "203.0.113.7") -> dict[str, Any]:
-        """The organization owner working in the Console, as the feed shows a person."""
-        owner = self.member("user", self.data["user_id"])
-        return {
-            "type": "user_actor",
-            "user_id": owner["id"],
-            "email_address": owner["email"],
-            "ip_address": ip,
-            "user_agent": "Mozilla/5.0 (sandbox Console)",
-        }
-
-    def record_activity(
-        self, activity_type: str, actor: dict[str, Any], at: float | None = None, **fields: Any
-    ) -> dict[str, Any] | None:
-        """Append an event to the feed, only while the feed is enabled (as Anthropic does)."""
-        with self.lock:
-            if not self.data["compliance_enabled"]:
-                return None
-            event = {
-                "id": new_id("activity_"),
-                "created_at": iso(self.now() if at is None else at),
-                "organization_id": new_id("org_"),
-                "organization_uuid": self.data["organization"]["id"],
-                "type": activity_type,
-                "actor": actor,
-                **fields,
-            }
-            self.data["activities"].append(event)
-            self.save()
-            return dict(event)
-
-    def compliance_readable(self) -> bool:
-        """The feed is on and the admin key was made with ``read:compliance_activities``."""
-        scopes = self.data["admin_key_scopes"]
-        return bool(self.data["compliance_enabled"]) and "read:compliance_activities" in scopes
-
-    def activities(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [dict(e) for e in self.data["activities"]]
 
     # -- usage ------------------------------------------------------------------------------
 

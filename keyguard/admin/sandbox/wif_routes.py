@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from keyguard.admin.sandbox import exchange, oidc
 from keyguard.admin.sandbox import federation as wif
 from keyguard.admin.sandbox import federation_rules as objects
-from keyguard.admin.sandbox.state import SandboxError, SandboxState
+from keyguard.admin.sandbox.state import SandboxState
 from keyguard.admin.sandbox.usage import usage_report
+from keyguard.admin.sandbox.wire import SandboxError
 
 if TYPE_CHECKING:
     from keyguard.admin.sandbox.handler import Handler
