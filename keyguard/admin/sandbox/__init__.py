@@ -16,7 +16,8 @@ from typing import Any
 
 from keyguard.admin.client import AdminClient
 from keyguard.admin.sandbox.faults import FAULT_KINDS
-from keyguard.admin.sandbox.handler import SandboxServer
+from keyguard.admin.sandbox.handler import Handler
+from keyguard.admin.sandbox.request import SandboxServer
 from keyguard.admin.sandbox.state import SandboxState
 from keyguard.errors import UsageError
 from keyguard.keys import Secret
@@ -55,7 +56,7 @@ class Sandbox:
     def bind(self) -> SandboxServer:
         """Open the listening socket (once); ``url`` is known from here on."""
         if self._server is None:
-            self._server = SandboxServer((self.host, self.port), self.state)
+            self._server = SandboxServer((self.host, self.port), self.state, Handler)
             self.port = self._server.server_address[1]
         return self._server
 
