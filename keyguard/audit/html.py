@@ -5,8 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from keyguard.audit import federation
-from keyguard.audit.model import AuditReport, EnvironmentReport
-from keyguard.audit.render import (
+from keyguard.audit.cells import (
     DEPARTED_TEXT,
     compact_cells,
     days,
@@ -15,6 +14,7 @@ from keyguard.audit.render import (
     rotation_state,
     summary_line,
 )
+from keyguard.audit.model import AuditReport, EnvironmentReport
 
 #: Nothing may load from anywhere: the page is read offline, often as a mail attachment.
 CSP = "default-src 'none'; style-src 'unsafe-inline'"

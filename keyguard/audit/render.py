@@ -1,14 +1,20 @@
-"""Renderers for an audit report: JSON, CSV, Markdown and a rich terminal table."""
+"""Renderers for an audit report: JSON, CSV and Markdown; the terminal table is ``table.py``,
+the HTML page ``html.py``."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyguard.audit import federation
+from keyguard.audit.cells import DEPARTED_TEXT, days, number, rotation_state, short_date
+
+# ``iso``, ``summary_line`` and the table's functions are imported from here (the CLI, tests):
+# this module is where a caller finds every format.
+from keyguard.audit.cells import iso as iso
+from keyguard.audit.cells import summary_line as summary_line
 from keyguard.audit.model import (
     AuditReport,
     EnvironmentReport,
@@ -16,46 +22,12 @@ from keyguard.audit.model import (
     StageView,
     StoreView,
     UnmanagedKey,
-    Verdict,
 )
+from keyguard.audit.table import fit_table as fit_table
+from keyguard.audit.table import least_width as least_width
+from keyguard.audit.table import render_table as render_table
 
 FORMATS = ("table", "json", "markdown", "csv", "html")
-
-
-def iso(value: datetime | None) -> str | None:
-    """RFC 3339 in UTC (``...Z``); a naive time is taken to be UTC already."""
-    if value is None:
-        return None
-    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return utc.isoformat().replace("+00:00", "Z")
-
-
-def days(delta: timedelta) -> float:
-    return round(delta.total_seconds() / 86400, 1)
-
-
-def short_date(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d}" if value is not None else "-"
-
-
-def number(value: int | float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
-
-
-def summary_line(report: AuditReport) -> str:
-    c = report.counts()
-    return (
-        f"{plural(len(report.environments), 'environment')}: {c['ok']} ok, "
-        f"{c['warning']} warning, {c['due']} due, {c['violation']} violation; "
-        f"{plural(c['unmanaged'], 'unmanaged active key')}; "
-        f"{plural(report.keys_listed, 'key')} listed"
-    )
 
 
 def _stage(view: StageView | None) -> dict[str, Any] | None:
@@ -264,16 +236,6 @@ ENV_HEADER = [
 ]
 
 
-def rotation_state(e: EnvironmentReport) -> str:
-    """The versions beside the current one: a delivery waiting, the key it replaced."""
-    parts = []
-    if e.pending_key_id or e.pending_hint:
-        parts.append(f"pending {e.pending_key_id or e.pending_hint}")
-    if e.previous_key_id:
-        parts.append(f"previous {e.previous_key_id} ({e.previous_status or 'unknown'})")
-    return "; ".join(parts)
-
-
 def environment_cells(e: EnvironmentReport) -> list[object]:
     """The cells of one environment row in the Markdown table: every field of the report."""
     known = e.status is not None  # Anthropic knows the key: no workspace id means the default
@@ -364,179 +326,3 @@ def render_markdown(report: AuditReport) -> str:
             lines += [f"- {_md(item)}" for item in report.federation.backlog]
     lines += [f"\n**Note:** {_md(note)}" for note in report.notes]
     return "\n".join(lines) + "\n"
-
-
-def _as_text(value: Any) -> Any:
-    from rich.text import Text
-
-    return value.copy() if isinstance(value, Text) else Text.from_markup(str(value))
-
-
-def least_width(table: Any) -> int:
-    """The narrowest the table can be without cutting a word, an id or a no-wrap cell."""
-    total = len(table.columns) + 1 if table.box else 0
-    for column in table.columns:
-        texts = [str(column.header), *(_as_text(c).plain for c in column.cells)]
-        lines = [line for t in texts for line in t.splitlines()]
-        if column.no_wrap:
-            least = max((len(line) for line in lines), default=0)
-        elif column.overflow == "fold":
-            least = 10
-        else:
-            least = max((len(w) for line in lines for w in line.split()), default=0)
-        total += max(least, column.min_width or 0) + 2
-    return total
-
-
-def fit_table(console: Any, table: Any) -> None:
-    """Print a rich table when it fits the console; else each row stacked, ``Header: value``.
-
-    Nothing is cut: a verdict, an id or a hint is never shortened to fit, and no column is
-    dropped; a table too wide for the terminal becomes one block per row instead.
-    """
-    from rich.text import Text
-
-    if least_width(table) <= console.width:
-        console.print(table)
-        return
-    if table.title:
-        console.print(Text(str(table.title), style="italic"))
-    heads = [str(c.header) for c in table.columns]
-    pad = max((len(h) for h in heads), default=0) + 2
-    cells = [list(c.cells) for c in table.columns]
-    for row in range(table.row_count):
-        values = [_as_text(col[row] if row < len(col) else "") for col in cells]
-        console.print(Text(values[0].plain.replace("\n", " / "), style="bold"))
-        for head, text in zip(heads[1:], values[1:], strict=True):
-            text.plain = text.plain.replace("\n", " / ")
-            console.print(Text(f"  {head:<{pad}}").append_text(text), overflow="fold")
-    console.print("")
-
-
-VERDICT_STYLE = {
-    Verdict.OK: "green",
-    Verdict.WARNING: "magenta",
-    Verdict.DUE: "yellow",
-    Verdict.VIOLATION: "bold red",
-}
-DEPARTED_TEXT = (
-    "Archived keys of a person or service account that is gone (every key it had is "
-    "archived), listed once: the next audit does not repeat them"
-)
-
-
-def kind_line(kind: KeyKind) -> str:
-    """``service_account / workspace`` (+ ``admin-equivalent``) under a key in compact tables."""
-    if kind.key_type is None:
-        return ""
-    return kind.label() + (", admin-equivalent" if kind.admin_equivalent else "")
-
-
-def compact_cells(e: EnvironmentReport, with_limits: bool) -> list[str]:
-    """An environment row with id and hint in one cell (terminal and HTML tables)."""
-    key = "\n".join(x for x in (e.key_id, e.hint, kind_line(e.kind)) if x) or "-"
-    limits = [f"{days(e.limits.due_after):g}/{days(e.limits.max_age):g}"] if with_limits else []
-    return [
-        e.name,
-        e.verdict.value,
-        key,
-        number(e.age_days),
-        *limits,
-        short_date(e.expires_at) if e.expires_at else "never",
-        e.status or "-",
-        ("1 store" if len(e.stores) == 1 else f"{len(e.stores)} agree")
-        if e.stores_agree
-        else "DISAGREE",
-        short_date(e.last_rotation),
-        number(e.tokens_24h),
-        number(e.tokens_7d),
-    ]
-
-
-def render_table(report: AuditReport, *, width: int | None = None, color: bool = False) -> str:
-    """The report as rich tables, as text (with ANSI colours when ``color``)."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    buf = io.StringIO()
-    console = Console(
-        file=buf, width=width, force_terminal=color, no_color=not color, highlight=False
-    )
-    limits = {(e.limits.due_after, e.limits.max_age) for e in report.environments}
-    title = f"keyguard audit, {report.generated_at:%Y-%m-%d %H:%M} UTC"
-    if len(limits) == 1:
-        due, max_age = next(iter(limits))
-        title += f"; policy: due {days(due):g}d, max {days(max_age):g}d; tokens 24h / 7d"
-    envs = Table(title=title)
-    heads = ["Environment", "Verdict", "Key / hint", "Age (d)"]
-    heads += ["Due/max"] if len(limits) > 1 else []
-    heads += ["Expires", "Status", "Stores", "Rotated", "24h", "7d"]
-    # Ids and hints must stay whole to be matched in the Console: they get their full width.
-    ids = [len(x) for e in report.environments for x in (e.key_id or "", e.hint or "")]
-    for head in heads:
-        envs.add_column(head, min_width=max(ids, default=10) if head == "Key / hint" else None)
-    for e in report.environments:
-        cells = [Text(c) for c in compact_cells(e, len(limits) > 1)]
-        cells[1] = Text(e.verdict.value, style=VERDICT_STYLE[e.verdict])
-        envs.add_row(*cells)
-    fit_table(console, envs)
-    flagged = [(e, r) for e in report.environments for r in e.reasons]
-    if flagged:
-        why = Table(title="Reasons", box=box.SIMPLE_HEAD, title_justify="left")
-        for head in ("Environment", "Verdict", "Reason"):
-            why.add_column(head)
-        for e, r in flagged:
-            why.add_row(e.name, Text(r.verdict.value, style=VERDICT_STYLE[r.verdict]), r.message)
-        console.print(why)
-    states = [(e, rotation_state(e)) for e in report.environments if rotation_state(e)]
-    if states:
-        mid = Table(title="Rotation in progress", box=box.SIMPLE_HEAD, title_justify="left")
-        for head in ("Environment", "Pending / previous"):
-            mid.add_column(head)
-        for e, state in states:
-            mid.add_row(e.name, state)
-        console.print(mid)
-    if report.unmanaged:
-        un = Table(title="Unmanaged active keys (no environment holds them; tokens 24h/7d)")
-        ids = [len(x) for u in report.unmanaged for x in (u.key_id, u.hint or "")]
-        un.add_column("Key / hint", min_width=max(ids))
-        for head in ("Name", "Workspace", "Created by", "Age (d)", "24h", "7d"):
-            un.add_column(head, overflow="fold")
-        for u in report.unmanaged:
-            un.add_row(
-                "\n".join(x for x in (u.key_id, u.hint, kind_line(u.kind), *u.flags) if x),
-                u.key_name,
-                u.kind.workspace_label(u.workspace_id) or "-",
-                u.created_by or "-",
-                number(u.age_days),
-                number(u.tokens_24h),
-                number(u.tokens_7d),
-            )
-        fit_table(console, un)
-    if report.departed:
-        gone = Table(title=DEPARTED_TEXT, box=box.SIMPLE_HEAD, title_justify="left")
-        for head in ("Key / hint", "Name", "Type / scope", "Principal"):
-            gone.add_column(head, overflow="fold")
-        for u in report.departed:
-            ident = "\n".join(x for x in (u.key_id, u.hint) if x)
-            gone.add_row(ident, u.key_name, u.kind.label(), u.kind.principal or "-")
-        fit_table(console, gone)
-    fed_rows = federation.rows(report.federation)
-    if fed_rows:
-        fed = Table(
-            title="Federation (issuers and rules)", box=box.SIMPLE_HEAD, title_justify="left"
-        )
-        for head in federation.HEADER:
-            fed.add_column(head, overflow="fold")
-        for row in fed_rows:
-            fed.add_row(*(str(c) for c in row))
-        fit_table(console, fed)
-        assert report.federation is not None
-        for item in report.federation.backlog:
-            console.print(f"Migration backlog: {item}")
-    for note in report.notes:
-        console.print(Text(f"Note: {note}", style="yellow"))
-    console.print(summary_line(report))
-    return buf.getvalue()
