@@ -149,8 +149,8 @@ class Sandbox:
 
     def add_workspace(self, name: str, tags: dict[str, str] | None = None) -> str:
         """Create a workspace; returns its ``wrkspc_...`` id."""
-        ws_id: str = self.state.add_workspace(name, tags)["id"]
-        return ws_id
+        workspace_id: str = self.state.add_workspace(name, tags)["id"]
+        return workspace_id
 
     def mint_key(
         self,
@@ -192,8 +192,8 @@ class Sandbox:
     def default_workspace_id(self) -> str:
         """The Default Workspace's real id (the API shows keys there with ``workspace_id``
         null; only the ``anthropic-workspace-id`` response header names it)."""
-        ws: str = self.state.data["default_workspace_id"]
-        return ws
+        workspace: str = self.state.data["default_workspace_id"]
+        return workspace
 
     @property
     def owner_id(self) -> str:
@@ -212,11 +212,11 @@ class Sandbox:
 
     def add_service_account(self, name: str, role: str = "developer") -> str:
         """Create a service account; returns its ``svac_...`` id."""
-        sa_id: str = self.state.add_service_account(name, role)["id"]
-        return sa_id
+        account_id: str = self.state.add_service_account(name, role)["id"]
+        return account_id
 
-    def archive_service_account(self, sa_id: str) -> None:
-        self.state.archive_service_account(sa_id)
+    def archive_service_account(self, account_id: str) -> None:
+        self.state.archive_service_account(account_id)
 
     def issue_oauth_token(self, scope: str = "org:admin", lifetime: float = 3600.0) -> Secret:
         """An ``sk-ant-oat01-`` bearer token of the owner (``ant auth login --scope ...``)."""

@@ -177,22 +177,22 @@ class Request(BaseHTTPRequestHandler):
                 self.state.bearer_calls.append(OAUTH_BETA in self.betas())
             actor = self._principal_actor(token["principal"])
         else:
-            rec = self.state.authenticate(presented)
-            if rec is None or self.state.status_of(rec) != "active":
+            record = self.state.authenticate(presented)
+            if record is None or self.state.status_of(record) != "active":
                 raise SandboxError(401, "authentication_error", "invalid x-api-key")
-            if rec["scope"] != "organization":
+            if record["scope"] != "organization":
                 raise SandboxError(
                     403,
                     "permission_error",
                     "This API key is scoped to a workspace and cannot use the Admin API",
                 )
-            if self.state.role_of(rec["principal"]) != "admin":
+            if self.state.role_of(record["principal"]) != "admin":
                 raise SandboxError(
                     403,
                     "permission_error",
                     "The account linked to this API key is not an organization admin",
                 )
-            actor = {"type": "api_actor", "api_key_id": rec["id"]}
+            actor = {"type": "api_actor", "api_key_id": record["id"]}
         if not console:
             self.require_version()
         actor.update(ip_address=self.client_address[0], user_agent=self.headers.get("user-agent"))
@@ -209,19 +209,19 @@ class Request(BaseHTTPRequestHandler):
         credential = self.credential()
         if credential is None:
             raise SandboxError(401, "authentication_error", "x-api-key header is required")
-        rec = self.state.authenticate(credential[1])
-        if rec is None:
+        record = self.state.authenticate(credential[1])
+        if record is None:
             raise SandboxError(401, "authentication_error", "invalid x-api-key")
-        self.state.note_request(rec)
-        if self.state.status_of(rec) != "active":
+        self.state.note_request(record)
+        if self.state.status_of(record) != "active":
             raise SandboxError(401, "authentication_error", "invalid x-api-key")
         self.require_version()
-        return rec, self.request_workspace(rec)
+        return record, self.request_workspace(record)
 
-    def request_workspace(self, rec: dict[str, Any]) -> str:
+    def request_workspace(self, record: dict[str, Any]) -> str:
         """The ``anthropic-workspace-id`` rules: required for org-scoped keys, checked always."""
         asked = self.headers.get("anthropic-workspace-id")
-        own = self.state.real_workspace(rec)
+        own = self.state.real_workspace(record)
         if asked is None:
             if own is None:
                 raise SandboxError(

@@ -37,9 +37,9 @@ class SandboxState(Organization):
     def _upgrade(self) -> None:
         super()._upgrade()
         self.data.setdefault("oauth_tokens", [])
-        for rec in self.data["keys"]:
-            rec.setdefault("principal", {"type": "user", "id": self.data["user_id"]})
-            rec.setdefault("scope", "workspace")
+        for record in self.data["keys"]:
+            record.setdefault("principal", {"type": "user", "id": self.data["user_id"]})
+            record.setdefault("scope", "workspace")
 
     # -- members leaving: their keys go with them -------------------------------------------
 
@@ -48,22 +48,22 @@ class SandboxState(Organization):
         with self.lock:
             user = self.member("user", user_id)
             user["removed_at"] = self.now()
-            for rec in self.data["keys"]:
-                if rec["principal"] == {"type": "user", "id": user_id}:
-                    self._set_status(rec, "archived", actor=None)
+            for record in self.data["keys"]:
+                if record["principal"] == {"type": "user", "id": user_id}:
+                    self._set_status(record, "archived", actor=None)
             self.save()
             return dict(user)
 
-    def archive_service_account(self, sa_id: str) -> dict[str, Any]:
+    def archive_service_account(self, account_id: str) -> dict[str, Any]:
         """The service account is archived: its keys stop working (they are archived)."""
         with self.lock:
-            sa = self.member("service_account", sa_id)
-            sa["archived_at"] = iso(self.now())
-            for rec in self.data["keys"]:
-                if rec["principal"] == {"type": "service_account", "id": sa_id}:
-                    self._set_status(rec, "archived", actor=None)
+            account = self.member("service_account", account_id)
+            account["archived_at"] = iso(self.now())
+            for record in self.data["keys"]:
+                if record["principal"] == {"type": "service_account", "id": account_id}:
+                    self._set_status(record, "archived", actor=None)
             self.save()
-            return dict(sa)
+            return dict(account)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -106,13 +106,15 @@ class SandboxState(Organization):
                 self.member("user", user_id)
                 principal = {"type": "user", "id": user_id}
             elif key_type == "service_account":
-                sa_id = principal_id or self.add_service_account(f"sa-{name}"[:60].lower())["id"]
-                self.member("service_account", sa_id)
-                principal = {"type": "service_account", "id": sa_id}
+                account_id = (
+                    principal_id or self.add_service_account(f"sa-{name}"[:60].lower())["id"]
+                )
+                self.member("service_account", account_id)
+                principal = {"type": "service_account", "id": account_id}
             secret = secret or generate_key("api")
             if secret.fingerprint in self._by_fp:
                 raise SandboxError(409, "conflict_error", "that secret is already a key")
-            rec: dict[str, Any] = {
+            record: dict[str, Any] = {
                 "id": new_id("apikey_"),
                 "name": name,
                 "workspace_id": workspace_id,
@@ -126,63 +128,63 @@ class SandboxState(Organization):
                 "principal": principal,
                 "scope": scope,
             }
-            self.data["keys"].append(rec)
-            self._keys[rec["id"]] = rec
-            self._by_fp[rec["fingerprint"]] = rec["id"]
+            self.data["keys"].append(record)
+            self._keys[record["id"]] = record
+            self._by_fp[record["fingerprint"]] = record["id"]
             self.record_activity(
                 "platform_api_key_created",
                 self.console_actor(),
-                api_key_id=rec["id"],
-                at=rec["created_at"],
+                api_key_id=record["id"],
+                at=record["created_at"],
             )
             self.save()
-            return self.view(rec), secret
+            return self.view(record), secret
 
-    def status_of(self, rec: dict[str, Any]) -> str:
+    def status_of(self, record: dict[str, Any]) -> str:
         """Stored status, except that an active key past ``expires_at`` is ``expired``."""
-        status: str = rec["status"]
-        expires = rec.get("expires_at")
+        status: str = record["status"]
+        expires = record.get("expires_at")
         if status == "active" and expires is not None and expires <= self.now():
             return "expired"
         return status
 
-    def real_workspace(self, rec: dict[str, Any]) -> str | None:
+    def real_workspace(self, record: dict[str, Any]) -> str | None:
         """The real ``wrkspc_`` id of a key's workspace (the Default's too); None: org-scoped."""
-        if rec["scope"] == "organization":
+        if record["scope"] == "organization":
             return None
-        ws: str = rec["workspace_id"] or self.data["default_workspace_id"]
-        return ws
+        workspace: str = record["workspace_id"] or self.data["default_workspace_id"]
+        return workspace
 
-    def view(self, rec: dict[str, Any]) -> dict[str, Any]:
+    def view(self, record: dict[str, Any]) -> dict[str, Any]:
         """The key as the Admin API shows it (Sept 2026 shape): never the secret."""
-        principal = rec["principal"]
+        principal = record["principal"]
         shown: dict[str, str] | None = None
         if principal is not None and principal["type"] == "user":
             shown = {"type": "user_actor", "user_id": principal["id"]}
         elif principal is not None:
             shown = {"type": "service_account_actor", "service_account_id": principal["id"]}
-        real = self.real_workspace(rec)
+        real = self.real_workspace(record)
         scope = {"type": "workspace", "workspace_id": real} if real else {"type": "organization"}
         return {
             "type": "api_key",
-            "id": rec["id"],
-            "name": rec["name"],
+            "id": record["id"],
+            "name": record["name"],
             # Deprecated: null for the Default Workspace and for organization-scoped keys.
-            "workspace_id": rec["workspace_id"],
-            "created_at": iso(rec["created_at"]),
+            "workspace_id": record["workspace_id"],
+            "created_at": iso(record["created_at"]),
             "created_by": {"id": self.data["user_id"], "type": "user"},
-            "expires_at": iso(rec["expires_at"]),
-            "partial_key_hint": rec["hint"],
-            "status": self.status_of(rec),
+            "expires_at": iso(record["expires_at"]),
+            "partial_key_hint": record["hint"],
+            "status": self.status_of(record),
             "principal": shown,
             "scope": scope,
         }
 
     def key(self, key_id: str) -> dict[str, Any]:
-        rec = self._keys.get(key_id)
-        if rec is None:
+        record = self._keys.get(key_id)
+        if record is None:
             raise SandboxError(404, "not_found_error", f"API key {key_id} not found")
-        return rec
+        return record
 
     def list_keys(
         self,
@@ -225,8 +227,8 @@ class SandboxState(Organization):
                 400, "invalid_request_error", "status: must be active, inactive or archived"
             )
         with self.lock:
-            rec = self.key(key_id)
-            current = self.status_of(rec)
+            record = self.key(key_id)
+            current = self.status_of(record)
             if current == "archived":
                 raise SandboxError(
                     400, "invalid_request_error", f"API key {key_id} is archived: cannot update"
@@ -236,33 +238,35 @@ class SandboxState(Organization):
                     400, "invalid_request_error", f"API key {key_id} has expired: status is final"
                 )
             updates = []
-            if name is not None and name != rec["name"]:
+            if name is not None and name != record["name"]:
                 updates.append(
-                    {"type": "name", "previous_value": rec["name"], "current_value": name}
+                    {"type": "name", "previous_value": record["name"], "current_value": name}
                 )
-                rec["name"] = name
+                record["name"] = name
             if status is not None and status != current:
                 updates.append(
                     {"type": "status", "previous_value": current, "current_value": status}
                 )
-                rec["status"] = status
+                record["status"] = status
             if updates:
                 self.record_activity(
                     "platform_api_key_updated", actor, api_key_id=key_id, updates=updates
                 )
             self.save()
-            return self.view(rec)
+            return self.view(record)
 
-    def _set_status(self, rec: dict[str, Any], status: str, actor: dict[str, Any] | None) -> None:
-        previous = self.status_of(rec)
+    def _set_status(
+        self, record: dict[str, Any], status: str, actor: dict[str, Any] | None
+    ) -> None:
+        previous = self.status_of(record)
         if previous in ("archived", status):
             return
-        rec["status"] = status
+        record["status"] = status
         update = {"type": "status", "previous_value": previous, "current_value": status}
         self.record_activity(
             "platform_api_key_updated",
             actor or {"type": "system_actor"},
-            api_key_id=rec["id"],
+            api_key_id=record["id"],
             updates=[update],
         )
 
@@ -271,10 +275,10 @@ class SandboxState(Organization):
         key_id = self._by_fp.get(fingerprint(presented))
         return self._keys.get(key_id) if key_id else None
 
-    def note_request(self, rec: dict[str, Any]) -> None:
+    def note_request(self, record: dict[str, Any]) -> None:
         with self.lock:
-            rec["requests"] += 1
-            rec["last_request_at"] = self.now()
+            record["requests"] += 1
+            record["last_request_at"] = self.now()
             self.save()
 
     # -- OAuth bearer tokens (``sk-ant-oat01-``) --------------------------------------------
@@ -291,24 +295,24 @@ class SandboxState(Organization):
         with self.lock:
             principal = principal or {"type": "user", "id": self.data["user_id"]}
             token = Secret("sk-ant-oat01-" + secrets.token_urlsafe(60))
-            rec = {
+            record = {
                 "fingerprint": token.fingerprint,
                 "scope": scope,
                 "principal": principal,
                 "workspace_id": workspace_id,
                 "expires_at": self.now() + lifetime,
             }
-            self.data["oauth_tokens"].append(rec)
-            self._tokens[token.fingerprint] = rec
+            self.data["oauth_tokens"].append(record)
+            self._tokens[token.fingerprint] = record
             self.save()
-            return dict(rec), token
+            return dict(record), token
 
     def oauth_token(self, presented: str) -> dict[str, Any] | None:
         """The live token record for a bearer string, or None (unknown or expired)."""
-        rec = self._tokens.get(fingerprint(presented))
-        if rec is None or rec["expires_at"] <= self.now():
+        record = self._tokens.get(fingerprint(presented))
+        if record is None or record["expires_at"] <= self.now():
             return None
-        return rec
+        return record
 
     # -- usage ------------------------------------------------------------------------------
 
@@ -324,10 +328,10 @@ class SandboxState(Organization):
         workspace_id: str | None = None,
     ) -> dict[str, Any]:
         with self.lock:
-            rec = self.key(key_id)
+            record = self.key(key_id)
             event = {
                 "api_key_id": key_id,
-                "workspace_id": rec["workspace_id"] if workspace_id is None else workspace_id,
+                "workspace_id": record["workspace_id"] if workspace_id is None else workspace_id,
                 "at": self.now() if at is None else at,
                 "model": model,
                 "uncached_input_tokens": int(input_tokens),

@@ -54,11 +54,13 @@ def _listing(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _rules(state: SandboxState, query: Query) -> list[dict[str, Any]]:
     wanted = query["issuer_id"][-1] if query.get("issuer_id") else None
-    return [r for r in wif.fed(state)["rules"] if wanted is None or r["issuer_id"] == wanted]
+    return [
+        r for r in wif.federation_data(state)["rules"] if wanted is None or r["issuer_id"] == wanted
+    ]
 
 
 def _service_accounts(state: SandboxState, query: Query) -> list[dict[str, Any]]:
-    return [wif.sa_view(account) for account in wif.fed(state)["service_accounts"]]
+    return [wif.account_view(account) for account in wif.federation_data(state)["service_accounts"]]
 
 
 ADMIN_ROUTES: list[AdminRoute] = [
@@ -67,19 +69,21 @@ ADMIN_ROUTES: list[AdminRoute] = [
         {
             "create": lambda state, query, body: wif.create_service_account(state, body),
             "list": _page(_service_accounts),
-            "get": lambda state, query, body, ident: wif.sa_view(wif.service_account(state, ident)),
+            "get": lambda state, query, body, ident: wif.account_view(
+                wif.service_account(state, ident)
+            ),
             "update": lambda state, query, body, ident: wif.update_service_account(
                 state, ident, body
             ),
             "archive": lambda state, query, body, ident: wif.archive_service_account(state, ident),
             "list_workspaces": lambda state, query, body, ident: _listing(
-                wif.sa_workspaces(state, ident)
+                wif.account_workspaces(state, ident)
             ),
-            "add_workspace": lambda state, query, body, ident: wif.add_sa_workspace(
+            "add_workspace": lambda state, query, body, ident: wif.add_account_workspace(
                 state, ident, body
             ),
             "remove_workspace": lambda state, query, body, ident, workspace: (
-                wif.remove_sa_workspace(state, ident, workspace)
+                wif.remove_account_workspace(state, ident, workspace)
             ),
         },
     ),
@@ -87,7 +91,7 @@ ADMIN_ROUTES: list[AdminRoute] = [
         f"{_ORG}/federation_issuers",
         {
             "create": lambda state, query, body: objects.create_issuer(state, body),
-            "list": _page(lambda state, query: wif.fed(state)["issuers"]),
+            "list": _page(lambda state, query: wif.federation_data(state)["issuers"]),
             "get": lambda state, query, body, ident: dict(objects.issuer(state, ident)),
             "update": lambda state, query, body, ident: objects.update_issuer(state, ident, body),
             "archive": lambda state, query, body, ident: objects.archive_issuer(state, ident),
