@@ -30,27 +30,29 @@ def number(value: int | float | None) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:g}"
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
+def plural(count: int, word: str) -> str:
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
 
 
 def summary_line(report: AuditReport) -> str:
-    c = report.counts()
+    counts = report.counts()
     return (
-        f"{plural(len(report.environments), 'environment')}: {c['ok']} ok, "
-        f"{c['warning']} warning, {c['due']} due, {c['violation']} violation; "
-        f"{plural(c['unmanaged'], 'unmanaged active key')}; "
+        f"{plural(len(report.environments), 'environment')}: {counts['ok']} ok, "
+        f"{counts['warning']} warning, {counts['due']} due, {counts['violation']} violation; "
+        f"{plural(counts['unmanaged'], 'unmanaged active key')}; "
         f"{plural(report.keys_listed, 'key')} listed"
     )
 
 
-def rotation_state(e: EnvironmentReport) -> str:
+def rotation_state(environment: EnvironmentReport) -> str:
     """The versions beside the current one: a delivery waiting, the key it replaced."""
     parts = []
-    if e.pending_key_id or e.pending_hint:
-        parts.append(f"pending {e.pending_key_id or e.pending_hint}")
-    if e.previous_key_id:
-        parts.append(f"previous {e.previous_key_id} ({e.previous_status or 'unknown'})")
+    if environment.pending_key_id or environment.pending_hint:
+        parts.append(f"pending {environment.pending_key_id or environment.pending_hint}")
+    if environment.previous_key_id:
+        parts.append(
+            f"previous {environment.previous_key_id} ({environment.previous_status or 'unknown'})"
+        )
     return "; ".join(parts)
 
 
@@ -67,22 +69,31 @@ def kind_line(kind: KeyKind) -> str:
     return kind.label() + (", admin-equivalent" if kind.admin_equivalent else "")
 
 
-def compact_cells(e: EnvironmentReport, with_limits: bool) -> list[str]:
+def compact_cells(environment: EnvironmentReport, with_limits: bool) -> list[str]:
     """An environment row with id and hint in one cell (terminal and HTML tables)."""
-    key = "\n".join(x for x in (e.key_id, e.hint, kind_line(e.kind)) if x) or "-"
-    limits = [f"{days(e.limits.due_after):g}/{days(e.limits.max_age):g}"] if with_limits else []
+    key = (
+        "\n".join(
+            x for x in (environment.key_id, environment.hint, kind_line(environment.kind)) if x
+        )
+        or "-"
+    )
+    limits = (
+        [f"{days(environment.limits.due_after):g}/{days(environment.limits.max_age):g}"]
+        if with_limits
+        else []
+    )
     return [
-        e.name,
-        e.verdict.value,
+        environment.name,
+        environment.verdict.value,
         key,
-        number(e.age_days),
+        number(environment.age_days),
         *limits,
-        short_date(e.expires_at) if e.expires_at else "never",
-        e.status or "-",
-        ("1 store" if len(e.stores) == 1 else f"{len(e.stores)} agree")
-        if e.stores_agree
+        short_date(environment.expires_at) if environment.expires_at else "never",
+        environment.status or "-",
+        ("1 store" if len(environment.stores) == 1 else f"{len(environment.stores)} agree")
+        if environment.stores_agree
         else "DISAGREE",
-        short_date(e.last_rotation),
-        number(e.tokens_24h),
-        number(e.tokens_7d),
+        short_date(environment.last_rotation),
+        number(environment.tokens_24h),
+        number(environment.tokens_7d),
     ]

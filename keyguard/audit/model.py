@@ -188,7 +188,7 @@ class FederationAudit:
 
     @property
     def violations(self) -> int:
-        return sum(f.verdict == "violation" for f in (*self.rules, *self.issuers))
+        return sum(finding.verdict == "violation" for finding in (*self.rules, *self.issuers))
 
 
 @dataclass(frozen=True)
@@ -205,14 +205,14 @@ class AuditReport:
     @property
     def worst(self) -> Verdict:
         """The worst verdict of all environments and federation rules (``ok`` for none)."""
-        verdicts = [e.verdict for e in self.environments] or [Verdict.OK]
+        verdicts = [environment.verdict for environment in self.environments] or [Verdict.OK]
         if self.federation is not None and self.federation.violations:
             verdicts.append(Verdict.VIOLATION)
-        return max(verdicts, key=lambda v: v.rank)
+        return max(verdicts, key=lambda verdict: verdict.rank)
 
     def counts(self) -> dict[str, int]:
-        out = {v.value: 0 for v in Verdict}
-        for e in self.environments:
-            out[e.verdict.value] += 1
+        out = {verdict.value: 0 for verdict in Verdict}
+        for environment in self.environments:
+            out[environment.verdict.value] += 1
         out["unmanaged"] = len(self.unmanaged)
         return out

@@ -52,69 +52,70 @@ def _store(view: StoreView) -> dict[str, Any]:
     }
 
 
-def environment_dict(e: EnvironmentReport) -> dict[str, Any]:
+def environment_dict(environment: EnvironmentReport) -> dict[str, Any]:
     """One environment as plain JSON types."""
     return {
-        "name": e.name,
-        "verdict": e.verdict.value,
+        "name": environment.name,
+        "verdict": environment.verdict.value,
         "reasons": [
-            {"code": r.code, "verdict": r.verdict.value, "message": r.message} for r in e.reasons
+            {"code": reason.code, "verdict": reason.verdict.value, "message": reason.message}
+            for reason in environment.reasons
         ],
-        "key_id": e.key_id,
-        "key_name": e.key_name,
-        "hint": e.hint,
-        "workspace_id": e.workspace_id,
-        **_kind(e.kind),
-        "status": e.status,
-        "created_at": iso(e.created_at),
-        "created_by": e.created_by,
-        "age_days": e.age_days,
-        "expires_at": iso(e.expires_at),
-        "stores_agree": e.stores_agree,
-        "stores": [_store(s) for s in e.stores],
-        "last_rotation": iso(e.last_rotation),
-        "pending": {"key_id": e.pending_key_id, "hint": e.pending_hint}
-        if e.pending_key_id or e.pending_hint
+        "key_id": environment.key_id,
+        "key_name": environment.key_name,
+        "hint": environment.hint,
+        "workspace_id": environment.workspace_id,
+        **_kind(environment.kind),
+        "status": environment.status,
+        "created_at": iso(environment.created_at),
+        "created_by": environment.created_by,
+        "age_days": environment.age_days,
+        "expires_at": iso(environment.expires_at),
+        "stores_agree": environment.stores_agree,
+        "stores": [_store(store) for store in environment.stores],
+        "last_rotation": iso(environment.last_rotation),
+        "pending": {"key_id": environment.pending_key_id, "hint": environment.pending_hint}
+        if environment.pending_key_id or environment.pending_hint
         else None,
-        "previous": {"key_id": e.previous_key_id, "status": e.previous_status}
-        if e.previous_key_id
+        "previous": {"key_id": environment.previous_key_id, "status": environment.previous_status}
+        if environment.previous_key_id
         else None,
-        "tokens_24h": e.tokens_24h,
-        "tokens_7d": e.tokens_7d,
+        "tokens_24h": environment.tokens_24h,
+        "tokens_7d": environment.tokens_7d,
         "policy": {
-            "name": e.limits.name,
-            "due_after_days": days(e.limits.due_after),
-            "max_age_days": days(e.limits.max_age),
-            "expiry_warning_days": days(e.limits.expiry_warning),
+            "name": environment.limits.name,
+            "due_after_days": days(environment.limits.due_after),
+            "max_age_days": days(environment.limits.max_age),
+            "expiry_warning_days": days(environment.limits.expiry_warning),
         },
     }
 
 
-def _kind(k: KeyKind) -> dict[str, Any]:
+def _kind(field: KeyKind) -> dict[str, Any]:
     """The key's type, scope and principal: the JSON fields every key carries."""
     return {
-        "type": k.key_type,
-        "scope": k.scope,
-        "principal": k.principal,
-        "default_workspace": k.default_workspace,
-        "admin_equivalent": k.admin_equivalent,
+        "type": field.key_type,
+        "scope": field.scope,
+        "principal": field.principal,
+        "default_workspace": field.default_workspace,
+        "admin_equivalent": field.admin_equivalent,
     }
 
 
-def unmanaged_dict(u: UnmanagedKey) -> dict[str, Any]:
+def unmanaged_dict(key: UnmanagedKey) -> dict[str, Any]:
     return {
-        "key_id": u.key_id,
-        "key_name": u.key_name,
-        "hint": u.hint,
-        "workspace_id": u.workspace_id,
-        **_kind(u.kind),
-        "flags": list(u.flags),
-        "created_at": iso(u.created_at),
-        "created_by": u.created_by,
-        "age_days": u.age_days,
-        "expires_at": iso(u.expires_at),
-        "tokens_24h": u.tokens_24h,
-        "tokens_7d": u.tokens_7d,
+        "key_id": key.key_id,
+        "key_name": key.key_name,
+        "hint": key.hint,
+        "workspace_id": key.workspace_id,
+        **_kind(key.kind),
+        "flags": list(key.flags),
+        "created_at": iso(key.created_at),
+        "created_by": key.created_by,
+        "age_days": key.age_days,
+        "expires_at": iso(key.expires_at),
+        "tokens_24h": key.tokens_24h,
+        "tokens_7d": key.tokens_7d,
     }
 
 
@@ -122,9 +123,9 @@ def report_dict(report: AuditReport) -> dict[str, Any]:
     return {
         "generated_at": iso(report.generated_at),
         "summary": {**report.counts(), "keys_listed": report.keys_listed},
-        "environments": [environment_dict(e) for e in report.environments],
-        "unmanaged": [unmanaged_dict(u) for u in report.unmanaged],
-        "departed": [unmanaged_dict(u) for u in report.departed],
+        "environments": [environment_dict(environment) for environment in report.environments],
+        "unmanaged": [unmanaged_dict(key) for key in report.unmanaged],
+        "departed": [unmanaged_dict(key) for key in report.departed],
         "notes": list(report.notes),
         **federation.json_part(report.federation),
     }
@@ -163,43 +164,43 @@ CSV_FIELDS = (
 
 def render_csv(report: AuditReport) -> str:
     """One row per environment (kind=environment) and per unmanaged key (kind=unmanaged)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
-    for e in report.environments:
-        d = environment_dict(e)
-        row = {k: d.get(k) for k in CSV_FIELDS}
+    for environment in report.environments:
+        fields = environment_dict(environment)
+        row = {field: fields.get(field) for field in CSV_FIELDS}
         row.update(
             kind="environment",
-            environment=e.name,
-            reasons="; ".join(r.message for r in e.reasons),
-            stores_agree="yes" if e.stores_agree else "no",
-            pending_key_id=e.pending_key_id,
-            previous_key_id=e.previous_key_id,
-            previous_status=e.previous_status,
+            environment=environment.name,
+            reasons="; ".join(reason.message for reason in environment.reasons),
+            stores_agree="yes" if environment.stores_agree else "no",
+            pending_key_id=environment.pending_key_id,
+            previous_key_id=environment.previous_key_id,
+            previous_status=environment.previous_status,
         )
         writer.writerow(row)
-    for u in report.unmanaged:
-        row = {k: v for k, v in unmanaged_dict(u).items() if k in CSV_FIELDS}
+    for key in report.unmanaged:
+        row = {field: value for field, value in unmanaged_dict(key).items() if field in CSV_FIELDS}
         row.update(
-            kind="unmanaged", verdict="unmanaged", status="active", reasons="; ".join(u.flags)
+            kind="unmanaged", verdict="unmanaged", status="active", reasons="; ".join(key.flags)
         )
         writer.writerow(row)
-    for u in report.departed:
-        row = {k: v for k, v in unmanaged_dict(u).items() if k in CSV_FIELDS}
+    for key in report.departed:
+        row = {field: value for field, value in unmanaged_dict(key).items() if field in CSV_FIELDS}
         row.update(kind="departed", verdict="departed", status="archived")
         writer.writerow(row)
-    for kind, fid, name, verdict, reasons in federation.rows(report.federation):
+    for kind, finding_id, name, verdict, reasons in federation.rows(report.federation):
         writer.writerow(
             {
                 "kind": f"federation_{kind}",
-                "key_id": fid,
+                "key_id": finding_id,
                 "key_name": name,
                 "verdict": verdict,
                 "reasons": reasons,
             }
         )
-    return buf.getvalue()
+    return buffer.getvalue()
 
 
 def _md(value: object) -> str:
@@ -209,7 +210,7 @@ def _md(value: object) -> str:
 
 def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
     return lines
 
 
@@ -236,29 +237,31 @@ ENV_HEADER = [
 ]
 
 
-def environment_cells(e: EnvironmentReport) -> list[object]:
+def environment_cells(environment: EnvironmentReport) -> list[object]:
     """The cells of one environment row in the Markdown table: every field of the report."""
-    known = e.status is not None  # Anthropic knows the key: no workspace id means the default
+    known = (
+        environment.status is not None
+    )  # Anthropic knows the key: no workspace id means the default
     return [
-        e.name,
-        e.verdict.value,
-        e.key_id,
-        e.key_name,
-        e.hint,
-        e.kind.workspace_label(e.workspace_id, known),
-        e.kind.label() if known else None,
-        e.kind.principal,
-        short_date(e.created_at),
-        number(e.age_days),
-        f"{days(e.limits.due_after):g} / {days(e.limits.max_age):g}",
-        short_date(e.expires_at) if e.expires_at else "never",
-        e.status,
-        "yes" if e.stores_agree else "NO",
-        short_date(e.last_rotation),
-        rotation_state(e),
-        number(e.tokens_24h),
-        number(e.tokens_7d),
-        "\n".join(r.message for r in e.reasons),
+        environment.name,
+        environment.verdict.value,
+        environment.key_id,
+        environment.key_name,
+        environment.hint,
+        environment.kind.workspace_label(environment.workspace_id, known),
+        environment.kind.label() if known else None,
+        environment.kind.principal,
+        short_date(environment.created_at),
+        number(environment.age_days),
+        f"{days(environment.limits.due_after):g} / {days(environment.limits.max_age):g}",
+        short_date(environment.expires_at) if environment.expires_at else "never",
+        environment.status,
+        "yes" if environment.stores_agree else "NO",
+        short_date(environment.last_rotation),
+        rotation_state(environment),
+        number(environment.tokens_24h),
+        number(environment.tokens_7d),
+        "\n".join(reason.message for reason in environment.reasons),
     ]
 
 
@@ -276,18 +279,18 @@ UNMANAGED_HEADER = [
 ]
 
 
-def unmanaged_cells(u: UnmanagedKey) -> list[object]:
+def unmanaged_cells(key: UnmanagedKey) -> list[object]:
     return [
-        u.key_id,
-        u.key_name,
-        u.hint,
-        u.kind.workspace_label(u.workspace_id),
-        u.kind.label(),
-        "; ".join(u.flags),
-        u.created_by,
-        number(u.age_days),
-        number(u.tokens_24h),
-        number(u.tokens_7d),
+        key.key_id,
+        key.key_name,
+        key.hint,
+        key.kind.workspace_label(key.workspace_id),
+        key.kind.label(),
+        "; ".join(key.flags),
+        key.created_by,
+        number(key.age_days),
+        number(key.tokens_24h),
+        number(key.tokens_7d),
     ]
 
 
@@ -299,7 +302,9 @@ def render_markdown(report: AuditReport) -> str:
         "",
         "## Environments",
         "",
-        *_table(ENV_HEADER, [environment_cells(e) for e in report.environments]),
+        *_table(
+            ENV_HEADER, [environment_cells(environment) for environment in report.environments]
+        ),
         "",
         "## Unmanaged keys",
         "",
@@ -307,12 +312,12 @@ def render_markdown(report: AuditReport) -> str:
         "",
     ]
     if report.unmanaged:
-        lines += _table(UNMANAGED_HEADER, [unmanaged_cells(u) for u in report.unmanaged])
+        lines += _table(UNMANAGED_HEADER, [unmanaged_cells(key) for key in report.unmanaged])
     else:
         lines.append("None.")
     if report.departed:
         lines += ["", "## Keys of departed members", "", DEPARTED_TEXT + ".", ""]
-        lines += _table(UNMANAGED_HEADER, [unmanaged_cells(u) for u in report.departed])
+        lines += _table(UNMANAGED_HEADER, [unmanaged_cells(key) for key in report.departed])
     if federation.rows(report.federation):
         lines += [
             "",

@@ -80,11 +80,14 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
     from rich.table import Table
     from rich.text import Text
 
-    buf = io.StringIO()
+    buffer = io.StringIO()
     console = Console(
-        file=buf, width=width, force_terminal=color, no_color=not color, highlight=False
+        file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False
     )
-    limits = {(e.limits.due_after, e.limits.max_age) for e in report.environments}
+    limits = {
+        (environment.limits.due_after, environment.limits.max_age)
+        for environment in report.environments
+    }
     title = f"keyguard audit, {report.generated_at:%Y-%m-%d %H:%M} UTC"
     if len(limits) == 1:
         due, max_age = next(iter(limits))
@@ -94,69 +97,85 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
     heads += ["Due/max"] if len(limits) > 1 else []
     heads += ["Expires", "Status", "Stores", "Rotated", "24h", "7d"]
     # Ids and hints must stay whole to be matched in the Console: they get their full width.
-    ids = [len(x) for e in report.environments for x in (e.key_id or "", e.hint or "")]
+    ids = [
+        len(x)
+        for environment in report.environments
+        for x in (environment.key_id or "", environment.hint or "")
+    ]
     for head in heads:
         envs.add_column(head, min_width=max(ids, default=10) if head == "Key / hint" else None)
-    for e in report.environments:
-        cells = [Text(c) for c in compact_cells(e, len(limits) > 1)]
-        cells[1] = Text(e.verdict.value, style=VERDICT_STYLE[e.verdict])
+    for environment in report.environments:
+        cells = [Text(c) for c in compact_cells(environment, len(limits) > 1)]
+        cells[1] = Text(environment.verdict.value, style=VERDICT_STYLE[environment.verdict])
         envs.add_row(*cells)
     fit_table(console, envs)
-    flagged = [(e, r) for e in report.environments for r in e.reasons]
+    flagged = [
+        (environment, reason)
+        for environment in report.environments
+        for reason in environment.reasons
+    ]
     if flagged:
-        why = Table(title="Reasons", box=box.SIMPLE_HEAD, title_justify="left")
+        reasons_table = Table(title="Reasons", box=box.SIMPLE_HEAD, title_justify="left")
         for head in ("Environment", "Verdict", "Reason"):
-            why.add_column(head)
-        for e, r in flagged:
-            why.add_row(e.name, Text(r.verdict.value, style=VERDICT_STYLE[r.verdict]), r.message)
-        console.print(why)
-    states = [(e, rotation_state(e)) for e in report.environments if rotation_state(e)]
-    if states:
-        mid = Table(title="Rotation in progress", box=box.SIMPLE_HEAD, title_justify="left")
-        for head in ("Environment", "Pending / previous"):
-            mid.add_column(head)
-        for e, state in states:
-            mid.add_row(e.name, state)
-        console.print(mid)
-    if report.unmanaged:
-        un = Table(title="Unmanaged active keys (no environment holds them; tokens 24h/7d)")
-        ids = [len(x) for u in report.unmanaged for x in (u.key_id, u.hint or "")]
-        un.add_column("Key / hint", min_width=max(ids))
-        for head in ("Name", "Workspace", "Created by", "Age (d)", "24h", "7d"):
-            un.add_column(head, overflow="fold")
-        for u in report.unmanaged:
-            un.add_row(
-                "\n".join(x for x in (u.key_id, u.hint, kind_line(u.kind), *u.flags) if x),
-                u.key_name,
-                u.kind.workspace_label(u.workspace_id) or "-",
-                u.created_by or "-",
-                number(u.age_days),
-                number(u.tokens_24h),
-                number(u.tokens_7d),
+            reasons_table.add_column(head)
+        for environment, reason in flagged:
+            reasons_table.add_row(
+                environment.name,
+                Text(reason.verdict.value, style=VERDICT_STYLE[reason.verdict]),
+                reason.message,
             )
-        fit_table(console, un)
+        console.print(reasons_table)
+    states = [
+        (environment, rotation_state(environment))
+        for environment in report.environments
+        if rotation_state(environment)
+    ]
+    if states:
+        in_progress = Table(title="Rotation in progress", box=box.SIMPLE_HEAD, title_justify="left")
+        for head in ("Environment", "Pending / previous"):
+            in_progress.add_column(head)
+        for environment, state in states:
+            in_progress.add_row(environment.name, state)
+        console.print(in_progress)
+    if report.unmanaged:
+        unmanaged = Table(title="Unmanaged active keys (no environment holds them; tokens 24h/7d)")
+        ids = [len(x) for key in report.unmanaged for x in (key.key_id, key.hint or "")]
+        unmanaged.add_column("Key / hint", min_width=max(ids))
+        for head in ("Name", "Workspace", "Created by", "Age (d)", "24h", "7d"):
+            unmanaged.add_column(head, overflow="fold")
+        for key in report.unmanaged:
+            unmanaged.add_row(
+                "\n".join(x for x in (key.key_id, key.hint, kind_line(key.kind), *key.flags) if x),
+                key.key_name,
+                key.kind.workspace_label(key.workspace_id) or "-",
+                key.created_by or "-",
+                number(key.age_days),
+                number(key.tokens_24h),
+                number(key.tokens_7d),
+            )
+        fit_table(console, unmanaged)
     if report.departed:
         gone = Table(title=DEPARTED_TEXT, box=box.SIMPLE_HEAD, title_justify="left")
         for head in ("Key / hint", "Name", "Type / scope", "Principal"):
             gone.add_column(head, overflow="fold")
-        for u in report.departed:
-            ident = "\n".join(x for x in (u.key_id, u.hint) if x)
-            gone.add_row(ident, u.key_name, u.kind.label(), u.kind.principal or "-")
+        for key in report.departed:
+            ident = "\n".join(x for x in (key.key_id, key.hint) if x)
+            gone.add_row(ident, key.key_name, key.kind.label(), key.kind.principal or "-")
         fit_table(console, gone)
     fed_rows = federation.rows(report.federation)
     if fed_rows:
-        fed = Table(
+        federation_table = Table(
             title="Federation (issuers and rules)", box=box.SIMPLE_HEAD, title_justify="left"
         )
         for head in federation.HEADER:
-            fed.add_column(head, overflow="fold")
+            federation_table.add_column(head, overflow="fold")
         for row in fed_rows:
-            fed.add_row(*(str(c) for c in row))
-        fit_table(console, fed)
+            federation_table.add_row(*(str(c) for c in row))
+        fit_table(console, federation_table)
         assert report.federation is not None
         for item in report.federation.backlog:
             console.print(f"Migration backlog: {item}")
     for note in report.notes:
         console.print(Text(f"Note: {note}", style="yellow"))
     console.print(summary_line(report))
-    return buf.getvalue()
+    return buffer.getvalue()
