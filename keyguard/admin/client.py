@@ -355,13 +355,14 @@ class AdminClient:
             params = base + ([("page", page_token)] if page_token else [])
             page = self._call("GET", path, params=params)
             yield page
-            nxt = page.get("next_page") if isinstance(page, dict) else None
-            if not (isinstance(page, dict) and page.get("has_more")) or not isinstance(nxt, str):
+            next_page = page.get("next_page") if isinstance(page, dict) else None
+            more = isinstance(page, dict) and page.get("has_more")
+            if not more or not isinstance(next_page, str):
                 return
-            if nxt in seen:
+            if next_page in seen:
                 raise ApiError(f"Anthropic API repeated a page token on GET {path}")
-            seen.add(nxt)
-            page_token = nxt
+            seen.add(next_page)
+            page_token = next_page
 
     # -- API keys themselves ----------------------------------------------------------------
 

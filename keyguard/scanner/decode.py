@@ -169,23 +169,23 @@ def base64_at(buf: bytearray, i: int, n: int) -> list[tuple[int, Found]]:
         start -= 1
     pieces: list[tuple[int, bytes]] = []
     if i - start < _B64_BEFORE and start > 0:
-        nl = start - 1
-        while nl > 0 and buf[nl] in b" \t":
-            nl -= 1
-        e = nl - 1 if nl > 0 and buf[nl - 1] == 0x0D else nl
-        if buf[nl] == 0x0A and e > 0 and _wrapped(buf, e, n) == start:
-            ps = max(_line_start(buf, e), e - _B64_BEFORE)
-            pieces.append((ps, bytes(buf[ps:e])))
+        newline = start - 1
+        while newline > 0 and buf[newline] in b" \t":
+            newline -= 1
+        e = newline - 1 if newline > 0 and buf[newline - 1] == 0x0D else newline
+        if buf[newline] == 0x0A and e > 0 and _wrapped(buf, e, n) == start:
+            piece_start = max(_line_start(buf, e), e - _B64_BEFORE)
+            pieces.append((piece_start, bytes(buf[piece_start:e])))
     pos, total = start, 0
     while total < _B64_BEFORE + _B64_AFTER:
         r = _B64_RUN.match(buf, pos, min(n, pos + _B64_AFTER))
         assert r is not None
         pieces.append((pos, bytes(buf[pos : r.end()])))
         total += r.end() - pos
-        nxt = _wrapped(buf, r.end(), n) if r.end() < n else None
-        if nxt is None:
+        next_start = _wrapped(buf, r.end(), n) if r.end() < n else None
+        if next_start is None:
             break
-        pos = nxt
+        pos = next_start
     text = b"".join(piece for _, piece in pieces)
     where: list[int] = []
     for at, piece in pieces:

@@ -68,21 +68,21 @@ class _Lines:
     count nothing, and the bytes already dropped from the buffer are read back from the file
     when a hit needs its line. Most files hold no key, so most bytes are never counted."""
 
-    __slots__ = ("count", "done", "fd", "last_nl")
+    __slots__ = ("count", "done", "fd", "last_newline")
 
     def __init__(self, done: int = 0, fd: int | None = None) -> None:
         self.count = 0  # newlines before absolute offset ``done``
-        self.last_nl = done - 1  # absolute offset of the last newline before ``done``
+        self.last_newline = done - 1  # absolute offset of the last newline before ``done``
         self.done = done
         self.fd = fd
 
     def catch_up(self, buf: bytearray, lo: int, base: int) -> None:
-        """Make ``count`` and ``last_nl`` exact up to the round's first byte (``base + lo``)."""
+        """Make ``count`` and ``last_newline`` exact up to the round's first byte, ``base + lo``."""
         if self.done < base and self.fd is not None:
             count, last = _newlines_in_file(self.fd, self.done, base)
             self.count += count
             if last >= 0:
-                self.last_nl = last
+                self.last_newline = last
             self.done = base
         if self.done < base + lo:
             self._count(buf, self.done - base, lo, base)
@@ -90,12 +90,12 @@ class _Lines:
     def locate(self, buf: bytearray, lo: int, p: int, base: int) -> tuple[int, int]:
         if p >= lo:
             line = self.count + buf.count(b"\n", lo, p) + 1
-            nl = buf.rfind(b"\n", lo, p)
-            last = base + nl if nl >= 0 else self.last_nl
+            newline = buf.rfind(b"\n", lo, p)
+            last = base + newline if newline >= 0 else self.last_newline
         else:  # a base64 group that starts just before the round
             line = self.count - buf.count(b"\n", p, lo) + 1
-            nl = buf.rfind(b"\n", 0, p)
-            last = base + nl if nl >= 0 else self.last_nl
+            newline = buf.rfind(b"\n", 0, p)
+            last = base + newline if newline >= 0 else self.last_newline
         return line, base + p - last
 
     def advance(self, buf: bytearray, lo: int, hi: int, base: int) -> None:
@@ -105,9 +105,9 @@ class _Lines:
 
     def _count(self, buf: bytearray, lo: int, hi: int, base: int) -> None:
         self.count += buf.count(b"\n", lo, hi)
-        nl = buf.rfind(b"\n", lo, hi)
-        if nl >= 0:
-            self.last_nl = base + nl
+        newline = buf.rfind(b"\n", lo, hi)
+        if newline >= 0:
+            self.last_newline = base + newline
         self.done = base + hi
 
 
@@ -120,9 +120,9 @@ def _newlines_in_file(fd: int, start: int, end: int) -> tuple[int, int]:
         if not chunk:
             break
         count += chunk.count(b"\n")
-        nl = chunk.rfind(b"\n")
-        if nl >= 0:
-            last = pos + nl
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            last = pos + newline
         pos += len(chunk)
     return count, last
 
@@ -133,7 +133,7 @@ def _candidates(buf: bytearray, lo: int, hi: int, n: int) -> list[tuple[int, int
     fast = accel.finder(NEEDLES)
     if fast is not None:
         end = min(n, hi + _LONGEST - 1)
-        with memoryview(buf) as mv, mv[lo:end] as window:
+        with memoryview(buf) as view, view[lo:end] as window:
             return [(k, i) for k, i in fast.find(window, lo) if i < hi]
     out: list[tuple[int, int]] = []
     for k, needle in enumerate(FIND_NEEDLES):
@@ -170,9 +170,10 @@ def _round(
             lines.catch_up(buf, lo, base)
         rule, key, encoding = result
         line, column = lines.locate(buf, lo, p, base)
-        ls = buf.rfind(b"\n", max(0, p - LEFT), p) + 1
-        le = buf.find(b"\n", p, min(n, p + RIGHT))
-        allowed = _ALLOW.search(buf, ls, le if le >= 0 else min(n, p + RIGHT)) is not None
+        line_start = buf.rfind(b"\n", max(0, p - LEFT), p) + 1
+        line_end = buf.find(b"\n", p, min(n, p + RIGHT))
+        end = line_end if line_end >= 0 else min(n, p + RIGHT)
+        allowed = _ALLOW.search(buf, line_start, end) is not None
         hits.append(Hit(base + p, line, column, rule, key, encoding, allowed))
     return hits
 
@@ -238,7 +239,7 @@ def scan_range(read: Reader, *, start: int, end: int, context: int, binary: bool
         hits, _, _, lines = _scan(buf, read, None, False, None, span)
     finally:
         _POOL.append(buf)
-    last = lines.last_nl if lines.last_nl >= start else -1
+    last = lines.last_newline if lines.last_newline >= start else -1
     return RangeResult([h for h in hits if start <= h.offset < end], lines.count, last)
 
 
@@ -250,7 +251,7 @@ def _scan(
     limit: int | None,
     span: _Span,
 ) -> tuple[list[Hit], int, bool, _Lines]:
-    mv = memoryview(buf)
+    view = memoryview(buf)
     cap = len(buf)
     hits: list[Hit] = []
     lines = _Lines(span.origin + span.skip, span.fd)
@@ -263,7 +264,7 @@ def _scan(
     try:
         while True:
             while n < cap and not eof:
-                got = read(mv[n:] if limit is None else mv[n : n + min(cap - n, limit - total)])
+                got = read(view[n:] if limit is None else view[n : n + min(cap - n, limit - total)])
                 if not got:
                     eof = True
                     break
@@ -275,13 +276,13 @@ def _scan(
                     eof = truncated = True
             if first:
                 first = False
-                kind = sniff(mv[:n]) if detect or span.sniffed is not None else None
+                kind = sniff(view[:n]) if detect or span.sniffed is not None else None
                 if kind is not None and detect:
-                    raise ArchiveDetected(kind, bytes(mv[:n]))
+                    raise ArchiveDetected(kind, bytes(view[:n]))
                 if kind is not None and span.sniffed is not None:
                     span.sniffed.append(kind)
                 if span.binary is None:
-                    binary = is_binary(mv[:n])
+                    binary = is_binary(view[:n])
             hi = n if eof else n - RIGHT
             hits.extend(_round(buf, lo, hi, n, base, lines, binary))
             if eof:
@@ -290,12 +291,12 @@ def _scan(
                 return hits, total, truncated, lines
             lines.advance(buf, lo, hi, base)
             keep = max(0, hi - LEFT)
-            mv[: n - keep] = mv[keep:n]
+            view[: n - keep] = view[keep:n]
             base += keep
             lo = hi - keep
             n -= keep
     finally:
-        mv.release()
+        view.release()
 
 
 def scan_bytes(data: bytes) -> list[Hit]:

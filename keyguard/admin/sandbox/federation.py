@@ -94,8 +94,12 @@ def page_of(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[st
             raise bad("page: not a cursor this list gave out") from None
     chosen = items[start : start + limit]
     more = start + limit < len(items)
-    nxt = "page_" + base64.urlsafe_b64encode(str(start + limit).encode()).decode()
-    return {"data": [dict(i) for i in chosen], "has_more": more, "next_page": nxt if more else None}
+    next_page = "page_" + base64.urlsafe_b64encode(str(start + limit).encode()).decode()
+    return {
+        "data": [dict(item) for item in chosen],
+        "has_more": more,
+        "next_page": next_page if more else None,
+    }
 
 
 def find(items: list[dict[str, Any]], object_id: str, what: str) -> dict[str, Any]:
