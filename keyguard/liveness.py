@@ -29,7 +29,7 @@ class LivenessChecker:
     ) -> None:
         import httpx
 
-        from keyguard.admin.client import ANTHROPIC_VERSION, checked_url
+        from keyguard.admin.auth import ANTHROPIC_VERSION, checked_url
         from keyguard.admin.retry import RetryPolicy
 
         self.base_url = checked_url(base_url)  # keys go only where the person running chose
@@ -53,10 +53,10 @@ class LivenessChecker:
     def _check(self, key: Secret) -> str:
         if not is_api_key(key.reveal()):
             return UNKNOWN  # admin keys, OAuth tokens: /v1/models says nothing reliable
-        from keyguard.admin.client import _KeyAuth
+        from keyguard.admin.auth import KeyAuth
         from keyguard.admin.retry import send_with_retries
 
-        auth = _KeyAuth(key)
+        auth = KeyAuth(key)
 
         def send() -> Any:
             self.requests += 1

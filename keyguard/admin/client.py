@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -14,6 +14,9 @@ from urllib.parse import quote
 
 import httpx
 
+# checked_url and key_matches_hint are imported from here too (wif.api, incident response).
+from keyguard.admin.auth import ANTHROPIC_VERSION, KeyAuth, credential_kind
+from keyguard.admin.auth import checked_url as checked_url
 from keyguard.admin.errors import (
     ApiAuthError,
     ApiError,
@@ -21,6 +24,8 @@ from keyguard.admin.errors import (
     error_body,
     error_from_response,
 )
+from keyguard.admin.hints import hint_parts
+from keyguard.admin.hints import key_matches_hint as key_matches_hint
 from keyguard.admin.parse import (
     format_time,
     parse_api_key,
@@ -30,66 +35,20 @@ from keyguard.admin.parse import (
 )
 from keyguard.admin.retry import RetryPolicy, send_with_retries
 from keyguard.errors import NotFoundError, UsageError
-from keyguard.keys import KEY_PREFIX_RE, Secret
+from keyguard.keys import Secret
 from keyguard.models import ApiKey, CostRow, UsageRow, VerifyResult, Workspace
-from keyguard.urls import DEFAULT_BASE_URL, checked_base_url, parse_base_url
+from keyguard.urls import DEFAULT_BASE_URL
 
 log = logging.getLogger("keyguard.admin")
 
-ANTHROPIC_VERSION = "2023-06-01"
 #: Most buckets one usage page may hold, per bucket width (the API's documented maxima).
 USAGE_PAGE_LIMIT = {"1m": 1440, "1h": 168, "1d": 31}
 PAGE_LIMIT = 1000
 #: Keys per usage request, so that the query string stays a sane length.
 USAGE_KEYS_PER_CALL = 50
-_HINT_GAP_RE = re.compile(r"(\.\.\.|…|\*+)")
 
 
-OAUTH_TOKEN_PREFIX = "sk-ant-oat01-"  # noqa: S105 - a prefix, not a secret
-OAUTH_BETA = "oauth-2025-04-20"
 _WORKSPACE_ID_RE = re.compile(r"^wrkspc_[A-Za-z0-9]+$")
-
-
-def credential_kind(secret: Secret) -> str:
-    """``admin_key``, ``oauth_token`` (bearer) or ``api_key`` (org-scoped personal/SA key)."""
-    value = secret.reveal()
-    if value.startswith("sk-ant-admin"):
-        return "admin_key"
-    if value.startswith(OAUTH_TOKEN_PREFIX):
-        return "oauth_token"
-    return "api_key"
-
-
-class _KeyAuth(httpx.Auth):
-    """Puts a credential on the request at send time, so no header dict of ours holds it:
-    keys in ``x-api-key``; an OAuth token as a bearer, with the beta flag bearer calls need."""
-
-    def __init__(self, key: Secret) -> None:
-        self._key = key
-        self._bearer = credential_kind(key) == "oauth_token"
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._bearer:
-            request.headers["authorization"] = f"Bearer {self._key.reveal()}"
-            betas = [b.strip() for b in request.headers.get("anthropic-beta", "").split(",")]
-            if OAUTH_BETA not in betas:
-                request.headers["anthropic-beta"] = ",".join([*filter(None, betas), OAUTH_BETA])
-        else:
-            request.headers["x-api-key"] = self._key.reveal()
-        yield request
-
-    def __repr__(self) -> str:
-        return f"_KeyAuth({self._key!r})"
-
-
-def checked_url(base_url: str) -> str:
-    """The one check before a key is sent: keyguard.urls' rule, and httpx reads the same host."""
-    parse_base_url(base_url, "the base URL")  # our own parser first: httpx never sees garbage
-    try:
-        url = httpx.URL(base_url)
-    except httpx.InvalidURL:
-        url = httpx.URL("invalid:")
-    return checked_base_url(base_url, url.host, url.userinfo.decode("ascii", "replace"))
 
 
 def _bucket_start(at: datetime, width: str) -> datetime:
@@ -124,31 +83,6 @@ def _workspace_problem(response: httpx.Response, key: Secret, workspace: str | N
     return None
 
 
-def hint_parts(hint: str | None) -> tuple[str, str, str] | None:
-    """``(prefix, first 3 body chars, last 4 chars)`` of a ``partial_key_hint``, or None."""
-    if not hint:
-        return None
-    m = KEY_PREFIX_RE.match(hint)
-    if not m:
-        return None
-    body = hint[m.end() :]
-    gap = _HINT_GAP_RE.search(body)
-    if gap is None or gap.start() != 3 or len(body) - gap.end() != 4:
-        return None
-    return m.group(1), body[:3], body[-4:]
-
-
-def key_matches_hint(key: Secret, hint: str | None) -> bool:
-    """True when ``key`` has the prefix, first 3 and last 4 characters the hint shows."""
-    parts = hint_parts(hint)
-    if parts is None:
-        return False
-    prefix, first, last = parts
-    value = key.reveal()
-    body = value[len(prefix) :]
-    return value.startswith(prefix) and len(body) >= 7 and body[:3] == first and body[-4:] == last
-
-
 class AdminClient:
     """Talks to ``/v1/organizations/*`` with an admin key; verifies API keys for free."""
 
@@ -167,7 +101,7 @@ class AdminClient:
             raise TypeError("admin_key must be a keyguard.keys.Secret")
         self.base_url = checked_url(base_url)
         self.credential_kind = credential_kind(admin_key)
-        self._auth = _KeyAuth(admin_key)
+        self._auth = KeyAuth(admin_key)
         self._policy = RetryPolicy(
             max_attempts=max(1, max_attempts),
             deadline_seconds=deadline_seconds,
@@ -421,13 +355,14 @@ class AdminClient:
             params = base + ([("page", page_token)] if page_token else [])
             page = self._call("GET", path, params=params)
             yield page
-            nxt = page.get("next_page") if isinstance(page, dict) else None
-            if not (isinstance(page, dict) and page.get("has_more")) or not isinstance(nxt, str):
+            next_page = page.get("next_page") if isinstance(page, dict) else None
+            more = isinstance(page, dict) and page.get("has_more")
+            if not more or not isinstance(next_page, str):
                 return
-            if nxt in seen:
+            if next_page in seen:
                 raise ApiError(f"Anthropic API repeated a page token on GET {path}")
-            seen.add(nxt)
-            page_token = nxt
+            seen.add(next_page)
+            page_token = next_page
 
     # -- API keys themselves ----------------------------------------------------------------
 
@@ -441,7 +376,7 @@ class AdminClient:
         headers = None
         if workspace is not None and _WORKSPACE_ID_RE.match(workspace):
             headers = {"anthropic-workspace-id": workspace}
-        response = self._send("GET", "/v1/models", auth=_KeyAuth(key), headers=headers)
+        response = self._send("GET", "/v1/models", auth=KeyAuth(key), headers=headers)
         request_id = response.headers.get("request-id")
         status = response.status_code
         if status in (401, 403):
@@ -482,7 +417,7 @@ class AdminClient:
     def reaches_admin_api(self, key: Secret) -> bool:
         """Whether ``key`` (an organization-scoped API key) can call the Admin API: a read of
         ``/v1/organizations/me`` with it, sent only to the configured base URL."""
-        response = self._send("GET", "/v1/organizations/me", auth=_KeyAuth(key))
+        response = self._send("GET", "/v1/organizations/me", auth=KeyAuth(key))
         if response.status_code in (401, 403):
             return False
         if not response.is_success:

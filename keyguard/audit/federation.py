@@ -14,46 +14,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from keyguard.admin.errors import ApiError
+from keyguard.audit.model import AuditReport, FederationAudit, FederationFinding
 from keyguard.errors import AuthError
 from keyguard.wif.providers import github_ref_pinned, shared_issuer, tenant_pinned
 
 if TYPE_CHECKING:
-    from keyguard.audit.model import AuditReport
     from keyguard.config import Config
 
 HOUR = 3600
 _TRUE_CEL = re.compile(r"^\(*\s*(true|1\s*==\s*1|!\s*false)\s*\)*$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class FederationFinding:
-    """One rule (or issuer): ``ok``, ``warning`` or ``violation``, and why."""
-
-    kind: str  # rule | issuer
-    id: str
-    name: str
-    verdict: str
-    reasons: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "verdict": self.verdict,
-            "reasons": list(self.reasons),
-        }
-
-
-@dataclass(frozen=True)
-class FederationAudit:
-    rules: tuple[FederationFinding, ...] = ()
-    issuers: tuple[FederationFinding, ...] = ()
-    backlog: tuple[str, ...] = ()  # environments still on static keys (informational)
-    audited: bool = False
-
-    @property
-    def violations(self) -> int:
-        return sum(f.verdict == "violation" for f in (*self.rules, *self.issuers))
 
 
 @dataclass
@@ -77,30 +46,32 @@ def _int(value: Any) -> int | None:
 
 
 def judge_issuer(issuer: dict[str, Any]) -> FederationFinding:
-    j = _Judge()
+    ruling = _Judge()
     if issuer.get("check_jti") is False:
-        j.warnings.append("check_jti is off: a stolen identity token can be replayed")
+        ruling.warnings.append("check_jti is off: a stolen identity token can be replayed")
     max_life = _int(issuer.get("max_jwt_lifetime_seconds"))
     if max_life is not None and max_life > HOUR:
-        j.warnings.append(f"max_jwt_lifetime_seconds is {max_life}: over 1 h")
+        ruling.warnings.append(f"max_jwt_lifetime_seconds is {max_life}: over 1 h")
     jwks: dict[str, Any] = issuer["jwks"] if isinstance(issuer.get("jwks"), dict) else {}
     if jwks.get("type") == "inline":
-        j.warnings.append("inline JWKS: never refreshed, a rotated IdP key breaks or lingers")
+        ruling.warnings.append("inline JWKS: never refreshed, a rotated IdP key breaks or lingers")
     poll: dict[str, Any] = (
         issuer["poll_status"] if isinstance(issuer.get("poll_status"), dict) else {}
     )
     failures = _int(poll.get("consecutive_failures")) or 0
     if failures > 0:
-        j.warnings.append(f"JWKS polling failed {failures} time(s) in a row")
+        ruling.warnings.append(f"JWKS polling failed {failures} time(s) in a row")
     if issuer.get("jwks_polling_disabled_at"):
-        j.violations.append("JWKS polling is disabled: the issuer's keys are no longer refreshed")
-    return j.finding("issuer", issuer)
+        ruling.violations.append(
+            "JWKS polling is disabled: the issuer's keys are no longer refreshed"
+        )
+    return ruling.finding("issuer", issuer)
 
 
 def judge_rule(
     rule: dict[str, Any], issuer: dict[str, Any] | None, service_account: dict[str, Any] | None
 ) -> FederationFinding:
-    j = _Judge()
+    ruling = _Judge()
     match: dict[str, Any] = rule["match"] if isinstance(rule.get("match"), dict) else {}
     subject = match.get("subject_prefix") if isinstance(match.get("subject_prefix"), str) else None
     claims: dict[str, str] = match["claims"] if isinstance(match.get("claims"), dict) else {}
@@ -108,33 +79,39 @@ def judge_rule(
     if issuer_url and not tenant_pinned(issuer_url, subject, claims):
         shared = shared_issuer(issuer_url)
         name = shared.name if shared else issuer_url
-        j.violations.append(f"{name} is a shared issuer and this rule pins no tenant")
+        ruling.violations.append(f"{name} is a shared issuer and this rule pins no tenant")
     github = shared_issuer(issuer_url) is not None and "actions.githubusercontent" in issuer_url
     if github and not github_ref_pinned(subject, claims):
-        j.warnings.append(
+        ruling.warnings.append(
             "subject wildcard with no ref/branch pin on GitHub: any workflow of the repo, "
             "fork pull requests included, could mint tokens"
         )
     condition = match.get("condition")
     if isinstance(condition, str) and _TRUE_CEL.match(condition.strip()):
-        j.violations.append(f"CEL condition {condition!r} is always true")
+        ruling.violations.append(f"CEL condition {condition!r} is always true")
     if rule.get("applies_to_all_workspaces"):
-        j.warnings.append("applies_to_all_workspaces: tokens for every workspace, future ones too")
+        ruling.warnings.append(
+            "applies_to_all_workspaces: tokens for every workspace, future ones too"
+        )
     scope = str(rule.get("oauth_scope") or "")
     if "org:admin" in scope.split():
-        j.violations.append("org:admin scope: a workload token can administer the organization")
+        ruling.violations.append(
+            "org:admin scope: a workload token can administer the organization"
+        )
     lifetime = _int(rule.get("token_lifetime_seconds"))
     if lifetime is not None and lifetime > HOUR:
-        j.warnings.append(f"token lifetime {lifetime} s: over 1 h (a stolen token lives that long)")
+        ruling.warnings.append(
+            f"token lifetime {lifetime} s: over 1 h (a stolen token lives that long)"
+        )
     if service_account is None or service_account.get("archived_at"):
         target = (rule.get("target") or {}).get("service_account_id")
-        j.warnings.append(f"targets an archived or unknown service account ({target})")
+        ruling.warnings.append(f"targets an archived or unknown service account ({target})")
     if issuer is not None:
         inherited = judge_issuer(issuer)
         tag = f"issuer {issuer.get('id')}: "
-        bucket = j.violations if inherited.verdict == "violation" else j.warnings
-        bucket.extend(tag + r for r in inherited.reasons)
-    return j.finding("rule", rule)
+        bucket = ruling.violations if inherited.verdict == "violation" else ruling.warnings
+        bucket.extend(tag + reason for reason in inherited.reasons)
+    return ruling.finding("rule", rule)
 
 
 def judge(
@@ -143,18 +120,20 @@ def judge(
     service_accounts: Iterable[dict[str, Any]],
 ) -> tuple[tuple[FederationFinding, ...], tuple[FederationFinding, ...]]:
     """Findings for every live rule and issuer."""
-    by_issuer = {str(i.get("id")): i for i in issuers}
-    by_sa = {str(s.get("id")): s for s in service_accounts}
-    live_rules = [r for r in rules if not r.get("archived_at")]
+    by_issuer = {str(issuer.get("id")): issuer for issuer in issuers}
+    by_account = {str(account.get("id")): account for account in service_accounts}
+    live_rules = [rule for rule in rules if not rule.get("archived_at")]
     out_rules = tuple(
         judge_rule(
-            r,
-            by_issuer.get(str(r.get("issuer_id"))),
-            by_sa.get(str((r.get("target") or {}).get("service_account_id"))),
+            rule,
+            by_issuer.get(str(rule.get("issuer_id"))),
+            by_account.get(str((rule.get("target") or {}).get("service_account_id"))),
         )
-        for r in live_rules
+        for rule in live_rules
     )
-    out_issuers = tuple(judge_issuer(i) for i in by_issuer.values() if not i.get("archived_at"))
+    out_issuers = tuple(
+        judge_issuer(issuer) for issuer in by_issuer.values() if not issuer.get("archived_at")
+    )
     return out_rules, out_issuers
 
 
@@ -197,14 +176,14 @@ def audit_federation(config: Config, report: AuditReport) -> AuditReport:
         with WifClient(token, config.base_url) as client:
             issuers = client.list_all("federation_issuers")
             rules = client.list_all("federation_rules")
-            sas = client.list_all("service_accounts", include_archived=True)
+            accounts = client.list_all("service_accounts", include_archived=True)
     except (AuthError, ApiError) as exc:
         # The keys' audit stands on its own: a token without org:admin must not sink it.
         note = f"federation not audited: {exc}"
         return replace(
             report, federation=FederationAudit(backlog=todo), notes=(*report.notes, note)
         )
-    found_rules, found_issuers = judge(issuers, rules, sas)
+    found_rules, found_issuers = judge(issuers, rules, accounts)
     return replace(
         report,
         federation=FederationAudit(found_rules, found_issuers, todo, audited=True),
@@ -214,23 +193,23 @@ def audit_federation(config: Config, report: AuditReport) -> AuditReport:
 # -- rendering hooks ---------------------------------------------------------------------------
 
 
-def json_part(fed: FederationAudit | None) -> dict[str, Any]:
-    if fed is None:
+def json_part(federation_audit: FederationAudit | None) -> dict[str, Any]:
+    if federation_audit is None:
         return {}
     return {
-        "federation_rules": [f.to_json() for f in fed.rules],
-        "federation_issuers": [f.to_json() for f in fed.issuers],
-        "migration_backlog": list(fed.backlog),
+        "federation_rules": [finding.to_json() for finding in federation_audit.rules],
+        "federation_issuers": [finding.to_json() for finding in federation_audit.issuers],
+        "migration_backlog": list(federation_audit.backlog),
     }
 
 
-def rows(fed: FederationAudit | None) -> list[list[object]]:
+def rows(federation_audit: FederationAudit | None) -> list[list[object]]:
     """``[kind, id, name, verdict, reasons]`` per finding, for tables, Markdown, CSV, HTML."""
-    if fed is None:
+    if federation_audit is None:
         return []
     return [
-        [f.kind, f.id, f.name, f.verdict, "; ".join(f.reasons) or "-"]
-        for f in (*fed.rules, *fed.issuers)
+        [finding.kind, finding.id, finding.name, finding.verdict, "; ".join(finding.reasons) or "-"]
+        for finding in (*federation_audit.rules, *federation_audit.issuers)
     ]
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from keyguard.audit import federation
-from keyguard.audit.model import AuditReport, EnvironmentReport
-from keyguard.audit.render import (
+from keyguard.audit.cells import (
     DEPARTED_TEXT,
     compact_cells,
     days,
@@ -15,6 +14,7 @@ from keyguard.audit.render import (
     rotation_state,
     summary_line,
 )
+from keyguard.audit.model import AuditReport, EnvironmentReport
 
 #: Nothing may load from anywhere: the page is read offline, often as a mail attachment.
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
@@ -43,9 +43,11 @@ CHART_W = 900
 
 def _chart(envs: tuple[EnvironmentReport, ...]) -> str:
     """Horizontal bars of key age per environment, with each policy's due and max marks."""
-    limits = {(e.limits.due_after, e.limits.max_age) for e in envs}
+    limits = {(environment.limits.due_after, environment.limits.max_age) for environment in envs}
     scale_max = max(
-        [e.age_days or 0.0 for e in envs] + [days(e.limits.max_age) for e in envs] + [1.0]
+        [environment.age_days or 0.0 for environment in envs]
+        + [days(environment.limits.max_age) for environment in envs]
+        + [1.0]
     )
     scale_max *= 1.1
     plot_w = CHART_W - LABEL_W - RIGHT
@@ -61,35 +63,43 @@ def _chart(envs: tuple[EnvironmentReport, ...]) -> str:
     ]
     bottom = TOP + ROW_H * len(envs)
     out.append(f'<line class="axis" x1="{LABEL_W}" y1="{TOP - 6}" x2="{LABEL_W}" y2="{bottom}"/>')
-    for i, e in enumerate(envs):
+    for i, environment in enumerate(envs):
         y = TOP + i * ROW_H
-        name = escape(e.name)
+        name = escape(environment.name)
         out.append(
             f'<text class="label" x="{LABEL_W - 8}" y="{y + BAR_H - 2}" '
             f'text-anchor="end">{name}</text>'
         )
-        age = e.age_days
+        age = environment.age_days
         if age is not None:
             w = round(x(age) - LABEL_W, 1)
             out.append(
-                f'<rect class="bar {e.verdict.value}" data-env="{name}" data-age-days="{age:g}" '
+                f'<rect class="bar {environment.verdict.value}" data-env="{name}" '
+                f'data-age-days="{age:g}" '
                 f'x="{LABEL_W}" y="{y}" width="{max(w, 1.0)}" height="{BAR_H}">'
-                f"<title>{name}: {age:g} days ({e.verdict.value})</title></rect>"
+                f"<title>{name}: {age:g} days ({environment.verdict.value})</title></rect>"
             )
             # A short red bar needs its why beside it: expiring, shared, stores disagree...
-            other = [r.code for r in e.reasons if r.code not in ("due", "max_age")]
+            other = [
+                reason.code
+                for reason in environment.reasons
+                if reason.code not in ("due", "max_age")
+            ]
             note = f" ({escape(', '.join(other))})" if other else ""
             out.append(
                 f'<text class="value" x="{x(age) + 4}" y="{y + BAR_H - 2}">{age:g}d{note}</text>'
             )
         else:
-            why = escape(", ".join(r.code for r in e.reasons)) or "no key"
+            why = escape(", ".join(reason.code for reason in environment.reasons)) or "no key"
             out.append(
                 f'<text class="value none" data-env="{name}" x="{LABEL_W + 4}" '
                 f'y="{y + BAR_H - 2}">no age known ({why})</text>'
             )
         if len(limits) > 1:
-            for cls, lim in (("due", e.limits.due_after), ("max", e.limits.max_age)):
+            for cls, lim in (
+                ("due", environment.limits.due_after),
+                ("max", environment.limits.max_age),
+            ):
                 lx = x(days(lim))
                 out.append(
                     f'<line class="{cls}" data-env="{name}" x1="{lx}" y1="{y - 3}" x2="{lx}" '
@@ -128,7 +138,10 @@ def _rows(headers: list[str], rows: list[str]) -> str:
 
 def render_html(report: AuditReport) -> str:
     """The whole report as one HTML page that loads nothing from anywhere."""
-    limits = {(e.limits.due_after, e.limits.max_age) for e in report.environments}
+    limits = {
+        (environment.limits.due_after, environment.limits.max_age)
+        for environment in report.environments
+    }
     mixed = len(limits) > 1
     heads = ["Environment", "Verdict", "Key / hint", "Age (days)"]
     heads += ["Due / max"] if mixed else []
@@ -136,21 +149,21 @@ def render_html(report: AuditReport) -> str:
     heads += ["Pending / previous", "Reasons"]
     numeric = {"Age (days)", "Tokens 24h", "Tokens 7d"}
     env_rows = []
-    for e in report.environments:
+    for environment in report.environments:
         cells: list[object] = [
-            *compact_cells(e, mixed),
-            rotation_state(e),
-            "\n".join(r.message for r in e.reasons),
+            *compact_cells(environment, mixed),
+            rotation_state(environment),
+            "\n".join(reason.message for reason in environment.reasons),
         ]
         tds = []
         for head, c in zip(heads, cells, strict=True):
             cls = "num" if head in numeric else ""
             if head == "Verdict":
-                cls = f"verdict v-{e.verdict.value}"
+                cls = f"verdict v-{environment.verdict.value}"
             elif head == "Reasons":
                 cls = "reasons"
             tds.append(_cell(c, cls))
-        env_rows.append(f'<tr data-env="{escape(e.name)}">{"".join(tds)}</tr>')
+        env_rows.append(f'<tr data-env="{escape(environment.name)}">{"".join(tds)}</tr>')
     un_heads = [
         "Key / hint",
         "Name",
@@ -161,23 +174,25 @@ def render_html(report: AuditReport) -> str:
         "Tokens 7d",
     ]
     un_rows = [
-        f'<tr data-key="{escape(u.key_id)}">'
+        f'<tr data-key="{escape(key.key_id)}">'
         + "".join(
             _cell(c, "num" if i >= 4 else "")
             for i, c in enumerate(
                 [
-                    "\n".join(x for x in (u.key_id, u.hint, kind_line(u.kind), *u.flags) if x),
-                    u.key_name,
-                    u.kind.workspace_label(u.workspace_id),
-                    u.created_by,
-                    number(u.age_days),
-                    number(u.tokens_24h),
-                    number(u.tokens_7d),
+                    "\n".join(
+                        x for x in (key.key_id, key.hint, kind_line(key.kind), *key.flags) if x
+                    ),
+                    key.key_name,
+                    key.kind.workspace_label(key.workspace_id),
+                    key.created_by,
+                    number(key.age_days),
+                    number(key.tokens_24h),
+                    number(key.tokens_7d),
                 ]
             )
         )
         + "</tr>"
-        for u in report.unmanaged
+        for key in report.unmanaged
     ]
     when = f"{report.generated_at:%Y-%m-%d %H:%M} UTC"
     departed = ""
@@ -187,14 +202,14 @@ def render_html(report: AuditReport) -> str:
             + "".join(
                 _cell(c)
                 for c in (
-                    "\n".join(x for x in (u.key_id, u.hint) if x),
-                    u.key_name,
-                    u.kind.label(),
-                    u.kind.principal or "-",
+                    "\n".join(x for x in (key.key_id, key.hint) if x),
+                    key.key_name,
+                    key.kind.label(),
+                    key.kind.principal or "-",
                 )
             )
             + "</tr>"
-            for u in report.departed
+            for key in report.departed
         ]
         departed = f"<h2>Keys of departed members</h2><p>{escape(DEPARTED_TEXT)}.</p>" + _rows(
             ["Key / hint", "Name", "Type / scope", "Principal"], gone

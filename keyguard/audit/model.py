@@ -1,16 +1,14 @@
-"""The audit report's value types: one row per environment, one per unmanaged key."""
+"""The audit report's value types: one row per environment, one per unmanaged key, one per
+federation issuer or rule."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Any
 
 from keyguard.policy import Policy
-
-if TYPE_CHECKING:
-    from keyguard.audit.federation import FederationAudit
 
 
 class Verdict(StrEnum):
@@ -163,6 +161,37 @@ class UnmanagedKey:
 
 
 @dataclass(frozen=True)
+class FederationFinding:
+    """One rule (or issuer): ``ok``, ``warning`` or ``violation``, and why."""
+
+    kind: str  # rule | issuer
+    id: str
+    name: str
+    verdict: str
+    reasons: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
+class FederationAudit:
+    rules: tuple[FederationFinding, ...] = ()
+    issuers: tuple[FederationFinding, ...] = ()
+    backlog: tuple[str, ...] = ()  # environments still on static keys (informational)
+    audited: bool = False
+
+    @property
+    def violations(self) -> int:
+        return sum(finding.verdict == "violation" for finding in (*self.rules, *self.issuers))
+
+
+@dataclass(frozen=True)
 class AuditReport:
     generated_at: datetime
     environments: tuple[EnvironmentReport, ...]
@@ -171,19 +200,19 @@ class AuditReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
     #: Archived keys of a person or service account that is gone, new since the last audit.
     departed: tuple[UnmanagedKey, ...] = ()
-    federation: FederationAudit | None = None  # keyguard.audit.federation
+    federation: FederationAudit | None = None  # judged by keyguard.audit.federation
 
     @property
     def worst(self) -> Verdict:
         """The worst verdict of all environments and federation rules (``ok`` for none)."""
-        verdicts = [e.verdict for e in self.environments] or [Verdict.OK]
+        verdicts = [environment.verdict for environment in self.environments] or [Verdict.OK]
         if self.federation is not None and self.federation.violations:
             verdicts.append(Verdict.VIOLATION)
-        return max(verdicts, key=lambda v: v.rank)
+        return max(verdicts, key=lambda verdict: verdict.rank)
 
     def counts(self) -> dict[str, int]:
-        out = {v.value: 0 for v in Verdict}
-        for e in self.environments:
-            out[e.verdict.value] += 1
+        out = {verdict.value: 0 for verdict in Verdict}
+        for environment in self.environments:
+            out[environment.verdict.value] += 1
         out["unmanaged"] = len(self.unmanaged)
         return out

@@ -1,14 +1,20 @@
-"""Renderers for an audit report: JSON, CSV, Markdown and a rich terminal table."""
+"""Renderers for an audit report: JSON, CSV and Markdown; the terminal table is ``table.py``,
+the HTML page ``html.py``."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyguard.audit import federation
+from keyguard.audit.cells import DEPARTED_TEXT, days, number, rotation_state, short_date
+
+# ``iso``, ``summary_line`` and the table's functions are imported from here (the CLI, tests):
+# this module is where a caller finds every format.
+from keyguard.audit.cells import iso as iso
+from keyguard.audit.cells import summary_line as summary_line
 from keyguard.audit.model import (
     AuditReport,
     EnvironmentReport,
@@ -16,46 +22,12 @@ from keyguard.audit.model import (
     StageView,
     StoreView,
     UnmanagedKey,
-    Verdict,
 )
+from keyguard.audit.table import fit_table as fit_table
+from keyguard.audit.table import least_width as least_width
+from keyguard.audit.table import render_table as render_table
 
 FORMATS = ("table", "json", "markdown", "csv", "html")
-
-
-def iso(value: datetime | None) -> str | None:
-    """RFC 3339 in UTC (``...Z``); a naive time is taken to be UTC already."""
-    if value is None:
-        return None
-    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return utc.isoformat().replace("+00:00", "Z")
-
-
-def days(delta: timedelta) -> float:
-    return round(delta.total_seconds() / 86400, 1)
-
-
-def short_date(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d}" if value is not None else "-"
-
-
-def number(value: int | float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
-
-
-def summary_line(report: AuditReport) -> str:
-    c = report.counts()
-    return (
-        f"{plural(len(report.environments), 'environment')}: {c['ok']} ok, "
-        f"{c['warning']} warning, {c['due']} due, {c['violation']} violation; "
-        f"{plural(c['unmanaged'], 'unmanaged active key')}; "
-        f"{plural(report.keys_listed, 'key')} listed"
-    )
 
 
 def _stage(view: StageView | None) -> dict[str, Any] | None:
@@ -80,69 +52,70 @@ def _store(view: StoreView) -> dict[str, Any]:
     }
 
 
-def environment_dict(e: EnvironmentReport) -> dict[str, Any]:
+def environment_dict(environment: EnvironmentReport) -> dict[str, Any]:
     """One environment as plain JSON types."""
     return {
-        "name": e.name,
-        "verdict": e.verdict.value,
+        "name": environment.name,
+        "verdict": environment.verdict.value,
         "reasons": [
-            {"code": r.code, "verdict": r.verdict.value, "message": r.message} for r in e.reasons
+            {"code": reason.code, "verdict": reason.verdict.value, "message": reason.message}
+            for reason in environment.reasons
         ],
-        "key_id": e.key_id,
-        "key_name": e.key_name,
-        "hint": e.hint,
-        "workspace_id": e.workspace_id,
-        **_kind(e.kind),
-        "status": e.status,
-        "created_at": iso(e.created_at),
-        "created_by": e.created_by,
-        "age_days": e.age_days,
-        "expires_at": iso(e.expires_at),
-        "stores_agree": e.stores_agree,
-        "stores": [_store(s) for s in e.stores],
-        "last_rotation": iso(e.last_rotation),
-        "pending": {"key_id": e.pending_key_id, "hint": e.pending_hint}
-        if e.pending_key_id or e.pending_hint
+        "key_id": environment.key_id,
+        "key_name": environment.key_name,
+        "hint": environment.hint,
+        "workspace_id": environment.workspace_id,
+        **_kind(environment.kind),
+        "status": environment.status,
+        "created_at": iso(environment.created_at),
+        "created_by": environment.created_by,
+        "age_days": environment.age_days,
+        "expires_at": iso(environment.expires_at),
+        "stores_agree": environment.stores_agree,
+        "stores": [_store(store) for store in environment.stores],
+        "last_rotation": iso(environment.last_rotation),
+        "pending": {"key_id": environment.pending_key_id, "hint": environment.pending_hint}
+        if environment.pending_key_id or environment.pending_hint
         else None,
-        "previous": {"key_id": e.previous_key_id, "status": e.previous_status}
-        if e.previous_key_id
+        "previous": {"key_id": environment.previous_key_id, "status": environment.previous_status}
+        if environment.previous_key_id
         else None,
-        "tokens_24h": e.tokens_24h,
-        "tokens_7d": e.tokens_7d,
+        "tokens_24h": environment.tokens_24h,
+        "tokens_7d": environment.tokens_7d,
         "policy": {
-            "name": e.limits.name,
-            "due_after_days": days(e.limits.due_after),
-            "max_age_days": days(e.limits.max_age),
-            "expiry_warning_days": days(e.limits.expiry_warning),
+            "name": environment.limits.name,
+            "due_after_days": days(environment.limits.due_after),
+            "max_age_days": days(environment.limits.max_age),
+            "expiry_warning_days": days(environment.limits.expiry_warning),
         },
     }
 
 
-def _kind(k: KeyKind) -> dict[str, Any]:
+def _kind(field: KeyKind) -> dict[str, Any]:
     """The key's type, scope and principal: the JSON fields every key carries."""
     return {
-        "type": k.key_type,
-        "scope": k.scope,
-        "principal": k.principal,
-        "default_workspace": k.default_workspace,
-        "admin_equivalent": k.admin_equivalent,
+        "type": field.key_type,
+        "scope": field.scope,
+        "principal": field.principal,
+        "default_workspace": field.default_workspace,
+        "admin_equivalent": field.admin_equivalent,
     }
 
 
-def unmanaged_dict(u: UnmanagedKey) -> dict[str, Any]:
+def unmanaged_dict(key: UnmanagedKey) -> dict[str, Any]:
     return {
-        "key_id": u.key_id,
-        "key_name": u.key_name,
-        "hint": u.hint,
-        "workspace_id": u.workspace_id,
-        **_kind(u.kind),
-        "flags": list(u.flags),
-        "created_at": iso(u.created_at),
-        "created_by": u.created_by,
-        "age_days": u.age_days,
-        "expires_at": iso(u.expires_at),
-        "tokens_24h": u.tokens_24h,
-        "tokens_7d": u.tokens_7d,
+        "key_id": key.key_id,
+        "key_name": key.key_name,
+        "hint": key.hint,
+        "workspace_id": key.workspace_id,
+        **_kind(key.kind),
+        "flags": list(key.flags),
+        "created_at": iso(key.created_at),
+        "created_by": key.created_by,
+        "age_days": key.age_days,
+        "expires_at": iso(key.expires_at),
+        "tokens_24h": key.tokens_24h,
+        "tokens_7d": key.tokens_7d,
     }
 
 
@@ -150,9 +123,9 @@ def report_dict(report: AuditReport) -> dict[str, Any]:
     return {
         "generated_at": iso(report.generated_at),
         "summary": {**report.counts(), "keys_listed": report.keys_listed},
-        "environments": [environment_dict(e) for e in report.environments],
-        "unmanaged": [unmanaged_dict(u) for u in report.unmanaged],
-        "departed": [unmanaged_dict(u) for u in report.departed],
+        "environments": [environment_dict(environment) for environment in report.environments],
+        "unmanaged": [unmanaged_dict(key) for key in report.unmanaged],
+        "departed": [unmanaged_dict(key) for key in report.departed],
         "notes": list(report.notes),
         **federation.json_part(report.federation),
     }
@@ -191,43 +164,43 @@ CSV_FIELDS = (
 
 def render_csv(report: AuditReport) -> str:
     """One row per environment (kind=environment) and per unmanaged key (kind=unmanaged)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
-    for e in report.environments:
-        d = environment_dict(e)
-        row = {k: d.get(k) for k in CSV_FIELDS}
+    for environment in report.environments:
+        fields = environment_dict(environment)
+        row = {field: fields.get(field) for field in CSV_FIELDS}
         row.update(
             kind="environment",
-            environment=e.name,
-            reasons="; ".join(r.message for r in e.reasons),
-            stores_agree="yes" if e.stores_agree else "no",
-            pending_key_id=e.pending_key_id,
-            previous_key_id=e.previous_key_id,
-            previous_status=e.previous_status,
+            environment=environment.name,
+            reasons="; ".join(reason.message for reason in environment.reasons),
+            stores_agree="yes" if environment.stores_agree else "no",
+            pending_key_id=environment.pending_key_id,
+            previous_key_id=environment.previous_key_id,
+            previous_status=environment.previous_status,
         )
         writer.writerow(row)
-    for u in report.unmanaged:
-        row = {k: v for k, v in unmanaged_dict(u).items() if k in CSV_FIELDS}
+    for key in report.unmanaged:
+        row = {field: value for field, value in unmanaged_dict(key).items() if field in CSV_FIELDS}
         row.update(
-            kind="unmanaged", verdict="unmanaged", status="active", reasons="; ".join(u.flags)
+            kind="unmanaged", verdict="unmanaged", status="active", reasons="; ".join(key.flags)
         )
         writer.writerow(row)
-    for u in report.departed:
-        row = {k: v for k, v in unmanaged_dict(u).items() if k in CSV_FIELDS}
+    for key in report.departed:
+        row = {field: value for field, value in unmanaged_dict(key).items() if field in CSV_FIELDS}
         row.update(kind="departed", verdict="departed", status="archived")
         writer.writerow(row)
-    for kind, fid, name, verdict, reasons in federation.rows(report.federation):
+    for kind, finding_id, name, verdict, reasons in federation.rows(report.federation):
         writer.writerow(
             {
                 "kind": f"federation_{kind}",
-                "key_id": fid,
+                "key_id": finding_id,
                 "key_name": name,
                 "verdict": verdict,
                 "reasons": reasons,
             }
         )
-    return buf.getvalue()
+    return buffer.getvalue()
 
 
 def _md(value: object) -> str:
@@ -237,7 +210,7 @@ def _md(value: object) -> str:
 
 def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
     return lines
 
 
@@ -264,39 +237,31 @@ ENV_HEADER = [
 ]
 
 
-def rotation_state(e: EnvironmentReport) -> str:
-    """The versions beside the current one: a delivery waiting, the key it replaced."""
-    parts = []
-    if e.pending_key_id or e.pending_hint:
-        parts.append(f"pending {e.pending_key_id or e.pending_hint}")
-    if e.previous_key_id:
-        parts.append(f"previous {e.previous_key_id} ({e.previous_status or 'unknown'})")
-    return "; ".join(parts)
-
-
-def environment_cells(e: EnvironmentReport) -> list[object]:
+def environment_cells(environment: EnvironmentReport) -> list[object]:
     """The cells of one environment row in the Markdown table: every field of the report."""
-    known = e.status is not None  # Anthropic knows the key: no workspace id means the default
+    known = (
+        environment.status is not None
+    )  # Anthropic knows the key: no workspace id means the default
     return [
-        e.name,
-        e.verdict.value,
-        e.key_id,
-        e.key_name,
-        e.hint,
-        e.kind.workspace_label(e.workspace_id, known),
-        e.kind.label() if known else None,
-        e.kind.principal,
-        short_date(e.created_at),
-        number(e.age_days),
-        f"{days(e.limits.due_after):g} / {days(e.limits.max_age):g}",
-        short_date(e.expires_at) if e.expires_at else "never",
-        e.status,
-        "yes" if e.stores_agree else "NO",
-        short_date(e.last_rotation),
-        rotation_state(e),
-        number(e.tokens_24h),
-        number(e.tokens_7d),
-        "\n".join(r.message for r in e.reasons),
+        environment.name,
+        environment.verdict.value,
+        environment.key_id,
+        environment.key_name,
+        environment.hint,
+        environment.kind.workspace_label(environment.workspace_id, known),
+        environment.kind.label() if known else None,
+        environment.kind.principal,
+        short_date(environment.created_at),
+        number(environment.age_days),
+        f"{days(environment.limits.due_after):g} / {days(environment.limits.max_age):g}",
+        short_date(environment.expires_at) if environment.expires_at else "never",
+        environment.status,
+        "yes" if environment.stores_agree else "NO",
+        short_date(environment.last_rotation),
+        rotation_state(environment),
+        number(environment.tokens_24h),
+        number(environment.tokens_7d),
+        "\n".join(reason.message for reason in environment.reasons),
     ]
 
 
@@ -314,18 +279,18 @@ UNMANAGED_HEADER = [
 ]
 
 
-def unmanaged_cells(u: UnmanagedKey) -> list[object]:
+def unmanaged_cells(key: UnmanagedKey) -> list[object]:
     return [
-        u.key_id,
-        u.key_name,
-        u.hint,
-        u.kind.workspace_label(u.workspace_id),
-        u.kind.label(),
-        "; ".join(u.flags),
-        u.created_by,
-        number(u.age_days),
-        number(u.tokens_24h),
-        number(u.tokens_7d),
+        key.key_id,
+        key.key_name,
+        key.hint,
+        key.kind.workspace_label(key.workspace_id),
+        key.kind.label(),
+        "; ".join(key.flags),
+        key.created_by,
+        number(key.age_days),
+        number(key.tokens_24h),
+        number(key.tokens_7d),
     ]
 
 
@@ -337,7 +302,9 @@ def render_markdown(report: AuditReport) -> str:
         "",
         "## Environments",
         "",
-        *_table(ENV_HEADER, [environment_cells(e) for e in report.environments]),
+        *_table(
+            ENV_HEADER, [environment_cells(environment) for environment in report.environments]
+        ),
         "",
         "## Unmanaged keys",
         "",
@@ -345,12 +312,12 @@ def render_markdown(report: AuditReport) -> str:
         "",
     ]
     if report.unmanaged:
-        lines += _table(UNMANAGED_HEADER, [unmanaged_cells(u) for u in report.unmanaged])
+        lines += _table(UNMANAGED_HEADER, [unmanaged_cells(key) for key in report.unmanaged])
     else:
         lines.append("None.")
     if report.departed:
         lines += ["", "## Keys of departed members", "", DEPARTED_TEXT + ".", ""]
-        lines += _table(UNMANAGED_HEADER, [unmanaged_cells(u) for u in report.departed])
+        lines += _table(UNMANAGED_HEADER, [unmanaged_cells(key) for key in report.departed])
     if federation.rows(report.federation):
         lines += [
             "",
@@ -364,179 +331,3 @@ def render_markdown(report: AuditReport) -> str:
             lines += [f"- {_md(item)}" for item in report.federation.backlog]
     lines += [f"\n**Note:** {_md(note)}" for note in report.notes]
     return "\n".join(lines) + "\n"
-
-
-def _as_text(value: Any) -> Any:
-    from rich.text import Text
-
-    return value.copy() if isinstance(value, Text) else Text.from_markup(str(value))
-
-
-def least_width(table: Any) -> int:
-    """The narrowest the table can be without cutting a word, an id or a no-wrap cell."""
-    total = len(table.columns) + 1 if table.box else 0
-    for column in table.columns:
-        texts = [str(column.header), *(_as_text(c).plain for c in column.cells)]
-        lines = [line for t in texts for line in t.splitlines()]
-        if column.no_wrap:
-            least = max((len(line) for line in lines), default=0)
-        elif column.overflow == "fold":
-            least = 10
-        else:
-            least = max((len(w) for line in lines for w in line.split()), default=0)
-        total += max(least, column.min_width or 0) + 2
-    return total
-
-
-def fit_table(console: Any, table: Any) -> None:
-    """Print a rich table when it fits the console; else each row stacked, ``Header: value``.
-
-    Nothing is cut: a verdict, an id or a hint is never shortened to fit, and no column is
-    dropped; a table too wide for the terminal becomes one block per row instead.
-    """
-    from rich.text import Text
-
-    if least_width(table) <= console.width:
-        console.print(table)
-        return
-    if table.title:
-        console.print(Text(str(table.title), style="italic"))
-    heads = [str(c.header) for c in table.columns]
-    pad = max((len(h) for h in heads), default=0) + 2
-    cells = [list(c.cells) for c in table.columns]
-    for row in range(table.row_count):
-        values = [_as_text(col[row] if row < len(col) else "") for col in cells]
-        console.print(Text(values[0].plain.replace("\n", " / "), style="bold"))
-        for head, text in zip(heads[1:], values[1:], strict=True):
-            text.plain = text.plain.replace("\n", " / ")
-            console.print(Text(f"  {head:<{pad}}").append_text(text), overflow="fold")
-    console.print("")
-
-
-VERDICT_STYLE = {
-    Verdict.OK: "green",
-    Verdict.WARNING: "magenta",
-    Verdict.DUE: "yellow",
-    Verdict.VIOLATION: "bold red",
-}
-DEPARTED_TEXT = (
-    "Archived keys of a person or service account that is gone (every key it had is "
-    "archived), listed once: the next audit does not repeat them"
-)
-
-
-def kind_line(kind: KeyKind) -> str:
-    """``service_account / workspace`` (+ ``admin-equivalent``) under a key in compact tables."""
-    if kind.key_type is None:
-        return ""
-    return kind.label() + (", admin-equivalent" if kind.admin_equivalent else "")
-
-
-def compact_cells(e: EnvironmentReport, with_limits: bool) -> list[str]:
-    """An environment row with id and hint in one cell (terminal and HTML tables)."""
-    key = "\n".join(x for x in (e.key_id, e.hint, kind_line(e.kind)) if x) or "-"
-    limits = [f"{days(e.limits.due_after):g}/{days(e.limits.max_age):g}"] if with_limits else []
-    return [
-        e.name,
-        e.verdict.value,
-        key,
-        number(e.age_days),
-        *limits,
-        short_date(e.expires_at) if e.expires_at else "never",
-        e.status or "-",
-        ("1 store" if len(e.stores) == 1 else f"{len(e.stores)} agree")
-        if e.stores_agree
-        else "DISAGREE",
-        short_date(e.last_rotation),
-        number(e.tokens_24h),
-        number(e.tokens_7d),
-    ]
-
-
-def render_table(report: AuditReport, *, width: int | None = None, color: bool = False) -> str:
-    """The report as rich tables, as text (with ANSI colours when ``color``)."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    buf = io.StringIO()
-    console = Console(
-        file=buf, width=width, force_terminal=color, no_color=not color, highlight=False
-    )
-    limits = {(e.limits.due_after, e.limits.max_age) for e in report.environments}
-    title = f"keyguard audit, {report.generated_at:%Y-%m-%d %H:%M} UTC"
-    if len(limits) == 1:
-        due, max_age = next(iter(limits))
-        title += f"; policy: due {days(due):g}d, max {days(max_age):g}d; tokens 24h / 7d"
-    envs = Table(title=title)
-    heads = ["Environment", "Verdict", "Key / hint", "Age (d)"]
-    heads += ["Due/max"] if len(limits) > 1 else []
-    heads += ["Expires", "Status", "Stores", "Rotated", "24h", "7d"]
-    # Ids and hints must stay whole to be matched in the Console: they get their full width.
-    ids = [len(x) for e in report.environments for x in (e.key_id or "", e.hint or "")]
-    for head in heads:
-        envs.add_column(head, min_width=max(ids, default=10) if head == "Key / hint" else None)
-    for e in report.environments:
-        cells = [Text(c) for c in compact_cells(e, len(limits) > 1)]
-        cells[1] = Text(e.verdict.value, style=VERDICT_STYLE[e.verdict])
-        envs.add_row(*cells)
-    fit_table(console, envs)
-    flagged = [(e, r) for e in report.environments for r in e.reasons]
-    if flagged:
-        why = Table(title="Reasons", box=box.SIMPLE_HEAD, title_justify="left")
-        for head in ("Environment", "Verdict", "Reason"):
-            why.add_column(head)
-        for e, r in flagged:
-            why.add_row(e.name, Text(r.verdict.value, style=VERDICT_STYLE[r.verdict]), r.message)
-        console.print(why)
-    states = [(e, rotation_state(e)) for e in report.environments if rotation_state(e)]
-    if states:
-        mid = Table(title="Rotation in progress", box=box.SIMPLE_HEAD, title_justify="left")
-        for head in ("Environment", "Pending / previous"):
-            mid.add_column(head)
-        for e, state in states:
-            mid.add_row(e.name, state)
-        console.print(mid)
-    if report.unmanaged:
-        un = Table(title="Unmanaged active keys (no environment holds them; tokens 24h/7d)")
-        ids = [len(x) for u in report.unmanaged for x in (u.key_id, u.hint or "")]
-        un.add_column("Key / hint", min_width=max(ids))
-        for head in ("Name", "Workspace", "Created by", "Age (d)", "24h", "7d"):
-            un.add_column(head, overflow="fold")
-        for u in report.unmanaged:
-            un.add_row(
-                "\n".join(x for x in (u.key_id, u.hint, kind_line(u.kind), *u.flags) if x),
-                u.key_name,
-                u.kind.workspace_label(u.workspace_id) or "-",
-                u.created_by or "-",
-                number(u.age_days),
-                number(u.tokens_24h),
-                number(u.tokens_7d),
-            )
-        fit_table(console, un)
-    if report.departed:
-        gone = Table(title=DEPARTED_TEXT, box=box.SIMPLE_HEAD, title_justify="left")
-        for head in ("Key / hint", "Name", "Type / scope", "Principal"):
-            gone.add_column(head, overflow="fold")
-        for u in report.departed:
-            ident = "\n".join(x for x in (u.key_id, u.hint) if x)
-            gone.add_row(ident, u.key_name, u.kind.label(), u.kind.principal or "-")
-        fit_table(console, gone)
-    fed_rows = federation.rows(report.federation)
-    if fed_rows:
-        fed = Table(
-            title="Federation (issuers and rules)", box=box.SIMPLE_HEAD, title_justify="left"
-        )
-        for head in federation.HEADER:
-            fed.add_column(head, overflow="fold")
-        for row in fed_rows:
-            fed.add_row(*(str(c) for c in row))
-        fit_table(console, fed)
-        assert report.federation is not None
-        for item in report.federation.backlog:
-            console.print(f"Migration backlog: {item}")
-    for note in report.notes:
-        console.print(Text(f"Note: {note}", style="yellow"))
-    console.print(summary_line(report))
-    return buf.getvalue()

@@ -6,17 +6,16 @@ import bisect
 import io
 import itertools
 import os
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO
 
 from keyguard.keys import Secret, redact
 from keyguard.scanner import accel
 from keyguard.scanner.archives import ItemResult, scan_item
+from keyguard.scanner.blobs import TargetResult, scan_blobs
 from keyguard.scanner.detect import Hit, scan_bytes
 from keyguard.scanner.needles import (
     ARCHIVE_FIRST_BYTES,
@@ -143,135 +142,13 @@ def _scan_file(target: Target) -> tuple[ItemResult | None, Unread | None]:
             return None, _cannot(target, exc, "read failed")
 
 
-_Result = tuple[Target, "ItemResult | None", "Unread | None"]
-
-
-class _BlobReader:
-    """Exactly ``size`` bytes of a blob from ``git cat-file --batch``'s output."""
-
-    def __init__(self, out: IO[bytes], size: int) -> None:
-        self._out = out
-        self.left = size
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def readinto(self, b: Any) -> int:
-        if self.left <= 0:
-            return 0
-        view = memoryview(b)[: self.left]
-        got = self._out.readinto(view)  # type: ignore[attr-defined]
-        self.left -= got
-        return int(got)
-
-    def read(self, n: int = -1) -> bytes:
-        n = self.left if n < 0 else min(n, self.left)
-        data = self._out.read(n) if n else b""
-        self.left -= len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.left > 0:
-            if not self.read(1 << 20):
-                break
-
-
-def _scan_blobs(targets: list[Target]) -> Iterator[_Result]:
-    """Each blob read by ``git cat-file --batch``; a corrupt blob stops git, so it is named
-    as not read and a new ``cat-file`` goes on with the rest."""
-    todo = targets
-    while todo:
-        done = yield from _cat_file(todo)
-        todo = todo[done:]
-
-
-def _cat_file(targets: list[Target]) -> Generator[_Result, None, int]:
-    """Results of ``targets`` in order until git stops; returns how many were handled."""
-    repo = targets[0].repo
-    proc = subprocess.Popen(
-        ["git", "cat-file", "--batch"],
-        cwd=repo,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    stdin = proc.stdin
-
-    def feed() -> None:
-        try:
-            for t in targets:
-                stdin.write(f"{t.oid}\n".encode())
-            stdin.close()
-        except OSError:
-            pass
-
-    writer = threading.Thread(target=feed, daemon=True)
-    writer.start()
-    handled = 0
-    try:
-        for target in targets:
-            handled += 1
-            raw = proc.stdout.readline()
-            header = raw.split()
-            if not raw:
-                yield target, None, _bad_blob(target, "corrupt: git could not read it")
-                break
-            if target.tree and len(header) == 3 and header[1] == b"tree":
-                data = proc.stdout.read(int(header[2]) + 1)
-                yield target, _tree_names(data[:-1]), None
-                continue
-            if len(header) != 3 or header[1] != b"blob":
-                yield target, None, _bad_blob(target, "missing from the repository")
-                continue
-            reader = _BlobReader(proc.stdout, int(header[2]))
-            item = scan_item(reader, target.path, int(header[2]))  # type: ignore[arg-type]
-            reader.drain()
-            if reader.left > 0 or proc.stdout.read(1) != b"\n":
-                yield target, item, _bad_blob(target, "corrupt: git stopped inside it")
-                break
-            yield target, item, None
-    finally:
-        proc.kill()
-        writer.join()
-        proc.stdout.close()
-        proc.wait()
-    return handled
-
-
-def _tree_names(data: bytes) -> ItemResult:
-    """Keys in the entry names of a raw git tree (``MODE NAME\\0`` + 20-byte id, repeated)."""
-    item = ItemResult()
-    if b"ant" not in data:
-        return item
-    pos = 0
-    while pos < len(data):
-        nul = data.find(b"\0", pos)
-        if nul < 0:
-            break
-        name = data[data.find(b" ", pos, nul) + 1 : nul]
-        pos = nul + 21
-        if b"ant" in name:
-            for hit in scan_bytes(name):
-                hit.line, hit.encoding = 0, "file name"
-                item.hits.append((os.fsdecode(name), hit))
-    return item
-
-
-def _bad_blob(target: Target, why: str) -> Unread:
-    return Unread(target.path, "missing-blob", f"blob {target.oid} {why}")
-
-
 class _Pack:
     """Small files read back to back into one buffer (a NUL between them, so no key or
     encoding runs across two), searched with one pass per needle; only a file that holds a
     needle is scanned on its own. Most files hold none, so they cost a read and are only
     counted."""
 
-    def __init__(self, out: list[_Result]) -> None:
+    def __init__(self, out: list[TargetResult]) -> None:
         self.buf = bytearray(PACK_BYTES + SMALL_BYTES + 2)
         self.view = memoryview(self.buf)
         self.pos = 0
@@ -355,7 +232,7 @@ def _scan_batch(targets: list[Target]) -> tuple[list[_Row], int, int, list[str |
     rows: list[_Row] = []
     files = nbytes = 0
     notes: list[str | Unread] = []
-    results: list[_Result] = []
+    results: list[TargetResult] = []
     pack = _Pack(results)
     blobs: list[Target] = []
     for t in targets:
@@ -367,7 +244,7 @@ def _scan_batch(targets: list[Target]) -> tuple[list[_Row], int, int, list[str |
     pack.flush()
     files, nbytes = pack.clean_files, pack.clean_bytes
     if blobs:
-        results.extend(_scan_blobs(blobs))
+        results.extend(scan_blobs(blobs))
     for target, item, note in results:
         if note is not None:
             notes.append(note)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 PROVIDERS = ("github-actions", "gitlab", "kubernetes", "aws", "gcp", "azure", "spiffe", "oidc")
+#: The ``aud`` a federation rule expects when it names none (Anthropic's own default).
 DEFAULT_AUDIENCE = "https://api.anthropic.com"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from keyguard.admin.client import hint_parts, key_matches_hint
 from keyguard.admin.errors import ApiAuthError, ApiError, ApiNotFoundError
+from keyguard.admin.hints import hint_parts, key_matches_hint
 from keyguard.errors import ExitCode, NotFoundError, UsageError
 from keyguard.keys import Secret, generate_key
 

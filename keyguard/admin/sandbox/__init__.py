@@ -15,8 +15,10 @@ from types import TracebackType
 from typing import Any
 
 from keyguard.admin.client import AdminClient
-from keyguard.admin.sandbox.handler import SandboxServer
-from keyguard.admin.sandbox.state import FAULT_KINDS, SandboxState
+from keyguard.admin.sandbox.faults import FAULT_KINDS
+from keyguard.admin.sandbox.handler import Handler
+from keyguard.admin.sandbox.request import SandboxServer
+from keyguard.admin.sandbox.state import SandboxState
 from keyguard.errors import UsageError
 from keyguard.keys import Secret
 
@@ -54,7 +56,7 @@ class Sandbox:
     def bind(self) -> SandboxServer:
         """Open the listening socket (once); ``url`` is known from here on."""
         if self._server is None:
-            self._server = SandboxServer((self.host, self.port), self.state)
+            self._server = SandboxServer((self.host, self.port), self.state, Handler)
             self.port = self._server.server_address[1]
         return self._server
 
@@ -147,8 +149,8 @@ class Sandbox:
 
     def add_workspace(self, name: str, tags: dict[str, str] | None = None) -> str:
         """Create a workspace; returns its ``wrkspc_...`` id."""
-        ws_id: str = self.state.add_workspace(name, tags)["id"]
-        return ws_id
+        workspace_id: str = self.state.add_workspace(name, tags)["id"]
+        return workspace_id
 
     def mint_key(
         self,
@@ -190,8 +192,8 @@ class Sandbox:
     def default_workspace_id(self) -> str:
         """The Default Workspace's real id (the API shows keys there with ``workspace_id``
         null; only the ``anthropic-workspace-id`` response header names it)."""
-        ws: str = self.state.data["default_workspace_id"]
-        return ws
+        workspace: str = self.state.data["default_workspace_id"]
+        return workspace
 
     @property
     def owner_id(self) -> str:
@@ -210,11 +212,11 @@ class Sandbox:
 
     def add_service_account(self, name: str, role: str = "developer") -> str:
         """Create a service account; returns its ``svac_...`` id."""
-        sa_id: str = self.state.add_service_account(name, role)["id"]
-        return sa_id
+        account_id: str = self.state.add_service_account(name, role)["id"]
+        return account_id
 
-    def archive_service_account(self, sa_id: str) -> None:
-        self.state.archive_service_account(sa_id)
+    def archive_service_account(self, account_id: str) -> None:
+        self.state.archive_service_account(account_id)
 
     def issue_oauth_token(self, scope: str = "org:admin", lifetime: float = 3600.0) -> Secret:
         """An ``sk-ant-oat01-`` bearer token of the owner (``ant auth login --scope ...``)."""

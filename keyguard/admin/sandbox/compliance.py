@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from keyguard.admin.parse import parse_time
-from keyguard.admin.sandbox.state import SandboxError, page
+from keyguard.admin.sandbox.wire import SandboxError, page
 
 
 def _bad(message: str) -> SandboxError:

@@ -15,13 +15,14 @@ import httpx
 
 from keyguard.admin.sandbox import federation as wif
 from keyguard.admin.sandbox import federation_rules as objects
-from keyguard.admin.sandbox.state import SandboxError, SandboxState, iso
+from keyguard.admin.sandbox.state import SandboxState
+from keyguard.admin.sandbox.wire import SandboxError, iso
+from keyguard.wif.providers import DEFAULT_AUDIENCE
 
 log = logging.getLogger("keyguard.sandbox.federation")
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
-DEFAULT_AUDIENCE = "https://api.anthropic.com"
 SKEW = 30
 MAX_ASSERTION = 16 * 1024
 _DENIALS: weakref.WeakKeyDictionary[SandboxState, list[str]] = weakref.WeakKeyDictionary()
@@ -70,19 +71,21 @@ def _exchange(state: SandboxState, body: dict[str, Any]) -> dict[str, Any]:
     try:
         rule = objects.rule(state, body["federation_rule_id"])
         issuer = objects.issuer(state, rule["issuer_id"])
-        sa = wif.service_account(state, rule["target"]["service_account_id"])
+        account = wif.service_account(state, rule["target"]["service_account_id"])
     except SandboxError:
         raise Denied(f"unknown federation rule {body['federation_rule_id']}") from None
     if rule.get("archived_at") is not None:
         raise Denied(f"federation rule {rule['id']} is archived")
     if issuer.get("archived_at") is not None:
         raise Denied(f"federation issuer {issuer['id']} is archived")
-    if sa.get("archived_at") is not None:
-        raise Denied(f"service account {sa['id']} is archived")
-    wanted_sa = body.get("service_account_id")
-    if wanted_sa is not None and wanted_sa != sa["id"]:
-        raise Denied(f"service_account_id {wanted_sa} is not the rule's target {sa['id']}")
-    workspace = _workspace(state, rule, sa, body.get("workspace_id"))
+    if account.get("archived_at") is not None:
+        raise Denied(f"service account {account['id']} is archived")
+    wanted_account = body.get("service_account_id")
+    if wanted_account is not None and wanted_account != account["id"]:
+        raise Denied(
+            f"service_account_id {wanted_account} is not the rule's target {account['id']}"
+        )
+    workspace = _workspace(state, rule, account, body.get("workspace_id"))
     claims = verify_assertion(state, issuer, body["assertion"])
     _match(rule, claims)
     now = state.now()
@@ -90,13 +93,13 @@ def _exchange(state: SandboxState, body: dict[str, Any]) -> dict[str, Any]:
     lifetime = int(max(60, min(rule["token_lifetime_seconds"], 2 * remaining)))
     token = wif.mint_token(
         state,
-        sa_id=sa["id"],
+        account_id=account["id"],
         rule_id=rule["id"],
         workspace_id=workspace,
         scope=rule["oauth_scope"],
         lifetime=lifetime,
     )
-    log.info("token exchange: %s minted a token for %s in %s", rule["id"], sa["id"], workspace)
+    log.info("token exchange: %s minted a token for %s in %s", rule["id"], account["id"], workspace)
     return {
         "access_token": token.reveal(),
         "token_type": "Bearer",
@@ -106,7 +109,7 @@ def _exchange(state: SandboxState, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _workspace(
-    state: SandboxState, rule: dict[str, Any], sa: dict[str, Any], wanted: str | None
+    state: SandboxState, rule: dict[str, Any], account: dict[str, Any], wanted: str | None
 ) -> str:
     if rule["applies_to_all_workspaces"]:
         chosen = wanted or "default"
@@ -127,8 +130,8 @@ def _workspace(
             chosen = "default"
         else:
             raise Denied(f"rule {rule['id']} covers several workspaces: workspace_id required")
-    if not wif.is_member(sa, chosen):
-        raise Denied(f"service account {sa['id']} is not a member of workspace {chosen}")
+    if not wif.is_member(account, chosen):
+        raise Denied(f"service account {account['id']} is not a member of workspace {chosen}")
     return chosen
 
 
@@ -240,7 +243,7 @@ def _check_jti(state: SandboxState, issuer: dict[str, Any], claims: dict[str, An
     jti = claims.get("jti")
     if not issuer["check_jti"] or jti is None:
         return
-    seen = wif.fed(state)["jtis"]
+    seen = wif.federation_data(state)["jtis"]
     key = f"{issuer['id']}|{jti}"
     with state.lock:
         now = state.now()

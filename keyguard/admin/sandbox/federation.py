@@ -15,7 +15,8 @@ import secrets
 import string
 from typing import Any
 
-from keyguard.admin.sandbox.state import SandboxError, SandboxState, iso, new_id
+from keyguard.admin.sandbox.state import SandboxState
+from keyguard.admin.sandbox.wire import SandboxError, iso, new_id
 from keyguard.keys import Secret, fingerprint
 
 OAUTH_BETA = "oauth-2025-04-20"
@@ -46,7 +47,7 @@ def not_found(what: str, object_id: str) -> SandboxError:
     return SandboxError(404, "not_found_error", f"{what} {object_id} not found")
 
 
-def fed(state: SandboxState) -> dict[str, Any]:
+def federation_data(state: SandboxState) -> dict[str, Any]:
     """The federation part of the sandbox's data (created on first use)."""
     with state.lock:
         data = state.data.get("federation")
@@ -68,7 +69,7 @@ def fed(state: SandboxState) -> dict[str, Any]:
 
 def admin_token(state: SandboxState) -> Secret:
     """The ``org:admin`` OAuth token the sandbox accepts on its whole Admin API."""
-    return Secret(fed(state)["admin_token"])
+    return Secret(federation_data(state)["admin_token"])
 
 
 # -- paging ----------------------------------------------------------------------------------
@@ -93,8 +94,12 @@ def page_of(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[st
             raise bad("page: not a cursor this list gave out") from None
     chosen = items[start : start + limit]
     more = start + limit < len(items)
-    nxt = "page_" + base64.urlsafe_b64encode(str(start + limit).encode()).decode()
-    return {"data": [dict(i) for i in chosen], "has_more": more, "next_page": nxt if more else None}
+    next_page = "page_" + base64.urlsafe_b64encode(str(start + limit).encode()).decode()
+    return {
+        "data": [dict(item) for item in chosen],
+        "has_more": more,
+        "next_page": next_page if more else None,
+    }
 
 
 def find(items: list[dict[str, Any]], object_id: str, what: str) -> dict[str, Any]:
@@ -139,12 +144,12 @@ def stamp(state: SandboxState, item: dict[str, Any], *, created: bool = False) -
 def create_service_account(state: SandboxState, body: Any) -> dict[str, Any]:
     body = as_object(body)
     with state.lock:
-        sas = fed(state)["service_accounts"]
-        name = unique_name(body, sas, "service account")
+        accounts = federation_data(state)["service_accounts"]
+        name = unique_name(body, accounts, "service account")
         role = body.get("organization_role", "developer")
         if role not in ("developer", "admin"):
             raise bad("organization_role: developer or admin")
-        sa: dict[str, Any] = {
+        account: dict[str, Any] = {
             "type": "service_account",
             "id": new_id("svac_"),
             "name": name,
@@ -154,111 +159,121 @@ def create_service_account(state: SandboxState, body: Any) -> dict[str, Any]:
             "archived_by_actor_id": None,
             "workspaces": [],
         }
-        stamp(state, sa, created=True)
-        sas.append(sa)
+        stamp(state, account, created=True)
+        accounts.append(account)
         state.save()
-        return sa_view(sa)
+        return account_view(account)
 
 
-def sa_view(sa: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in sa.items() if k != "workspaces"}
+def account_view(account: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in account.items() if k != "workspaces"}
 
 
-def service_account(state: SandboxState, sa_id: str) -> dict[str, Any]:
-    return find(fed(state)["service_accounts"], sa_id, "service account")
+def service_account(state: SandboxState, account_id: str) -> dict[str, Any]:
+    return find(federation_data(state)["service_accounts"], account_id, "service account")
 
 
-def update_service_account(state: SandboxState, sa_id: str, body: Any) -> dict[str, Any]:
+def update_service_account(state: SandboxState, account_id: str, body: Any) -> dict[str, Any]:
     body = as_object(body)
     with state.lock:
-        sa = service_account(state, sa_id)
-        ensure_live(sa, "service account")
-        if "name" in body and body["name"] != sa["name"]:
+        account = service_account(state, account_id)
+        ensure_live(account, "service account")
+        if "name" in body and body["name"] != account["name"]:
             raise bad("name: cannot be changed")
         if "description" in body:
-            sa["description"] = body["description"]
-        stamp(state, sa)
+            account["description"] = body["description"]
+        stamp(state, account)
         state.save()
-        return sa_view(sa)
+        return account_view(account)
 
 
-def archive_service_account(state: SandboxState, sa_id: str) -> dict[str, Any]:
+def archive_service_account(state: SandboxState, account_id: str) -> dict[str, Any]:
     with state.lock:
-        sa = service_account(state, sa_id)
-        if sa.get("archived_at") is None:
+        account = service_account(state, account_id)
+        if account.get("archived_at") is None:
             live = [
                 r["id"]
-                for r in fed(state)["rules"]
-                if r.get("archived_at") is None and r["target"]["service_account_id"] == sa_id
+                for r in federation_data(state)["rules"]
+                if r.get("archived_at") is None and r["target"]["service_account_id"] == account_id
             ]
             if live:
-                raise bad(f"service account {sa_id} is the target of live rule(s) {live[0]}")
-            sa["archived_at"] = iso(state.now())
-            sa["archived_by_actor_id"] = state.data["user_id"]
+                raise bad(f"service account {account_id} is the target of live rule(s) {live[0]}")
+            account["archived_at"] = iso(state.now())
+            account["archived_by_actor_id"] = state.data["user_id"]
             state.save()
-        return sa_view(sa)
+        return account_view(account)
 
 
-def _membership(sa: dict[str, Any], ws_id: str, role: str, implicit: bool) -> dict[str, Any]:
+def _membership(
+    account: dict[str, Any], workspace_id: str, role: str, implicit: bool
+) -> dict[str, Any]:
     return {
         "type": "service_account_workspace_member",
-        "service_account_id": sa["id"],
-        "workspace_id": ws_id,
+        "service_account_id": account["id"],
+        "workspace_id": workspace_id,
         "workspace_role": role,
         "implicit": implicit,
     }
 
 
-def sa_workspaces(state: SandboxState, sa_id: str) -> list[dict[str, Any]]:
+def account_workspaces(state: SandboxState, account_id: str) -> list[dict[str, Any]]:
     with state.lock:
-        sa = service_account(state, sa_id)
-        default = _membership(sa, "default", "workspace_user", True)
-        return [default] + [_membership(sa, w, r, False) for w, r in sa["workspaces"]]
+        account = service_account(state, account_id)
+        default = _membership(account, "default", "workspace_user", True)
+        return [default] + [_membership(account, w, r, False) for w, r in account["workspaces"]]
 
 
-def add_sa_workspace(state: SandboxState, sa_id: str, body: Any) -> dict[str, Any]:
+def add_account_workspace(state: SandboxState, account_id: str, body: Any) -> dict[str, Any]:
     body = as_object(body)
-    ws_id, role = body.get("workspace_id"), body.get("workspace_role", "workspace_developer")
-    if not isinstance(ws_id, str) or role not in WORKSPACE_ROLES:
+    workspace_id, role = body.get("workspace_id"), body.get("workspace_role", "workspace_developer")
+    if not isinstance(workspace_id, str) or role not in WORKSPACE_ROLES:
         raise bad(f"workspace_id and workspace_role ({', '.join(WORKSPACE_ROLES)}) required")
     with state.lock:
-        sa = service_account(state, sa_id)
-        ensure_live(sa, "service account")
-        state.workspace(ws_id)
-        if any(w == ws_id for w, _ in sa["workspaces"]):
-            raise SandboxError(409, "conflict_error", f"{sa_id} is already in {ws_id}")
-        sa["workspaces"].append([ws_id, role])
+        account = service_account(state, account_id)
+        ensure_live(account, "service account")
+        state.workspace(workspace_id)
+        if any(w == workspace_id for w, _ in account["workspaces"]):
+            raise SandboxError(409, "conflict_error", f"{account_id} is already in {workspace_id}")
+        account["workspaces"].append([workspace_id, role])
         state.save()
-        return _membership(sa, ws_id, role, False)
+        return _membership(account, workspace_id, role, False)
 
 
-def remove_sa_workspace(state: SandboxState, sa_id: str, ws_id: str) -> dict[str, Any]:
+def remove_account_workspace(
+    state: SandboxState, account_id: str, workspace_id: str
+) -> dict[str, Any]:
     with state.lock:
-        sa = service_account(state, sa_id)
-        if ws_id == "default":
+        account = service_account(state, account_id)
+        if workspace_id == "default":
             raise bad("the Default Workspace membership is implicit and cannot be removed")
-        kept = [m for m in sa["workspaces"] if m[0] != ws_id]
-        if len(kept) == len(sa["workspaces"]):
-            raise not_found("workspace membership", ws_id)
-        sa["workspaces"] = kept
+        kept = [m for m in account["workspaces"] if m[0] != workspace_id]
+        if len(kept) == len(account["workspaces"]):
+            raise not_found("workspace membership", workspace_id)
+        account["workspaces"] = kept
         state.save()
-        return {"type": "service_account_workspace_member_deleted", "workspace_id": ws_id}
+        return {"type": "service_account_workspace_member_deleted", "workspace_id": workspace_id}
 
 
-def is_member(sa: dict[str, Any], ws_id: str) -> bool:
-    return ws_id == "default" or any(w == ws_id for w, _ in sa["workspaces"])
+def is_member(account: dict[str, Any], workspace_id: str) -> bool:
+    return workspace_id == "default" or any(w == workspace_id for w, _ in account["workspaces"])
 
 
 # -- minted tokens ---------------------------------------------------------------------------
 
 
 def mint_token(
-    state: SandboxState, *, sa_id: str, rule_id: str, workspace_id: str, scope: str, lifetime: int
+    state: SandboxState,
+    *,
+    account_id: str,
+    rule_id: str,
+    workspace_id: str,
+    scope: str,
+    lifetime: int,
 ) -> Secret:
     token = new_oauth_token()
     with state.lock:
-        fed(state)["tokens"][token.fingerprint] = {
-            "service_account_id": sa_id,
+        federation_data(state)["tokens"][token.fingerprint] = {
+            "service_account_id": account_id,
             "rule_id": rule_id,
             "workspace_id": workspace_id,
             "scope": scope,
@@ -272,11 +287,13 @@ def mint_token(
 def token_record(state: SandboxState, presented: str) -> dict[str, Any] | None:
     """The live minted token ``presented`` is, or None (unknown or expired)."""
     with state.lock:
-        rec = fed(state)["tokens"].get(fingerprint(presented))
-        if rec is None or rec["expires_at"] <= state.now():
+        record = federation_data(state)["tokens"].get(fingerprint(presented))
+        if record is None or record["expires_at"] <= state.now():
             return None
-        return dict(rec)
+        return dict(record)
 
 
 def is_admin_token(state: SandboxState, presented: str) -> bool:
-    return secrets.compare_digest(presented.encode(), fed(state)["admin_token"].encode())
+    return secrets.compare_digest(
+        presented.encode(), federation_data(state)["admin_token"].encode()
+    )

@@ -11,14 +11,15 @@ from keyguard.admin.sandbox.federation import (
     as_object,
     bad,
     ensure_live,
-    fed,
+    federation_data,
     find,
     not_found,
     service_account,
     stamp,
     unique_name,
 )
-from keyguard.admin.sandbox.state import SandboxState, iso, new_id
+from keyguard.admin.sandbox.state import SandboxState
+from keyguard.admin.sandbox.wire import iso, new_id
 
 # -- issuers ---------------------------------------------------------------------------------
 
@@ -58,7 +59,7 @@ def create_issuer(state: SandboxState, body: Any) -> dict[str, Any]:
     if not isinstance(url, str) or not url:
         raise bad("issuer_url: Field required")
     with state.lock:
-        issuers = fed(state)["issuers"]
+        issuers = federation_data(state)["issuers"]
         issuer: dict[str, Any] = {
             "type": "federation_issuer",
             "id": new_id("fdis_"),
@@ -81,7 +82,7 @@ def create_issuer(state: SandboxState, body: Any) -> dict[str, Any]:
 
 
 def issuer(state: SandboxState, issuer_id: str) -> dict[str, Any]:
-    return find(fed(state)["issuers"], issuer_id, "federation issuer")
+    return find(federation_data(state)["issuers"], issuer_id, "federation issuer")
 
 
 def update_issuer(state: SandboxState, issuer_id: str, body: Any) -> dict[str, Any]:
@@ -114,7 +115,7 @@ def archive_issuer(state: SandboxState, issuer_id: str) -> dict[str, Any]:
         if item.get("archived_at") is None:
             live = [
                 r["id"]
-                for r in fed(state)["rules"]
+                for r in federation_data(state)["rules"]
                 if r.get("archived_at") is None and r["issuer_id"] == issuer_id
             ]
             if live:
@@ -163,18 +164,18 @@ def create_rule(state: SandboxState, body: Any, *, console: bool = False) -> dic
     if not isinstance(target, dict) or target.get("type") != "service_account":
         raise bad("target: {type: service_account, service_account_id}")
     all_ws = body.get("applies_to_all_workspaces") is True
-    ws_id = body.get("workspace_id")
-    if not all_ws and not isinstance(ws_id, str):
+    workspace_id = body.get("workspace_id")
+    if not all_ws and not isinstance(workspace_id, str):
         raise bad("workspace_id: required unless applies_to_all_workspaces is true")
     with state.lock:
-        f = fed(state)
+        f = federation_data(state)
         name = unique_name(body, f["rules"], "federation rule")
         iss = issuer(state, str(body.get("issuer_id")))
         ensure_live(iss, "federation issuer")
-        sa = service_account(state, str(target.get("service_account_id")))
-        ensure_live(sa, "service account")
-        if isinstance(ws_id, str) and ws_id != "default":
-            state.workspace(ws_id)
+        account = service_account(state, str(target.get("service_account_id")))
+        ensure_live(account, "service account")
+        if isinstance(workspace_id, str) and workspace_id != "default":
+            state.workspace(workspace_id)
         rule: dict[str, Any] = {
             "type": "federation_rule",
             "id": new_id("fdrl_"),
@@ -183,9 +184,9 @@ def create_rule(state: SandboxState, body: Any, *, console: bool = False) -> dic
             "issuer_id": iss["id"],
             "issuer_name": iss["name"],
             "match": _match(body.get("match")),
-            "target": {"type": "service_account", "service_account_id": sa["id"]},
+            "target": {"type": "service_account", "service_account_id": account["id"]},
             "oauth_scope": scope,
-            "workspace_ids": [ws_id] if isinstance(ws_id, str) else [],
+            "workspace_ids": [workspace_id] if isinstance(workspace_id, str) else [],
             "applies_to_all_workspaces": all_ws,
             "token_lifetime_seconds": _lifetime(
                 body.get("token_lifetime_seconds"), "token_lifetime_seconds", 60, 86400, 3600
@@ -200,7 +201,7 @@ def create_rule(state: SandboxState, body: Any, *, console: bool = False) -> dic
 
 
 def rule(state: SandboxState, rule_id: str) -> dict[str, Any]:
-    return find(fed(state)["rules"], rule_id, "federation rule")
+    return find(federation_data(state)["rules"], rule_id, "federation rule")
 
 
 def update_rule(state: SandboxState, rule_id: str, body: Any) -> dict[str, Any]:
@@ -222,10 +223,10 @@ def update_rule(state: SandboxState, rule_id: str, body: Any) -> dict[str, Any]:
             )
         if "target" in body:
             target = body["target"]
-            sa_id = target.get("service_account_id") if isinstance(target, dict) else None
-            sa = service_account(state, str(sa_id))
-            ensure_live(sa, "service account")
-            item["target"] = {"type": "service_account", "service_account_id": sa["id"]}
+            account_id = target.get("service_account_id") if isinstance(target, dict) else None
+            account = service_account(state, str(account_id))
+            ensure_live(account, "service account")
+            item["target"] = {"type": "service_account", "service_account_id": account["id"]}
         if "applies_to_all_workspaces" in body:
             item["applies_to_all_workspaces"] = body["applies_to_all_workspaces"] is True
         for key in ("name", "description"):
@@ -247,28 +248,32 @@ def archive_rule(state: SandboxState, rule_id: str) -> dict[str, Any]:
 
 
 def rule_workspace(state: SandboxState, rule_id: str, body: Any) -> dict[str, Any]:
-    ws_id = as_object(body).get("workspace_id")
-    if not isinstance(ws_id, str):
+    workspace_id = as_object(body).get("workspace_id")
+    if not isinstance(workspace_id, str):
         raise bad("workspace_id: Field required")
     with state.lock:
         item = rule(state, rule_id)
         ensure_live(item, "federation rule")
-        if ws_id != "default":
-            state.workspace(ws_id)
-        if ws_id not in item["workspace_ids"]:
-            item["workspace_ids"].append(ws_id)
+        if workspace_id != "default":
+            state.workspace(workspace_id)
+        if workspace_id not in item["workspace_ids"]:
+            item["workspace_ids"].append(workspace_id)
             state.save()
-        return {"type": "federation_rule_workspace", "rule_id": rule_id, "workspace_id": ws_id}
+        return {
+            "type": "federation_rule_workspace",
+            "rule_id": rule_id,
+            "workspace_id": workspace_id,
+        }
 
 
-def remove_rule_workspace(state: SandboxState, rule_id: str, ws_id: str) -> dict[str, Any]:
+def remove_rule_workspace(state: SandboxState, rule_id: str, workspace_id: str) -> dict[str, Any]:
     with state.lock:
         item = rule(state, rule_id)
-        if ws_id not in item["workspace_ids"]:
-            raise not_found("federation rule workspace", ws_id)
-        item["workspace_ids"].remove(ws_id)
+        if workspace_id not in item["workspace_ids"]:
+            raise not_found("federation rule workspace", workspace_id)
+        item["workspace_ids"].remove(workspace_id)
         state.save()
-        return {"type": "federation_rule_workspace_deleted", "workspace_id": ws_id}
+        return {"type": "federation_rule_workspace_deleted", "workspace_id": workspace_id}
 
 
 def rule_workspaces(state: SandboxState, rule_id: str) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from keyguard.admin.sandbox.state import SandboxError, SandboxState
+from keyguard.admin.sandbox.state import SandboxState
+from keyguard.admin.sandbox.wire import SandboxError
 
 PREFIX = "/oidc"
 MAX_LIFETIME = 176400

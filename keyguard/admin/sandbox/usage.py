@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyguard.admin.parse import parse_time
-from keyguard.admin.sandbox.state import SandboxError, iso
+from keyguard.admin.sandbox.wire import SandboxError, iso
 
 #: bucket width -> (length, default buckets per page, most buckets per page)
 WIDTHS = {
