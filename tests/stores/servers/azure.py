@@ -526,7 +526,7 @@ class AzureKeyVaultServer:
         """A plain ``SecretClient`` on this server: how a person or a consumer reaches it."""
         from azure.keyvault.secrets import SecretClient
 
-        from keyguard.stores.azure_client import StaticCredential
+        from keyguard.stores.azure._sdk import StaticCredential
 
         return SecretClient(
             vault_url or self.url,

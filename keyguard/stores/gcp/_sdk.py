@@ -1,7 +1,7 @@
 """GCP Secret Manager plumbing for the ``gcp-sm`` store: client factory, retries, error mapping.
 
-Imported only by :mod:`keyguard.stores.gcp`, itself imported only when a ``gcp-sm:`` store is
-opened, so the Google SDK never loads for other commands.
+The one module of :mod:`keyguard.stores.gcp` that imports the Google SDK; the package itself is
+imported only when a ``gcp-sm:`` store is opened, so the SDK never loads for other commands.
 """
 
 from __future__ import annotations

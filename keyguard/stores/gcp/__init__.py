@@ -18,8 +18,8 @@ from typing import Any
 
 from keyguard.errors import ConfigError, ConflictError, UnavailableError
 from keyguard.keys import Secret
-from keyguard.stores import gcp_rpc as rpc
-from keyguard.stores.gcp_meta import (
+from keyguard.stores.gcp import _sdk as sdk
+from keyguard.stores.gcp.metadata import (
     ALIASES,
     LEASE,
     aliases_of,
@@ -31,13 +31,8 @@ from keyguard.stores.gcp_meta import (
     token_version,
 )
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
-from keyguard.stores.uri import (
-    LeaseRecord,
-    extract_field,
-    hold_lease,
-    merge_field,
-    parse_store_uri,
-)
+from keyguard.stores.lease import LeaseRecord, hold_lease
+from keyguard.stores.uri import extract_field, merge_field, parse_store_uri
 
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _PROJECT = re.compile(r"^[a-z0-9][a-z0-9.:-]{0,62}$")
@@ -74,7 +69,7 @@ class GcpSecretManagerStore:
         self.secret_id = secret_id
         self.field = field
         self._endpoint, self._insecure = endpoint, insecure
-        self._call = rpc.Caller(self.uri, attempts, timeout, backoff)
+        self._call = sdk.Caller(self.uri, attempts, timeout, backoff)
         self._cas_attempts = cas_attempts
         self._client_obj: Any = None
 
@@ -225,10 +220,10 @@ class GcpSecretManagerStore:
         self._update(drop)
         for number in withdrawn:
             name = f"{self.name}/versions/{number}"
-            with contextlib.suppress(*rpc.GONE_OR_CONFLICT):
+            with contextlib.suppress(*sdk.GONE_OR_CONFLICT):
                 self._call(
                     self._client().disable_secret_version,
-                    expect=rpc.GONE_OR_CONFLICT,
+                    expect=sdk.GONE_OR_CONFLICT,
                     request={"name": name},
                 )
 
@@ -264,10 +259,10 @@ class GcpSecretManagerStore:
             try:
                 self._call(
                     client.disable_secret_version,
-                    expect=rpc.GONE_OR_CONFLICT,
+                    expect=sdk.GONE_OR_CONFLICT,
                     request={"name": version.name, "etag": version.etag},
                 )
-            except rpc.GONE_OR_CONFLICT:
+            except sdk.GONE_OR_CONFLICT:
                 continue  # changed under us (destroyed, re-enabled): leave it to the next run
 
     def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
@@ -303,15 +298,15 @@ class GcpSecretManagerStore:
     def _client(self) -> Any:
         if self._client_obj is None:
             try:
-                self._client_obj = rpc.make_client(self._endpoint, self._insecure)
-            except rpc.GoogleAuthError as exc:
-                raise rpc.credentials_error(self.uri, exc) from None
+                self._client_obj = sdk.make_client(self._endpoint, self._insecure)
+            except sdk.GoogleAuthError as exc:
+                raise sdk.credentials_error(self.uri, exc) from None
         return self._client_obj
 
     def _secret(self) -> Any:
         try:
-            return self._call(self._client().get_secret, expect=(rpc.NotFound,), name=self.name)
-        except rpc.NotFound:
+            return self._call(self._client().get_secret, expect=(sdk.NotFound,), name=self.name)
+        except sdk.NotFound:
             return None
 
     def _create(self, meta: VersionMeta) -> Any:
@@ -319,10 +314,10 @@ class GcpSecretManagerStore:
         if meta.environment:
             labels["keyguard-env"] = re.sub(r"[^a-z0-9_-]", "-", meta.environment.lower())[:63]
         secret = {"replication": {"automatic": {}}, "labels": labels}
-        with contextlib.suppress(rpc.AlreadyExists):  # a concurrent run created it: use theirs
+        with contextlib.suppress(sdk.AlreadyExists):  # a concurrent run created it: use theirs
             self._call(
                 self._client().create_secret,
-                expect=(rpc.AlreadyExists,),
+                expect=(sdk.AlreadyExists,),
                 request={"parent": self.parent, "secret_id": self.secret_id, "secret": secret},
             )
         created = self._secret()
@@ -344,10 +339,10 @@ class GcpSecretManagerStore:
             try:
                 return self._call(
                     self._client().update_secret,
-                    expect=rpc.CONFLICT,
+                    expect=sdk.CONFLICT,
                     request={"secret": secret, "update_mask": {"paths": paths}},
                 )
-            except rpc.CONFLICT:
+            except sdk.CONFLICT:
                 continue
         raise ConflictError(
             f"{self.uri} kept changing under keyguard ({self._cas_attempts} compare-and-set "
@@ -389,10 +384,10 @@ class GcpSecretManagerStore:
             try:
                 page = self._call(
                     self._client().list_secret_versions,
-                    expect=(rpc.NotFound,),
+                    expect=(sdk.NotFound,),
                     request={**request, "page_token": token},
                 )
-            except rpc.NotFound:
+            except sdk.NotFound:
                 return
             for version in page.versions:
                 yield int(version.name.rsplit("/", 1)[1]), version
@@ -407,12 +402,12 @@ class GcpSecretManagerStore:
         try:
             data = self._call.checked(
                 self._client().access_secret_version,
-                expect=(rpc.NotFound, rpc.FailedPrecondition),
+                expect=(sdk.NotFound, sdk.FailedPrecondition),
                 name=name,
             )
-        except rpc.NotFound:
+        except sdk.NotFound:
             return None
-        except rpc.FailedPrecondition as exc:
+        except sdk.FailedPrecondition as exc:
             raise UnavailableError(
                 f"{self.uri}: version {number}, which holds {stage.value!r}, cannot be read "
                 f"({exc.message}); enable it (`gcloud secrets versions enable {number} "
@@ -428,7 +423,7 @@ class GcpSecretManagerStore:
             self._client().add_secret_version,
             request={
                 "parent": self.name,
-                "payload": {"data": payload, "data_crc32c": rpc.crc32c(payload)},
+                "payload": {"data": payload, "data_crc32c": sdk.crc32c(payload)},
             },
         )
         return int(version.name.rsplit("/", 1)[1])
