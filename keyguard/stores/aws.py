@@ -238,7 +238,7 @@ class AwsSecretsManagerStore:
 
     def put_pending(self, value: Secret, meta: VersionMeta) -> str:
         if not meta.token:
-            raise UsageError("put_pending needs a rotation token in meta.token")
+            raise UsageError(f"store {self.uri}: put_pending needs a rotation token in meta.token")
         vid = version_id_for(meta.token)
         stages, tags = self._ensure_secret()
         # Check ourselves: moto lets a same-token put overwrite an AWSPENDING version.

@@ -337,7 +337,7 @@ class FileStore:
     def put_pending(self, value: Secret, meta: VersionMeta) -> str:
         token = meta.token
         if not token:
-            raise UsageError("put_pending needs a rotation token in meta.token")
+            raise UsageError(f"store {self.uri}: put_pending needs a rotation token in meta.token")
         with self._locked() as doc:
             existing = self._find(doc, vid=token)
             if existing is not None:

@@ -1,7 +1,7 @@
 """Store URIs (`scheme:PATH` or `scheme://AUTHORITY/PATH`, `?options`, `#FIELD`) and JSON fields.
 
 Shared by every backend so that option errors and ``#FIELD`` behaviour read the same
-everywhere. The lease record helpers live in :mod:`keyguard.stores.lease` and are re-exported.
+everywhere. The lease record helpers live in :mod:`keyguard.stores.lease` (import them there).
 """
 
 from __future__ import annotations
@@ -12,19 +12,9 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
 from keyguard.errors import ConfigError
-from keyguard.stores.lease import LeaseRecord, hold_lease, holder_gone, new_owner
 from keyguard.urls import check_store_endpoint
 
-__all__ = [
-    "LeaseRecord",
-    "StoreURI",
-    "extract_field",
-    "hold_lease",
-    "holder_gone",
-    "merge_field",
-    "new_owner",
-    "parse_store_uri",
-]
+__all__ = ["StoreURI", "extract_field", "merge_field", "parse_store_uri"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -254,7 +254,7 @@ class AzureKeyVaultStore:
     def put_pending(self, value: Secret, meta: VersionMeta) -> str:
         token = meta.token
         if not token:
-            raise UsageError("put_pending needs a rotation token in meta.token")
+            raise UsageError(f"store {self.uri}: put_pending needs a rotation token in meta.token")
         if meta.stored_at is None:
             meta = replace(meta, stored_at=datetime.now(UTC).replace(microsecond=0))
         state = self._state()
@@ -271,6 +271,9 @@ class AzureKeyVaultStore:
                 raw = extract_field(found.value, self.field, self.uri) if found else None
                 self._same_or_conflict(token, raw, value)
                 return str(version.version)
+        # The key is merged into NAME's value only at promote: refuse a value it cannot merge
+        # into (a #FIELD over a plain secret) now, before it is stored, as the other stores do.
+        merge_field(state.current_raw, self.field, value.reveal(), self.uri)
         tags = {**az.meta_tags(meta), az.STAGE: "pending"}
         written = self.vault.write(self.pending_name, value.reveal(), tags)
         if state.pending is not None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from keyguard.errors import ConfigError, ConflictError, UnavailableError
+from keyguard.errors import ConfigError, ConflictError, UnavailableError, UsageError
 from keyguard.keys import Secret
 from keyguard.stores.gcp import _sdk as sdk
 from keyguard.stores.gcp.metadata import (
@@ -128,7 +128,7 @@ class GcpSecretManagerStore:
     def put_pending(self, value: Secret, meta: VersionMeta) -> str:
         """Add a version holding ``value`` and alias it ``pending`` (idempotent per token)."""
         if not meta.token:
-            raise ConflictError(f"put_pending on {self.uri} needs a rotation token")
+            raise UsageError(f"store {self.uri}: put_pending needs a rotation token in meta.token")
         secret = self._secret() or self._create(meta)
         found = self._by_token(secret, meta.token, value)
         if found is None and self._stages(secret) and not aliases_of(secret):
