@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,28 @@ def load(ctx: click.Context) -> Config:
     """The config named by ``--config``/``KEYGUARD_CONFIG``/``./keyguard.toml``, or defaults."""
     obj = ctx.find_root().obj or {}
     return load_config(find_config(obj.get("config_path")), base_url=obj.get("base_url"))
+
+
+def no_environments(config: Config, consequence: str = "") -> str:
+    """The one sentence for a configuration without environments: where, what follows, the fix."""
+    where = config.path or "keyguard.toml (none found here)"
+    follows = f": {consequence}" if consequence else ""
+    return (
+        f"no environments configured in {where}{follows}; "
+        "`keyguard init` writes one, or add [environments.NAME]"
+    )
+
+
+def require_environments(config: Config, names: Sequence[str]) -> None:
+    """``UsageError`` (exit 2) when a command that acts on environments has none to act on."""
+    if not names:
+        raise UsageError(no_environments(config))
+
+
+def warn_without_environments(config: Config, consequence: str) -> None:
+    """The same sentence as a warning on stderr, for a command that still runs without any."""
+    if not config.environments:
+        click.echo(f"keyguard: warning: {no_environments(config, consequence)}", err=True)
 
 
 def admin_client(config: Config) -> AdminClient:

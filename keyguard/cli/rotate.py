@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from keyguard.cli.common import admin_client, complete_environment, env_seconds, load, read_key
+from keyguard.cli.common import (
+    admin_client,
+    complete_environment,
+    env_seconds,
+    load,
+    read_key,
+    require_environments,
+)
 from keyguard.config import Config
 from keyguard.errors import ExitCode, KeyguardError, UsageError
 from keyguard.keys import Secret
@@ -167,11 +174,7 @@ def rotate(
     names = sorted(config.environments) if (due or all_) else list(environments)
     for name in names:
         config.environment(name)
-    if not names:
-        raise UsageError(
-            f"no environments configured in {config.path or 'keyguard.toml'}; "
-            "`keyguard init` writes one"
-        )
+    require_environments(config, names)
     try:
         grace_td = parse_duration(grace) if grace is not None else None
     except KeyguardError as exc:
@@ -280,11 +283,7 @@ def status(ctx: click.Context, environment: str | None, fmt: str, as_json: bool)
 
     config = load(ctx)
     names = [environment] if environment else sorted(config.environments)
-    if not names:
-        raise UsageError(
-            f"no environments configured in {config.path or 'keyguard.toml'}; "
-            "`keyguard init` writes one"
-        )
+    require_environments(config, names)
     as_json = as_json or fmt == "json"
     states: list[dict[str, Any]] = []
     with _admin(config) as admin:
