@@ -17,7 +17,9 @@ newest version of NAME *is* ``current``. Everything else follows from that:
   ``ObjectIsDeletedButRecoverable``; the store recovers it and writes again.
 
 ``?vault_url=https://HOST:PORT`` points at a private endpoint or emulator (the challenge
-resource is then not checked), ``?ca_bundle=PATH`` trusts its certificate, and
+resource is then not checked; its origin must be listed in ``KEYGUARD_STORE_ENDPOINTS``),
+``?ca_bundle=PATH`` trusts its certificate (only a path listed in
+``KEYGUARD_STORE_CA_BUNDLES``: the operator chooses which CA a key is sent under), and
 ``?credential=static`` sends a dummy token (emulators only). Otherwise the credential is
 ``azure.identity.DefaultAzureCredential``. ``?max_attempts=N`` (default 4) bounds the SDK's
 retries of throttling (429, honouring Retry-After), 5xx answers and connection errors.
@@ -32,7 +34,6 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from keyguard.errors import ConfigError, ConflictError, UsageError
@@ -127,11 +128,7 @@ class AzureKeyVaultStore:
         credential = parsed.opt("credential", "default")
         if credential not in ("default", "static"):
             raise ConfigError(f"store {uri!r}: credential must be 'default' or 'static'")
-        ca_bundle = parsed.opt("ca_bundle")
-        if ca_bundle is not None:
-            ca_bundle = str(Path(ca_bundle).expanduser())
-            if not Path(ca_bundle).is_file():
-                raise ConfigError(f"store {uri!r}: ca_bundle {ca_bundle} is not a readable file")
+        ca_bundle = parsed.opt_ca_bundle()
         if "max_attempts" in parsed.options:
             kwargs.setdefault("max_attempts", max(1, parsed.opt_int("max_attempts", 4)))
         return cls(

@@ -30,7 +30,7 @@ import pytest
 from keyguard.stores import SecretStore
 from keyguard.stores.azure import AzureKeyVaultStore
 from keyguard.stores.uri import parse_store_uri
-from tests.stores.servers.base import Harness, allow_store_endpoint
+from tests.stores.servers.base import Harness, allow_store_ca_bundle, allow_store_endpoint
 
 TENANT = "72f988bf-0000-0000-0000-000000000000"
 NAME_RE = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
@@ -516,7 +516,7 @@ class AzureKeyVaultServer:
         query = urlencode(
             {
                 "vault_url": allow_store_endpoint(vault_url or self.url),
-                "ca_bundle": str(self.ca_file),
+                "ca_bundle": allow_store_ca_bundle(str(self.ca_file)),
                 "credential": "static",
             }
         )
