@@ -35,16 +35,16 @@ def exit_code(report: AuditReport, fail_on: str) -> int:
 
 
 def render(report: AuditReport, fmt: str, *, color: bool = False) -> str:
-    from keyguard.audit import render as r
+    from keyguard.audit import render as renderer
 
     if fmt == "html":
         from keyguard.audit.html import render_html
 
         return render_html(report)
     renderers: dict[str, Callable[[AuditReport], str]] = {
-        "json": r.render_json,
-        "markdown": r.render_markdown,
-        "csv": r.render_csv,
+        "json": renderer.render_json,
+        "markdown": renderer.render_markdown,
+        "csv": renderer.render_csv,
     }
     if fmt in renderers:
         return renderers[fmt](report)
@@ -52,7 +52,7 @@ def render(report: AuditReport, fmt: str, *, color: bool = False) -> str:
     # a wide table rather than rich's 80 columns: cells fold less.
     columns = os.environ.get("COLUMNS", "")
     width = int(columns) if columns.isdigit() else None if sys.stdout.isatty() else 160
-    return r.render_table(report, color=color, width=width)
+    return renderer.render_table(report, color=color, width=width)
 
 
 @contextmanager

@@ -24,8 +24,8 @@ T = TypeVar("T")
 
 def _read(path: str) -> str | None:
     try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            return fh.read().strip() or None
+        with open(path, encoding="ascii", errors="replace") as handle:
+            return handle.read().strip() or None
     except OSError:
         return None
 
@@ -65,7 +65,7 @@ def new_owner(pid: int | None = None) -> str:
     """
     pid = os.getpid() if pid is None else pid
     parts = {"boot": _boot_id(), "pidns": _pid_namespace(), "start": _start_time(pid)}
-    tail = "".join(f" {k}={v}" for k, v in parts.items() if v)
+    tail = "".join(f" {name}={value}" for name, value in parts.items() if value)
     return f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex}{tail}"
 
 

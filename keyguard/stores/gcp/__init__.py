@@ -140,16 +140,16 @@ class GcpSecretManagerStore:
         number = found
         metas_entry = encode_meta(meta, value)
 
-        def mark(s: Any) -> list[str] | None:
-            holder = self._by_token(s, meta.token or "", value)
+        def mark(secret: Any) -> list[str] | None:
+            holder = self._by_token(secret, meta.token or "", value)
             target = holder if holder is not None else number
-            aliases, annotations = aliases_of(s), dict(s.annotations)
+            aliases, annotations = aliases_of(secret), dict(secret.annotations)
             if target in aliases.values() and meta_key(target) in annotations:
                 return None  # already pending, or promoted since: nothing to do
             aliases["pending"] = target
             annotations[meta_key(target)] = annotations.get(meta_key(target), metas_entry)
-            s.version_aliases = aliases
-            s.annotations = pruned(annotations, aliases)
+            secret.version_aliases = aliases
+            secret.annotations = pruned(annotations, aliases)
             return ["version_aliases", "annotations"]
 
         final = self._update(mark)
@@ -159,24 +159,24 @@ class GcpSecretManagerStore:
     def promote(self, token: str) -> None:
         """``pending`` (for ``token``) -> ``current``, old ``current`` -> ``previous``."""
 
-        def move(s: Any) -> list[str] | None:
-            number = token_version(s, token)
-            aliases = aliases_of(s)
+        def move(secret: Any) -> list[str] | None:
+            number = token_version(secret, token)
+            aliases = aliases_of(secret)
             if number is not None and aliases.get("current") == number:
                 return None
             if number is None or aliases.get("pending") != number:
                 raise ConflictError(
-                    f"cannot promote rotation {token} in {self.uri}: it is not the pending "
-                    "version (another rotation moved it?); run `keyguard status` to see why"
+                    f"store {self.uri}: rotation {token} has no pending version to promote "
+                    "(another run replaced or discarded it); run `keyguard status` to see why"
                 )
             old = aliases.get("current")
             if old is None:
-                old = self._adoptable(s)
+                old = self._adoptable(secret)
             if old is not None:
                 aliases["previous"] = old
             aliases["current"] = number
             del aliases["pending"]
-            s.version_aliases = aliases
+            secret.version_aliases = aliases
             return ["version_aliases"]
 
         self._update(move)
@@ -184,19 +184,19 @@ class GcpSecretManagerStore:
     def rollback(self) -> None:
         """Swap ``current`` and ``previous``."""
 
-        def swap(s: Any) -> list[str] | None:
-            aliases = aliases_of(s)
+        def swap(secret: Any) -> list[str] | None:
+            aliases = aliases_of(secret)
             if "previous" not in aliases:
-                raise ConflictError(f"no previous version in {self.uri} to roll back to")
+                raise ConflictError(f"store {self.uri}: no previous version to roll back to")
             current = aliases.get("current")
             aliases["current"] = aliases.pop("previous")
             if current is not None:
                 aliases["previous"] = current
-            s.version_aliases = aliases
+            secret.version_aliases = aliases
             return ["version_aliases"]
 
         if self._secret() is None:
-            raise ConflictError(f"no previous version in {self.uri} to roll back to")
+            raise ConflictError(f"store {self.uri}: no previous version to roll back to")
         self._update(swap)
 
     def withdraw(self, token: str) -> None:
@@ -204,15 +204,15 @@ class GcpSecretManagerStore:
         that a hand-made secret does not adopt it again as its newest enabled version."""
         withdrawn: list[int] = []
 
-        def drop(s: Any) -> list[str] | None:
-            aliases = aliases_of(s)
-            number = token_version(s, token)
+        def drop(secret: Any) -> list[str] | None:
+            aliases = aliases_of(secret)
+            number = token_version(secret, token)
             if number is None or aliases.get("current") != number:
                 return None
             withdrawn[:] = [number]
             aliases.pop("current")
             aliases.pop("previous", None)
-            s.version_aliases = aliases
+            secret.version_aliases = aliases
             return ["version_aliases"]
 
         if self._secret() is None:
@@ -230,13 +230,13 @@ class GcpSecretManagerStore:
     def discard_pending(self, token: str) -> None:
         """Drop the ``pending`` alias if it still points at ``token``'s version."""
 
-        def drop(s: Any) -> list[str] | None:
-            aliases = aliases_of(s)
-            number = token_version(s, token)
+        def drop(secret: Any) -> list[str] | None:
+            aliases = aliases_of(secret)
+            number = token_version(secret, token)
             if number is None or aliases.get("pending") != number:
                 return None
             del aliases["pending"]
-            s.version_aliases = aliases
+            secret.version_aliases = aliases
             return ["version_aliases"]
 
         if self._secret() is not None:
@@ -274,14 +274,14 @@ class GcpSecretManagerStore:
             return LeaseRecord.decode(raw), raw
 
         def write_if(seen: str, record: LeaseRecord | None) -> bool:
-            def put(s: Any) -> list[str] | None:
-                if s.annotations.get(LEASE, "") != seen:
+            def put(secret: Any) -> list[str] | None:
+                if secret.annotations.get(LEASE, "") != seen:
                     raise _LeaseMoved
-                annotations = dict(s.annotations)
+                annotations = dict(secret.annotations)
                 annotations.pop(LEASE, None)
                 if record is not None:
                     annotations[LEASE] = record.encode()
-                s.annotations = annotations
+                secret.annotations = annotations
                 return ["annotations"]
 
             # The compare is on the lease annotation; the etag only guards the write, so an
@@ -322,7 +322,9 @@ class GcpSecretManagerStore:
             )
         created = self._secret()
         if created is None:
-            raise UnavailableError(f"{self.uri} vanished right after it was created; run again")
+            raise UnavailableError(
+                f"store {self.uri}: the secret vanished right after it was created; run again"
+            )
         return created
 
     def _update(self, mutate: Callable[[Any], list[str] | None]) -> Any:
@@ -331,7 +333,8 @@ class GcpSecretManagerStore:
             secret = self._secret()
             if secret is None:
                 raise ConflictError(
-                    f"{self.uri} does not exist (or was deleted meanwhile): nothing to change"
+                    f"store {self.uri}: the secret does not exist (or was deleted meanwhile): "
+                    "nothing to change"
                 )
             paths = mutate(secret)
             if not paths:
@@ -345,32 +348,32 @@ class GcpSecretManagerStore:
             except sdk.CONFLICT:
                 continue
         raise ConflictError(
-            f"{self.uri} kept changing under keyguard ({self._cas_attempts} compare-and-set "
-            "attempts lost): another writer is active; run again when it is done"
+            f"store {self.uri}: the secret kept changing under keyguard ({self._cas_attempts} "
+            "compare-and-set attempts lost): another writer is active; run again when it is done"
         )
 
-    def _adopt(self, s: Any) -> list[str] | None:
-        number = self._adoptable(s)
-        if number is None or aliases_of(s):
+    def _adopt(self, secret: Any) -> list[str] | None:
+        number = self._adoptable(secret)
+        if number is None or aliases_of(secret):
             return None
-        s.version_aliases = {"current": number}
+        secret.version_aliases = {"current": number}
         return ["version_aliases"]
 
-    def _adoptable(self, s: Any) -> int | None:
+    def _adoptable(self, secret: Any) -> int | None:
         """The newest enabled version of a secret made by hand (not by keyguard, no aliases)."""
         # A secret keyguard created is never adopted: an unaliased version there is a
         # put_pending that crashed before its alias was written, not a current key.
-        if aliases_of(s) or s.labels.get("managed-by") == "keyguard":
+        if aliases_of(secret) or secret.labels.get("managed-by") == "keyguard":
             return None
         for number, _ in self._versions("state:ENABLED", page_size=1, first_only=True):
             return number
         return None
 
-    def _stages(self, s: Any) -> dict[Stage, int]:
-        aliases = aliases_of(s)
+    def _stages(self, secret: Any) -> dict[Stage, int]:
+        aliases = aliases_of(secret)
         stages = {stage: aliases[a] for stage, a in ALIASES.items() if a in aliases}
         if not aliases:
-            adopted = self._adoptable(s)
+            adopted = self._adoptable(secret)
             if adopted is not None:
                 stages[Stage.CURRENT] = adopted
         return stages
@@ -409,7 +412,7 @@ class GcpSecretManagerStore:
             return None
         except sdk.FailedPrecondition as exc:
             raise UnavailableError(
-                f"{self.uri}: version {number}, which holds {stage.value!r}, cannot be read "
+                f"store {self.uri}: version {number}, which holds {stage.value!r}, cannot be read "
                 f"({exc.message}); enable it (`gcloud secrets versions enable {number} "
                 f"--secret {self.secret_id}`) or run `keyguard rollback`"
             ) from None
@@ -428,15 +431,16 @@ class GcpSecretManagerStore:
         )
         return int(version.name.rsplit("/", 1)[1])
 
-    def _by_token(self, s: Any, token: str, value: Secret) -> int | None:
+    def _by_token(self, secret: Any, token: str, value: Secret) -> int | None:
         """The version stored for ``token``; ``ConflictError`` if it holds another key."""
-        metas = metas_of(s)
+        metas = metas_of(secret)
         for number, data in metas.items():
             if data.get("token") == token:
                 if data.get("fp") != value.fingerprint:
                     raise ConflictError(
-                        f"rotation {token} already stored a different key in {self.uri} "
-                        f"(version {number}); start a new rotation instead"
+                        f"store {self.uri}: rotation token {token} already stored a different key "
+                        f"(version {number}); start a new rotation (a new token) instead of "
+                        "reusing this one"
                     )
                 return number
         return None
