@@ -22,7 +22,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from keyguard.errors import AuthError, ConflictError, UnavailableError, UsageError
+from keyguard.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    UnavailableError,
+    UsageError,
+)
 from keyguard.keys import Secret
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
 from keyguard.stores.lease import LeaseRecord, hold_lease
@@ -55,7 +61,7 @@ _SERVER = {"InternalServiceError", "InternalFailure", "ServiceUnavailable"}
 
 
 class _NotFound(Exception):
-    """The secret, or the version/stage asked for, does not exist."""
+    """The secret, or the version/stage a read asked for, does not exist (nothing there)."""
 
 
 def version_id_for(token: str) -> str:
@@ -152,7 +158,11 @@ class AwsSecretsManagerStore:
             )
         return self._client_obj
 
-    def _call(self, op: str, *, name_arg: str = "SecretId", **kwargs: Any) -> Any:
+    def _call(
+        self, op: str, *, name_arg: str = "SecretId", missing_ok: bool = False, **kwargs: Any
+    ) -> Any:
+        """``op`` on this secret, errors mapped. A missing secret or version is ``_NotFound``
+        for a read that expects it (``missing_ok``); anywhere else it was deleted under us."""
         from botocore import exceptions as bce
 
         try:
@@ -161,8 +171,13 @@ class AwsSecretsManagerStore:
             code = exc.response.get("Error", {}).get("Code", "")
             message = exc.response.get("Error", {}).get("Message", "")
             action = exc.operation_name
-            if code == "ResourceNotFoundException":
+            if code == "ResourceNotFoundException" and missing_ok:
                 raise _NotFound(message) from None
+            if code == "ResourceNotFoundException":
+                raise NotFoundError(
+                    f"store {self.uri}: AWS Secrets Manager answered {code} to {action} "
+                    f"({message}): the secret was deleted meanwhile? check it and run again"
+                ) from None
             if code in _THROTTLED or code in _SERVER:
                 raise UnavailableError(
                     f"store {self.uri}: AWS Secrets Manager answered {code} to {action} after "
@@ -193,7 +208,7 @@ class AwsSecretsManagerStore:
     def _state(self) -> tuple[dict[str, list[str]], dict[str, str]] | None:
         """Version id -> labels, and the secret's tags; None when the secret does not exist."""
         try:
-            described = self._call("describe_secret")
+            described = self._call("describe_secret", missing_ok=True)
         except _NotFound:
             return None
         tags = {tag["Key"]: tag["Value"] for tag in described.get("Tags", [])}
@@ -202,11 +217,13 @@ class AwsSecretsManagerStore:
     def _holder(self, stages: dict[str, list[str]], label: str) -> str | None:
         return next((version_id for version_id, labels in stages.items() if label in labels), None)
 
-    def _value(self, **selector: str) -> str | None:
+    def _value(self, **selector: Any) -> str | None:
         try:
-            return self._call("get_secret_value", **selector).get("SecretString")  # type: ignore[no-any-return]
+            got = self._call("get_secret_value", missing_ok=True, **selector)
         except _NotFound:
             return None
+        value: str | None = got.get("SecretString")
+        return value
 
     def _ensure_secret(self) -> tuple[dict[str, list[str]], dict[str, str]]:
         state = self._state()
@@ -219,7 +236,7 @@ class AwsSecretsManagerStore:
         return {}, {}
 
     def _move(self, label: str, to: str | None, away: str | None) -> None:
-        kwargs: dict[str, str] = {"VersionStage": label}
+        kwargs: dict[str, Any] = {"VersionStage": label}
         if to:
             kwargs["MoveToVersionId"] = to
         if away:
@@ -230,7 +247,7 @@ class AwsSecretsManagerStore:
 
     def get(self, stage: Stage = Stage.CURRENT) -> Secret | None:
         try:
-            got = self._call("get_secret_value", VersionStage=LABELS[stage])
+            got = self._call("get_secret_value", missing_ok=True, VersionStage=LABELS[stage])
         except _NotFound:
             return None
         if str(got.get("VersionId", "")).startswith(LEASE_PREFIX):

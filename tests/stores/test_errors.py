@@ -22,6 +22,7 @@ from keyguard.errors import (
     ExitCode,
     KeyguardError,
     LeaseHeldError,
+    NotFoundError,
     UnavailableError,
     UsageError,
 )
@@ -220,3 +221,20 @@ def test_a_refused_or_unreachable_store_gives_the_same_error(
     assert type(err.value) is expected, f"{store_factory.name}: {err.value!r}"
     assert err.value.exit_code == EXIT[expected]
     assert names_the_store(err.value, bad), str(err.value)
+
+
+def test_a_secret_deleted_under_a_write_is_not_found(store_factory: Harness) -> None:
+    """Someone deletes the secret between keyguard's read and its write: exit 1, never a
+    traceback. (A file store holds its lock across both: it has no such moment.)"""
+    if "gone" not in store_factory.faults:
+        pytest.skip(f"{store_factory.name} reads and writes under one lock")
+    store = store_factory()
+    rotate(store, generate_key())
+    key = generate_key()
+    vanishing = store_factory.faulty(store.uri, "gone")
+    with pytest.raises(KeyguardError) as err:
+        vanishing.put_pending(key, meta_for(key, str(uuid.uuid4())))
+    assert type(err.value) is NotFoundError, f"{store_factory.name}: {err.value!r}"
+    assert err.value.exit_code == ExitCode.FOUND
+    assert names_the_store(err.value, vanishing), str(err.value)
+    assert key.reveal() not in str(err.value)

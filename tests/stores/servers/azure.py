@@ -121,7 +121,8 @@ class Faults:
         """Answer the next ``count`` (None: every) matching request with a fault.
 
         kinds: ``429`` (throttled, with Retry-After), ``401``, ``403``, ``500``, ``drop`` (the
-        connection is closed with no answer). ``path``: only requests whose path contains it.
+        connection is closed with no answer), ``gone`` (every write meets 404, as if the secret
+        was deleted right after it was read). ``path``: only requests whose path contains it.
         """
         with self.lock:
             self.faults = {"kind": kind, "count": count, "retry_after": retry_after, "path": path}
@@ -446,6 +447,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif kind == "500":
             self._error(ApiError(500, "InternalServerError", "An unexpected error occurred."))
+        elif kind == "gone" and self.command != "GET":  # deleted right after each read
+            self._error(ApiError(404, "SecretNotFound", "A secret with that name was not found."))
         else:
             return False
         return True
@@ -584,7 +587,7 @@ class AzureHarness(Harness):
     """Fresh ``azure-kv`` stores on the fake, one secret name per call."""
 
     name = "azure"
-    faults = frozenset({"throttle", "denied", "unreachable"})
+    faults = frozenset({"throttle", "denied", "unreachable", "gone"})
 
     def __init__(self, server: AzureKeyVaultServer) -> None:
         self.server = server
@@ -605,6 +608,7 @@ class AzureHarness(Harness):
         url = {
             "throttle": lambda: self.server.fault_url("429"),
             "denied": lambda: self.server.fault_url("403"),
+            "gone": lambda: self.server.fault_url("gone"),
             "unreachable": closed_port_url,
         }[kind]()
         bad = self.server.uri(parsed.path, vault_url=url, fieldname=parsed.field)
