@@ -3,15 +3,26 @@
 One table, run against every backend of ``conftest.BACKENDS`` over its real client (moto server,
 the GCP gRPC fake, the Azure HTTPS fake, a temp folder). Each row provokes one condition the way
 it happens to a person and asserts the error class, its exit code, and that the message names
-the store (so the one-line error says *which* store to look at).
+the store (so the one-line error says *which* store to look at):
+
+- nothing to promote or roll back (nothing stored, or another run replaced the pending key),
+  the same token with another key: ``ConflictError`` (2), the Protocol's compare-and-set;
+- another live run holds the lease: ``LeaseHeldError`` (5: run again later);
+- a document keyguard cannot use (``#FIELD`` over a plain secret, a non-string field):
+  ``ConfigError`` (2), and a refused write stores nothing;
+- access refused: ``AuthError`` (3); unreachable: ``UnavailableError`` (4);
+- the secret deleted between keyguard's read and its write: ``NotFoundError`` (1);
+- no key in any store of an environment: ``keyguard get`` exits 1.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -238,3 +249,21 @@ def test_a_secret_deleted_under_a_write_is_not_found(store_factory: Harness) -> 
     assert err.value.exit_code == ExitCode.FOUND
     assert names_the_store(err.value, vanishing), str(err.value)
     assert key.reveal() not in str(err.value)
+
+
+def test_get_of_an_environment_whose_store_holds_nothing_exits_1(
+    store_factory: Harness, tmp_path: Path
+) -> None:
+    """A consumer asks for a key no store holds: exit 1 (not found), on every backend."""
+    uri = store_factory.new_uri()
+    config = tmp_path / "keyguard.toml"
+    config.write_text(f"[environments.prod]\nstores = [{json.dumps(uri)}]\n", "utf-8")
+    done = subprocess.run(
+        ["keyguard", "--config", str(config), "get", "prod"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (ExitCode.FOUND, ""), done.stderr
+    assert "has no current key" in done.stderr and "Traceback" not in done.stderr
