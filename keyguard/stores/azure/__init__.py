@@ -38,9 +38,9 @@ from typing import Any
 
 from keyguard.errors import ConfigError, ConflictError, UsageError
 from keyguard.keys import Secret
-from keyguard.stores.azure import tags as az
+from keyguard.stores.azure import tags as tag
 from keyguard.stores.azure._sdk import SecretProperties, Vault, make_client
-from keyguard.stores.azure.tags import tags_of as _tags
+from keyguard.stores.azure.tags import tags_of
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
 from keyguard.stores.lease import LeaseRecord, lease_held
 from keyguard.stores.uri import extract_field, merge_field, parse_store_uri
@@ -64,12 +64,12 @@ class _State:
     pending: SecretProperties | None = None
 
     def current_token(self) -> str | None:
-        return _tags(self.current).get(az.TOKEN) if self.current else None
+        return tags_of(self.current).get(tag.TOKEN) if self.current else None
 
 
 def _newest_first(items: list[SecretProperties]) -> list[SecretProperties]:
     # Creation times have one-second resolution; the server's order breaks ties.
-    order = {id(version): i for i, version in enumerate(items)}
+    order = {id(version): position for position, version in enumerate(items)}
     return sorted(
         items, key=lambda version: (version.created_on or _NEVER, order[id(version)]), reverse=True
     )
@@ -147,14 +147,14 @@ class AzureKeyVaultStore:
         return _newest_first(self.vault.versions(name))
 
     def _retag(self, name: str, properties: SecretProperties, **changes: str | None) -> None:
-        tags = _tags(properties)
+        tags = tags_of(properties)
         for key, value in changes.items():
-            tag = {"stage": az.STAGE}.get(key, key)
+            tag_name = {"stage": tag.STAGE}.get(key, key)
             if value is None:
-                tags.pop(tag, None)
+                tags.pop(tag_name, None)
             else:
-                tags[tag] = value
-        if tags != _tags(properties):
+                tags[tag_name] = value
+        if tags != tags_of(properties):
             self.vault.set_tags(name, properties, tags)
 
     # -- state ----------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ class AzureKeyVaultStore:
         state = _State(versions=self._list(self.name))
         if state.versions:
             latest = self.vault.read(self.name)
-            if latest is None and _tags(state.versions[0]).get(az.STAGE) == "withdrawn":
+            if latest is None and tags_of(state.versions[0]).get(tag.STAGE) == "withdrawn":
                 # Withdrawn (a first key that failed verification): nothing is served.
                 return self._companion_state(state)
             if latest is None:  # the newest version is disabled: consumers get 403
@@ -186,11 +186,11 @@ class AzureKeyVaultStore:
         state.companion = self._list(self.pending_name)
         if state.companion:
             newest = self.vault.read(self.pending_name)
-            tags = _tags(newest.properties) if newest else {}
+            tags = tags_of(newest.properties) if newest else {}
             if (
                 newest
-                and tags.get(az.STAGE) == "pending"
-                and tags.get(az.TOKEN)
+                and tags.get(tag.STAGE) == "pending"
+                and tags.get(tag.TOKEN)
                 not in (
                     None,
                     state.current_token(),
@@ -208,9 +208,9 @@ class AzureKeyVaultStore:
 
     @staticmethod
     def _previous_of(state: _State) -> SecretProperties | None:
-        tags = _tags(state.current)
-        if az.TOKEN in tags:  # written by keyguard: it names its previous
-            wanted = tags.get(az.PREVIOUS)
+        tags = tags_of(state.current)
+        if tag.TOKEN in tags:  # written by keyguard: it names its previous
+            wanted = tags.get(tag.PREVIOUS)
             return next((version for version in state.versions if version.version == wanted), None)
         # Adopted (written by hand): the version before it.
         older = [
@@ -256,14 +256,14 @@ class AzureKeyVaultStore:
             meta = replace(meta, stored_at=datetime.now(UTC).replace(microsecond=0))
         state = self._state()
         for version in state.companion:
-            if _tags(version).get(az.TOKEN) == token:
+            if tags_of(version).get(tag.TOKEN) == token:
                 found = self.vault.read(self.pending_name, version.version)
                 self._same_or_conflict(token, found.value if found else None, value)
-                if version is state.companion[0] and _tags(version).get(az.STAGE) == "discarded":
+                if version is state.companion[0] and tags_of(version).get(tag.STAGE) == "discarded":
                     self._retag(self.pending_name, version, stage="pending")
                 return str(version.version)
         for version in state.versions:
-            if _tags(version).get(az.TOKEN) == token:  # promoted already (companion gone)
+            if tags_of(version).get(tag.TOKEN) == token:  # promoted already (companion gone)
                 found = self.vault.read(self.name, version.version)
                 raw = extract_field(found.value, self.field, self.uri) if found else None
                 self._same_or_conflict(token, raw, value)
@@ -271,7 +271,7 @@ class AzureKeyVaultStore:
         # The key is merged into NAME's value only at promote: refuse a value it cannot merge
         # into (a #FIELD over a plain secret) now, before it is stored, as the other stores do.
         merge_field(state.current_raw, self.field, value.reveal(), self.uri)
-        tags = {**az.meta_tags(meta), az.STAGE: "pending"}
+        tags = {**tag.meta_tags(meta), tag.STAGE: "pending"}
         written = self.vault.write(self.pending_name, value.reveal(), tags)
         if state.pending is not None:
             self._retag(self.pending_name, state.pending, stage="superseded")
@@ -291,7 +291,7 @@ class AzureKeyVaultStore:
         if state.current is not None and state.current_token() == token:
             self._tidy_after_move(state)  # a crash may have stopped the last promote here
             return
-        if state.pending is None or _tags(state.pending).get(az.TOKEN) != token:
+        if state.pending is None or tags_of(state.pending).get(tag.TOKEN) != token:
             raise ConflictError(
                 f"store {self.uri}: rotation {token} has no pending version to promote "
                 "(another run replaced or discarded it); run `keyguard status` to see why"
@@ -303,19 +303,19 @@ class AzureKeyVaultStore:
         raw = merge_field(state.current_raw, self.field, found.value, self.uri)
         tags = {
             name: value
-            for name, value in _tags(state.pending).items()
-            if name in az.META_TAGS.values()
+            for name, value in tags_of(state.pending).items()
+            if name in tag.META_TAGS.values()
         }
-        tags[az.STAGE] = "current"
+        tags[tag.STAGE] = "current"
         if state.current is not None:
-            tags[az.PREVIOUS] = str(state.current.version)
+            tags[tag.PREVIOUS] = str(state.current.version)
         self.vault.write(self.name, raw, tags, self._content_type())
         self._tidy_after_move(self._state())
 
     def _tidy_after_move(self, state: _State) -> None:
         """Make the informational stage tags match the structure after a promote or rollback."""
         for version in state.versions:
-            stage = _tags(version).get(az.STAGE)
+            stage = tags_of(version).get(tag.STAGE)
             want = (
                 "current"
                 if version is state.current
@@ -325,14 +325,14 @@ class AzureKeyVaultStore:
                 if stage in ("current", "previous")
                 else stage
             )
-            if want != stage and _tags(version).get(az.TOKEN):
+            if want != stage and tags_of(version).get(tag.TOKEN):
                 self._retag(self.name, version, stage=want)
         token = state.current_token()
         for version in state.companion:
             if (
                 token
-                and _tags(version).get(az.TOKEN) == token
-                and _tags(version).get(az.STAGE) == "pending"
+                and tags_of(version).get(tag.TOKEN) == token
+                and tags_of(version).get(tag.STAGE) == "pending"
             ):
                 self._retag(self.pending_name, version, stage="promoted")
 
@@ -357,17 +357,17 @@ class AzureKeyVaultStore:
         raw = merge_field(state.current_raw, self.field, key, self.uri)
         tags = {
             name: value
-            for name, value in _tags(state.previous).items()
-            if name in az.META_TAGS.values()
+            for name, value in tags_of(state.previous).items()
+            if name in tag.META_TAGS.values()
         }
         tags.update(
             {
-                az.STAGE: "current",
-                az.ROLLBACK_OF: str(state.previous.version),
+                tag.STAGE: "current",
+                tag.ROLLBACK_OF: str(state.previous.version),
             }
         )
         if state.current is not None:
-            tags[az.PREVIOUS] = str(state.current.version)
+            tags[tag.PREVIOUS] = str(state.current.version)
         self.vault.write(self.name, raw, tags, self._content_type())
         self._tidy_after_move(self._state())
 
@@ -382,13 +382,13 @@ class AzureKeyVaultStore:
 
     def discard_pending(self, token: str) -> None:
         for version in self._list(self.pending_name):
-            tags = _tags(version)
-            if tags.get(az.TOKEN) == token and tags.get(az.STAGE) == "pending":
+            tags = tags_of(version)
+            if tags.get(tag.TOKEN) == token and tags.get(tag.STAGE) == "pending":
                 self._retag(self.pending_name, version, stage="discarded")
 
     def describe(self) -> list[StoreVersion]:
         state = self._state()
-        promoted = {_tags(version).get(az.TOKEN) for version in state.versions} - {None}
+        promoted = {tags_of(version).get(tag.TOKEN) for version in state.versions} - {None}
         rows: list[tuple[Any, int, StoreVersion]] = []
         for version in state.versions:
             stages = frozenset(
@@ -399,7 +399,7 @@ class AzureKeyVaultStore:
             rank = 2 if Stage.CURRENT in stages else 1 if stages else 0
             rows.append((version.created_on or _NEVER, rank, self._version(version, stages)))
         for version in state.companion:
-            if _tags(version).get(az.TOKEN) in promoted:
+            if tags_of(version).get(tag.TOKEN) in promoted:
                 continue  # the same key is listed as a version of NAME
             stages = frozenset({Stage.PENDING}) if version is state.pending else frozenset()
             rows.append(
@@ -410,7 +410,7 @@ class AzureKeyVaultStore:
 
     @staticmethod
     def _version(version: SecretProperties, stages: frozenset[Stage]) -> StoreVersion:
-        return StoreVersion(str(version.version), stages, az.meta_from_tags(version.tags))
+        return StoreVersion(str(version.version), stages, tag.meta_from_tags(version.tags))
 
     def retire_superseded(self) -> None:
         """Disable versions holding no stage (their keys are revoked); never current/previous."""
@@ -447,16 +447,16 @@ class AzureKeyVaultStore:
     @contextlib.contextmanager
     def _lease(self, owner: str, ttl_seconds: float) -> Iterator[None]:
         record = LeaseRecord(owner, time.time() + ttl_seconds)
-        tags = {az.LEASE_OWNER: owner[:256], az.LEASE_EXPIRES: repr(record.expires)}
+        tags = {tag.LEASE_OWNER: owner[:256], tag.LEASE_EXPIRES: repr(record.expires)}
         mine = self.vault.write(self.lease_name, record.encode(), tags, "application/json")
         try:
             my_time = mine.created_on or _NEVER
             for claim in self._list(self.lease_name):
                 if claim.version == mine.version or not claim.enabled:
                     continue
-                claim_tags = _tags(claim)
+                claim_tags = tags_of(claim)
                 rival = LeaseRecord.from_fields(
-                    claim_tags.get(az.LEASE_OWNER), claim_tags.get(az.LEASE_EXPIRES)
+                    claim_tags.get(tag.LEASE_OWNER), claim_tags.get(tag.LEASE_EXPIRES)
                 )
                 if rival and rival.live() and (claim.created_on or _NEVER) <= my_time:
                     raise lease_held(self.uri, rival)
