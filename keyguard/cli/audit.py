@@ -14,7 +14,13 @@ from keyguard.atomic import write_atomic
 from keyguard.audit import AuditReport, Verdict, run_audit
 from keyguard.audit.collect import Progress
 from keyguard.audit.render import FORMATS, summary_line
-from keyguard.cli.common import admin_client, check_writable, complete_environment, load
+from keyguard.cli.common import (
+    admin_client,
+    check_writable,
+    complete_environment,
+    load,
+    warn_without_environments,
+)
 from keyguard.errors import ExitCode, UsageError
 
 FAIL_ON = ("warning", "due", "violation", "never")
@@ -29,16 +35,16 @@ def exit_code(report: AuditReport, fail_on: str) -> int:
 
 
 def render(report: AuditReport, fmt: str, *, color: bool = False) -> str:
-    from keyguard.audit import render as r
+    from keyguard.audit import render as renderer
 
     if fmt == "html":
         from keyguard.audit.html import render_html
 
         return render_html(report)
     renderers: dict[str, Callable[[AuditReport], str]] = {
-        "json": r.render_json,
-        "markdown": r.render_markdown,
-        "csv": r.render_csv,
+        "json": renderer.render_json,
+        "markdown": renderer.render_markdown,
+        "csv": renderer.render_csv,
     }
     if fmt in renderers:
         return renderers[fmt](report)
@@ -46,7 +52,7 @@ def render(report: AuditReport, fmt: str, *, color: bool = False) -> str:
     # a wide table rather than rich's 80 columns: cells fold less.
     columns = os.environ.get("COLUMNS", "")
     width = int(columns) if columns.isdigit() else None if sys.stdout.isatty() else 160
-    return r.render_table(report, color=color, width=width)
+    return renderer.render_table(report, color=color, width=width)
 
 
 @contextmanager
@@ -118,13 +124,9 @@ def audit(
     if output:
         check_writable(output, "--output")  # before the audit, not after it
     config = load(ctx)
-    if not config.environments:
-        where = config.path or "no keyguard.toml here"
-        click.echo(
-            f"keyguard: warning: no environments configured ({where}): every active key is "
-            "listed as unmanaged; `keyguard init` writes a keyguard.toml",
-            err=True,
-        )
+    # An audit of the organization alone is still an audit (a scheduled job keeps its report
+    # and its exit code by verdict), so here the sentence that stops other commands warns.
+    warn_without_environments(config, "every active key is listed as unmanaged")
     for name in environments:
         config.environment(name)  # unknown names fail before any network call
     with admin_client(config) as client, progress_bar() as progress:

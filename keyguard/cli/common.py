@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +24,30 @@ if TYPE_CHECKING:
 
 def load(ctx: click.Context) -> Config:
     """The config named by ``--config``/``KEYGUARD_CONFIG``/``./keyguard.toml``, or defaults."""
-    obj = ctx.find_root().obj or {}
-    return load_config(find_config(obj.get("config_path")), base_url=obj.get("base_url"))
+    options = ctx.find_root().obj or {}
+    return load_config(find_config(options.get("config_path")), base_url=options.get("base_url"))
+
+
+def no_environments(config: Config, consequence: str = "") -> str:
+    """The one sentence for a configuration without environments: where, what follows, the fix."""
+    where = config.path or "keyguard.toml (none found here)"
+    follows = f": {consequence}" if consequence else ""
+    return (
+        f"no environments configured in {where}{follows}; "
+        "`keyguard init` writes one, or add [environments.NAME]"
+    )
+
+
+def require_environments(config: Config, names: Sequence[str]) -> None:
+    """``UsageError`` (exit 2) when a command that acts on environments has none to act on."""
+    if not names:
+        raise UsageError(no_environments(config))
+
+
+def warn_without_environments(config: Config, consequence: str) -> None:
+    """The same sentence as a warning on stderr, for a command that still runs without any."""
+    if not config.environments:
+        click.echo(f"keyguard: warning: {no_environments(config, consequence)}", err=True)
 
 
 def admin_client(config: Config) -> AdminClient:
@@ -108,16 +131,16 @@ def seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 
 def check_writable(path: str, option: str) -> None:
     """UsageError now, before any work (or any irreversible write), if ``path`` can't be written."""
-    p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
     problem = None
-    if p.is_dir():
+    if target.is_dir():
         problem = "it is a folder"
-    elif p.exists() and not os.access(p, os.W_OK):
+    elif target.exists() and not os.access(target, os.W_OK):
         problem = "the file is not writable"
-    elif not p.exists() and folder.exists() and not folder.is_dir():
+    elif not target.exists() and folder.exists() and not folder.is_dir():
         problem = f"{folder} is not a folder"
-    elif not p.exists() and folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+    elif not target.exists() and folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
         problem = f"the folder {folder} is not writable"
     if problem:
         from keyguard.scanner.unread import shown  # a name may hold control bytes

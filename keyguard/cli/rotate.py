@@ -14,7 +14,14 @@ import click
 
 from keyguard import rotation
 from keyguard.admin import AdminClient
-from keyguard.cli.common import admin_client, complete_environment, env_seconds, load, read_key
+from keyguard.cli.common import (
+    admin_client,
+    complete_environment,
+    env_seconds,
+    load,
+    read_key,
+    require_environments,
+)
 from keyguard.config import Config
 from keyguard.errors import ExitCode, KeyguardError, UsageError
 from keyguard.keys import Secret
@@ -167,11 +174,7 @@ def rotate(
     names = sorted(config.environments) if (due or all_) else list(environments)
     for name in names:
         config.environment(name)
-    if not names:
-        raise UsageError(
-            f"no environments configured in {config.path or 'keyguard.toml'}; "
-            "`keyguard init` writes one"
-        )
+    require_environments(config, names)
     try:
         grace_period = parse_duration(grace) if grace is not None else None
     except KeyguardError as exc:
@@ -274,11 +277,7 @@ def status(ctx: click.Context, environment: str | None, fmt: str, as_json: bool)
     """Each environment's rotation state and what it waits for."""
     config = load(ctx)
     names = [environment] if environment else sorted(config.environments)
-    if not names:
-        raise UsageError(
-            f"no environments configured in {config.path or 'keyguard.toml'}; "
-            "`keyguard init` writes one"
-        )
+    require_environments(config, names)
     as_json = as_json or fmt == "json"
     states: list[dict[str, Any]] = []
     with _admin(config) as admin:

@@ -6,8 +6,14 @@ import json
 
 import click
 
-from keyguard.cli.common import complete_environment, load, print_table, terminal_console
-from keyguard.errors import ConfigError, ExitCode, KeyguardError, NotFoundError, UsageError
+from keyguard.cli.common import (
+    complete_environment,
+    load,
+    print_table,
+    require_environments,
+    terminal_console,
+)
+from keyguard.errors import ConfigError, ExitCode, KeyguardError, NotFoundError
 from keyguard.keys import Secret
 from keyguard.stores import Stage, open_store
 from keyguard.stores.interface import stage_map
@@ -69,11 +75,7 @@ def check(ctx: click.Context, environments: tuple[str, ...], fmt: str) -> int:
 
     config = load(ctx)
     names = list(environments) or sorted(config.environments)
-    if not names:
-        raise UsageError(
-            f"no environments configured in {config.path or 'keyguard.toml'}; "
-            "`keyguard init` writes one, or add [environments.NAME]"
-        )
+    require_environments(config, names)
     table = Table(title="secret stores")
     table.add_column("environment")
     table.add_column("store", overflow="fold")

@@ -22,7 +22,7 @@ __all__ = ["BACKENDS", "SecretStore", "Stage", "StoreVersion", "VersionMeta", "o
 def scheme_of(uri: str) -> str:
     scheme, sep, _ = uri.partition(":")
     if not sep or scheme not in BACKENDS:
-        known = ", ".join(f"{s}:" for s in BACKENDS)
+        known = ", ".join(f"{name}:" for name in BACKENDS)
         raise ConfigError(f"unknown store URI {uri!r}: it must start with one of {known}")
     return scheme
 

@@ -22,7 +22,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from keyguard.errors import AuthError, ConflictError, UnavailableError, UsageError
+from keyguard.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    UnavailableError,
+    UsageError,
+)
 from keyguard.keys import Secret
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
 from keyguard.stores.lease import LeaseRecord, hold_lease
@@ -55,7 +61,7 @@ _SERVER = {"InternalServiceError", "InternalFailure", "ServiceUnavailable"}
 
 
 class _NotFound(Exception):
-    """The secret, or the version/stage asked for, does not exist."""
+    """The secret, or the version/stage a read asked for, does not exist (nothing there)."""
 
 
 def version_id_for(token: str) -> str:
@@ -74,7 +80,9 @@ def _encode_meta(meta: VersionMeta, version_id: str) -> dict[str, str]:
     # too long to share the tag, so it has its own.
     token = meta.token if meta.token != version_id else None
     pairs = replace(meta, fingerprint=None, token=token).to_fields(_NAMES)
-    tags = {f"{TAG_PREFIX}{version_id}": " ".join(f"{k}={v}" for k, v in pairs.items())}
+    tags = {
+        f"{TAG_PREFIX}{version_id}": " ".join(f"{name}={value}" for name, value in pairs.items())
+    }
     if meta.fingerprint:
         tags[f"{TAG_PREFIX}{version_id}:fp"] = meta.fingerprint
     return tags
@@ -84,7 +92,7 @@ def _decode_meta(tags: dict[str, str], version_id: str) -> VersionMeta:
     text = tags.get(f"{TAG_PREFIX}{version_id}")
     if text is None:
         return VersionMeta()
-    pairs = dict(p.split("=", 1) for p in text.split() if "=" in p)
+    pairs = dict(part.split("=", 1) for part in text.split() if "=" in part)
     meta = VersionMeta.from_fields(pairs, _NAMES)
     return replace(
         meta,
@@ -150,7 +158,11 @@ class AwsSecretsManagerStore:
             )
         return self._client_obj
 
-    def _call(self, op: str, *, name_arg: str = "SecretId", **kwargs: Any) -> Any:
+    def _call(
+        self, op: str, *, name_arg: str = "SecretId", missing_ok: bool = False, **kwargs: Any
+    ) -> Any:
+        """``op`` on this secret, errors mapped. A missing secret or version is ``_NotFound``
+        for a read that expects it (``missing_ok``); anywhere else it was deleted under us."""
         from botocore import exceptions as bce
 
         try:
@@ -159,8 +171,13 @@ class AwsSecretsManagerStore:
             code = exc.response.get("Error", {}).get("Code", "")
             message = exc.response.get("Error", {}).get("Message", "")
             action = exc.operation_name
-            if code == "ResourceNotFoundException":
+            if code == "ResourceNotFoundException" and missing_ok:
                 raise _NotFound(message) from None
+            if code == "ResourceNotFoundException":
+                raise NotFoundError(
+                    f"store {self.uri}: AWS Secrets Manager answered {code} to {action} "
+                    f"({message}): the secret was deleted meanwhile? check it and run again"
+                ) from None
             if code in _THROTTLED or code in _SERVER:
                 raise UnavailableError(
                     f"store {self.uri}: AWS Secrets Manager answered {code} to {action} after "
@@ -191,20 +208,22 @@ class AwsSecretsManagerStore:
     def _state(self) -> tuple[dict[str, list[str]], dict[str, str]] | None:
         """Version id -> labels, and the secret's tags; None when the secret does not exist."""
         try:
-            d = self._call("describe_secret")
+            described = self._call("describe_secret", missing_ok=True)
         except _NotFound:
             return None
-        tags = {t["Key"]: t["Value"] for t in d.get("Tags", [])}
-        return dict(d.get("VersionIdsToStages", {})), tags
+        tags = {tag["Key"]: tag["Value"] for tag in described.get("Tags", [])}
+        return dict(described.get("VersionIdsToStages", {})), tags
 
     def _holder(self, stages: dict[str, list[str]], label: str) -> str | None:
-        return next((vid for vid, labels in stages.items() if label in labels), None)
+        return next((version_id for version_id, labels in stages.items() if label in labels), None)
 
-    def _value(self, **selector: str) -> str | None:
+    def _value(self, **selector: Any) -> str | None:
         try:
-            return self._call("get_secret_value", **selector).get("SecretString")  # type: ignore[no-any-return]
+            got = self._call("get_secret_value", missing_ok=True, **selector)
         except _NotFound:
             return None
+        value: str | None = got.get("SecretString")
+        return value
 
     def _ensure_secret(self) -> tuple[dict[str, list[str]], dict[str, str]]:
         state = self._state()
@@ -217,7 +236,7 @@ class AwsSecretsManagerStore:
         return {}, {}
 
     def _move(self, label: str, to: str | None, away: str | None) -> None:
-        kwargs: dict[str, str] = {"VersionStage": label}
+        kwargs: dict[str, Any] = {"VersionStage": label}
         if to:
             kwargs["MoveToVersionId"] = to
         if away:
@@ -228,7 +247,7 @@ class AwsSecretsManagerStore:
 
     def get(self, stage: Stage = Stage.CURRENT) -> Secret | None:
         try:
-            got = self._call("get_secret_value", VersionStage=LABELS[stage])
+            got = self._call("get_secret_value", missing_ok=True, VersionStage=LABELS[stage])
         except _NotFound:
             return None
         if str(got.get("VersionId", "")).startswith(LEASE_PREFIX):
@@ -238,19 +257,19 @@ class AwsSecretsManagerStore:
 
     def put_pending(self, value: Secret, meta: VersionMeta) -> str:
         if not meta.token:
-            raise UsageError("put_pending needs a rotation token in meta.token")
-        vid = version_id_for(meta.token)
+            raise UsageError(f"store {self.uri}: put_pending needs a rotation token in meta.token")
+        version_id = version_id_for(meta.token)
         stages, tags = self._ensure_secret()
         # Check ourselves: moto lets a same-token put overwrite an AWSPENDING version.
-        stored = self._value(VersionId=vid) if vid in stages else None
+        stored = self._value(VersionId=version_id) if version_id in stages else None
         if stored is not None:
             if extract_field(stored, self.field, self.uri) != value.reveal():
                 raise ConflictError(
                     f"store {self.uri}: rotation token {meta.token} already stored a different "
                     "key; start a new rotation (a new token) instead of reusing this one"
                 )
-            if not any(label in STAGE_OF for label in stages[vid]):
-                self._move(LABELS[Stage.PENDING], vid, self._holder(stages, "AWSPENDING"))
+            if not any(label in STAGE_OF for label in stages[version_id]):
+                self._move(LABELS[Stage.PENDING], version_id, self._holder(stages, "AWSPENDING"))
         else:
             current = self._holder(stages, "AWSCURRENT")
             if current and current.startswith(LEASE_PREFIX):
@@ -259,15 +278,15 @@ class AwsSecretsManagerStore:
             raw = merge_field(base, self.field, value.reveal(), self.uri)
             self._call(
                 "put_secret_value",
-                ClientRequestToken=vid,
+                ClientRequestToken=version_id,
                 SecretString=raw,
                 VersionStages=["AWSPENDING"],
             )
-        self._tag(vid, meta, stages, tags)
-        return vid
+        self._tag(version_id, meta, stages, tags)
+        return version_id
 
     def _tag(
-        self, vid: str, meta: VersionMeta, stages: dict[str, list[str]], tags: dict[str, str]
+        self, version_id: str, meta: VersionMeta, stages: dict[str, list[str]], tags: dict[str, str]
     ) -> None:
         if meta.stored_at is None:
             from datetime import UTC
@@ -280,25 +299,30 @@ class AwsSecretsManagerStore:
                 meta.token,
                 meta.environment,
             )
-        wanted = _encode_meta(meta, vid)
-        if f"{TAG_PREFIX}{vid}" not in tags:
-            self._call("tag_resource", Tags=[{"Key": k, "Value": v} for k, v in wanted.items()])
+        wanted = _encode_meta(meta, version_id)
+        if f"{TAG_PREFIX}{version_id}" not in tags:
+            self._call(
+                "tag_resource",
+                Tags=[{"Key": name, "Value": value} for name, value in wanted.items()],
+            )
         tagged = [
-            k[len(TAG_PREFIX) :] for k in tags if k.startswith(TAG_PREFIX) and not k.endswith(":fp")
+            name[len(TAG_PREFIX) :]
+            for name in tags
+            if name.startswith(TAG_PREFIX) and not name.endswith(":fp")
         ]
-        keep = {v for v, labels in stages.items() if labels} | {vid}
-        stale = [v for v in tagged if v not in keep][: max(0, len(tagged) + 1 - KEEP_TAGGED)]
+        keep = {staged for staged, labels in stages.items() if labels} | {version_id}
+        stale = [old for old in tagged if old not in keep][: max(0, len(tagged) + 1 - KEEP_TAGGED)]
         if stale:
-            keys = [f"{TAG_PREFIX}{v}{s}" for v in stale for s in ("", ":fp")]
+            keys = [f"{TAG_PREFIX}{old}{suffix}" for old in stale for suffix in ("", ":fp")]
             self._call("untag_resource", TagKeys=keys)
 
     def promote(self, token: str) -> None:
-        vid = version_id_for(token)
+        version_id = version_id_for(token)
         state = self._state()
-        labels = state[0].get(vid, []) if state else []
+        labels = state[0].get(version_id, []) if state else []
         if "AWSCURRENT" in labels:
             if "AWSPENDING" in labels:
-                self._move("AWSPENDING", None, vid)
+                self._move("AWSPENDING", None, version_id)
             return
         if "AWSPENDING" not in labels or state is None:
             raise ConflictError(
@@ -306,9 +330,9 @@ class AwsSecretsManagerStore:
                 "(another run replaced or discarded it); run `keyguard status` to see why"
             )
         old = self._holder(state[0], "AWSCURRENT")
-        self._move("AWSCURRENT", vid, old)
+        self._move("AWSCURRENT", version_id, old)
         # moto refuses the next rotation while AWSPENDING shares a version with AWSCURRENT.
-        self._move("AWSPENDING", None, vid)
+        self._move("AWSPENDING", None, version_id)
         if old and old.startswith(LEASE_PREFIX):
             # AWS moved AWSPREVIOUS onto the lease record: it is no key to roll back to.
             self._move("AWSPREVIOUS", None, old)
@@ -325,9 +349,9 @@ class AwsSecretsManagerStore:
     def withdraw(self, token: str) -> None:
         """AWS keeps ``AWSCURRENT`` on some version: put it on a placeholder version (a
         ``keyguard-lease-`` id, never read as a key), then take ``AWSPREVIOUS`` off the key."""
-        vid = version_id_for(token)
+        version_id = version_id_for(token)
         state = self._state()
-        if state is None or "AWSCURRENT" not in state[0].get(vid, []):
+        if state is None or "AWSCURRENT" not in state[0].get(version_id, []):
             return
         placeholder = f"{LEASE_PREFIX}{uuid.uuid4().hex}"
         self._call(
@@ -337,16 +361,16 @@ class AwsSecretsManagerStore:
             ClientRequestToken=placeholder,
         )
         # An explicit label move: moto mislabels a put that names AWSCURRENT.
-        self._move("AWSCURRENT", placeholder, vid)
+        self._move("AWSCURRENT", placeholder, version_id)
         after = self._state()
-        if after is not None and "AWSPREVIOUS" in after[0].get(vid, []):
-            self._move("AWSPREVIOUS", None, vid)
+        if after is not None and "AWSPREVIOUS" in after[0].get(version_id, []):
+            self._move("AWSPREVIOUS", None, version_id)
 
     def discard_pending(self, token: str) -> None:
-        vid = version_id_for(token)
+        version_id = version_id_for(token)
         state = self._state()
-        if state is not None and "AWSPENDING" in state[0].get(vid, []):
-            self._move("AWSPENDING", None, vid)
+        if state is not None and "AWSPENDING" in state[0].get(version_id, []):
+            self._move("AWSPENDING", None, version_id)
 
     def describe(self) -> list[StoreVersion]:
         state = self._state()
@@ -357,24 +381,29 @@ class AwsSecretsManagerStore:
         kwargs: dict[str, Any] = {"IncludeDeprecated": True, "MaxResults": 100}
         while True:
             page = self._call("list_secret_version_ids", **kwargs)
-            for v in page.get("Versions", []):
-                when = v.get("CreatedDate")
-                created[v["VersionId"]] = when.timestamp() if isinstance(when, datetime) else 0.0
+            for listed in page.get("Versions", []):
+                when = listed.get("CreatedDate")
+                created[listed["VersionId"]] = (
+                    when.timestamp() if isinstance(when, datetime) else 0.0
+                )
             if not page.get("NextToken"):
                 break
             kwargs["NextToken"] = page["NextToken"]
         rank = {"AWSPENDING": 3, "AWSCURRENT": 2, "AWSPREVIOUS": 1}
         out: list[tuple[tuple[float, int], StoreVersion]] = []
-        for vid in set(created) | set(stages):
-            if vid.startswith(LEASE_PREFIX):
+        for version_id in set(created) | set(stages):
+            if version_id.startswith(LEASE_PREFIX):
                 continue
-            labels = stages.get(vid, [])
-            own = frozenset(STAGE_OF[x] for x in labels if x in STAGE_OF)
-            meta = _decode_meta(tags, vid)
+            labels = stages.get(version_id, [])
+            own = frozenset(STAGE_OF[label] for label in labels if label in STAGE_OF)
+            meta = _decode_meta(tags, version_id)
             # Same-second versions tie on CreatedDate: pending is newer than current, etc.
-            key = (created.get(vid, 0.0), max((rank.get(x, 0) for x in labels), default=0))
-            out.append((key, StoreVersion(vid, own, meta)))
-        return [v for _, v in sorted(out, key=lambda kv: kv[0], reverse=True)]
+            key = (
+                created.get(version_id, 0.0),
+                max((rank.get(label, 0) for label in labels), default=0),
+            )
+            out.append((key, StoreVersion(version_id, own, meta)))
+        return [version for _, version in sorted(out, key=lambda pair: pair[0], reverse=True)]
 
     def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
         """A lease on AWS's own conditional write: the ``ClientRequestToken`` of a new version.

@@ -60,15 +60,15 @@ class _Cipher:
 
     def seal(self, version_id: str, plaintext: str) -> dict[str, str]:
         nonce = os.urandom(12)
-        ct = self._aead.encrypt(nonce, plaintext.encode("utf-8"), version_id.encode("utf-8"))
-        return {"nonce": _b64(nonce), "ct": _b64(ct)}
+        sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), version_id.encode("utf-8"))
+        return {"nonce": _b64(nonce), "ct": _b64(sealed)}
 
     def open(self, version_id: str, box: dict[str, str], where: str) -> str:
         from cryptography.exceptions import InvalidTag
 
         try:
-            nonce, ct = base64.b64decode(box["nonce"]), base64.b64decode(box["ct"])
-            data = self._aead.decrypt(nonce, ct, version_id.encode("utf-8"))
+            nonce, sealed = base64.b64decode(box["nonce"]), base64.b64decode(box["ct"])
+            data = self._aead.decrypt(nonce, sealed, version_id.encode("utf-8"))
         except (InvalidTag, KeyError, ValueError, TypeError):
             raise AuthError(
                 f"store {where}: cannot decrypt version {version_id}: wrong passphrase or a "
@@ -178,33 +178,33 @@ class FileStore:
             raise self._malformed("'versions' is missing or not a list")
         held: set[str] = set()
         ids: set[str] = set()
-        for n, v in enumerate(versions):
-            if not isinstance(v, dict):
-                raise self._malformed(f"version {n} is not an object")
-            vid, stages = v.get("id"), v.get("stages")
-            if not isinstance(vid, str) or not vid or vid in ids:
-                raise self._malformed(f"version {n} has no id of its own")
-            ids.add(vid)
-            if not isinstance(stages, list) or not all(isinstance(x, str) for x in stages):
-                raise self._malformed(f"version {vid!r}: 'stages' is not a list of names")
+        for position, version in enumerate(versions):
+            if not isinstance(version, dict):
+                raise self._malformed(f"version {position} is not an object")
+            version_id, stages = version.get("id"), version.get("stages")
+            if not isinstance(version_id, str) or not version_id or version_id in ids:
+                raise self._malformed(f"version {position} has no id of its own")
+            ids.add(version_id)
+            if not isinstance(stages, list) or not all(isinstance(name, str) for name in stages):
+                raise self._malformed(f"version {version_id!r}: 'stages' is not a list of names")
             for stage in stages:
                 if stage not in Stage._value2member_map_:
-                    known = ", ".join(x.value for x in Stage)
+                    known = ", ".join(known_stage.value for known_stage in Stage)
                     raise self._malformed(
-                        f"version {vid!r} has the stage {stage[:40]!r}; stages are {known}"
+                        f"version {version_id!r} has the stage {stage[:40]!r}; stages are {known}"
                     )
                 if stage in held:
                     raise self._malformed(f"the stage {stage!r} is on more than one version")
                 held.add(stage)
-            if not isinstance(v.get("meta", {}), dict | None):
-                raise self._malformed(f"version {vid!r}: 'meta' is not an object")
-            if not isinstance(v.get("value"), str | dict | None):
-                raise self._malformed(f"version {vid!r}: 'value' is not text")
+            if not isinstance(version.get("meta", {}), dict | None):
+                raise self._malformed(f"version {version_id!r}: 'meta' is not an object")
+            if not isinstance(version.get("value"), str | dict | None):
+                raise self._malformed(f"version {version_id!r}: 'value' is not text")
         if not isinstance(doc.get("lease"), str | None):
             raise self._malformed("'lease' is not text")
-        enc = doc.get("encryption")
-        if enc is not None:
-            salt = enc.get("salt") if isinstance(enc, dict) else None
+        encryption = doc.get("encryption")
+        if encryption is not None:
+            salt = encryption.get("salt") if isinstance(encryption, dict) else None
             try:
                 base64.b64decode(salt if isinstance(salt, str) else "-", validate=True)
             except ValueError:
@@ -238,18 +238,18 @@ class FileStore:
         return doc
 
     def _check_encryption(self, doc: Doc) -> None:
-        enc = doc.get("encryption")
-        if enc and not self.passphrase_env:
+        encryption = doc.get("encryption")
+        if encryption and not self.passphrase_env:
             raise ConfigError(
                 f"store {self.uri}: the file is encrypted; add ?passphrase_env=NAME to the URI"
             )
-        if not enc and self.passphrase_env and doc["versions"]:
+        if not encryption and self.passphrase_env and doc["versions"]:
             raise ConfigError(
                 f"store {self.uri}: the file is not encrypted but the URI sets "
                 "passphrase_env; drop it, or move the key to a new file"
             )
-        if enc:
-            self._salt = base64.b64decode(enc["salt"])
+        if encryption:
+            self._salt = base64.b64decode(encryption["salt"])
 
     def _cipher_for(self) -> _Cipher:
         if self._cipher is None:
@@ -307,20 +307,20 @@ class FileStore:
 
     @staticmethod
     def _find(
-        doc: Doc, *, stage: Stage | None = None, vid: str | None = None
+        doc: Doc, *, stage: Stage | None = None, version_id: str | None = None
     ) -> dict[str, Any] | None:
-        for v in doc["versions"]:
-            if (stage is not None and stage.value in v["stages"]) or (
-                vid is not None and v["id"] == vid
+        for version in doc["versions"]:
+            if (stage is not None and stage.value in version["stages"]) or (
+                version_id is not None and version["id"] == version_id
             ):
-                return v  # type: ignore[no-any-return]
+                return version  # type: ignore[no-any-return]
         return None
 
     @staticmethod
     def _move(doc: Doc, stage: Stage, to: dict[str, Any] | None) -> None:
-        for v in doc["versions"]:
-            if stage.value in v["stages"]:
-                v["stages"].remove(stage.value)
+        for version in doc["versions"]:
+            if stage.value in version["stages"]:
+                version["stages"].remove(stage.value)
         if to is not None:
             to["stages"].append(stage.value)
 
@@ -337,9 +337,9 @@ class FileStore:
     def put_pending(self, value: Secret, meta: VersionMeta) -> str:
         token = meta.token
         if not token:
-            raise UsageError("put_pending needs a rotation token in meta.token")
+            raise UsageError(f"store {self.uri}: put_pending needs a rotation token in meta.token")
         with self._locked() as doc:
-            existing = self._find(doc, vid=token)
+            existing = self._find(doc, version_id=token)
             if existing is not None:
                 stored = extract_field(self._open(doc, existing), self.field, self.uri)
                 if stored != value.reveal():
@@ -368,7 +368,7 @@ class FileStore:
 
     def promote(self, token: str) -> None:
         with self._locked() as doc:
-            version = self._find(doc, vid=token)
+            version = self._find(doc, version_id=token)
             stages = version["stages"] if version else []
             if version is None or (
                 Stage.PENDING.value not in stages and Stage.CURRENT.value not in stages
@@ -400,7 +400,7 @@ class FileStore:
 
     def withdraw(self, token: str) -> None:
         with self._locked() as doc:
-            version = self._find(doc, vid=token)
+            version = self._find(doc, version_id=token)
             if version is None or Stage.CURRENT.value not in version["stages"]:
                 return
             version["stages"].remove(Stage.CURRENT.value)
@@ -409,7 +409,7 @@ class FileStore:
 
     def discard_pending(self, token: str) -> None:
         with self._locked() as doc:
-            version = self._find(doc, vid=token)
+            version = self._find(doc, version_id=token)
             if version is None or Stage.PENDING.value not in version["stages"]:
                 return
             version["stages"].remove(Stage.PENDING.value)
@@ -419,11 +419,11 @@ class FileStore:
         doc = self._load()
         return [
             StoreVersion(
-                v["id"],
-                frozenset(Stage(s) for s in v["stages"]),
-                meta_from_json(v.get("meta") or {}),
+                version["id"],
+                frozenset(Stage(name) for name in version["stages"]),
+                meta_from_json(version.get("meta") or {}),
             )
-            for v in reversed(doc["versions"])
+            for version in reversed(doc["versions"])
         ]
 
     def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
@@ -445,9 +445,9 @@ class FileStore:
         """Drop the values (keep the metadata) of versions that hold no stage."""
         with self._locked() as doc:
             changed = False
-            for v in doc["versions"]:
-                if not v["stages"] and v.get("value") is not None:
-                    v["value"] = None
+            for version in doc["versions"]:
+                if not version["stages"] and version.get("value") is not None:
+                    version["value"] = None
                     changed = True
             if changed:
                 self._save(doc)

@@ -38,10 +38,10 @@ class VersionMeta:
         """The non-empty fields as strings, each stored under ``names[field]`` (or its own name)."""
         names = names or {}
         out: dict[str, str] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for each in fields(self):
+            value = getattr(self, each.name)
             if value:
-                out[names.get(f.name, f.name)] = (
+                out[names.get(each.name, each.name)] = (
                     value.isoformat() if isinstance(value, datetime) else str(value)
                 )
         return out
@@ -53,19 +53,19 @@ class VersionMeta:
         """The inverse of ``to_fields``; what is missing or unreadable becomes None."""
         data, names = data or {}, names or {}
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = data.get(names.get(f.name, f.name))
+        for each in fields(cls):
+            raw = data.get(names.get(each.name, each.name))
             if not isinstance(raw, str) or not raw:
                 continue
-            if f.name == "stored_at":
+            if each.name == "stored_at":
                 try:
                     when = datetime.fromisoformat(raw)
                 except ValueError:
                     continue
                 # A time without a zone (edited by hand) is read as UTC, never compared naive.
-                values[f.name] = when if when.tzinfo else when.replace(tzinfo=UTC)
+                values[each.name] = when if when.tzinfo else when.replace(tzinfo=UTC)
             else:
-                values[f.name] = raw
+                values[each.name] = raw
         return cls(**values)
 
 
@@ -145,7 +145,7 @@ class SecretStore(Protocol):
 def stage_map(versions: list[StoreVersion]) -> dict[Stage, StoreVersion]:
     """Which version holds each stage."""
     out: dict[Stage, StoreVersion] = {}
-    for v in versions:
-        for s in v.stages:
-            out[s] = v
+    for version in versions:
+        for stage in version.stages:
+            out[stage] = version
     return out

@@ -24,8 +24,8 @@ T = TypeVar("T")
 
 def _read(path: str) -> str | None:
     try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            return fh.read().strip() or None
+        with open(path, encoding="ascii", errors="replace") as handle:
+            return handle.read().strip() or None
     except OSError:
         return None
 
@@ -65,7 +65,7 @@ def new_owner(pid: int | None = None) -> str:
     """
     pid = os.getpid() if pid is None else pid
     parts = {"boot": _boot_id(), "pidns": _pid_namespace(), "start": _start_time(pid)}
-    tail = "".join(f" {k}={v}" for k, v in parts.items() if v)
+    tail = "".join(f" {name}={value}" for name, value in parts.items() if value)
     return f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex}{tail}"
 
 
@@ -120,12 +120,24 @@ class LeaseRecord:
             return None
         try:
             data = json.loads(text)
-            owner, expires = data["owner"], float(data["expires"])
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
             return None
+        if not isinstance(data, dict):
+            return None
+        return cls.from_fields(data.get("owner"), data.get("expires"))
+
+    @classmethod
+    def from_fields(cls, owner: object, expires: object) -> LeaseRecord | None:
+        """The record stored as two fields (JSON values, tags, ...); None if they are not one."""
         if not isinstance(owner, str) or not owner:
             return None
-        return cls(owner, expires)
+        if not isinstance(expires, int | float | str) or isinstance(expires, bool):
+            return None
+        try:
+            moment = float(expires)
+        except ValueError:
+            return None
+        return cls(owner, moment)
 
     def live(self, now: float | None = None) -> bool:
         """Still binding: not expired and its holder not seen gone."""
@@ -135,6 +147,14 @@ class LeaseRecord:
     def describe(self) -> str:
         left = max(0, int(self.expires - time.time()))
         return f"held by {self.owner} for another {left}s"
+
+
+def lease_held(where: str, record: LeaseRecord) -> LeaseHeldError:
+    """The error for a store that another live holder leases."""
+    return LeaseHeldError(
+        f"store {where} is leased: {record.describe()}; another rotation is running. "
+        "Wait for it, or run again after the lease expires"
+    )
 
 
 @contextmanager
@@ -152,10 +172,7 @@ def hold_lease(
     """
     record, token = read()
     if record is not None and record.owner != owner and record.live():
-        raise LeaseHeldError(
-            f"store {where} is leased: {record.describe()}; another rotation is running. "
-            "Wait for it, or run again after the lease expires"
-        )
+        raise lease_held(where, record)
     mine = LeaseRecord(owner, time.time() + ttl_seconds)
     if not write_if(token, mine):
         raise LeaseHeldError(

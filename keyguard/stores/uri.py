@@ -1,30 +1,32 @@
 """Store URIs (`scheme:PATH` or `scheme://AUTHORITY/PATH`, `?options`, `#FIELD`) and JSON fields.
 
 Shared by every backend so that option errors and ``#FIELD`` behaviour read the same
-everywhere. The lease record helpers live in :mod:`keyguard.stores.lease` and are re-exported.
+everywhere. The lease record helpers live in :mod:`keyguard.stores.lease` (import them there).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qsl, unquote
 
 from keyguard.errors import ConfigError
-from keyguard.stores.lease import LeaseRecord, hold_lease, holder_gone, new_owner
 from keyguard.urls import check_store_endpoint
 
 __all__ = [
-    "LeaseRecord",
+    "STORE_CA_BUNDLES_ENV",
     "StoreURI",
+    "chosen_ca_bundles",
     "extract_field",
-    "hold_lease",
-    "holder_gone",
     "merge_field",
-    "new_owner",
     "parse_store_uri",
 ]
+
+#: CA bundles the person running keyguard chose for stores (paths separated by ``os.pathsep``).
+STORE_CA_BUNDLES_ENV = "KEYGUARD_STORE_CA_BUNDLES"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -103,6 +105,29 @@ class StoreURI:
             return value
         return check_store_endpoint(value, where)
 
+    def opt_ca_bundle(self, name: str = "ca_bundle") -> str | None:
+        """Option ``name`` (a CA bundle path), refused unless the person running keyguard chose it.
+
+        Trusting a CA decides who may answer for the store's host, and so who receives the keys
+        and cloud credentials sent there: a cloned repository's keyguard.toml must not decide
+        that. The path is used only when ``KEYGUARD_STORE_CA_BUNDLES`` lists it (same real path).
+        """
+        value = self.options.get(name)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        where = f"store {self.scheme}://{self.authority or ''}/{self.path}: option {name}"
+        if os.path.realpath(path) not in chosen_ca_bundles():
+            raise ConfigError(
+                f"{where} ({path}) would choose the certificates trusted with keys and cloud "
+                f"credentials, and only the store URI names it (a keyguard.toml or argument); "
+                f"to use it, export {STORE_CA_BUNDLES_ENV}={path} (several: separated by "
+                f"{os.pathsep!r}); otherwise remove the option"
+            )
+        if not path.is_file():
+            raise ConfigError(f"{where}: {path} is not a readable file")
+        return str(path)
+
     def require_authority(self, what: str, example: str) -> tuple[str, str]:
         """``(authority, path)`` for ``scheme://AUTHORITY/PATH`` URIs, both non-empty."""
         if not self.authority or not self.path:
@@ -110,6 +135,12 @@ class StoreURI:
                 f"store {self.raw!r}: expected {self.scheme}://{what} (e.g. {example})"
             )
         return self.authority, self.path
+
+
+def chosen_ca_bundles() -> set[str]:
+    """The real paths of the CA bundles listed in ``KEYGUARD_STORE_CA_BUNDLES``."""
+    raw = os.environ.get(STORE_CA_BUNDLES_ENV, "")
+    return {os.path.realpath(Path(entry).expanduser()) for entry in raw.split(os.pathsep) if entry}
 
 
 def parse_store_uri(uri: str) -> StoreURI:

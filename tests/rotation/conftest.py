@@ -22,6 +22,7 @@ from keyguard.policy import Policy
 from keyguard.rotation import RotationEngine
 from keyguard.stores import SecretStore, open_store
 from keyguard.stores.interface import Stage
+from keyguard.stores.uri import STORE_CA_BUNDLES_ENV
 from keyguard.urls import STORE_ENDPOINTS_ENV
 from tests.rotation.fakes import Clock, FakeAdmin, FakeStore
 from tests.stores.servers.aws import aws_server  # noqa: F401  (fixture for the AWS scenarios)
@@ -98,8 +99,9 @@ class Project:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "KEYGUARD_"))}
-        # Store endpoints our fake servers were opted in with (allow_store_endpoint) stay.
+        # Store endpoints and CA bundles our fake servers were opted in with stay.
         env[STORE_ENDPOINTS_ENV] = os.environ.get(STORE_ENDPOINTS_ENV, "")
+        env[STORE_CA_BUNDLES_ENV] = os.environ.get(STORE_CA_BUNDLES_ENV, "")
         env.update(
             PYTHONPATH=str(ROOT),
             KEYGUARD_CONFIG=str(self.root / "keyguard.toml"),

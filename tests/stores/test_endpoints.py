@@ -18,6 +18,7 @@ import pytest
 
 from keyguard.errors import ConfigError
 from keyguard.stores import open_store
+from keyguard.stores.uri import STORE_CA_BUNDLES_ENV
 from keyguard.urls import STORE_ENDPOINTS_ENV
 
 
@@ -69,7 +70,9 @@ def _opt_in(kind: str, port: int) -> str:
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != STORE_ENDPOINTS_ENV}
+    env = {
+        k: v for k, v in os.environ.items() if k not in (STORE_ENDPOINTS_ENV, STORE_CA_BUNDLES_ENV)
+    }
     # Cloud credentials the attacker would love to receive (fake, built here).
     env.update(
         AWS_ACCESS_KEY_ID="AKIA" + "X" * 16,
@@ -188,3 +191,60 @@ def test_a_bad_opt_in_entry_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(STORE_ENDPOINTS_ENV, "http://evil.example")
     with pytest.raises(ConfigError, match=STORE_ENDPOINTS_ENV):
         open_store("aws-sm://r/n?endpoint_url=http://127.0.0.1:1")
+
+
+# -- the CA a key is sent under ----------------------------------------------------------------
+
+
+def _ca_config(tmp_path: Path, port: int) -> tuple[Path, Path]:
+    """A cloned repository that ships its own CA and names it for an Azure store."""
+    shipped = tmp_path / "repo" / "ca.pem"
+    shipped.parent.mkdir()
+    shipped.write_text("-----BEGIN CERTIFICATE-----\nnot checked before the opt-in\n", "utf-8")
+    uri = (
+        f"azure-kv://evil/prod?vault_url=https://127.0.0.1:{port}&ca_bundle={shipped}"
+        "&max_attempts=1"
+    )
+    return _config(tmp_path, uri), shipped
+
+
+@pytest.mark.parametrize("command", [["get", "prod"], ["stores", "check"]])
+def test_a_repository_cannot_choose_the_ca_a_key_is_sent_under(
+    attacker: Attacker, tmp_path: Path, command: list[str]
+) -> None:
+    """Even to an endpoint the operator chose, a repository's CA bundle is not trusted."""
+    config, shipped = _ca_config(tmp_path, attacker.port)
+    endpoint = f"https://127.0.0.1:{attacker.port}"
+    run = subprocess.run(
+        ["keyguard", "--config", str(config), *command],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, **{STORE_ENDPOINTS_ENV: endpoint}),
+        timeout=60,
+    )
+    output = run.stdout + run.stderr
+    assert attacker.connections == 0
+    assert f"{STORE_CA_BUNDLES_ENV}={shipped}" in output
+    assert "Traceback" not in output
+    if command[0] == "get":
+        assert run.returncode == 2, output
+
+
+def test_a_chosen_ca_bundle_is_used(attacker: Attacker, tmp_path: Path) -> None:
+    """The control: the operator lists the same bundle, and the store goes on to connect."""
+    config, shipped = _ca_config(tmp_path, attacker.port)
+    chosen = {
+        STORE_ENDPOINTS_ENV: f"https://127.0.0.1:{attacker.port}",
+        STORE_CA_BUNDLES_ENV: os.pathsep.join(["/elsewhere/ca.pem", str(shipped)]),
+    }
+    run = subprocess.run(
+        ["keyguard", "--config", str(config), "get", "prod"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, **chosen),
+        timeout=60,
+    )
+    assert STORE_CA_BUNDLES_ENV not in run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    assert run.returncode != 0  # the stand-in is no store (nor is the bundle a certificate)
+    assert attacker.connections > 0

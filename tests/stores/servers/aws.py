@@ -55,7 +55,11 @@ class FaultProxy:
                     code, message = _ERRORS[proxy.kind]
                     self._answer(400, json.dumps({"__type": code, "message": message}).encode())
                     return
-                if op not in _READS:
+                if proxy.kind == "gone" and op not in _READS:  # deleted right after the read
+                    missing = {"__type": "ResourceNotFoundException", "message": "not found"}
+                    self._answer(400, json.dumps(missing).encode())
+                    return
+                if op not in _READS and proxy.kind == "cut":
                     with proxy.lock:
                         allowed = proxy.writes_left > 0
                         proxy.writes_left -= 1
@@ -97,7 +101,7 @@ def closed_port() -> int:
 
 class AwsHarness(Harness):
     name = "aws"
-    faults = frozenset({"throttle", "denied", "unreachable"})
+    faults = frozenset({"throttle", "denied", "unreachable", "gone"})
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)

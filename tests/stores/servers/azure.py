@@ -30,7 +30,7 @@ import pytest
 from keyguard.stores import SecretStore
 from keyguard.stores.azure import AzureKeyVaultStore
 from keyguard.stores.uri import parse_store_uri
-from tests.stores.servers.base import Harness, allow_store_endpoint
+from tests.stores.servers.base import Harness, allow_store_ca_bundle, allow_store_endpoint
 
 TENANT = "72f988bf-0000-0000-0000-000000000000"
 NAME_RE = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
@@ -121,7 +121,8 @@ class Faults:
         """Answer the next ``count`` (None: every) matching request with a fault.
 
         kinds: ``429`` (throttled, with Retry-After), ``401``, ``403``, ``500``, ``drop`` (the
-        connection is closed with no answer). ``path``: only requests whose path contains it.
+        connection is closed with no answer), ``gone`` (every write meets 404, as if the secret
+        was deleted right after it was read). ``path``: only requests whose path contains it.
         """
         with self.lock:
             self.faults = {"kind": kind, "count": count, "retry_after": retry_after, "path": path}
@@ -446,6 +447,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif kind == "500":
             self._error(ApiError(500, "InternalServerError", "An unexpected error occurred."))
+        elif kind == "gone" and self.command != "GET":  # deleted right after each read
+            self._error(ApiError(404, "SecretNotFound", "A secret with that name was not found."))
         else:
             return False
         return True
@@ -516,7 +519,7 @@ class AzureKeyVaultServer:
         query = urlencode(
             {
                 "vault_url": allow_store_endpoint(vault_url or self.url),
-                "ca_bundle": str(self.ca_file),
+                "ca_bundle": allow_store_ca_bundle(str(self.ca_file)),
                 "credential": "static",
             }
         )
@@ -526,7 +529,7 @@ class AzureKeyVaultServer:
         """A plain ``SecretClient`` on this server: how a person or a consumer reaches it."""
         from azure.keyvault.secrets import SecretClient
 
-        from keyguard.stores.azure_client import StaticCredential
+        from keyguard.stores.azure._sdk import StaticCredential
 
         return SecretClient(
             vault_url or self.url,
@@ -584,7 +587,7 @@ class AzureHarness(Harness):
     """Fresh ``azure-kv`` stores on the fake, one secret name per call."""
 
     name = "azure"
-    faults = frozenset({"throttle", "denied", "unreachable"})
+    faults = frozenset({"throttle", "denied", "unreachable", "gone"})
 
     def __init__(self, server: AzureKeyVaultServer) -> None:
         self.server = server
@@ -605,6 +608,7 @@ class AzureHarness(Harness):
         url = {
             "throttle": lambda: self.server.fault_url("429"),
             "denied": lambda: self.server.fault_url("403"),
+            "gone": lambda: self.server.fault_url("gone"),
             "unreachable": closed_port_url,
         }[kind]()
         bad = self.server.uri(parsed.path, vault_url=url, fieldname=parsed.field)

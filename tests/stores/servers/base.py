@@ -6,6 +6,7 @@ import os
 import uuid
 
 from keyguard.stores import SecretStore, open_store
+from keyguard.stores.uri import STORE_CA_BUNDLES_ENV
 from keyguard.urls import STORE_ENDPOINTS_ENV
 
 
@@ -16,6 +17,17 @@ def allow_store_endpoint(url: str) -> str:
     if url not in listed:
         os.environ[STORE_ENDPOINTS_ENV] = " ".join([*listed, url])
     return url
+
+
+def allow_store_ca_bundle(path: str) -> str:
+    """Opt in to a store CA bundle the documented way (``KEYGUARD_STORE_CA_BUNDLES``), for this
+    process and the ``keyguard`` commands it runs; returns ``path``. Test CAs are ours."""
+    listed = [
+        entry for entry in os.environ.get(STORE_CA_BUNDLES_ENV, "").split(os.pathsep) if entry
+    ]
+    if path not in listed:
+        os.environ[STORE_CA_BUNDLES_ENV] = os.pathsep.join([*listed, path])
+    return path
 
 
 class Harness:

@@ -23,7 +23,7 @@ class GcpHarness(Harness):
     """``gcp-sm://`` stores on the fake, reached through the real client over gRPC."""
 
     name = "gcp"
-    faults = frozenset({"throttle", "denied", "unreachable"})
+    faults = frozenset({"throttle", "denied", "unreachable", "gone"})
     project = "kg-test"
 
     def __init__(self, fake: FakeSecretManager) -> None:
@@ -73,6 +73,10 @@ class GcpHarness(Harness):
             with socket.socket() as sock:  # a port that was free a moment ago: nothing listens
                 sock.bind(("127.0.0.1", 0))
                 address = f"127.0.0.1:{sock.getsockname()[1]}"
+        elif kind == "gone":  # the secret is deleted right after each read
+            address = self.fake.view(
+                lambda method: grpc.StatusCode.NOT_FOUND if method in WRITES else None
+            )
         else:
             code = {
                 "throttle": grpc.StatusCode.RESOURCE_EXHAUSTED,

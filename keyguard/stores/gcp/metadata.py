@@ -21,8 +21,12 @@ KEEP_META = 20  # metadata of older, unstaged versions is pruned (annotations ca
 ALIASES = {stage: stage.value for stage in Stage}
 
 
-def aliases_of(s: Any) -> dict[str, int]:
-    return {k: int(v) for k, v in s.version_aliases.items() if k in ALIASES.values()}
+def aliases_of(secret: Any) -> dict[str, int]:
+    return {
+        alias: int(number)
+        for alias, number in secret.version_aliases.items()
+        if alias in ALIASES.values()
+    }
 
 
 def meta_key(number: int) -> str:
@@ -37,9 +41,9 @@ def meta_number(key: str) -> int | None:
     return None
 
 
-def metas_of(s: Any) -> dict[int, dict[str, Any]]:
+def metas_of(secret: Any) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
-    for key, raw in s.annotations.items():
+    for key, raw in secret.annotations.items():
         number = meta_number(key)
         if number is not None:
             try:
@@ -51,8 +55,8 @@ def metas_of(s: Any) -> dict[int, dict[str, Any]]:
     return out
 
 
-def token_version(s: Any, token: str) -> int | None:
-    for number, data in metas_of(s).items():
+def token_version(secret: Any, token: str) -> int | None:
+    for number, data in metas_of(secret).items():
         if data.get("token") == token:
             return number
     return None
@@ -78,6 +82,11 @@ def meta_of(data: dict[str, Any] | None) -> VersionMeta:
 
 def pruned(annotations: dict[str, str], aliases: dict[str, int]) -> dict[str, str]:
     """Drop metadata of old unstaged versions so the annotations stay under their 16 KiB cap."""
-    numbers = sorted((n for k in annotations if (n := meta_number(k)) is not None), reverse=True)
+    numbers = sorted(
+        (number for name in annotations if (number := meta_number(name)) is not None),
+        reverse=True,
+    )
     keep = set(numbers[:KEEP_META]) | set(aliases.values())
-    return {k: v for k, v in annotations.items() if meta_number(k) in (keep | {None})}
+    return {
+        name: value for name, value in annotations.items() if meta_number(name) in (keep | {None})
+    }

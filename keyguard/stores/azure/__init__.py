@@ -17,7 +17,9 @@ newest version of NAME *is* ``current``. Everything else follows from that:
   ``ObjectIsDeletedButRecoverable``; the store recovers it and writes again.
 
 ``?vault_url=https://HOST:PORT`` points at a private endpoint or emulator (the challenge
-resource is then not checked), ``?ca_bundle=PATH`` trusts its certificate, and
+resource is then not checked; its origin must be listed in ``KEYGUARD_STORE_ENDPOINTS``),
+``?ca_bundle=PATH`` trusts its certificate (only a path listed in
+``KEYGUARD_STORE_CA_BUNDLES``: the operator chooses which CA a key is sent under), and
 ``?credential=static`` sends a dummy token (emulators only). Otherwise the credential is
 ``azure.identity.DefaultAzureCredential``. ``?max_attempts=N`` (default 4) bounds the SDK's
 retries of throttling (429, honouring Retry-After), 5xx answers and connection errors.
@@ -32,17 +34,15 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.keyvault.secrets import KeyVaultSecret, SecretProperties
-
-from keyguard.errors import ConfigError, ConflictError, LeaseHeldError, UsageError
+from keyguard.errors import ConfigError, ConflictError, UsageError
 from keyguard.keys import Secret
-from keyguard.stores import azure_client as az
+from keyguard.stores.azure import tags as tag
+from keyguard.stores.azure._sdk import SecretProperties, Vault, make_client
+from keyguard.stores.azure.tags import tags_of
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
-from keyguard.stores.lease import LeaseRecord
+from keyguard.stores.lease import LeaseRecord, lease_held
 from keyguard.stores.uri import extract_field, merge_field, parse_store_uri
 
 _VAULT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
@@ -64,17 +64,15 @@ class _State:
     pending: SecretProperties | None = None
 
     def current_token(self) -> str | None:
-        return _tags(self.current).get(az.TOKEN) if self.current else None
-
-
-def _tags(p: SecretProperties | None) -> dict[str, str]:
-    return dict(p.tags or {}) if p is not None else {}
+        return tags_of(self.current).get(tag.TOKEN) if self.current else None
 
 
 def _newest_first(items: list[SecretProperties]) -> list[SecretProperties]:
     # Creation times have one-second resolution; the server's order breaks ties.
-    order = {id(p): i for i, p in enumerate(items)}
-    return sorted(items, key=lambda p: (p.created_on or _NEVER, order[id(p)]), reverse=True)
+    order = {id(version): position for position, version in enumerate(items)}
+    return sorted(
+        items, key=lambda version: (version.created_on or _NEVER, order[id(version)]), reverse=True
+    )
 
 
 class AzureKeyVaultStore:
@@ -100,8 +98,7 @@ class AzureKeyVaultStore:
         self.pending_name = f"{name}-pending"
         self.lease_name = f"{name}-lease"
         self.field = field
-        self.poll_interval = poll_interval
-        self.client = az.make_client(
+        client = make_client(
             self.vault_url,
             static=static_credential,
             custom_url=not self.vault_url.endswith(".vault.azure.net"),
@@ -110,6 +107,7 @@ class AzureKeyVaultStore:
             backoff=backoff,
             transport=transport,
         )
+        self.vault = Vault(client, uri, self.vault_url, poll_interval)
 
     @classmethod
     def from_uri(cls, uri: str, **kwargs: Any) -> AzureKeyVaultStore:
@@ -130,11 +128,7 @@ class AzureKeyVaultStore:
         credential = parsed.opt("credential", "default")
         if credential not in ("default", "static"):
             raise ConfigError(f"store {uri!r}: credential must be 'default' or 'static'")
-        ca_bundle = parsed.opt("ca_bundle")
-        if ca_bundle is not None:
-            ca_bundle = str(Path(ca_bundle).expanduser())
-            if not Path(ca_bundle).is_file():
-                raise ConfigError(f"store {uri!r}: ca_bundle {ca_bundle} is not a readable file")
+        ca_bundle = parsed.opt_ca_bundle()
         if "max_attempts" in parsed.options:
             kwargs.setdefault("max_attempts", max(1, parsed.opt_int("max_attempts", 4)))
         return cls(
@@ -147,137 +141,91 @@ class AzureKeyVaultStore:
             **kwargs,
         )
 
-    # -- SDK calls, errors mapped ----------------------------------------------------------------
-
-    def _call(self, doing: str, fn: Any) -> Any:
-        return az.call(self.uri, self.vault_url, doing, fn)
-
-    def _read(self, name: str, version: str | None = None) -> KeyVaultSecret | None:
-        """One version (the newest when ``version`` is empty); None if absent or disabled."""
-        try:
-            secret: KeyVaultSecret = self.client.get_secret(name, version)
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            if az.is_disabled(exc):
-                return None
-            raise az.map_error(exc, self.uri, self.vault_url, f"reading {name}") from None
-        return secret
+    # -- writes that keep the tags straight -------------------------------------------------
 
     def _list(self, name: str) -> list[SecretProperties]:
-        def fetch() -> list[SecretProperties]:
-            try:
-                return list(self.client.list_properties_of_secret_versions(name))
-            except ResourceNotFoundError:
-                return []
+        return _newest_first(self.vault.versions(name))
 
-        return _newest_first(self._call(f"listing versions of {name}", fetch))
-
-    def _write(
-        self, name: str, value: str, tags: dict[str, str], content_type: str | None = None
-    ) -> SecretProperties:
-        """A new version of ``name``; a soft-deleted secret is recovered first, not fought."""
-        for attempt in range(2):
-            try:
-                secret = self.client.set_secret(name, value, tags=tags, content_type=content_type)
-                props: SecretProperties = secret.properties
-                return props
-            except AzureError as exc:
-                if attempt == 0 and az.is_deleted_conflict(exc):
-                    self._recover(name)
-                    continue
-                raise az.map_error(exc, self.uri, self.vault_url, f"writing {name}") from None
-        raise AssertionError("unreachable")
-
-    def _recover(self, name: str) -> None:
-        def run() -> None:
-            try:
-                poller = self.client.begin_recover_deleted_secret(
-                    name, _polling_interval=self.poll_interval
-                )
-                poller.wait()
-            except ResourceNotFoundError:
-                pass  # purged meanwhile: the name is free again
-
-        self._call(f"recovering the soft-deleted secret {name}", run)
-
-    def _retag(self, name: str, p: SecretProperties, **changes: str | None) -> None:
-        tags = _tags(p)
+    def _retag(self, name: str, properties: SecretProperties, **changes: str | None) -> None:
+        tags = tags_of(properties)
         for key, value in changes.items():
-            tag = {"stage": az.STAGE}.get(key, key)
+            tag_name = {"stage": tag.STAGE}.get(key, key)
             if value is None:
-                tags.pop(tag, None)
+                tags.pop(tag_name, None)
             else:
-                tags[tag] = value
-        if tags != _tags(p):
-            self._call(
-                f"tagging {name}/{p.version}",
-                lambda: self.client.update_secret_properties(name, p.version, tags=tags),
-            )
-
-    def _disable(self, name: str, p: SecretProperties) -> None:
-        self._call(
-            f"disabling {name}/{p.version}",
-            lambda: self.client.update_secret_properties(name, p.version, enabled=False),
-        )
+                tags[tag_name] = value
+        if tags != tags_of(properties):
+            self.vault.set_tags(name, properties, tags)
 
     # -- state ----------------------------------------------------------------------------------
 
     def _state(self) -> _State:
-        st = _State(versions=self._list(self.name))
-        if st.versions:
-            latest = self._read(self.name)
-            if latest is None and _tags(st.versions[0]).get(az.STAGE) == "withdrawn":
+        state = _State(versions=self._list(self.name))
+        if state.versions:
+            latest = self.vault.read(self.name)
+            if latest is None and tags_of(state.versions[0]).get(tag.STAGE) == "withdrawn":
                 # Withdrawn (a first key that failed verification): nothing is served.
-                return self._companion_state(st)
+                return self._companion_state(state)
             if latest is None:  # the newest version is disabled: consumers get 403
-                st.current, st.current_disabled = st.versions[0], True
+                state.current, state.current_disabled = state.versions[0], True
             else:
-                st.current = next(
-                    (v for v in st.versions if v.version == latest.properties.version),
+                state.current = next(
+                    (
+                        version
+                        for version in state.versions
+                        if version.version == latest.properties.version
+                    ),
                     latest.properties,
                 )
-                st.current_raw = latest.value
-            st.versions.sort(key=lambda v: v is not st.current)
-            st.previous = self._previous_of(st)
-        return self._companion_state(st)
+                state.current_raw = latest.value
+            state.versions.sort(key=lambda version: version is not state.current)
+            state.previous = self._previous_of(state)
+        return self._companion_state(state)
 
-    def _companion_state(self, st: _State) -> _State:
-        st.companion = self._list(self.pending_name)
-        if st.companion:
-            newest = self._read(self.pending_name)
-            tags = _tags(newest.properties) if newest else {}
+    def _companion_state(self, state: _State) -> _State:
+        state.companion = self._list(self.pending_name)
+        if state.companion:
+            newest = self.vault.read(self.pending_name)
+            tags = tags_of(newest.properties) if newest else {}
             if (
                 newest
-                and tags.get(az.STAGE) == "pending"
-                and tags.get(az.TOKEN)
+                and tags.get(tag.STAGE) == "pending"
+                and tags.get(tag.TOKEN)
                 not in (
                     None,
-                    st.current_token(),
+                    state.current_token(),
                 )
             ):
-                st.pending = next(
-                    (p for p in st.companion if p.version == newest.properties.version),
+                state.pending = next(
+                    (
+                        version
+                        for version in state.companion
+                        if version.version == newest.properties.version
+                    ),
                     newest.properties,
                 )
-        return st
+        return state
 
     @staticmethod
-    def _previous_of(st: _State) -> SecretProperties | None:
-        tags = _tags(st.current)
-        if az.TOKEN in tags:  # written by keyguard: it names its previous
-            wanted = tags.get(az.PREVIOUS)
-            return next((v for v in st.versions if v.version == wanted), None)
+    def _previous_of(state: _State) -> SecretProperties | None:
+        tags = tags_of(state.current)
+        if tag.TOKEN in tags:  # written by keyguard: it names its previous
+            wanted = tags.get(tag.PREVIOUS)
+            return next((version for version in state.versions if version.version == wanted), None)
         # Adopted (written by hand): the version before it.
-        older = [v for v in st.versions if v is not st.current and v.enabled]
+        older = [
+            version
+            for version in state.versions
+            if version is not state.current and version.enabled
+        ]
         return older[0] if older else None
 
     def _key(self, raw: str | None) -> Secret | None:
         value = extract_field(raw, self.field, self.uri)
         return Secret(value) if value else None
 
-    def _current_or_refuse(self, st: _State) -> None:
-        if st.current_disabled:
+    def _current_or_refuse(self, state: _State) -> None:
+        if state.current_disabled:
             raise ConflictError(
                 f"store {self.uri}: the newest version of {self.name} is disabled, so consumers "
                 "cannot read it; enable it (or write a new version) before rotating"
@@ -286,44 +234,47 @@ class AzureKeyVaultStore:
     # -- SecretStore ------------------------------------------------------------------------------
 
     def get(self, stage: Stage = Stage.CURRENT) -> Secret | None:
-        st = self._state()
+        state = self._state()
         if stage is Stage.PENDING:
-            if st.pending is None:
+            if state.pending is None:
                 return None
-            found = self._read(self.pending_name, st.pending.version)
+            found = self.vault.read(self.pending_name, state.pending.version)
             return Secret(found.value) if found and found.value else None
         if stage is Stage.CURRENT:
-            self._current_or_refuse(st)
-            return self._key(st.current_raw)
-        if st.previous is None:
+            self._current_or_refuse(state)
+            return self._key(state.current_raw)
+        if state.previous is None:
             return None
-        found = self._read(self.name, st.previous.version)
+        found = self.vault.read(self.name, state.previous.version)
         return self._key(found.value) if found else None
 
     def put_pending(self, value: Secret, meta: VersionMeta) -> str:
         token = meta.token
         if not token:
-            raise UsageError("put_pending needs a rotation token in meta.token")
+            raise UsageError(f"store {self.uri}: put_pending needs a rotation token in meta.token")
         if meta.stored_at is None:
             meta = replace(meta, stored_at=datetime.now(UTC).replace(microsecond=0))
-        st = self._state()
-        for p in st.companion:
-            if _tags(p).get(az.TOKEN) == token:
-                found = self._read(self.pending_name, p.version)
+        state = self._state()
+        for version in state.companion:
+            if tags_of(version).get(tag.TOKEN) == token:
+                found = self.vault.read(self.pending_name, version.version)
                 self._same_or_conflict(token, found.value if found else None, value)
-                if p is st.companion[0] and _tags(p).get(az.STAGE) == "discarded":
-                    self._retag(self.pending_name, p, stage="pending")
-                return str(p.version)
-        for p in st.versions:
-            if _tags(p).get(az.TOKEN) == token:  # promoted already (companion gone)
-                found = self._read(self.name, p.version)
+                if version is state.companion[0] and tags_of(version).get(tag.STAGE) == "discarded":
+                    self._retag(self.pending_name, version, stage="pending")
+                return str(version.version)
+        for version in state.versions:
+            if tags_of(version).get(tag.TOKEN) == token:  # promoted already (companion gone)
+                found = self.vault.read(self.name, version.version)
                 raw = extract_field(found.value, self.field, self.uri) if found else None
                 self._same_or_conflict(token, raw, value)
-                return str(p.version)
-        tags = {**az.meta_tags(meta), az.STAGE: "pending"}
-        written = self._write(self.pending_name, value.reveal(), tags)
-        if st.pending is not None:
-            self._retag(self.pending_name, st.pending, stage="superseded")
+                return str(version.version)
+        # The key is merged into NAME's value only at promote: refuse a value it cannot merge
+        # into (a #FIELD over a plain secret) now, before it is stored, as the other stores do.
+        merge_field(state.current_raw, self.field, value.reveal(), self.uri)
+        tags = {**tag.meta_tags(meta), tag.STAGE: "pending"}
+        written = self.vault.write(self.pending_name, value.reveal(), tags)
+        if state.pending is not None:
+            self._retag(self.pending_name, state.pending, stage="superseded")
         return str(written.version)
 
     def _same_or_conflict(self, token: str, stored: str | None, value: Secret) -> None:
@@ -334,135 +285,142 @@ class AzureKeyVaultStore:
             )
 
     def promote(self, token: str) -> None:
-        st = self._state()
-        if st.current is None and self._recover_if_deleted(self.name):
-            st = self._state()
-        if st.current is not None and st.current_token() == token:
-            self._tidy_after_move(st)  # a crash may have stopped the last promote here
+        state = self._state()
+        if state.current is None and self._recover_if_deleted(self.name):
+            state = self._state()
+        if state.current is not None and state.current_token() == token:
+            self._tidy_after_move(state)  # a crash may have stopped the last promote here
             return
-        if st.pending is None or _tags(st.pending).get(az.TOKEN) != token:
+        if state.pending is None or tags_of(state.pending).get(tag.TOKEN) != token:
             raise ConflictError(
                 f"store {self.uri}: rotation {token} has no pending version to promote "
                 "(another run replaced or discarded it); run `keyguard status` to see why"
             )
-        self._current_or_refuse(st)
-        found = self._read(self.pending_name, st.pending.version)
+        self._current_or_refuse(state)
+        found = self.vault.read(self.pending_name, state.pending.version)
         if found is None or not found.value:
             raise ConflictError(f"store {self.uri}: the pending version of {token} is unreadable")
-        raw = merge_field(st.current_raw, self.field, found.value, self.uri)
-        tags = {k: v for k, v in _tags(st.pending).items() if k in az.META_TAGS.values()}
-        tags[az.STAGE] = "current"
-        if st.current is not None:
-            tags[az.PREVIOUS] = str(st.current.version)
-        self._write(self.name, raw, tags, self._content_type())
+        raw = merge_field(state.current_raw, self.field, found.value, self.uri)
+        tags = {
+            name: value
+            for name, value in tags_of(state.pending).items()
+            if name in tag.META_TAGS.values()
+        }
+        tags[tag.STAGE] = "current"
+        if state.current is not None:
+            tags[tag.PREVIOUS] = str(state.current.version)
+        self.vault.write(self.name, raw, tags, self._content_type())
         self._tidy_after_move(self._state())
 
-    def _tidy_after_move(self, st: _State) -> None:
+    def _tidy_after_move(self, state: _State) -> None:
         """Make the informational stage tags match the structure after a promote or rollback."""
-        for v in st.versions:
-            stage = _tags(v).get(az.STAGE)
+        for version in state.versions:
+            stage = tags_of(version).get(tag.STAGE)
             want = (
                 "current"
-                if v is st.current
+                if version is state.current
                 else "previous"
-                if v is st.previous
+                if version is state.previous
                 else "superseded"
                 if stage in ("current", "previous")
                 else stage
             )
-            if want != stage and _tags(v).get(az.TOKEN):
-                self._retag(self.name, v, stage=want)
-        token = st.current_token()
-        for p in st.companion:
-            if token and _tags(p).get(az.TOKEN) == token and _tags(p).get(az.STAGE) == "pending":
-                self._retag(self.pending_name, p, stage="promoted")
+            if want != stage and tags_of(version).get(tag.TOKEN):
+                self._retag(self.name, version, stage=want)
+        token = state.current_token()
+        for version in state.companion:
+            if (
+                token
+                and tags_of(version).get(tag.TOKEN) == token
+                and tags_of(version).get(tag.STAGE) == "pending"
+            ):
+                self._retag(self.pending_name, version, stage="promoted")
 
     def _recover_if_deleted(self, name: str) -> bool:
-        def deleted() -> bool:
-            try:
-                self.client.get_deleted_secret(name)
-            except ResourceNotFoundError:
-                return False
-            return True
-
-        if self._call(f"looking for a soft-deleted {name}", deleted):
-            self._recover(name)
+        if self.vault.is_deleted(name):
+            self.vault.recover(name)
             return True
         return False
 
     def rollback(self) -> None:
-        st = self._state()
-        self._current_or_refuse(st)
-        if st.previous is None:
+        state = self._state()
+        self._current_or_refuse(state)
+        if state.previous is None:
             raise ConflictError(f"store {self.uri}: no previous version to roll back to")
-        found = self._read(self.name, st.previous.version)
+        found = self.vault.read(self.name, state.previous.version)
         key = extract_field(found.value, self.field, self.uri) if found else None
         if not key:
             raise ConflictError(
-                f"store {self.uri}: the previous version {st.previous.version} is disabled or "
+                f"store {self.uri}: the previous version {state.previous.version} is disabled or "
                 "empty; enable it in the vault to roll back to it"
             )
-        raw = merge_field(st.current_raw, self.field, key, self.uri)
-        tags = {k: v for k, v in _tags(st.previous).items() if k in az.META_TAGS.values()}
+        raw = merge_field(state.current_raw, self.field, key, self.uri)
+        tags = {
+            name: value
+            for name, value in tags_of(state.previous).items()
+            if name in tag.META_TAGS.values()
+        }
         tags.update(
             {
-                az.STAGE: "current",
-                az.ROLLBACK_OF: str(st.previous.version),
+                tag.STAGE: "current",
+                tag.ROLLBACK_OF: str(state.previous.version),
             }
         )
-        if st.current is not None:
-            tags[az.PREVIOUS] = str(st.current.version)
-        self._write(self.name, raw, tags, self._content_type())
+        if state.current is not None:
+            tags[tag.PREVIOUS] = str(state.current.version)
+        self.vault.write(self.name, raw, tags, self._content_type())
         self._tidy_after_move(self._state())
 
     def withdraw(self, token: str) -> None:
         """The newest version of NAME is current, so disable it and tag it ``withdrawn``:
         readers then see no current key (and no previous), as before it was promoted."""
-        st = self._state()
-        if st.current is None or st.current_disabled or st.current_token() != token:
+        state = self._state()
+        if state.current is None or state.current_disabled or state.current_token() != token:
             return
-        self._retag(self.name, st.current, stage="withdrawn")
-        self._disable(self.name, st.current)
+        self._retag(self.name, state.current, stage="withdrawn")
+        self.vault.disable(self.name, state.current)
 
     def discard_pending(self, token: str) -> None:
-        for p in self._list(self.pending_name):
-            tags = _tags(p)
-            if tags.get(az.TOKEN) == token and tags.get(az.STAGE) == "pending":
-                self._retag(self.pending_name, p, stage="discarded")
+        for version in self._list(self.pending_name):
+            tags = tags_of(version)
+            if tags.get(tag.TOKEN) == token and tags.get(tag.STAGE) == "pending":
+                self._retag(self.pending_name, version, stage="discarded")
 
     def describe(self) -> list[StoreVersion]:
-        st = self._state()
-        promoted = {_tags(v).get(az.TOKEN) for v in st.versions} - {None}
+        state = self._state()
+        promoted = {tags_of(version).get(tag.TOKEN) for version in state.versions} - {None}
         rows: list[tuple[Any, int, StoreVersion]] = []
-        for v in st.versions:
+        for version in state.versions:
             stages = frozenset(
                 s
-                for s, holder in ((Stage.CURRENT, st.current), (Stage.PREVIOUS, st.previous))
-                if v is holder
+                for s, holder in ((Stage.CURRENT, state.current), (Stage.PREVIOUS, state.previous))
+                if version is holder
             )
             rank = 2 if Stage.CURRENT in stages else 1 if stages else 0
-            rows.append((v.created_on or _NEVER, rank, self._version(v, stages)))
-        for p in st.companion:
-            if _tags(p).get(az.TOKEN) in promoted:
+            rows.append((version.created_on or _NEVER, rank, self._version(version, stages)))
+        for version in state.companion:
+            if tags_of(version).get(tag.TOKEN) in promoted:
                 continue  # the same key is listed as a version of NAME
-            stages = frozenset({Stage.PENDING}) if p is st.pending else frozenset()
-            rows.append((p.created_on or _NEVER, 3 if stages else 0, self._version(p, stages)))
-        rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
-        return [r[2] for r in rows]
+            stages = frozenset({Stage.PENDING}) if version is state.pending else frozenset()
+            rows.append(
+                (version.created_on or _NEVER, 3 if stages else 0, self._version(version, stages))
+            )
+        rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
+        return [row[2] for row in rows]
 
     @staticmethod
-    def _version(p: SecretProperties, stages: frozenset[Stage]) -> StoreVersion:
-        return StoreVersion(str(p.version), stages, az.meta_from_tags(p.tags))
+    def _version(version: SecretProperties, stages: frozenset[Stage]) -> StoreVersion:
+        return StoreVersion(str(version.version), stages, tag.meta_from_tags(version.tags))
 
     def retire_superseded(self) -> None:
         """Disable versions holding no stage (their keys are revoked); never current/previous."""
-        st = self._state()
-        for v in st.versions:
-            if v.enabled and v is not st.current and v is not st.previous:
-                self._disable(self.name, v)
-        for p in st.companion:
-            if p.enabled and p is not st.pending:
-                self._disable(self.pending_name, p)
+        state = self._state()
+        for version in state.versions:
+            if version.enabled and version is not state.current and version is not state.previous:
+                self.vault.disable(self.name, version)
+        for version in state.companion:
+            if version.enabled and version is not state.pending:
+                self.vault.disable(self.pending_name, version)
 
     def _content_type(self) -> str | None:
         return "application/json" if self.field else None
@@ -489,32 +447,24 @@ class AzureKeyVaultStore:
     @contextlib.contextmanager
     def _lease(self, owner: str, ttl_seconds: float) -> Iterator[None]:
         record = LeaseRecord(owner, time.time() + ttl_seconds)
-        tags = {az.LEASE_OWNER: owner[:256], az.LEASE_EXPIRES: repr(record.expires)}
-        mine = self._write(self.lease_name, record.encode(), tags, "application/json")
+        tags = {tag.LEASE_OWNER: owner[:256], tag.LEASE_EXPIRES: repr(record.expires)}
+        mine = self.vault.write(self.lease_name, record.encode(), tags, "application/json")
         try:
             my_time = mine.created_on or _NEVER
             for claim in self._list(self.lease_name):
                 if claim.version == mine.version or not claim.enabled:
                     continue
-                rival = _claim_record(claim)
+                claim_tags = tags_of(claim)
+                rival = LeaseRecord.from_fields(
+                    claim_tags.get(tag.LEASE_OWNER), claim_tags.get(tag.LEASE_EXPIRES)
+                )
                 if rival and rival.live() and (claim.created_on or _NEVER) <= my_time:
-                    raise LeaseHeldError(
-                        f"store {self.uri} is leased: {rival.describe()}; another rotation is "
-                        "running. Wait for it, or run again after the lease expires"
-                    )
+                    raise lease_held(self.uri, rival)
         except BaseException:
             with contextlib.suppress(Exception):
-                self._disable(self.lease_name, mine)
+                self.vault.disable(self.lease_name, mine)
             raise
         try:
             yield
         finally:
-            self._disable(self.lease_name, mine)
-
-
-def _claim_record(p: SecretProperties) -> LeaseRecord | None:
-    tags = _tags(p)
-    try:
-        return LeaseRecord(tags[az.LEASE_OWNER], float(tags[az.LEASE_EXPIRES]))
-    except (KeyError, ValueError):
-        return None
+            self.vault.disable(self.lease_name, mine)

@@ -1,7 +1,7 @@
 """GCP Secret Manager plumbing for the ``gcp-sm`` store: client factory, retries, error mapping.
 
-Imported only by :mod:`keyguard.stores.gcp`, itself imported only when a ``gcp-sm:`` store is
-opened, so the Google SDK never loads for other commands.
+The one module of :mod:`keyguard.stores.gcp` that imports the Google SDK; the package itself is
+imported only when a ``gcp-sm:`` store is opened, so the SDK never loads for other commands.
 """
 
 from __future__ import annotations
@@ -119,9 +119,9 @@ class Caller:
                 last = exc
             except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
                 raise AuthError(
-                    f"GCP Secret Manager refused access to {self.where}: {_reason(exc)}; grant "
-                    "the caller roles/secretmanager.admin on the secret (or project), or check "
-                    "which account `gcloud auth application-default login` uses"
+                    f"store {self.where}: GCP Secret Manager refused access ({_reason(exc)}); "
+                    "grant the caller roles/secretmanager.admin on the secret (or project), or "
+                    "check which account `gcloud auth application-default login` uses"
                 ) from None
             except GoogleAuthError as exc:
                 raise credentials_error(self.where, exc) from None
@@ -130,12 +130,12 @@ class Caller:
                     raise
                 raise self._unexpected(exc) from None
         raise UnavailableError(
-            f"GCP Secret Manager unavailable for {self.where} after {self.attempts} attempts "
+            f"store {self.where}: GCP Secret Manager unavailable after {self.attempts} attempts "
             f"({_reason(last)}); check the network or the endpoint, then run again"
         )
 
     def _unexpected(self, exc: gexc.GoogleAPICallError) -> Exception:
-        what = f"GCP Secret Manager answered {_reason(exc)} for {self.where}"
+        what = f"store {self.where}: GCP Secret Manager answered {_reason(exc)}"
         if isinstance(exc, gexc.NotFound):
             return NotFoundError(f"{what}: it was deleted meanwhile; check it and run again")
         if isinstance(exc, CONFLICT):
@@ -162,7 +162,7 @@ class Caller:
 def credentials_error(where: str, exc: Exception) -> AuthError:
     """The error for missing or unusable Application Default Credentials."""
     return AuthError(
-        f"no usable Google credentials for {where}: {exc}; run `gcloud auth "
+        f"store {where}: no usable Google credentials ({exc}); run `gcloud auth "
         "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
     )
 

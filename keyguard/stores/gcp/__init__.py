@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from keyguard.errors import ConfigError, ConflictError, UnavailableError
+from keyguard.errors import ConfigError, ConflictError, UnavailableError, UsageError
 from keyguard.keys import Secret
-from keyguard.stores import gcp_rpc as rpc
-from keyguard.stores.gcp_meta import (
+from keyguard.stores.gcp import _sdk as sdk
+from keyguard.stores.gcp.metadata import (
     ALIASES,
     LEASE,
     aliases_of,
@@ -31,13 +31,8 @@ from keyguard.stores.gcp_meta import (
     token_version,
 )
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
-from keyguard.stores.uri import (
-    LeaseRecord,
-    extract_field,
-    hold_lease,
-    merge_field,
-    parse_store_uri,
-)
+from keyguard.stores.lease import LeaseRecord, hold_lease
+from keyguard.stores.uri import extract_field, merge_field, parse_store_uri
 
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _PROJECT = re.compile(r"^[a-z0-9][a-z0-9.:-]{0,62}$")
@@ -74,7 +69,7 @@ class GcpSecretManagerStore:
         self.secret_id = secret_id
         self.field = field
         self._endpoint, self._insecure = endpoint, insecure
-        self._call = rpc.Caller(self.uri, attempts, timeout, backoff)
+        self._call = sdk.Caller(self.uri, attempts, timeout, backoff)
         self._cas_attempts = cas_attempts
         self._client_obj: Any = None
 
@@ -133,7 +128,7 @@ class GcpSecretManagerStore:
     def put_pending(self, value: Secret, meta: VersionMeta) -> str:
         """Add a version holding ``value`` and alias it ``pending`` (idempotent per token)."""
         if not meta.token:
-            raise ConflictError(f"put_pending on {self.uri} needs a rotation token")
+            raise UsageError(f"store {self.uri}: put_pending needs a rotation token in meta.token")
         secret = self._secret() or self._create(meta)
         found = self._by_token(secret, meta.token, value)
         if found is None and self._stages(secret) and not aliases_of(secret):
@@ -145,16 +140,16 @@ class GcpSecretManagerStore:
         number = found
         metas_entry = encode_meta(meta, value)
 
-        def mark(s: Any) -> list[str] | None:
-            holder = self._by_token(s, meta.token or "", value)
+        def mark(secret: Any) -> list[str] | None:
+            holder = self._by_token(secret, meta.token or "", value)
             target = holder if holder is not None else number
-            aliases, annotations = aliases_of(s), dict(s.annotations)
+            aliases, annotations = aliases_of(secret), dict(secret.annotations)
             if target in aliases.values() and meta_key(target) in annotations:
                 return None  # already pending, or promoted since: nothing to do
             aliases["pending"] = target
             annotations[meta_key(target)] = annotations.get(meta_key(target), metas_entry)
-            s.version_aliases = aliases
-            s.annotations = pruned(annotations, aliases)
+            secret.version_aliases = aliases
+            secret.annotations = pruned(annotations, aliases)
             return ["version_aliases", "annotations"]
 
         final = self._update(mark)
@@ -164,24 +159,24 @@ class GcpSecretManagerStore:
     def promote(self, token: str) -> None:
         """``pending`` (for ``token``) -> ``current``, old ``current`` -> ``previous``."""
 
-        def move(s: Any) -> list[str] | None:
-            number = token_version(s, token)
-            aliases = aliases_of(s)
+        def move(secret: Any) -> list[str] | None:
+            number = token_version(secret, token)
+            aliases = aliases_of(secret)
             if number is not None and aliases.get("current") == number:
                 return None
             if number is None or aliases.get("pending") != number:
                 raise ConflictError(
-                    f"cannot promote rotation {token} in {self.uri}: it is not the pending "
-                    "version (another rotation moved it?); run `keyguard status` to see why"
+                    f"store {self.uri}: rotation {token} has no pending version to promote "
+                    "(another run replaced or discarded it); run `keyguard status` to see why"
                 )
             old = aliases.get("current")
             if old is None:
-                old = self._adoptable(s)
+                old = self._adoptable(secret)
             if old is not None:
                 aliases["previous"] = old
             aliases["current"] = number
             del aliases["pending"]
-            s.version_aliases = aliases
+            secret.version_aliases = aliases
             return ["version_aliases"]
 
         self._update(move)
@@ -189,19 +184,19 @@ class GcpSecretManagerStore:
     def rollback(self) -> None:
         """Swap ``current`` and ``previous``."""
 
-        def swap(s: Any) -> list[str] | None:
-            aliases = aliases_of(s)
+        def swap(secret: Any) -> list[str] | None:
+            aliases = aliases_of(secret)
             if "previous" not in aliases:
-                raise ConflictError(f"no previous version in {self.uri} to roll back to")
+                raise ConflictError(f"store {self.uri}: no previous version to roll back to")
             current = aliases.get("current")
             aliases["current"] = aliases.pop("previous")
             if current is not None:
                 aliases["previous"] = current
-            s.version_aliases = aliases
+            secret.version_aliases = aliases
             return ["version_aliases"]
 
         if self._secret() is None:
-            raise ConflictError(f"no previous version in {self.uri} to roll back to")
+            raise ConflictError(f"store {self.uri}: no previous version to roll back to")
         self._update(swap)
 
     def withdraw(self, token: str) -> None:
@@ -209,15 +204,15 @@ class GcpSecretManagerStore:
         that a hand-made secret does not adopt it again as its newest enabled version."""
         withdrawn: list[int] = []
 
-        def drop(s: Any) -> list[str] | None:
-            aliases = aliases_of(s)
-            number = token_version(s, token)
+        def drop(secret: Any) -> list[str] | None:
+            aliases = aliases_of(secret)
+            number = token_version(secret, token)
             if number is None or aliases.get("current") != number:
                 return None
             withdrawn[:] = [number]
             aliases.pop("current")
             aliases.pop("previous", None)
-            s.version_aliases = aliases
+            secret.version_aliases = aliases
             return ["version_aliases"]
 
         if self._secret() is None:
@@ -225,23 +220,23 @@ class GcpSecretManagerStore:
         self._update(drop)
         for number in withdrawn:
             name = f"{self.name}/versions/{number}"
-            with contextlib.suppress(*rpc.GONE_OR_CONFLICT):
+            with contextlib.suppress(*sdk.GONE_OR_CONFLICT):
                 self._call(
                     self._client().disable_secret_version,
-                    expect=rpc.GONE_OR_CONFLICT,
+                    expect=sdk.GONE_OR_CONFLICT,
                     request={"name": name},
                 )
 
     def discard_pending(self, token: str) -> None:
         """Drop the ``pending`` alias if it still points at ``token``'s version."""
 
-        def drop(s: Any) -> list[str] | None:
-            aliases = aliases_of(s)
-            number = token_version(s, token)
+        def drop(secret: Any) -> list[str] | None:
+            aliases = aliases_of(secret)
+            number = token_version(secret, token)
             if number is None or aliases.get("pending") != number:
                 return None
             del aliases["pending"]
-            s.version_aliases = aliases
+            secret.version_aliases = aliases
             return ["version_aliases"]
 
         if self._secret() is not None:
@@ -264,10 +259,10 @@ class GcpSecretManagerStore:
             try:
                 self._call(
                     client.disable_secret_version,
-                    expect=rpc.GONE_OR_CONFLICT,
+                    expect=sdk.GONE_OR_CONFLICT,
                     request={"name": version.name, "etag": version.etag},
                 )
-            except rpc.GONE_OR_CONFLICT:
+            except sdk.GONE_OR_CONFLICT:
                 continue  # changed under us (destroyed, re-enabled): leave it to the next run
 
     def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
@@ -279,14 +274,14 @@ class GcpSecretManagerStore:
             return LeaseRecord.decode(raw), raw
 
         def write_if(seen: str, record: LeaseRecord | None) -> bool:
-            def put(s: Any) -> list[str] | None:
-                if s.annotations.get(LEASE, "") != seen:
+            def put(secret: Any) -> list[str] | None:
+                if secret.annotations.get(LEASE, "") != seen:
                     raise _LeaseMoved
-                annotations = dict(s.annotations)
+                annotations = dict(secret.annotations)
                 annotations.pop(LEASE, None)
                 if record is not None:
                     annotations[LEASE] = record.encode()
-                s.annotations = annotations
+                secret.annotations = annotations
                 return ["annotations"]
 
             # The compare is on the lease annotation; the etag only guards the write, so an
@@ -303,15 +298,15 @@ class GcpSecretManagerStore:
     def _client(self) -> Any:
         if self._client_obj is None:
             try:
-                self._client_obj = rpc.make_client(self._endpoint, self._insecure)
-            except rpc.GoogleAuthError as exc:
-                raise rpc.credentials_error(self.uri, exc) from None
+                self._client_obj = sdk.make_client(self._endpoint, self._insecure)
+            except sdk.GoogleAuthError as exc:
+                raise sdk.credentials_error(self.uri, exc) from None
         return self._client_obj
 
     def _secret(self) -> Any:
         try:
-            return self._call(self._client().get_secret, expect=(rpc.NotFound,), name=self.name)
-        except rpc.NotFound:
+            return self._call(self._client().get_secret, expect=(sdk.NotFound,), name=self.name)
+        except sdk.NotFound:
             return None
 
     def _create(self, meta: VersionMeta) -> Any:
@@ -319,15 +314,17 @@ class GcpSecretManagerStore:
         if meta.environment:
             labels["keyguard-env"] = re.sub(r"[^a-z0-9_-]", "-", meta.environment.lower())[:63]
         secret = {"replication": {"automatic": {}}, "labels": labels}
-        with contextlib.suppress(rpc.AlreadyExists):  # a concurrent run created it: use theirs
+        with contextlib.suppress(sdk.AlreadyExists):  # a concurrent run created it: use theirs
             self._call(
                 self._client().create_secret,
-                expect=(rpc.AlreadyExists,),
+                expect=(sdk.AlreadyExists,),
                 request={"parent": self.parent, "secret_id": self.secret_id, "secret": secret},
             )
         created = self._secret()
         if created is None:
-            raise UnavailableError(f"{self.uri} vanished right after it was created; run again")
+            raise UnavailableError(
+                f"store {self.uri}: the secret vanished right after it was created; run again"
+            )
         return created
 
     def _update(self, mutate: Callable[[Any], list[str] | None]) -> Any:
@@ -336,7 +333,8 @@ class GcpSecretManagerStore:
             secret = self._secret()
             if secret is None:
                 raise ConflictError(
-                    f"{self.uri} does not exist (or was deleted meanwhile): nothing to change"
+                    f"store {self.uri}: the secret does not exist (or was deleted meanwhile): "
+                    "nothing to change"
                 )
             paths = mutate(secret)
             if not paths:
@@ -344,38 +342,38 @@ class GcpSecretManagerStore:
             try:
                 return self._call(
                     self._client().update_secret,
-                    expect=rpc.CONFLICT,
+                    expect=sdk.CONFLICT,
                     request={"secret": secret, "update_mask": {"paths": paths}},
                 )
-            except rpc.CONFLICT:
+            except sdk.CONFLICT:
                 continue
         raise ConflictError(
-            f"{self.uri} kept changing under keyguard ({self._cas_attempts} compare-and-set "
-            "attempts lost): another writer is active; run again when it is done"
+            f"store {self.uri}: the secret kept changing under keyguard ({self._cas_attempts} "
+            "compare-and-set attempts lost): another writer is active; run again when it is done"
         )
 
-    def _adopt(self, s: Any) -> list[str] | None:
-        number = self._adoptable(s)
-        if number is None or aliases_of(s):
+    def _adopt(self, secret: Any) -> list[str] | None:
+        number = self._adoptable(secret)
+        if number is None or aliases_of(secret):
             return None
-        s.version_aliases = {"current": number}
+        secret.version_aliases = {"current": number}
         return ["version_aliases"]
 
-    def _adoptable(self, s: Any) -> int | None:
+    def _adoptable(self, secret: Any) -> int | None:
         """The newest enabled version of a secret made by hand (not by keyguard, no aliases)."""
         # A secret keyguard created is never adopted: an unaliased version there is a
         # put_pending that crashed before its alias was written, not a current key.
-        if aliases_of(s) or s.labels.get("managed-by") == "keyguard":
+        if aliases_of(secret) or secret.labels.get("managed-by") == "keyguard":
             return None
         for number, _ in self._versions("state:ENABLED", page_size=1, first_only=True):
             return number
         return None
 
-    def _stages(self, s: Any) -> dict[Stage, int]:
-        aliases = aliases_of(s)
+    def _stages(self, secret: Any) -> dict[Stage, int]:
+        aliases = aliases_of(secret)
         stages = {stage: aliases[a] for stage, a in ALIASES.items() if a in aliases}
         if not aliases:
-            adopted = self._adoptable(s)
+            adopted = self._adoptable(secret)
             if adopted is not None:
                 stages[Stage.CURRENT] = adopted
         return stages
@@ -389,10 +387,10 @@ class GcpSecretManagerStore:
             try:
                 page = self._call(
                     self._client().list_secret_versions,
-                    expect=(rpc.NotFound,),
+                    expect=(sdk.NotFound,),
                     request={**request, "page_token": token},
                 )
-            except rpc.NotFound:
+            except sdk.NotFound:
                 return
             for version in page.versions:
                 yield int(version.name.rsplit("/", 1)[1]), version
@@ -407,14 +405,14 @@ class GcpSecretManagerStore:
         try:
             data = self._call.checked(
                 self._client().access_secret_version,
-                expect=(rpc.NotFound, rpc.FailedPrecondition),
+                expect=(sdk.NotFound, sdk.FailedPrecondition),
                 name=name,
             )
-        except rpc.NotFound:
+        except sdk.NotFound:
             return None
-        except rpc.FailedPrecondition as exc:
+        except sdk.FailedPrecondition as exc:
             raise UnavailableError(
-                f"{self.uri}: version {number}, which holds {stage.value!r}, cannot be read "
+                f"store {self.uri}: version {number}, which holds {stage.value!r}, cannot be read "
                 f"({exc.message}); enable it (`gcloud secrets versions enable {number} "
                 f"--secret {self.secret_id}`) or run `keyguard rollback`"
             ) from None
@@ -428,20 +426,21 @@ class GcpSecretManagerStore:
             self._client().add_secret_version,
             request={
                 "parent": self.name,
-                "payload": {"data": payload, "data_crc32c": rpc.crc32c(payload)},
+                "payload": {"data": payload, "data_crc32c": sdk.crc32c(payload)},
             },
         )
         return int(version.name.rsplit("/", 1)[1])
 
-    def _by_token(self, s: Any, token: str, value: Secret) -> int | None:
+    def _by_token(self, secret: Any, token: str, value: Secret) -> int | None:
         """The version stored for ``token``; ``ConflictError`` if it holds another key."""
-        metas = metas_of(s)
+        metas = metas_of(secret)
         for number, data in metas.items():
             if data.get("token") == token:
                 if data.get("fp") != value.fingerprint:
                     raise ConflictError(
-                        f"rotation {token} already stored a different key in {self.uri} "
-                        f"(version {number}); start a new rotation instead"
+                        f"store {self.uri}: rotation token {token} already stored a different key "
+                        f"(version {number}); start a new rotation (a new token) instead of "
+                        "reusing this one"
                     )
                 return number
         return None

@@ -1,7 +1,7 @@
-"""Azure Key Vault plumbing for the ``azure-kv`` store: the client, error mapping, tag codecs.
+"""Azure Key Vault plumbing for the ``azure-kv`` store: the client, its calls, error mapping.
 
-Imported only by :mod:`keyguard.stores.azure`, so the Azure SDK loads only when an
-``azure-kv://`` store is opened.
+The one module of :mod:`keyguard.stores.azure` that imports the Azure SDK; the package itself
+is imported only when an ``azure-kv://`` store is opened, so the SDK never loads otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.keyvault.secrets import KeyVaultSecret as KeyVaultSecret
 from azure.keyvault.secrets import SecretClient
+from azure.keyvault.secrets import SecretProperties as SecretProperties
 
 from keyguard.errors import (
     AuthError,
@@ -29,25 +31,8 @@ from keyguard.errors import (
     UnavailableError,
     UsageError,
 )
-from keyguard.stores.interface import VersionMeta
 
 T = TypeVar("T")
-
-#: Per-version tags. Azure allows 15 per version, each value at most 256 characters.
-STAGE = "keyguard-stage"
-PREVIOUS = "keyguard-previous"
-ROLLBACK_OF = "keyguard-rollback-of"
-LEASE_OWNER = "keyguard-lease-owner"
-LEASE_EXPIRES = "keyguard-lease-expires"
-META_TAGS = {
-    "key_id": "keyguard-key-id",
-    "hint": "keyguard-hint",
-    "fingerprint": "keyguard-fingerprint",
-    "stored_at": "keyguard-stored-at",
-    "token": "keyguard-token",
-    "environment": "keyguard-environment",
-}
-TOKEN = META_TAGS["token"]
 
 
 class StaticCredential:
@@ -159,22 +144,105 @@ def call(where: str, vault_url: str, doing: str, fn: Callable[[], T]) -> T:
         raise map_error(exc, where, vault_url, doing) from None
 
 
-def meta_tags(meta: VersionMeta) -> dict[str, str]:
-    """``VersionMeta`` as Key Vault tags (empty fields left out; a tag holds 256 characters)."""
-    return {k: v[:256] for k, v in meta.to_fields(META_TAGS).items()}
+class Vault:
+    """One vault's secrets through the SDK, every error turned into keyguard's.
 
+    ``where`` (the store URI) names the store in every message; a secret that does not exist
+    reads as None or no versions, and a write to a soft-deleted one recovers it first.
+    """
 
-def meta_from_tags(tags: dict[str, str] | None) -> VersionMeta:
-    return VersionMeta.from_fields(tags, META_TAGS)
+    def __init__(
+        self, client: SecretClient, where: str, vault_url: str, poll_interval: float
+    ) -> None:
+        self.client = client
+        self.where = where
+        self.vault_url = vault_url
+        self.poll_interval = poll_interval
+
+    def _call(self, doing: str, fn: Callable[[], T]) -> T:
+        return call(self.where, self.vault_url, doing, fn)
+
+    def read(self, name: str, version: str | None = None) -> KeyVaultSecret | None:
+        """One version (the newest when ``version`` is empty); None if absent or disabled."""
+        try:
+            secret: KeyVaultSecret = self.client.get_secret(name, version)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            if is_disabled(exc):
+                return None
+            raise map_error(exc, self.where, self.vault_url, f"reading {name}") from None
+        return secret
+
+    def versions(self, name: str) -> list[SecretProperties]:
+        """Every version of ``name`` in the server's order; none when it does not exist."""
+
+        def fetch() -> list[SecretProperties]:
+            try:
+                return list(self.client.list_properties_of_secret_versions(name))
+            except ResourceNotFoundError:
+                return []
+
+        return self._call(f"listing versions of {name}", fetch)
+
+    def write(
+        self, name: str, value: str, tags: dict[str, str], content_type: str | None = None
+    ) -> SecretProperties:
+        """A new version of ``name``; a soft-deleted secret is recovered first, not fought."""
+        for attempt in range(2):
+            try:
+                secret = self.client.set_secret(name, value, tags=tags, content_type=content_type)
+                properties: SecretProperties = secret.properties
+                return properties
+            except AzureError as exc:
+                if attempt == 0 and is_deleted_conflict(exc):
+                    self.recover(name)
+                    continue
+                raise map_error(exc, self.where, self.vault_url, f"writing {name}") from None
+        raise AssertionError("unreachable")
+
+    def recover(self, name: str) -> None:
+        def run() -> None:
+            try:
+                poller = self.client.begin_recover_deleted_secret(
+                    name, _polling_interval=self.poll_interval
+                )
+                poller.wait()
+            except ResourceNotFoundError:
+                pass  # purged meanwhile: the name is free again
+
+        self._call(f"recovering the soft-deleted secret {name}", run)
+
+    def is_deleted(self, name: str) -> bool:
+        """True when ``name`` sits soft-deleted (recoverable) in the vault."""
+
+        def deleted() -> bool:
+            try:
+                self.client.get_deleted_secret(name)
+            except ResourceNotFoundError:
+                return False
+            return True
+
+        return self._call(f"looking for a soft-deleted {name}", deleted)
+
+    def set_tags(self, name: str, properties: SecretProperties, tags: dict[str, str]) -> None:
+        self._call(
+            f"tagging {name}/{properties.version}",
+            lambda: self.client.update_secret_properties(name, properties.version, tags=tags),
+        )
+
+    def disable(self, name: str, properties: SecretProperties) -> None:
+        self._call(
+            f"disabling {name}/{properties.version}",
+            lambda: self.client.update_secret_properties(name, properties.version, enabled=False),
+        )
 
 
 __all__ = [
-    "ResourceNotFoundError",
-    "call",
-    "is_deleted_conflict",
-    "is_disabled",
+    "KeyVaultSecret",
+    "SecretProperties",
+    "StaticCredential",
+    "Vault",
     "make_client",
     "map_error",
-    "meta_from_tags",
-    "meta_tags",
 ]
