@@ -121,18 +121,6 @@ LAYERS: list[set[str]] = [
     {"__init__", "atomic", "errors", "keys", "models", "policies", "words", "wif.providers"},
 ]
 
-#: Offenders other helpers are removing right now, in branches not merged yet: the rotation
-#: cycle (engine <-> recover <-> revoke) and three modules past 500 lines. The coordinator
-#: empties this set after merging them; ``test_known_offenders_still_offend`` says when.
-KNOWN_UNTIL_MERGED: set[str] = {
-    "keyguard.rotation.engine",
-    "keyguard.rotation.recover",
-    "keyguard.rotation.revoke",
-    "keyguard.incident",
-    "keyguard.cli.revoke",
-    "keyguard.stores.azure",
-}
-
 MAX_LINES = 500
 
 
@@ -270,7 +258,7 @@ def test_no_import_cycles() -> None:
     """Any cycle fails, through function-level and TYPE_CHECKING imports too: a cycle only the
     type checker sees is still two modules that each need the other's words, and the fix (a
     lower module for what both need) is the same."""
-    cycles = [c for c in _cycles(GRAPH) if not set(c) <= KNOWN_UNTIL_MERGED]
+    cycles = _cycles(GRAPH)
     assert not cycles, f"import cycles: {cycles}"
 
 
@@ -280,15 +268,4 @@ def _lines(name: str) -> int:
 
 def test_no_module_past_500_lines() -> None:
     long = {name: _lines(name) for name in MODULES if _lines(name) > MAX_LINES}
-    assert not set(long) - KNOWN_UNTIL_MERGED, f"split these by concern: {long}"
-
-
-def test_known_offenders_still_offend() -> None:
-    """An entry of KNOWN_UNTIL_MERGED that no longer offends must go (so the set empties)."""
-    in_cycles = {name for cycle in _cycles(GRAPH) for name in cycle}
-    fixed = sorted(
-        name
-        for name in KNOWN_UNTIL_MERGED
-        if name not in in_cycles and (name not in MODULES or _lines(name) <= MAX_LINES)
-    )
-    assert not fixed, f"remove from KNOWN_UNTIL_MERGED: {fixed}"
+    assert not long, f"split these by concern: {long}"

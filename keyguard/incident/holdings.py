@@ -6,18 +6,15 @@ id; never by hint alone (anyone can write a string with a real key's hint).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from keyguard.config import Config
-from keyguard.errors import ExitCode, KeyguardError
+from keyguard.errors import KeyguardError
 from keyguard.keys import Secret
 from keyguard.keys import scrub_text as scrub
-from keyguard.stores import open_store
-from keyguard.stores.interface import Stage, stage_map
-
-#: Stores read at once; cloud stores are slow, but a bound keeps us polite to their APIs.
-STORE_READERS = 8
+from keyguard.stores.interface import Stage
+from keyguard.stores.reader import STORE_READERS
+from keyguard.stores.reader import read_stores as read_all_stores
 
 
 @dataclass(frozen=True)
@@ -92,44 +89,26 @@ class Snapshot:
         return found
 
 
-def _read_store(environment: str, uri: str) -> list[StoreValue]:
-    store = open_store(uri)
-    versions = stage_map(store.describe())
-    found = []
-    for stage in (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS):
-        version = versions.get(stage)
-        value = store.get(stage) if version is not None or stage is Stage.CURRENT else None
-        key_id = version.meta.key_id if version else None
-        if value is not None or key_id is not None:
-            found.append(StoreValue(environment, uri, stage, value, key_id))
-    return found
-
-
 def read_stores(config: Config, workers: int = STORE_READERS) -> Snapshot:
     """Read every stage of every store of every environment, ``workers`` stores at a time."""
     jobs = [(env.name, uri) for env in config.environments.values() for uri in env.stores]
     snapshot = Snapshot()
-    if not jobs:
-        return snapshot
-    environments = {uri: environment for environment, uri in jobs}
-    codes: dict[str, int] = {}
-
-    def read_one(job: tuple[str, str]) -> tuple[str, list[StoreValue] | str]:
-        try:
-            return job[1], _read_store(*job)
-        except KeyguardError as exc:
-            codes[job[1]] = int(exc.exit_code)
-            return job[1], scrub(str(exc))
-        except Exception as exc:  # a malformed store document must not stop an incident
-            codes[job[1]] = int(ExitCode.USAGE)
-            return job[1], scrub(f"malformed store document ({type(exc).__name__}: {exc})")
-
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
-        for uri, result in pool.map(read_one, jobs):
-            if isinstance(result, str):
-                snapshot.errors[uri] = result
-                snapshot.error_environments[uri] = environments[uri]
-                snapshot.error_codes[uri] = codes.get(uri, int(ExitCode.UNAVAILABLE))
-            else:
-                snapshot.values.extend(result)
+    reads = read_all_stores([uri for _, uri in jobs], max_workers=workers)
+    for environment, uri in jobs:
+        read = reads[uri]
+        if read.error is not None:
+            error = read.error
+            text = (
+                str(error)
+                if isinstance(error, KeyguardError)
+                else f"malformed store document ({type(error).__name__}: {error})"
+            )
+            snapshot.errors[uri] = scrub(text)
+            snapshot.error_environments[uri] = environment
+            snapshot.error_codes[uri] = read.exit_code
+            continue
+        for stage, held in read.stages.items():
+            key_id = held.version.meta.key_id if held.version is not None else None
+            if held.value is not None or key_id is not None:
+                snapshot.values.append(StoreValue(environment, uri, stage, held.value, key_id))
     return snapshot
