@@ -11,6 +11,7 @@ from pathlib import Path
 from keyguard.errors import UsageError
 from keyguard.fleet.executor import check_executor, run_tasks
 from keyguard.fleet.model import FleetReport, Gone, RepoResult, engine_id, load
+from keyguard.fleet.report import printable
 from keyguard.fleet.sources import ApiOptions, RepoSpec, collect, redact_url, shard_of, spec_for
 from keyguard.fleet.worker import Task
 from keyguard.keys import Secret
@@ -84,9 +85,10 @@ def previous_state(opts: FleetOptions, sources: list[str]) -> tuple[FleetReport,
         return FleetReport(), False
     before = load(opts.since)
     if before.sources and before.engine is not None and set(before.sources) != set(sources):
+        theirs = printable(", ".join(before.sources))
         raise UsageError(
-            f"{opts.since}: a report of other sources ({', '.join(before.sources)}), not of "
-            f"{', '.join(sources)}; give the previous report of these sources, or leave out --since"
+            f"{opts.since}: a report of other sources ({theirs}), not of {', '.join(sources)}; "
+            "give the previous report of these sources, or leave out --since"
         )
     if before.engine != engine_id() or not before.sources:
         before.notices.append(
@@ -154,12 +156,13 @@ def run_fleet(
 
 def gone(before: FleetReport, now: FleetReport, shard: tuple[int, int] | None) -> list[Gone]:
     """The previous report's repositories (of this shard) that this run did not list."""
-    listed = {r.url for r in now.repos}
+    listed = {_identity(r.url) for r in now.repos}  # the same repository, spelled otherwise
     out = []
     for r in before.repos:
-        if r.url in listed:
+        identity = _identity(r.url)
+        if identity in listed:
             continue
-        if shard is not None and shard_of(RepoSpec(r.url, _identity(r.url)), shard[1]) != shard[0]:
+        if shard is not None and shard_of(RepoSpec(r.url, identity), shard[1]) != shard[0]:
             continue  # another shard's repository
         out.append(Gone(r.url, tuple(sorted({p.fingerprint for p in r.places}))))
     return out
