@@ -346,7 +346,13 @@ def summarize(rounds: list[dict[str, Any]], args: argparse.Namespace) -> list[Ro
     last = rounds[-1]
     ratio = med(r["ratio"] for r in rounds)
     cases = [
-        ("full", f"full scan, {n} repos, mirrors cloned", "full_found", planted, "--jobs 2"),
+        (
+            "full",
+            f"full scan, {n} repos, mirrors cloned",
+            "full_found",
+            planted,
+            f"--jobs {args.jobs}",
+        ),
         (
             "clone_floor",
             f"floor: git clone --mirror of the {n} repos, {FLOOR_THREADS} at once, no keyguard",
