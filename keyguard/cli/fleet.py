@@ -13,6 +13,7 @@ from keyguard.fleet.model import FleetReport, load, merge
 from keyguard.fleet.report import FORMATS, printable, render, summary
 from keyguard.fleet.run import FleetOptions, Progress, Verifier, default_cache, run_fleet
 from keyguard.fleet.sources import ApiOptions, parse_shard
+from keyguard.words import plural
 
 
 @click.group()
@@ -111,7 +112,7 @@ def scan(
     report = run_fleet(opts, show)
     if show is not None:
         sys.stderr.write("\n")
-    return _present(report, fmt, output)
+    return _present(report, fmt, output, f"gone since {since}" if since else "gone")
 
 
 @fleet.command("merge")
@@ -125,14 +126,19 @@ def merge_reports(reports: tuple[str, ...], fmt: str, output: str | None) -> int
     return _present(merge([load(path) for path in reports]), fmt, output)
 
 
-def _present(report: FleetReport, fmt: str, output: str | None) -> int:
+def _present(report: FleetReport, fmt: str, output: str | None, gone: str = "gone") -> int:
     text = render(report, fmt)
     if output:
         _write(Path(output), text)
     else:
         sys.stdout.write(text)
+    for notice in report.notices:
+        click.echo(printable(f"keyguard: {notice}"), err=True)
     for r in sorted(report.failed, key=lambda r: r.url):
         click.echo(printable(f"keyguard: not scanned: {r.url}: {r.error}"), err=True)
+    for g in report.gone:
+        found = plural(len(g.keys), "key")
+        click.echo(printable(f"keyguard: {gone}: {g.url} ({found} found there)"), err=True)
     click.echo(summary(report), err=True)
     if report.places():
         return int(ExitCode.FOUND)

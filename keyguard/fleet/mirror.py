@@ -119,6 +119,21 @@ def update(spec: RepoSpec, cache: Path) -> Path:
     return where
 
 
+def remote_tips(spec: RepoSpec) -> dict[str, str] | None:
+    """Every ref the remote advertises and its object, without fetching anything (one
+    ``git ls-remote``: the ref advertisement only); None when the answer looks unusual, so
+    that the caller fetches and reads the mirror instead."""
+    out = _run(["ls-remote", "--refs", "--", spec.url], git_env(spec.auth))
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        oid, tab, raw = line.partition(b"\t")
+        ref = raw.decode("utf-8", "surrogateescape")
+        if not tab or not _OID.fullmatch(oid) or not ref.startswith("refs/") or ref in found:
+            return None
+        found[ref] = oid.decode()
+    return found
+
+
 def _origin_url(repo: Path) -> str | None:
     """The mirror's origin URL read from its config file (one git process less per fetch)."""
     try:

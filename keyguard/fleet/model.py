@@ -8,9 +8,11 @@ one unsharded run give the same document apart from timings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +59,28 @@ class RepoResult:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Gone:
+    """A repository the previous report held that this run's sources no longer list."""
+
+    url: str
+    keys: tuple[str, ...] = ()  # fingerprints found there before
+
+
 @dataclass
 class FleetReport:
-    """Every repository of a run (or of merged runs) and the verdict of each key checked."""
+    """Every repository of a run (or of merged runs) and the verdict of each key checked.
+
+    ``sources`` and ``engine`` say what the report is the state of: which sources were listed,
+    and which scanner read them. ``--since`` reuses a report only for the same of both."""
 
     repos: list[RepoResult] = field(default_factory=list)
     verdicts: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    sources: list[str] = field(default_factory=list)
+    engine: str | None = None
+    gone: list[Gone] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # for stderr, not part of the state
 
     @property
     def failed(self) -> list[RepoResult]:
@@ -86,6 +103,19 @@ class FleetReport:
 
     def places(self) -> int:
         return sum(len(r.places) for r in self.repos)
+
+
+@cache
+def engine_id() -> str:
+    """Which scanner finds keys here: keyguard's version and a digest of the scanner's source.
+    Places found by another scanner are not carried over by ``--since`` (it may find more)."""
+    import keyguard
+    import keyguard.scanner
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(keyguard.scanner.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"keyguard {keyguard.__version__} scanner {digest.hexdigest()[:16]}"
 
 
 def to_json(report: FleetReport) -> dict[str, Any]:
@@ -125,10 +155,17 @@ def to_json(report: FleetReport) -> dict[str, Any]:
             for url, p in places
         ]
         keys.append(group)
+    head: dict[str, Any] = {"keyguard_fleet": FORMAT_VERSION}
+    if report.engine is not None:
+        head["engine"] = report.engine
     return {
-        "keyguard_fleet": FORMAT_VERSION,
+        **head,
+        "sources": sorted(set(report.sources)),
         "repositories": repos,
         "keys": keys,
+        "gone": [
+            {"url": g.url, "keys": sorted(g.keys)} for g in sorted(report.gone, key=lambda g: g.url)
+        ],
         "stats": {
             "repositories": len(report.repos),
             "failed": len(report.failed),
@@ -149,6 +186,8 @@ def from_json(data: Any, source: str) -> FleetReport:
         report = FleetReport()
         by_url: dict[str, RepoResult] = {}
         for entry in data["repositories"]:
+            if not isinstance(entry.get("tips", {}), dict):
+                raise ValueError("the tips are not a mapping of ref to object id")
             tips = {str(ref): str(oid) for ref, oid in dict(entry.get("tips", {})).items()}
             if any(not _HEX40.fullmatch(oid) for oid in tips.values()):
                 raise ValueError("a ref tip is not a 40-digit object id")
@@ -188,6 +227,24 @@ def from_json(data: Any, source: str) -> FleetReport:
                 )
         report.repos = list(by_url.values())
         report.seconds = float(data.get("stats", {}).get("seconds", 0.0))
+        engine = data.get("engine")
+        if engine is not None and not isinstance(engine, str):
+            raise ValueError("the engine is not a string")
+        report.engine = engine
+        sources = data.get("sources", [])
+        if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
+            raise ValueError("the sources are not a list of strings")
+        report.sources = list(sources)
+        gone = data.get("gone", [])
+        if not isinstance(gone, list):
+            raise ValueError("gone is not a list")
+        for g in gone:
+            if not isinstance(g["keys"], list):
+                raise ValueError("a gone repository's keys are not a list")
+            fps = tuple(str(fp) for fp in g["keys"])
+            if any(not _HEX64.fullmatch(fp) for fp in fps):
+                raise ValueError("a gone repository's key is not a SHA-256")
+            report.gone.append(Gone(str(g["url"]), fps))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UsageError(f"{source}: damaged fleet report ({exc}); write it again") from None
     return report
@@ -210,13 +267,20 @@ def merge(reports: list[FleetReport]) -> FleetReport:
     """One report from several (shards of one run): repositories by URL, verdicts combined."""
     out = FleetReport()
     by_url: dict[str, RepoResult] = {}
+    gone: dict[str, Gone] = {}
+    engines = {report.engine for report in reports}
+    # Shards read by different scanners make a report that no --since trusts.
+    out.engine = engines.pop() if len(engines) == 1 else None
     for report in reports:
         for repo in report.repos:
             by_url[repo.url] = repo
+        out.sources.extend(s for s in report.sources if s not in out.sources)
+        gone.update((g.url, g) for g in report.gone)
         for fp, verdict in report.verdicts.items():
             old = out.verdicts.get(fp)
             if old is None or _MERGE_RANK[verdict] < _MERGE_RANK[old]:
                 out.verdicts[fp] = verdict
         out.seconds = max(out.seconds, report.seconds)
     out.repos = list(by_url.values())
+    out.gone = [g for url, g in sorted(gone.items()) if url not in by_url]
     return out

@@ -62,6 +62,8 @@ def to_text(report: FleetReport) -> str:
             lines.append(f"    {url} {p.path}:{p.line}:{p.column} (commit {p.commit[:12]})")
     for r in sorted(report.failed, key=lambda r: r.url):
         lines.append(f"not scanned: {r.url}: {r.error}")
+    for g in sorted(report.gone, key=lambda g: g.url):
+        lines.append(f"gone: {g.url} ({plural(len(g.keys), 'key')} found there before)")
     return "".join(printable(line) + "\n" for line in lines)
 
 
@@ -122,7 +124,11 @@ def to_sarif(report: FleetReport) -> dict[str, Any]:
                     }
                 },
                 "results": results,
-                "properties": {"repositories": len(report.repos), "failed": failed},
+                "properties": {
+                    "repositories": len(report.repos),
+                    "failed": failed,
+                    "gone": [{"url": g.url, "keys": sorted(g.keys)} for g in report.gone],
+                },
             }
         ],
     }
@@ -154,6 +160,10 @@ def to_html(report: FleetReport) -> str:
         f"<li>{e(r.url)}: {e(r.error or '')}</li>"
         for r in sorted(report.failed, key=lambda r: r.url)
     )
+    gone = "".join(
+        f"<li>{e(g.url)}: {plural(len(g.keys), 'key')} found there before</li>"
+        for g in sorted(report.gone, key=lambda g: g.url)
+    )
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
@@ -162,5 +172,6 @@ def to_html(report: FleetReport) -> str:
         f"<p>{e(summary(report))}</p><table><tr><th>key</th><th>rule</th><th>verdict</th>"
         f"<th>places</th><th>fingerprint</th></tr>{''.join(rows)}</table>"
         + (f"<h2>Not scanned</h2><ul>{failed}</ul>" if failed else "")
+        + (f"<h2>Gone since the previous report</h2><ul>{gone}</ul>" if gone else "")
         + "</body></html>\n"
     )

@@ -75,6 +75,13 @@ def _guarded(task: Task, step: Callable[[Task, Outcome], None]) -> Outcome:
 
 
 def _fetch_only(task: Task, out: Outcome) -> None:
+    prev = task.previous
+    if prev is not None and prev.status == "ok" and prev.tips:
+        # Ask the remote first: when its tips are the ones the previous report read, there is
+        # nothing to fetch and nothing to read (the mirror, stale or absent, stays as it is).
+        out.result.tips = mirror.remote_tips(task.spec) or {}
+        if _unchanged(task, out):
+            return
     repo = mirror.update(task.spec, Path(task.cache))
     out.result.tips = mirror.tips(repo)
     if not _unchanged(task, out):
