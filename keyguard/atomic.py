@@ -1,4 +1,5 @@
-"""The one atomic file write (stdlib only, cheap to import: the scanner's hook uses it).
+"""The one atomic file write, and the check that a path can be written before any work (stdlib
+only, cheap to import: the scanner's hook uses it).
 
 A temp file beside the target, written, flushed and fsync'd, given its mode, then renamed over
 the target: a reader sees the old file or the new one, never half of either, and a crash leaves
@@ -11,7 +12,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["link_target", "write_atomic"]
+from keyguard.errors import UsageError
+
+__all__ = ["check_writable", "link_target", "write_atomic"]
 
 
 def link_target(path: Path) -> Path:
@@ -63,3 +66,24 @@ def write_atomic(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str, option: str) -> None:
+    """UsageError now, before any work (or any irreversible write), if ``path`` can't be written."""
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    problem = None
+    if p.is_dir():
+        problem = "it is a folder"
+    elif p.exists() and not os.access(p, os.W_OK):
+        problem = "the file is not writable"
+    elif not p.exists() and folder.exists() and not folder.is_dir():
+        problem = f"{folder} is not a folder"
+    elif not p.exists() and folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"the folder {folder} is not writable"
+    if problem:
+        from keyguard.scanner.unread import shown  # a name may hold control bytes
+
+        raise UsageError(
+            f"{option} {shown(path)}: cannot write there ({shown(problem)}); choose another path"
+        )

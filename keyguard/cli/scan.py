@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from keyguard.atomic import check_writable
 from keyguard.errors import ExitCode, UsageError
 from keyguard.scanner.engine import Verifier
 from keyguard.scanner.hook import present, refusal
@@ -87,14 +88,10 @@ def scan(
     Exit 0 when clean, 1 when a key is found, 2 on a usage error.
     """
     if output:
-        from keyguard.cli.common import check_writable
-
         check_writable(output, "--output")  # before the scan, not after it
     obj = ctx.find_root().obj or {}
     settings = load_scan_settings(obj.get("config_path"))
     if update_baseline and (target := baseline or settings.baseline):
-        from keyguard.cli.common import check_writable
-
         check_writable(str(target), "--baseline" if baseline else "[scan] baseline")
     opts = ScanOptions(
         paths=list(paths) or ["."],
@@ -108,26 +105,18 @@ def scan(
         update_baseline=update_baseline,
         verify=_verifier(obj.get("config_path"), obj.get("base_url")) if verify else None,
         jobs=jobs,
+        workloads=True,
     )
     run = run_scan(opts)
     code = present(run, fmt, output, sys.stdout, sys.stderr)
-    if not (staged or history is not None or use_stdin or opts.paths == ["-"]):
-        code = max(code, _report_shadowed(opts))
+    for item in run.shadowed:  # workload files where ANTHROPIC_API_KEY shadows federation
+        click.echo(f"keyguard: {item.message}", err=True)
+        code = max(code, int(ExitCode.FOUND))
     if staged and (problem := check_hook(run)):
         raise UsageError(problem)
     if staged and code == ExitCode.FOUND:
         sys.stderr.write(refusal(settings).replace("commit refused", "staged keys found"))
     return code
-
-
-def _report_shadowed(opts: ScanOptions) -> int:
-    """Workload files where ANTHROPIC_API_KEY shadows federation: 1 when any (a finding)."""
-    from keyguard.scanner.shadow import find_shadowed
-
-    found = find_shadowed(opts.paths, opts.exclude, opts.config_root)
-    for item in found:
-        click.echo(f"keyguard: {item.message}", err=True)
-    return int(ExitCode.FOUND) if found else int(ExitCode.OK)
 
 
 def _hooks_dir() -> Path:

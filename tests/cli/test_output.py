@@ -228,3 +228,27 @@ def test_the_demo_is_bold_on_a_terminal_but_not_with_no_color(tmp_path: Path) ->
     colour = re.compile(r"\x1b\[[0-9;]*m")
     assert colour.search(_on_a_terminal(env, "demo"))
     assert not colour.search(_on_a_terminal({**env, "NO_COLOR": "1"}, "demo"))
+
+
+def test_scan_reports_a_shadowing_workload_once_and_honours_exclude(tmp_path: Path) -> None:
+    """The workload check rides on the scan's own listing: each file once, `[scan] exclude`
+    applies to it as to the scan."""
+    both = "ANTHROPIC_FEDERATION_RULE_ID=fdrl_01abc\nANTHROPIC_API_KEY=\n"
+    (tmp_path / "keyguard.toml").write_text('[scan]\nexclude = ["vendor/**"]\n')
+    (tmp_path / "vendor").mkdir()
+    (tmp_path / "vendor" / ".env").write_text(both)
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "prod.env").write_text(both)
+    (tmp_path / "app" / "notes.txt").write_text(both)  # not a workload file
+    done = subprocess.run(
+        [sys.executable, "-m", "keyguard", "scan", "."],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "KEYGUARD_CONFIG"}
+        | {"PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("anthropic-federation-shadowed") == 1, done.stderr
+    assert "app/prod.env:2:" in done.stderr

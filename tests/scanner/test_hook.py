@@ -229,3 +229,21 @@ def test_an_unwritable_output_name_with_control_bytes_is_escaped(repo: Path, pro
     assert done.returncode == 2, done.stderr
     assert "\x1b" not in done.stderr and "\x07" not in done.stderr, repr(done.stderr)
     assert "a.txt/\\x1b]0;pwned\\x07o" in done.stderr
+
+
+def test_keyguard_scan_of_a_small_tree_loads_no_config_layer_and_no_pool(repo: Path) -> None:
+    """`keyguard scan . -o FILE` needs the scanner and click: not the config/policy layer,
+    httpx, rich or a process pool for a handful of files (each costs start-up time)."""
+    write(repo / "a.txt", "clean\n")
+    code = (
+        "import sys\n"
+        "from keyguard.cli import main\n"
+        "code = main(['scan', '.', '-f', 'json', '-o', 'report.json'])\n"
+        "heavy = {'keyguard.config', 'keyguard.policy', 'keyguard.cli.common', 'httpx', 'rich',\n"
+        "         'multiprocessing'}\n"
+        "print(code, sorted(heavy & set(sys.modules)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, env=_env()
+    )
+    assert proc.stdout.strip() == "0 []", proc.stderr
