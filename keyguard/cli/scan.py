@@ -18,17 +18,27 @@ from keyguard.scanner.report import FORMATS
 from keyguard.scanner.run import ScanOptions, check_hook, run_scan
 from keyguard.scanner.settings import load_scan_settings
 
-HOOK_MARKER = "# installed by keyguard install-hook"
+#: The hook script, package data (keyguard/hooks/pre-commit): the one copy, which
+#: ``install-hook`` writes and a person may copy by hand.
+HOOK_RESOURCE = "hooks/pre-commit"
+#: A line of every hook keyguard wrote (the second: what earlier versions wrote).
+HOOK_MARKERS = ("# keyguard's plain git hook", "# installed by keyguard install-hook")
 #: git runs ``pre-merge-commit`` before it records a merge: a key merged in is refused too.
 HOOK_NAMES = ("pre-commit", "pre-merge-commit")
-HOOK_SCRIPT = f"""#!/bin/sh
-{HOOK_MARKER}
-# Refuses a commit (or a merge commit) whose staged content holds an Anthropic key.
-if command -v keyguard-scan >/dev/null 2>&1; then
-    exec keyguard-scan "$@"
-fi
-exec {{python}} -m keyguard.scanner.hook "$@"
-"""
+#: The script's fallback when ``keyguard-scan`` is not on git's PATH: installed, it names the
+#: Python that ran ``install-hook`` instead.
+_FALLBACK = 'exec python3 -m keyguard.scanner.hook "$@"\n'
+
+
+def hook_script(python: str | None = None) -> str:
+    """The hook script; with ``python``, its fallback runs that interpreter."""
+    from importlib.resources import files
+
+    script = files("keyguard").joinpath(HOOK_RESOURCE).read_text("utf-8")
+    if python is None:
+        return script
+    assert _FALLBACK in script, "keyguard/hooks/pre-commit lost its fallback line"
+    return script.replace(_FALLBACK, _FALLBACK.replace("python3", _quote(python), 1))
 
 
 @click.command()
@@ -134,14 +144,16 @@ def install_hook(force: bool) -> int:
     """Install plain git pre-commit and pre-merge-commit hooks that run keyguard-scan."""
     hooks = [_hooks_dir() / name for name in HOOK_NAMES]
     for hook in hooks:
-        if hook.exists() and HOOK_MARKER not in hook.read_text("utf-8", "replace") and not force:
+        ours = hook.exists() and any(m in hook.read_text("utf-8", "replace") for m in HOOK_MARKERS)
+        if hook.exists() and not ours and not force:
             raise UsageError(
                 f"{hook} exists and is not keyguard's; add `keyguard-scan` to it by hand, "
                 "use the pre-commit framework, or pass --force to replace it"
             )
+    script = hook_script(sys.executable)
     for hook in hooks:
         hook.parent.mkdir(parents=True, exist_ok=True)
-        hook.write_text(HOOK_SCRIPT.format(python=_quote(sys.executable)), "utf-8")
+        hook.write_text(script, "utf-8")
         hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | 0o644)
     names = " and ".join(str(h) for h in hooks)
     click.echo(f"keyguard: installed {names}; every commit and merge is now scanned for keys")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from keyguard.cli import main
+from keyguard.cli.scan import hook_script
 from keyguard.keys import generate_key, redact
 from keyguard.scanner.engine import ScanResult
 from keyguard.scanner.run import ScanRun, check_hook
@@ -66,6 +67,34 @@ def test_installed_hook_refuses_a_commit_with_a_key_and_accepts_a_clean_one(
     assert "scanned 1 file" in commit.stderr
 
 
+def test_install_hook_writes_the_packaged_script_with_this_python(repo: Path) -> None:
+    assert main(["install-hook"]) == 0
+    installed = (repo / ".git" / "hooks" / "pre-commit").read_text()
+    assert installed == (repo / ".git" / "hooks" / "pre-merge-commit").read_text()
+    assert installed == hook_script(sys.executable)
+    *same, fallback = installed.splitlines()
+    assert same == hook_script().splitlines()[:-1]
+    assert fallback.startswith("exec ") and sys.executable in fallback
+
+
+def test_install_hook_replaces_a_hook_an_earlier_version_installed(repo: Path) -> None:
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    write(hook, "#!/bin/sh\n# installed by keyguard install-hook\nexec keyguard-scan\n")
+    assert main(["install-hook"]) == 0
+    assert hook.read_text() == hook_script(sys.executable)
+
+
+def test_every_package_data_pattern_matches_a_file_and_the_hook_is_one() -> None:
+    """A pattern that matches nothing ships nothing; the hook script must ship in the wheel."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["keyguard"]
+    for pattern in patterns:
+        assert list((ROOT / "keyguard").glob(pattern)), pattern
+    assert "hooks/pre-commit" in patterns
+
+
 def test_install_hook_keeps_a_foreign_hook_unless_forced(repo: Path) -> None:
     hook = repo / ".git" / "hooks" / "pre-commit"
     write(hook, "#!/bin/sh\necho mine\n")
@@ -76,9 +105,11 @@ def test_install_hook_keeps_a_foreign_hook_unless_forced(repo: Path) -> None:
     assert main(["install-hook"]) == 0  # reinstalling our own hook is fine
 
 
-def test_plain_git_hook_in_the_repository_runs_the_scanner(repo: Path) -> None:
+def test_the_hook_script_copied_by_hand_runs_the_scanner(repo: Path) -> None:
+    """keyguard/hooks/pre-commit, the one copy of the script, works as a plain copy too."""
     hook = repo / ".git" / "hooks" / "pre-commit"
-    hook.write_bytes((ROOT / "hooks" / "pre-commit").read_bytes())
+    hook.write_bytes((ROOT / "keyguard" / "hooks" / "pre-commit").read_bytes())
+    assert hook.read_text() == hook_script()
     hook.chmod(0o755)
     write(repo / "a.txt", generate_key("admin").reveal())
     git(repo, "add", ".")
