@@ -10,13 +10,10 @@ from pathlib import Path
 
 import click
 
-from keyguard.atomic import check_writable
+from keyguard.cli.scanning import DEFAULT_FORMAT
+from keyguard.cli.scanning import scan as run_scan_command
 from keyguard.errors import ExitCode, UsageError
-from keyguard.scanner.engine import Verifier
-from keyguard.scanner.hook import present, refusal
 from keyguard.scanner.report import FORMATS
-from keyguard.scanner.run import ScanOptions, check_hook, run_scan
-from keyguard.scanner.settings import load_scan_settings
 
 #: The hook script, package data (keyguard/hooks/pre-commit): the one copy, which
 #: ``install-hook`` writes and a person may copy by hand.
@@ -58,7 +55,7 @@ def hook_script(python: str | None = None) -> str:
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
-    default="text",
+    default=DEFAULT_FORMAT,
     show_default=True,
     help="Report format (sarif: for code scanning).",
 )
@@ -97,36 +94,21 @@ def scan(
 
     Exit 0 when clean, 1 when a key is found, 2 on a usage error.
     """
-    if output:
-        check_writable(output, "--output")  # before the scan, not after it
     obj = ctx.find_root().obj or {}
-    settings = load_scan_settings(obj.get("config_path"))
-    if update_baseline and (target := baseline or settings.baseline):
-        check_writable(str(target), "--baseline" if baseline else "[scan] baseline")
-    opts = ScanOptions(
-        paths=list(paths) or ["."],
+    return run_scan_command(
+        paths,
         staged=staged,
         history=history,
-        stdin=use_stdin,
-        exclude=settings.exclude,
-        config_root=settings.root,
+        use_stdin=use_stdin,
+        fmt=fmt,
+        output=output,
         baseline=baseline,
-        baseline_from_config=str(settings.baseline) if settings.baseline else None,
         update_baseline=update_baseline,
-        verify=_verifier(obj.get("config_path"), obj.get("base_url")) if verify else None,
         jobs=jobs,
-        workloads=True,
+        verify=verify,
+        config_path=obj.get("config_path"),
+        base_url=obj.get("base_url"),
     )
-    run = run_scan(opts)
-    code = present(run, fmt, output, sys.stdout, sys.stderr)
-    for item in run.shadowed:  # workload files where ANTHROPIC_API_KEY shadows federation
-        click.echo(f"keyguard: {item.message}", err=True)
-        code = max(code, int(ExitCode.FOUND))
-    if staged and (problem := check_hook(run)):
-        raise UsageError(problem)
-    if staged and code == ExitCode.FOUND:
-        sys.stderr.write(refusal(settings).replace("commit refused", "staged keys found"))
-    return code
 
 
 def _hooks_dir() -> Path:
@@ -162,11 +144,3 @@ def install_hook(force: bool) -> int:
 
 def _quote(path: str) -> str:
     return "'" + path.replace("'", "'\\''") + "'" if os.sep in path or " " in path else path
-
-
-def _verifier(config_path: str | None, base_url: str | None) -> Verifier:
-    """The --verify seam: httpx loads only here; keys go only to the base URL the user chose."""
-    from keyguard.config import find_config, load_config
-    from keyguard.liveness import LivenessChecker
-
-    return LivenessChecker(load_config(find_config(config_path), base_url=base_url).base_url)
