@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from keyguard.scanner.parallel import OPEN_FLAGS
 from keyguard.scanner.sources import Target
 
 RULE_ID = "anthropic-federation-shadowed"
@@ -89,10 +90,15 @@ def shadowed_in(targets: Iterable[Target]) -> list[Shadowed]:
     for target in targets:
         assert target.fs_path is not None
         try:
-            with open(target.fs_path, "rb") as f:
-                data = f.read(_MAX_BYTES + 1)
+            fd = os.open(target.fs_path, OPEN_FLAGS)  # no blocking on a FIFO swapped in
         except OSError:
             continue
+        try:
+            data = os.read(fd, _MAX_BYTES + 1)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
         # ASCII names: in UTF-8 (even with bad bytes replaced) they are in the text only when
         # their bytes are in the file, so most files are never decoded.
         if all(name in data for name in _NAMES):
