@@ -133,7 +133,7 @@ def run_scan(opts: ScanOptions) -> ScanRun:
             from keyguard.scanner.shadow import workload_files
 
             kept = workload_files(kept, workloads)  # noted while listed: one walk, not two
-        result = scan_targets(kept, jobs=opts.jobs)
+        result = scan_targets(kept, jobs=opts.jobs or usable_cores())
         if workloads:
             from keyguard.scanner.shadow import shadowed_in
 
@@ -147,6 +147,15 @@ def run_scan(opts: ScanOptions) -> ScanRun:
         keep = load_baseline(baseline_file) if opts.staged else set()
         run.baseline_written = write_baseline(baseline_file, run.result.findings, keep=keep)
     return run
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: a pool larger than that only adds start-up and
+    switching (``os.cpu_count()`` counts the machine's, also in a process pinned to fewer)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def check_hook(run: ScanRun) -> str | None:

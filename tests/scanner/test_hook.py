@@ -278,3 +278,23 @@ def test_keyguard_scan_of_a_small_tree_loads_no_config_layer_and_no_pool(repo: P
         [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, env=_env()
     )
     assert proc.stdout.strip() == "0 []", proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_a_scan_pinned_to_one_core_starts_no_worker_pool(repo: Path) -> None:
+    """A process allowed on one core gets nothing from workers: it starts none (the pool
+    threshold is set to 0 so that even this small tree would otherwise get a pool)."""
+    write(repo / "a.txt", f"KEY = '{generate_key().reveal()}'\n")
+    code = (
+        "import os, sys\n"
+        "import keyguard.scanner.engine as engine\n"
+        "engine.POOL_MIN_BYTES = 0\n"
+        "os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\n"
+        "from keyguard.cli import main\n"
+        "code = main(['scan', '.'])\n"
+        "print(code, 'multiprocessing' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, env=_env()
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "1 False", proc.stderr
