@@ -5,12 +5,19 @@
 
 Goal (issue 16): `keyguard scan` of a 50 MB tree within 2x the time `cat` takes to read it.
 The corpora are bench/scan_bench.py's (bench/out/tree-*/, git-ignored, reused when unchanged).
+
+Rows: `keyguard scan . -f json --output FILE` (the JSON report tells which planted keys were
+found), the plain `keyguard scan .` (no option: it starts without click; its text report is
+counted), the same JSON scan in one process (`--jobs 1`: what the worker pool costs or buys),
+and with `KEYGUARD_SCAN_ENGINE=stdlib`. Each keyguard row alternates with a `cat` run, so both
+see the same load; "x cat" compares wall times, "CPU x cat" CPU seconds (user + system).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -26,14 +33,28 @@ GOAL = 2.0
 
 
 def _time(
-    cmd: list[str], cwd: Path, env: dict[str, str], out: Path, repeat: int
-) -> tuple[float, float]:
-    """Median wall seconds and median CPU seconds (user + system, the whole process tree)."""
+    cmd: list[str], cwd: Path, env: dict[str, str], out: Path, repeat: int, cat: list[str]
+) -> tuple[float, float, float, float]:
+    """Median wall and CPU seconds (user + system, the whole process tree) of ``cmd``, and of
+    ``cat`` run just before each of its runs (so a ratio compares runs under the same load)."""
     tools.measure(cmd, out, cwd, env)  # warm page cache and imports
-    runs = [tools.measure(cmd, out, cwd, env) for _ in range(repeat)]
-    return statistics.median(r.seconds for r in runs), statistics.median(
-        r.cpu_seconds for r in runs
+    cats, runs = [], []
+    for _ in range(repeat):
+        cats.append(tools.measure(cat, out.with_suffix(".cat"), cwd, env))
+        runs.append(tools.measure(cmd, out, cwd, env))
+    med = statistics.median
+    return (
+        med(r.seconds for r in runs),
+        med(r.cpu_seconds for r in runs),
+        med(r.seconds for r in cats),
+        med(r.cpu_seconds for r in cats),
     )
+
+
+def _text_findings(report: Path) -> int:
+    """Findings in a text report: one ``PATH:LINE:COLUMN: RULE`` line each."""
+    text = report.read_text("utf-8", "replace")
+    return len(re.findall(r"^\S.*:\d+:\d+: anthropic-", text, re.MULTILINE))
 
 
 def _user_env(env: dict[str, str], source: bool = False) -> dict[str, str]:
@@ -64,45 +85,63 @@ def main(argv: list[str] | None = None) -> int:
     env = _user_env(tools.base_env(REPO, out), args.from_source)
     accel = subprocess.run([sys.executable, "-c", "import hyperscan, isal"], capture_output=True)
     default = "hyperscan + isal" if accel.returncode == 0 else "stdlib (no accelerators)"
-    rows: list[tuple[str, str, float, float, float]] = []
+    rows: list[tuple[str, str, float, float, float, float]] = []
     verdicts: list[str] = []
+    loads = [os.getloadavg()[0]]
+    cat_cmd = tools.sh("find . -type f -print0 | xargs -0 cat > /dev/null")
     for size in args.sizes:
         cdir = out / f"tree-{size:g}"
         man = corpus.generate(cdir, size, args.seed)
         case = f"{man.bytes / 1e6:.0f} MB, {man.files:,} files"
-        cat, cat_cpu = _time(
-            tools.sh("find . -type f -print0 | xargs -0 cat > /dev/null"),
-            cdir,
-            env,
-            out / "tree-cat.out",
-            args.repeat,
-        )
-        rows.append((case, "cat (read limit)", cat, cat_cpu, 1.0))
-        scan = [sys.executable, "-m", "keyguard", "scan", ".", "-f", "json", "--output"]
-        for name, extra in (
-            (f"keyguard scan ({default})", {}),
-            ("keyguard scan (stdlib)", {"KEYGUARD_SCAN_ENGINE": "stdlib"}),
-        ):
-            report = out / "tree-keyguard.json"
-            secs, cpu = _time(
-                [*scan, str(report)], cdir, {**env, **extra}, out / "tree-kg.out", args.repeat
+        planted = {pl.sha256 for pl in man.plants}
+        report = out / "tree-keyguard.json"
+        scan = [sys.executable, "-m", "keyguard", "scan", "."]
+        json_out = ["-f", "json", "--output", str(report)]
+        cases: list[tuple[str, list[str], dict[str, str]]] = [
+            (f"keyguard scan . -f json -o FILE ({default})", [*scan, *json_out], {}),
+            (f"keyguard scan . ({default}; no click)", scan, {}),
+            (
+                f"keyguard scan . --jobs 1 -f json -o FILE ({default})",
+                [*scan, "--jobs", "1", *json_out],
+                {},
+            ),
+            (
+                "keyguard scan . -f json -o FILE (stdlib)",
+                [*scan, *json_out],
+                {"KEYGUARD_SCAN_ENGINE": "stdlib"},
+            ),
+        ]
+        cats: list[tuple[float, float]] = []
+        for name, cmd, extra in cases:
+            stdout = out / "tree-kg.out"
+            secs, cpu, cat, cat_cpu = _time(
+                cmd, cdir, {**env, **extra}, stdout, args.repeat, cat_cmd
             )
-            found = tools.found_keyguard(report)
-            planted = {pl.sha256 for pl in man.plants}
-            rows.append(
-                (case, f"{name}, {len(found & planted)}/{len(planted)} keys", secs, cpu, secs / cat)
-            )
-            if size == 50 and not extra:
+            cats.append((cat, cat_cpu))
+            if "-f" in cmd:
+                found = f"{len(tools.found_keyguard(report) & planted)}/{len(planted)} keys"
+            else:
+                found = f"{_text_findings(stdout)} findings"
+            rows.append((case, f"{name}, {found}", secs, cpu, secs / cat, cpu / cat_cpu))
+            loads.append(os.getloadavg()[0])
+            if size == 50 and not extra and "--jobs" not in cmd:
                 ok = secs / cat <= GOAL
                 verdicts.append(
-                    f"{'PASS' if ok else 'MISS'} 50 MB working tree within {GOAL:g}x cat: "
-                    f"{secs / cat:.2f}x ({secs:.3f} s vs {cat:.3f} s)"
+                    f"{'PASS' if ok else 'MISS'} 50 MB working tree within {GOAL:g}x cat, "
+                    f"`{' '.join(cmd[3:]).replace(str(report), 'FILE')}`: {secs / cat:.2f}x "
+                    f"({secs:.3f} s vs {cat:.3f} s; CPU {cpu / cat_cpu:.2f}x)"
                 )
-    load = os.getloadavg()[0]
-    print(f"\nload average at the end: {load:.1f} on {os.cpu_count()} cores")
-    print("\n| tree | command | seconds | CPU s | x cat |\n|---|---|---:|---:|---:|")
-    for case, name, secs, cpu, ratio in rows:
-        print(f"| {case} | {name} | {secs:.3f} | {cpu:.3f} | {ratio:.2f} |")
+        cat = statistics.median(c for c, _ in cats)
+        cat_cpu = statistics.median(c for _, c in cats)
+        rows.insert(-len(cases), (case, "cat (read limit)", cat, cat_cpu, 1.0, 1.0))
+    print(
+        f"\nload average (1 min) during the run: {min(loads):.1f} to {max(loads):.1f} "
+        f"on {os.cpu_count()} cores"
+    )
+    print("\n| tree | command | seconds | CPU s | x cat | CPU x cat |")
+    print("|---|---|---:|---:|---:|---:|")
+    for case, name, secs, cpu, ratio, cpu_ratio in rows:
+        print(f"| {case} | {name} | {secs:.3f} | {cpu:.3f} | {ratio:.2f} | {cpu_ratio:.2f} |")
     print()
     for line in verdicts:
         print(line)

@@ -16,11 +16,11 @@ from keyguard.audit.collect import Progress
 from keyguard.audit.render import FORMATS, summary_line
 from keyguard.cli.common import (
     admin_client,
-    check_writable,
     complete_environment,
     load,
     warn_without_environments,
 )
+from keyguard.cli.paths import check_writable
 from keyguard.errors import ExitCode, UsageError
 
 FAIL_ON = ("warning", "due", "violation", "never")

@@ -6,7 +6,6 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -127,24 +126,3 @@ def seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     if value is not None and not (math.isfinite(value) and 0 <= value <= 86400):
         raise click.BadParameter(f"{value!r} is not a number of seconds from 0 to 86400")
     return value
-
-
-def check_writable(path: str, option: str) -> None:
-    """UsageError now, before any work (or any irreversible write), if ``path`` can't be written."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    problem = None
-    if target.is_dir():
-        problem = "it is a folder"
-    elif target.exists() and not os.access(target, os.W_OK):
-        problem = "the file is not writable"
-    elif not target.exists() and folder.exists() and not folder.is_dir():
-        problem = f"{folder} is not a folder"
-    elif not target.exists() and folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
-        problem = f"the folder {folder} is not writable"
-    if problem:
-        from keyguard.scanner.unread import shown  # a name may hold control bytes
-
-        raise UsageError(
-            f"{option} {shown(path)}: cannot write there ({shown(problem)}); choose another path"
-        )

@@ -15,7 +15,8 @@ from typing import Any
 
 import click
 
-from keyguard.cli.common import check_writable, load, read_key, seconds
+from keyguard.cli.common import load, read_key, seconds
+from keyguard.cli.paths import check_writable
 from keyguard.cli.wif import revoke_federation
 from keyguard.errors import ExitCode, UsageError
 from keyguard.incident import Confirm, IncidentResult, Request, incident_admin, respond

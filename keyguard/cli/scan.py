@@ -10,24 +10,32 @@ from pathlib import Path
 
 import click
 
+from keyguard.cli.scanning import DEFAULT_FORMAT
+from keyguard.cli.scanning import scan as run_scan_command
 from keyguard.errors import ExitCode, UsageError
-from keyguard.scanner.engine import Verifier
-from keyguard.scanner.hook import present, refusal
 from keyguard.scanner.report import FORMATS
-from keyguard.scanner.run import ScanOptions, check_hook, run_scan
-from keyguard.scanner.settings import load_scan_settings
 
-HOOK_MARKER = "# installed by keyguard install-hook"
+#: The hook script, package data (keyguard/hooks/pre-commit): the one copy, which
+#: ``install-hook`` writes and a person may copy by hand.
+HOOK_RESOURCE = "hooks/pre-commit"
+#: A line of every hook keyguard wrote (the second: what earlier versions wrote).
+HOOK_MARKERS = ("# keyguard's plain git hook", "# installed by keyguard install-hook")
 #: git runs ``pre-merge-commit`` before it records a merge: a key merged in is refused too.
 HOOK_NAMES = ("pre-commit", "pre-merge-commit")
-HOOK_SCRIPT = f"""#!/bin/sh
-{HOOK_MARKER}
-# Refuses a commit (or a merge commit) whose staged content holds an Anthropic key.
-if command -v keyguard-scan >/dev/null 2>&1; then
-    exec keyguard-scan "$@"
-fi
-exec {{python}} -m keyguard.scanner.hook "$@"
-"""
+#: The script's fallback when ``keyguard-scan`` is not on git's PATH: installed, it names the
+#: Python that ran ``install-hook`` instead.
+_FALLBACK = 'exec python3 -m keyguard.scanner.hook "$@"\n'
+
+
+def hook_script(python: str | None = None) -> str:
+    """The hook script; with ``python``, its fallback runs that interpreter."""
+    from importlib.resources import files
+
+    script = files("keyguard").joinpath(HOOK_RESOURCE).read_text("utf-8")
+    if python is None:
+        return script
+    assert _FALLBACK in script, "keyguard/hooks/pre-commit lost its fallback line"
+    return script.replace(_FALLBACK, _FALLBACK.replace("python3", _quote(python), 1))
 
 
 @click.command()
@@ -47,7 +55,7 @@ exec {{python}} -m keyguard.scanner.hook "$@"
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
-    default="text",
+    default=DEFAULT_FORMAT,
     show_default=True,
     help="Report format (sarif: for code scanning).",
 )
@@ -86,48 +94,21 @@ def scan(
 
     Exit 0 when clean, 1 when a key is found, 2 on a usage error.
     """
-    if output:
-        from keyguard.cli.common import check_writable
-
-        check_writable(output, "--output")  # before the scan, not after it
     obj = ctx.find_root().obj or {}
-    settings = load_scan_settings(obj.get("config_path"))
-    if update_baseline and (target := baseline or settings.baseline):
-        from keyguard.cli.common import check_writable
-
-        check_writable(str(target), "--baseline" if baseline else "[scan] baseline")
-    opts = ScanOptions(
-        paths=list(paths) or ["."],
+    return run_scan_command(
+        paths,
         staged=staged,
         history=history,
-        stdin=use_stdin,
-        exclude=settings.exclude,
-        config_root=settings.root,
+        use_stdin=use_stdin,
+        fmt=fmt,
+        output=output,
         baseline=baseline,
-        baseline_from_config=str(settings.baseline) if settings.baseline else None,
         update_baseline=update_baseline,
-        verify=_verifier(obj.get("config_path"), obj.get("base_url")) if verify else None,
         jobs=jobs,
+        verify=verify,
+        config_path=obj.get("config_path"),
+        base_url=obj.get("base_url"),
     )
-    run = run_scan(opts)
-    code = present(run, fmt, output, sys.stdout, sys.stderr)
-    if not (staged or history is not None or use_stdin or opts.paths == ["-"]):
-        code = max(code, _report_shadowed(opts))
-    if staged and (problem := check_hook(run)):
-        raise UsageError(problem)
-    if staged and code == ExitCode.FOUND:
-        sys.stderr.write(refusal(settings).replace("commit refused", "staged keys found"))
-    return code
-
-
-def _report_shadowed(opts: ScanOptions) -> int:
-    """Workload files where ANTHROPIC_API_KEY shadows federation: 1 when any (a finding)."""
-    from keyguard.scanner.shadow import find_shadowed
-
-    found = find_shadowed(opts.paths, opts.exclude, opts.config_root)
-    for item in found:
-        click.echo(f"keyguard: {item.message}", err=True)
-    return int(ExitCode.FOUND) if found else int(ExitCode.OK)
 
 
 def _hooks_dir() -> Path:
@@ -145,14 +126,16 @@ def install_hook(force: bool) -> int:
     """Install plain git pre-commit and pre-merge-commit hooks that run keyguard-scan."""
     hooks = [_hooks_dir() / name for name in HOOK_NAMES]
     for hook in hooks:
-        if hook.exists() and HOOK_MARKER not in hook.read_text("utf-8", "replace") and not force:
+        ours = hook.exists() and any(m in hook.read_text("utf-8", "replace") for m in HOOK_MARKERS)
+        if hook.exists() and not ours and not force:
             raise UsageError(
                 f"{hook} exists and is not keyguard's; add `keyguard-scan` to it by hand, "
                 "use the pre-commit framework, or pass --force to replace it"
             )
+    script = hook_script(sys.executable)
     for hook in hooks:
         hook.parent.mkdir(parents=True, exist_ok=True)
-        hook.write_text(HOOK_SCRIPT.format(python=_quote(sys.executable)), "utf-8")
+        hook.write_text(script, "utf-8")
         hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | 0o644)
     names = " and ".join(str(h) for h in hooks)
     click.echo(f"keyguard: installed {names}; every commit and merge is now scanned for keys")
@@ -161,11 +144,3 @@ def install_hook(force: bool) -> int:
 
 def _quote(path: str) -> str:
     return "'" + path.replace("'", "'\\''") + "'" if os.sep in path or " " in path else path
-
-
-def _verifier(config_path: str | None, base_url: str | None) -> Verifier:
-    """The --verify seam: httpx loads only here; keys go only to the base URL the user chose."""
-    from keyguard.config import find_config, load_config
-    from keyguard.liveness import LivenessChecker
-
-    return LivenessChecker(load_config(find_config(config_path), base_url=base_url).base_url)

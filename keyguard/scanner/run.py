@@ -21,6 +21,10 @@ from keyguard.scanner.sources import (
 )
 from keyguard.scanner.suppress import Excluder, load_baseline, write_baseline
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from keyguard.scanner.shadow import Shadowed
+
 
 @dataclass
 class ScanOptions:
@@ -37,6 +41,8 @@ class ScanOptions:
     update_baseline: bool = False
     verify: Verifier | None = None
     jobs: int | None = None
+    #: Also report workload files where ANTHROPIC_API_KEY shadows federation (paths only).
+    workloads: bool = False
 
 
 @dataclass
@@ -47,6 +53,7 @@ class ScanRun:
     baseline_written: int | None = None
     staged_paths: int | None = None
     warnings: list[str] = field(default_factory=list)
+    shadowed: list[Shadowed] = field(default_factory=list)
 
 
 def _modes(opts: ScanOptions) -> None:
@@ -120,7 +127,17 @@ def run_scan(opts: ScanOptions) -> ScanRun:
                 raise UsageError("'-' (stdin) cannot be combined with other paths")
             targets = iter_paths(opts.paths or ["."], notes)
         excluding = _Excluding(targets, opts, base) if opts.exclude else None
-        result = scan_targets(excluding or targets, jobs=opts.jobs)
+        kept: Iterable[Target] = excluding or targets
+        workloads: list[Target] = []
+        if opts.workloads and not (opts.staged or opts.history is not None):
+            from keyguard.scanner.shadow import workload_files
+
+            kept = workload_files(kept, workloads)  # noted while listed: one walk, not two
+        result = scan_targets(kept, jobs=opts.jobs or usable_cores())
+        if workloads:
+            from keyguard.scanner.shadow import shadowed_in
+
+            run.shadowed = shadowed_in(workloads)
         result.note(notes)
         result.excluded = excluding.excluded if excluding is not None else 0
     run.result = finish(result, baseline=baseline, verify=opts.verify, started=started)
@@ -130,6 +147,15 @@ def run_scan(opts: ScanOptions) -> ScanRun:
         keep = load_baseline(baseline_file) if opts.staged else set()
         run.baseline_written = write_baseline(baseline_file, run.result.findings, keep=keep)
     return run
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: a pool larger than that only adds start-up and
+    switching (``os.cpu_count()`` counts the machine's, also in a process pinned to fewer)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def check_hook(run: ScanRun) -> str | None:

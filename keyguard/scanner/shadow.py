@@ -9,10 +9,9 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-from keyguard.scanner.sources import iter_paths
-from keyguard.scanner.suppress import Excluder
+from keyguard.scanner.parallel import OPEN_FLAGS
+from keyguard.scanner.sources import Target
 
 RULE_ID = "anthropic-federation-shadowed"
 _CANDIDATES = (".env", ".env.*", "*.env", ".envrc", "*.yml", "*.yaml", "Dockerfile*", "*.sh")
@@ -66,28 +65,43 @@ def shadowed_lines(text: str) -> list[int]:
     return out
 
 
+#: Any of ``_CANDIDATES``, matched against a file's name (one pattern: this runs per file).
+_CANDIDATE_RE = re.compile("|".join(fnmatch.translate(p) for p in _CANDIDATES))
+#: Both names must appear in a file for it to shadow federation: checked on the bytes first.
+_NAMES = (b"ANTHROPIC_FEDERATION_RULE_ID", b"ANTHROPIC_API_KEY")
+
+
 def is_candidate(path: str) -> bool:
-    name = os.path.basename(path)
-    return any(fnmatch.fnmatch(name, pattern) for pattern in _CANDIDATES)
+    return _CANDIDATE_RE.match(os.path.basename(path)) is not None
 
 
-def find_shadowed(paths: list[str], exclude: Iterable[str], root: Path | None) -> list[Shadowed]:
-    """Every workload file under ``paths`` (minus ``[scan] exclude``) that shadows federation."""
-    excluder = Excluder(exclude)
-    base = (root or Path.cwd()).resolve()
+def workload_files(targets: Iterable[Target], into: list[Target]) -> Iterator[Target]:
+    """``targets`` as they come, each workload file among them (by name) also kept in
+    ``into``: a scan lists files once and checks its workloads afterwards."""
+    for target in targets:
+        if target.fs_path and target.size <= _MAX_BYTES and is_candidate(target.path):
+            into.append(target)
+        yield target
+
+
+def shadowed_in(targets: Iterable[Target]) -> list[Shadowed]:
+    """Every workload file among ``targets`` that shadows federation."""
     found: list[Shadowed] = []
-    for target in iter_paths(paths, []):
-        if not target.fs_path or not is_candidate(target.path) or target.size > _MAX_BYTES:
-            continue
+    for target in targets:
+        assert target.fs_path is not None
         try:
-            relative = Path(target.fs_path).resolve().relative_to(base).as_posix()
-        except ValueError:
-            relative = target.path
-        if excluder(relative):
-            continue
-        try:
-            text = Path(target.fs_path).read_text("utf-8", "replace")
+            fd = os.open(target.fs_path, OPEN_FLAGS)  # no blocking on a FIFO swapped in
         except OSError:
             continue
-        found.extend(Shadowed(target.path, line) for line in shadowed_lines(text))
+        try:
+            data = os.read(fd, _MAX_BYTES + 1)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        # ASCII names: in UTF-8 (even with bad bytes replaced) they are in the text only when
+        # their bytes are in the file, so most files are never decoded.
+        if all(name in data for name in _NAMES):
+            text = data.decode("utf-8", "replace")
+            found.extend(Shadowed(target.path, line) for line in shadowed_lines(text))
     return found

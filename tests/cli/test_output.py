@@ -228,3 +228,80 @@ def test_the_demo_is_bold_on_a_terminal_but_not_with_no_color(tmp_path: Path) ->
     colour = re.compile(r"\x1b\[[0-9;]*m")
     assert colour.search(_on_a_terminal(env, "demo"))
     assert not colour.search(_on_a_terminal({**env, "NO_COLOR": "1"}, "demo"))
+
+
+def test_scan_reports_a_shadowing_workload_once_and_honours_exclude(tmp_path: Path) -> None:
+    """The workload check rides on the scan's own listing: each file once, `[scan] exclude`
+    applies to it as to the scan."""
+    both = "ANTHROPIC_FEDERATION_RULE_ID=fdrl_01abc\nANTHROPIC_API_KEY=\n"
+    (tmp_path / "keyguard.toml").write_text('[scan]\nexclude = ["vendor/**"]\n')
+    (tmp_path / "vendor").mkdir()
+    (tmp_path / "vendor" / ".env").write_text(both)
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "prod.env").write_text(both)
+    (tmp_path / "app" / "notes.txt").write_text(both)  # not a workload file
+    done = subprocess.run(
+        [sys.executable, "-m", "keyguard", "scan", "."],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "KEYGUARD_CONFIG"}
+        | {"PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("anthropic-federation-shadowed") == 1, done.stderr
+    assert "app/prod.env:2:" in done.stderr
+
+
+def _scan_in(folder: Path, *args: str, code: str = "") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KEYGUARD_CONFIG"}
+    program = (
+        "import sys\nfrom keyguard.cli import main\n"
+        f"code = main({list(args)!r})\n{code}sys.exit(code)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env=env | {"PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+
+
+def test_plain_scan_starts_without_click_and_says_what_the_parsed_one_says(
+    tmp_path: Path,
+) -> None:
+    """`keyguard scan [PATH ...]` has no option to parse: it runs without loading click, and
+    its report, messages and exit code are those of the same scan with options spelled out."""
+    from keyguard.keys import generate_key
+
+    key = generate_key().reveal()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "settings.py").write_text(f"KEY = '{key}'\n")
+    (tmp_path / ".env").write_text("ANTHROPIC_FEDERATION_RULE_ID=fdrl_1\nANTHROPIC_API_KEY=\n")
+    click_loaded = "print('click' in sys.modules, file=sys.stderr)\n"
+    plain = _scan_in(tmp_path, "scan", "src", ".env", code=click_loaded)
+    parsed = _scan_in(tmp_path, "scan", "-f", "text", "src", ".env", code=click_loaded)
+    timing = re.compile(r" in \d+\.\d+s")
+    assert plain.returncode == parsed.returncode == 1
+    assert plain.stdout == parsed.stdout and "settings.py:1:8" in plain.stdout
+    assert timing.sub("", plain.stderr).replace("False", "True") == timing.sub("", parsed.stderr)
+    assert plain.stderr.endswith("False\n") and parsed.stderr.endswith("True\n")
+    assert key not in plain.stdout + plain.stderr
+    missing = _scan_in(tmp_path, "scan", "nope")
+    assert missing.returncode == 2
+    assert missing.stderr == "keyguard: error: nope: no such file or folder; check the path\n"
+
+
+def test_a_workload_file_named_with_a_key_is_reported_without_the_key(tmp_path: Path) -> None:
+    from keyguard.keys import generate_key, redact
+
+    key = generate_key().reveal()
+    both = "ANTHROPIC_FEDERATION_RULE_ID=fdrl_1\nANTHROPIC_API_KEY=\n"
+    (tmp_path / f"{key}.env").write_text(both)
+    done = _scan_in(tmp_path, "scan", ".")
+    assert done.returncode == 1
+    assert key not in done.stdout + done.stderr
+    assert f"{redact(key)}.env:2: sets ANTHROPIC_API_KEY" in done.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from keyguard.cli import main
+from keyguard.cli.scan import hook_script
 from keyguard.keys import generate_key, redact
 from keyguard.scanner.engine import ScanResult
 from keyguard.scanner.run import ScanRun, check_hook
@@ -66,6 +67,34 @@ def test_installed_hook_refuses_a_commit_with_a_key_and_accepts_a_clean_one(
     assert "scanned 1 file" in commit.stderr
 
 
+def test_install_hook_writes_the_packaged_script_with_this_python(repo: Path) -> None:
+    assert main(["install-hook"]) == 0
+    installed = (repo / ".git" / "hooks" / "pre-commit").read_text()
+    assert installed == (repo / ".git" / "hooks" / "pre-merge-commit").read_text()
+    assert installed == hook_script(sys.executable)
+    *same, fallback = installed.splitlines()
+    assert same == hook_script().splitlines()[:-1]
+    assert fallback.startswith("exec ") and sys.executable in fallback
+
+
+def test_install_hook_replaces_a_hook_an_earlier_version_installed(repo: Path) -> None:
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    write(hook, "#!/bin/sh\n# installed by keyguard install-hook\nexec keyguard-scan\n")
+    assert main(["install-hook"]) == 0
+    assert hook.read_text() == hook_script(sys.executable)
+
+
+def test_every_package_data_pattern_matches_a_file_and_the_hook_is_one() -> None:
+    """A pattern that matches nothing ships nothing; the hook script must ship in the wheel."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["keyguard"]
+    for pattern in patterns:
+        assert list((ROOT / "keyguard").glob(pattern)), pattern
+    assert "hooks/pre-commit" in patterns
+
+
 def test_install_hook_keeps_a_foreign_hook_unless_forced(repo: Path) -> None:
     hook = repo / ".git" / "hooks" / "pre-commit"
     write(hook, "#!/bin/sh\necho mine\n")
@@ -76,9 +105,11 @@ def test_install_hook_keeps_a_foreign_hook_unless_forced(repo: Path) -> None:
     assert main(["install-hook"]) == 0  # reinstalling our own hook is fine
 
 
-def test_plain_git_hook_in_the_repository_runs_the_scanner(repo: Path) -> None:
+def test_the_hook_script_copied_by_hand_runs_the_scanner(repo: Path) -> None:
+    """keyguard/hooks/pre-commit, the one copy of the script, works as a plain copy too."""
     hook = repo / ".git" / "hooks" / "pre-commit"
-    hook.write_bytes((ROOT / "hooks" / "pre-commit").read_bytes())
+    hook.write_bytes((ROOT / "keyguard" / "hooks" / "pre-commit").read_bytes())
+    assert hook.read_text() == hook_script()
     hook.chmod(0o755)
     write(repo / "a.txt", generate_key("admin").reveal())
     git(repo, "add", ".")
@@ -229,3 +260,41 @@ def test_an_unwritable_output_name_with_control_bytes_is_escaped(repo: Path, pro
     assert done.returncode == 2, done.stderr
     assert "\x1b" not in done.stderr and "\x07" not in done.stderr, repr(done.stderr)
     assert "a.txt/\\x1b]0;pwned\\x07o" in done.stderr
+
+
+def test_keyguard_scan_of_a_small_tree_loads_no_config_layer_and_no_pool(repo: Path) -> None:
+    """`keyguard scan . -o FILE` needs the scanner and click: not the config/policy layer,
+    httpx, rich or a process pool for a handful of files (each costs start-up time)."""
+    write(repo / "a.txt", "clean\n")
+    code = (
+        "import sys\n"
+        "from keyguard.cli import main\n"
+        "code = main(['scan', '.', '-f', 'json', '-o', 'report.json'])\n"
+        "heavy = {'keyguard.config', 'keyguard.policy', 'keyguard.cli.common', 'httpx', 'rich',\n"
+        "         'multiprocessing'}\n"
+        "print(code, sorted(heavy & set(sys.modules)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, env=_env()
+    )
+    assert proc.stdout.strip() == "0 []", proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_a_scan_pinned_to_one_core_starts_no_worker_pool(repo: Path) -> None:
+    """A process allowed on one core gets nothing from workers: it starts none (the pool
+    threshold is set to 0 so that even this small tree would otherwise get a pool)."""
+    write(repo / "a.txt", f"KEY = '{generate_key().reveal()}'\n")
+    code = (
+        "import os, sys\n"
+        "import keyguard.scanner.engine as engine\n"
+        "engine.POOL_MIN_BYTES = 0\n"
+        "os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\n"
+        "from keyguard.cli import main\n"
+        "code = main(['scan', '.'])\n"
+        "print(code, 'multiprocessing' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, env=_env()
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "1 False", proc.stderr
