@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from keyguard.atomic import write_atomic
 from keyguard.config import load_config
 
 if TYPE_CHECKING:
@@ -44,10 +45,7 @@ class _DemoClock:
 
 
 def _write_secret_file(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text + "\n")
+    write_atomic(path, text + "\n", mode=0o600)
 
 
 def _step(text: str) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import click
 
+from keyguard.atomic import write_atomic
 from keyguard.cli.scanning import DEFAULT_FORMAT
 from keyguard.cli.scanning import scan as run_scan_command
 from keyguard.errors import ExitCode, UsageError
@@ -134,9 +134,7 @@ def install_hook(force: bool) -> int:
             )
     script = hook_script(sys.executable)
     for hook in hooks:
-        hook.parent.mkdir(parents=True, exist_ok=True)
-        hook.write_text(script, "utf-8")
-        hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | 0o644)
+        write_atomic(hook, script, mode=0o755)
     names = " and ".join(str(h) for h in hooks)
     click.echo(f"keyguard: installed {names}; every commit and merge is now scanned for keys")
     return int(ExitCode.OK)

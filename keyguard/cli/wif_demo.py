@@ -3,13 +3,13 @@ Workload Identity Federation against the sandbox and its local OIDC issuer."""
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
+from keyguard.atomic import write_atomic
 from keyguard.config import load_config
 from keyguard.errors import PendingError
 from keyguard.keys import Secret
@@ -63,9 +63,7 @@ def keyless_chapter(
     ws = sb.add_workspace("ci")
     key_id, key = sb.mint_key("ci-legacy", workspace_id=ws)
     store = root / "stores" / "ci.json"
-    fd = os.open(store, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(key.reveal() + "\n")
+    write_atomic(store, key.reveal() + "\n", mode=0o600)
     sb.record_usage(key_id, at=clock() - timedelta(minutes=20))
     (root / "keyless.toml").write_text(_CI.format(ws=ws, issuer=sb.oidc_issuer), "utf-8")
     config = load_config(root / "keyless.toml", base_url=sb.url)  # the demo chose its sandbox

@@ -3,11 +3,12 @@ summary. Fingerprints and hints only: a record or report that holds a key is nev
 
 from __future__ import annotations
 
-import os
+import errno
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from keyguard.atomic import write_atomic
 from keyguard.errors import UsageError
 from keyguard.incident.deactivation import Deactivation
 from keyguard.incident.environments import EnvironmentOutcome
@@ -169,6 +170,6 @@ def write_report(path: Path, text: str) -> None:
     """Write the Markdown report (0600: it names keys and environments)."""
     if API_KEY_RE.search(text):  # never: but a report with a key in it must not be written
         raise UsageError("refusing to write an incident record that holds a key")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    if not path.parent.is_dir():  # the report goes where asked, never into folders made for it
+        raise FileNotFoundError(errno.ENOENT, "no such folder", str(path.parent))
+    write_atomic(path, text, mode=0o600)
