@@ -65,9 +65,9 @@ def plan_cmd(ctx: click.Context, environment: str) -> int:
     from keyguard.wif.plan import make_plan
 
     config = load(ctx)
-    env, fed = _federated(config, environment)
+    env, federation = _federated(config, environment)
     with _client(config) as client:
-        plan = make_plan(client, environment, fed, env.workspace)
+        plan = make_plan(client, environment, federation, env.workspace)
     for change in plan.changes:
         click.echo(change.line())
     click.echo(f"{len(plan.pending)} change(s) to apply" if plan.pending else "nothing to change")
@@ -83,12 +83,12 @@ def apply_cmd(ctx: click.Context, environment: str, yes: bool) -> int:
     from keyguard.wif.plan import apply_plan, make_plan
 
     config = load(ctx)
-    env, fed = _federated(config, environment)
+    env, federation = _federated(config, environment)
     with _client(config) as client:
-        plan = make_plan(client, environment, fed, env.workspace)
+        plan = make_plan(client, environment, federation, env.workspace)
         if plan.pending:
             _confirm(yes, "\n".join(c.line() for c in plan.pending))
-        record = apply_plan(client, plan, fed, env.workspace, config.state_dir, _say)
+        record = apply_plan(client, plan, federation, env.workspace, config.state_dir, _say)
     click.echo(
         f"{environment}: federated through rule {record.rule_id} -> service account "
         f"{record.service_account_id} (workspace {record.workspace_id}); next: "
@@ -130,7 +130,7 @@ def verify_cmd(ctx: click.Context, environment: str, token_file: str) -> int:
     from keyguard.wif.verify import RuleLookup, RuleUnreadable, verify
 
     config = load(ctx)
-    env, fed = _federated(config, environment)
+    env, federation = _federated(config, environment)
     identity = _read_identity(token_file)
     record = load_record(config.state_dir, environment)
     lookup: RuleLookup | None = None
@@ -154,7 +154,7 @@ def verify_cmd(ctx: click.Context, environment: str, token_file: str) -> int:
 
         lookup = lookup_rule
     try:
-        result = verify(config.base_url, fed, record, identity, env.workspace, lookup)
+        result = verify(config.base_url, federation, record, identity, env.workspace, lookup)
     finally:
         if client is not None:
             client.close()
@@ -180,8 +180,8 @@ def env_cmd(ctx: click.Context, environment: str, fmt: str) -> int:
     from keyguard.wif.workload import SHADOW_WARNING, render
 
     config = load(ctx)
-    _env, fed = _federated(config, environment)
-    click.echo(render(fmt, fed, load_record(config.state_dir, environment)))
+    _env, federation = _federated(config, environment)
+    click.echo(render(fmt, federation, load_record(config.state_dir, environment)))
     _say(f"keyguard: warning: {SHADOW_WARNING}")
     return 0
 

@@ -26,7 +26,7 @@ admin_key = "file:admin.key"
 
 [environments.ci]
 stores = ["file:stores/ci.json"]
-workspace = "{ws}"
+workspace = "{workspace}"
 [environments.ci.policy]
 grace = "30m"
 [environments.ci.federation]
@@ -60,33 +60,39 @@ def keyless_chapter(
     from keyguard.wif.workload import render
 
     step("Keyless: environment ci moves from its static key to Workload Identity Federation")
-    ws = sb.add_workspace("ci")
-    key_id, key = sb.mint_key("ci-legacy", workspace_id=ws)
+    workspace = sb.add_workspace("ci")
+    key_id, key = sb.mint_key("ci-legacy", workspace_id=workspace)
     store = root / "stores" / "ci.json"
     write_atomic(store, key.reveal() + "\n", mode=0o600)
     sb.record_usage(key_id, at=clock() - timedelta(minutes=20))
-    (root / "keyless.toml").write_text(_CI.format(ws=ws, issuer=sb.oidc_issuer), "utf-8")
+    (root / "keyless.toml").write_text(
+        _CI.format(workspace=workspace, issuer=sb.oidc_issuer), "utf-8"
+    )
     config = load_config(root / "keyless.toml", base_url=sb.url)  # the demo chose its sandbox
     env = config.environment("ci")
-    fed = env.federation
-    assert fed is not None
+    federation = env.federation
+    assert federation is not None
     say(f"ci: the store holds the static key {key.hint} ({key_id}); [environments.ci.federation]")
     say("    trusts the sandbox's OIDC issuer for repo:acme/app on main, owner acme")
 
     with api.WifClient(sb.oauth_token, sb.url) as client:
         step("keyguard wif plan ci (with an org:admin OAuth token: Admin keys are refused here)")
-        plan = make_plan(client, "ci", fed, env.workspace)
+        plan = make_plan(client, "ci", federation, env.workspace)
         for change in plan.changes:
             say(change.line())
         step("keyguard wif apply ci --yes")
-        record = apply_plan(client, plan, fed, env.workspace, config.state_dir, say)
+        record = apply_plan(client, plan, federation, env.workspace, config.state_dir, say)
         step("keyguard wif env ci --format github-actions: what the workload needs (ids only)")
-        say(render("github-actions", fed, load_record(config.state_dir, "ci")).rstrip())
+        say(render("github-actions", federation, load_record(config.state_dir, "ci")).rstrip())
 
         step("The CI job gets its identity token and keyguard wif verify exchanges it")
-        body = {"sub": fed.subject, "aud": fed.audience, "claims": {"repository_owner": "acme"}}
+        body = {
+            "sub": federation.subject,
+            "aud": federation.audience,
+            "claims": {"repository_owner": "acme"},
+        }
         identity = httpx.post(f"{sb.oidc_issuer}/token", json=body).json()["id_token"]
-        result = verify(sb.url, fed, record, Secret(identity), env.workspace)
+        result = verify(sb.url, federation, record, Secret(identity), env.workspace)
         for line in result.lines():
             say(line)
 
@@ -99,7 +105,7 @@ def keyless_chapter(
             rule_id=record.rule_id,
             organization_id=record.organization_id,
             service_account_id=record.service_account_id,
-            workspace_id=ws,
+            workspace_id=workspace,
         )
         assert minted.token is not None
         httpx.post(

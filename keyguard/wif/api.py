@@ -181,15 +181,16 @@ class WifClient:
         data = self.call("POST", path)
         return data if isinstance(data, dict) else {}
 
-    def sa_workspaces(self, sa_id: str) -> builtins.list[str]:
+    def sa_workspaces(self, service_account_id: str) -> builtins.list[str]:
         data = self.call(
-            "GET", f"/v1/organizations/service_accounts/{quote(sa_id, safe='')}/workspaces"
+            "GET",
+            f"/v1/organizations/service_accounts/{quote(service_account_id, safe='')}/workspaces",
         )
         items = data.get("data") if isinstance(data, dict) else None
         return [str(m.get("workspace_id")) for m in items or [] if isinstance(m, dict)]
 
-    def add_sa_workspace(self, sa_id: str, workspace_id: str) -> None:
-        path = f"/v1/organizations/service_accounts/{quote(sa_id, safe='')}/workspaces"
+    def add_sa_workspace(self, service_account_id: str, workspace_id: str) -> None:
+        path = f"/v1/organizations/service_accounts/{quote(service_account_id, safe='')}/workspaces"
         self.call(
             "POST",
             path,
@@ -201,7 +202,7 @@ class WifClient:
         self.call("POST", path, json={"workspace_id": workspace_id})
 
     def service_account_tokens(
-        self, sa_id: str, starting_at: datetime, ending_at: datetime
+        self, service_account_id: str, starting_at: datetime, ending_at: datetime
     ) -> builtins.list[tuple[datetime, int]]:
         """Tokens the service account used per 1m/1h bucket: ``(bucket end, tokens)``."""
         width = "1m" if (ending_at - starting_at).total_seconds() <= 86400 else "1h"
@@ -211,7 +212,7 @@ class WifClient:
             ("bucket_width", width),
             ("limit", "1440" if width == "1m" else "168"),
             ("group_by[]", "service_account_id"),
-            ("service_account_ids[]", sa_id),
+            ("service_account_ids[]", service_account_id),
         ]
         from keyguard.admin.parse import parse_time
 
@@ -223,7 +224,11 @@ class WifClient:
             for bucket in page.get("data") or [] if isinstance(page, dict) else []:
                 end = parse_time(bucket.get("ending_at")) if isinstance(bucket, dict) else None
                 for row in bucket.get("results") or [] if end else []:
-                    if isinstance(row, dict) and row.get("service_account_id") == sa_id and end:
+                    if (
+                        isinstance(row, dict)
+                        and row.get("service_account_id") == service_account_id
+                        and end
+                    ):
                         out.append((end, _tokens(row)))
             nxt = page.get("next_page") if isinstance(page, dict) else None
             if not (isinstance(page, dict) and page.get("has_more")) or not isinstance(nxt, str):

@@ -134,15 +134,17 @@ def parse_federation(env: str, table: Any, fail: Fail) -> Federation:
             "Console only, and a workload rarely needs more than inference)",
         )
     lifetime = _lifetime(table.get("token_lifetime", "10m"), where, fail)
-    sa = text("service_account", env.lower())
-    assert sa is not None
-    if not _SA_NAME_RE.match(sa):
-        raise fail("service_account", f"{where} service_account {sa!r}: a-z, 0-9 and '-' only")
+    account_name = text("service_account", env.lower())
+    assert account_name is not None
+    if not _SA_NAME_RE.match(account_name):
+        raise fail(
+            "service_account", f"{where} service_account {account_name!r}: a-z, 0-9 and '-' only"
+        )
     return Federation(
         provider=provider,
         issuer=issuer.rstrip("/"),
         subject=subject or "",
-        service_account=sa,
+        service_account=account_name,
         claims=dict(claims),
         audience=audience or DEFAULT_AUDIENCE,
         scope=scope or "workspace:inference",

@@ -56,8 +56,8 @@ def rule_name(env: str) -> str:
     return "keyguard-" + "".join(c if c.isalnum() else "-" for c in env.lower())
 
 
-def issuer_name(fed: Federation) -> str:
-    host = fed.issuer.split("://", 1)[-1].split("/", 1)[0]
+def issuer_name(federation: Federation) -> str:
+    host = federation.issuer.split("://", 1)[-1].split("/", 1)[0]
     return ("iss-" + "".join(c if c.isalnum() else "-" for c in host.lower()))[:60]
 
 
@@ -65,21 +65,23 @@ def workspace_of(env_workspace: str | None) -> str:
     return env_workspace or "default"
 
 
-def rule_body(env: str, fed: Federation, issuer_id: str, sa_id: str, ws: str) -> dict[str, Any]:
-    match: dict[str, Any] = {"audience": fed.audience}
-    if fed.subject:
-        match["subject_prefix"] = fed.subject
-    if fed.claims:
-        match["claims"] = dict(fed.claims)
+def rule_body(
+    env: str, federation: Federation, issuer_id: str, service_account_id: str, workspace_id: str
+) -> dict[str, Any]:
+    match: dict[str, Any] = {"audience": federation.audience}
+    if federation.subject:
+        match["subject_prefix"] = federation.subject
+    if federation.claims:
+        match["claims"] = dict(federation.claims)
     return {
         "name": rule_name(env),
         "description": f"keyguard: environment {env}",
         "issuer_id": issuer_id,
         "match": match,
-        "target": {"type": "service_account", "service_account_id": sa_id},
-        "oauth_scope": fed.scope,
-        "workspace_id": ws,
-        "token_lifetime_seconds": fed.token_lifetime,
+        "target": {"type": "service_account", "service_account_id": service_account_id},
+        "oauth_scope": federation.scope,
+        "workspace_id": workspace_id,
+        "token_lifetime_seconds": federation.token_lifetime,
     }
 
 
@@ -111,12 +113,14 @@ def _live(
     return None
 
 
-def make_plan(client: WifClient, env: str, fed: Federation, workspace: str | None) -> Plan:
+def make_plan(client: WifClient, env: str, federation: Federation, workspace: str | None) -> Plan:
     """What apply would create or change; reads only."""
-    ws = workspace_of(workspace)
-    sa = _live(client.list_all("service_accounts"), lambda s: s.get("name") == fed.service_account)
+    workspace_id = workspace_of(workspace)
+    account = _live(
+        client.list_all("service_accounts"), lambda s: s.get("name") == federation.service_account
+    )
     issuer = _live(
-        client.list_all("federation_issuers"), lambda i: i.get("issuer_url") == fed.issuer
+        client.list_all("federation_issuers"), lambda i: i.get("issuer_url") == federation.issuer
     )
     rule = None
     if issuer is not None:
@@ -128,32 +132,33 @@ def make_plan(client: WifClient, env: str, fed: Federation, workspace: str | Non
         rule = _live(client.list_all("federation_rules"), lambda r: r.get("name") == rule_name(env))
         if rule is not None and issuer is not None and rule.get("issuer_id") != issuer["id"]:
             raise ConfigError(
-                f"rule {rule['id']} ({rule_name(env)}) trusts another issuer than {fed.issuer}; "
-                f"archive it (`keyguard revoke --rule {rule['id']}`) and run apply again"
+                f"rule {rule['id']} ({rule_name(env)}) trusts another issuer than "
+                f"{federation.issuer}; archive it (`keyguard revoke --rule {rule['id']}`) and run "
+                "apply again"
             )
     changes = [
         Change(
             "service account",
-            "keep" if sa else "create",
-            fed.service_account,
-            str(sa["id"]) if sa else None,
+            "keep" if account else "create",
+            federation.service_account,
+            str(account["id"]) if account else None,
         )
     ]
-    if ws != "default":
-        member = sa is not None and ws in client.sa_workspaces(str(sa["id"]))
-        changes.append(Change("workspace membership", "keep" if member else "create", ws))
+    if workspace_id != "default":
+        member = account is not None and workspace_id in client.sa_workspaces(str(account["id"]))
+        changes.append(Change("workspace membership", "keep" if member else "create", workspace_id))
     issuer_differs = []
     if issuer is not None:
         if issuer.get("check_jti") is False:
             issuer_differs.append("check_jti")
-        if fed.jwks_url and (issuer.get("jwks") or {}).get("url") != fed.jwks_url:
+        if federation.jwks_url and (issuer.get("jwks") or {}).get("url") != federation.jwks_url:
             issuer_differs.append("jwks")
     issuer_action = "create" if issuer is None else ("update" if issuer_differs else "keep")
     changes.append(
         Change(
             "issuer",
             issuer_action,
-            fed.issuer,
+            federation.issuer,
             str(issuer["id"]) if issuer else None,
             issuer_differs,
         )
@@ -161,26 +166,32 @@ def make_plan(client: WifClient, env: str, fed: Federation, workspace: str | Non
     if rule is None:
         changes.append(Change("rule", "create", rule_name(env)))
     else:
-        want = rule_body(env, fed, str(rule["issuer_id"]), str(sa["id"]) if sa else "?", ws)
+        want = rule_body(
+            env,
+            federation,
+            str(rule["issuer_id"]),
+            str(account["id"]) if account else "?",
+            workspace_id,
+        )
         differs = _rule_differs(rule, want)
         changes.append(
             Change("rule", "update" if differs else "keep", rule_name(env), rule["id"], differs)
         )
-    return Plan(env, changes, {"service_account": sa, "issuer": issuer, "rule": rule})
+    return Plan(env, changes, {"service_account": account, "issuer": issuer, "rule": rule})
 
 
 def apply_plan(
     client: WifClient,
     plan: Plan,
-    fed: Federation,
+    federation: Federation,
     workspace: str | None,
     state_dir: Path,
     say: Say,
 ) -> WifRecord:
     """Create or update what the plan says, recording each id as soon as it exists."""
-    env, ws = plan.environment, workspace_of(workspace)
+    env, workspace_id = plan.environment, workspace_of(workspace)
     record = load_record(state_dir, env)
-    record.workspace_id = ws
+    record.workspace_id = workspace_id
 
     def note() -> None:
         record.organization_id = (
@@ -191,32 +202,36 @@ def apply_plan(
         )
         save_record(state_dir, record)
 
-    sa = plan.existing["service_account"]
-    if sa is None:
-        sa = client.create(
+    account = plan.existing["service_account"]
+    if account is None:
+        account = client.create(
             "service_accounts",
-            {"name": fed.service_account, "description": f"keyguard: environment {env}"},
+            {"name": federation.service_account, "description": f"keyguard: environment {env}"},
         )
-        say(f"created service account {fed.service_account} ({sa.get('id')})")
-    record.service_account_id = str(sa["id"])
+        say(f"created service account {federation.service_account} ({account.get('id')})")
+    record.service_account_id = str(account["id"])
     note()
-    if ws != "default" and ws not in client.sa_workspaces(str(sa["id"])):
-        client.add_sa_workspace(str(sa["id"]), ws)
-        say(f"added {sa['id']} to workspace {ws}")
+    if workspace_id != "default" and workspace_id not in client.sa_workspaces(str(account["id"])):
+        client.add_sa_workspace(str(account["id"]), workspace_id)
+        say(f"added {account['id']} to workspace {workspace_id}")
     issuer = plan.existing["issuer"]
-    jwks = {"type": "explicit_url", "url": fed.jwks_url} if fed.jwks_url else {"type": "discovery"}
+    jwks = (
+        {"type": "explicit_url", "url": federation.jwks_url}
+        if federation.jwks_url
+        else {"type": "discovery"}
+    )
     if issuer is None:
         issuer = client.create(
             "federation_issuers",
             {
-                "name": issuer_name(fed),
-                "issuer_url": fed.issuer,
+                "name": issuer_name(federation),
+                "issuer_url": federation.issuer,
                 "jwks": jwks,
                 "check_jti": True,
                 "max_jwt_lifetime_seconds": 3600,
             },
         )
-        say(f"created issuer {fed.issuer} ({issuer.get('id')})")
+        say(f"created issuer {federation.issuer} ({issuer.get('id')})")
     else:
         change = next(c for c in plan.changes if c.kind == "issuer")
         if change.action == "update":
@@ -226,7 +241,7 @@ def apply_plan(
             say(f"updated issuer {issuer.get('id')}: {', '.join(change.differs)}")
     record.issuer_id = str(issuer["id"])
     note()
-    want = rule_body(env, fed, str(issuer["id"]), str(sa["id"]), ws)
+    want = rule_body(env, federation, str(issuer["id"]), str(account["id"]), workspace_id)
     rule = plan.existing["rule"]
     if rule is None:
         rule = client.create("federation_rules", want)
@@ -238,7 +253,7 @@ def apply_plan(
             body["applies_to_all_workspaces"] = False
             rule = client.update("federation_rules", str(rule["id"]), body)
             if "workspace" in differs:
-                client.add_rule_workspace(str(rule["id"]), ws)
+                client.add_rule_workspace(str(rule["id"]), workspace_id)
             say(f"updated rule {rule.get('id')}: {', '.join(differs)}")
     if not isinstance(rule.get("id"), str):
         raise UsageError("the API answered a rule without an id; nothing recorded, rerun apply")

@@ -66,18 +66,18 @@ def jwt_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def _subject_ok(fed: Federation, sub: Any) -> bool:
-    if not fed.subject:
+def _subject_ok(federation: Federation, sub: Any) -> bool:
+    if not federation.subject:
         return True
     if not isinstance(sub, str):
         return False
-    if fed.subject.endswith("*"):
-        return sub.startswith(fed.subject[:-1])
-    return sub == fed.subject
+    if federation.subject.endswith("*"):
+        return sub.startswith(federation.subject[:-1])
+    return sub == federation.subject
 
 
 def diagnose(
-    fed: Federation,
+    federation: Federation,
     record: WifRecord,
     claims: dict[str, Any],
     workspace: str | None,
@@ -86,15 +86,19 @@ def diagnose(
 ) -> str:
     """The first local check that fails, in the order issuer, audience, subject, rule, workspace."""
     iss = claims.get("iss")
-    if iss != fed.issuer:
-        return f"issuer: the token's iss is {iss!r}, the rule trusts {fed.issuer!r} (exactly)"
+    if iss != federation.issuer:
+        return (
+            f"issuer: the token's iss is {iss!r}, the rule trusts {federation.issuer!r} (exactly)"
+        )
     aud = claims.get("aud")
     auds = aud if isinstance(aud, list) else [aud]
-    if fed.audience not in auds:
-        return f"audience: the token's aud is {aud!r}, the rule wants {fed.audience!r}"
-    if not _subject_ok(fed, claims.get("sub")):
-        return f"subject: the token's sub {claims.get('sub')!r} does not match {fed.subject!r}"
-    for name, want in fed.claims.items():
+    if federation.audience not in auds:
+        return f"audience: the token's aud is {aud!r}, the rule wants {federation.audience!r}"
+    if not _subject_ok(federation, claims.get("sub")):
+        return (
+            f"subject: the token's sub {claims.get('sub')!r} does not match {federation.subject!r}"
+        )
+    for name, want in federation.claims.items():
         if claims.get(name) != want:
             return f"subject: claim {name!r} is {claims.get(name)!r}, the rule pins {want!r}"
     exp = claims.get("exp")
@@ -125,7 +129,7 @@ def diagnose(
 
 def verify(
     base_url: str,
-    fed: Federation,
+    federation: Federation,
     record: WifRecord,
     identity_token: Secret,
     workspace: str | None,
@@ -151,7 +155,7 @@ def verify(
         if result.status != 401:
             raise AuthError(f"the exchange answered {result.status}{rid}: check the request")
         cause = diagnose(
-            fed, record, jwt_claims(identity_token.reveal()), workspace, lookup, time.time()
+            federation, record, jwt_claims(identity_token.reveal()), workspace, lookup, time.time()
         )
         raise AuthError(f"the exchange was refused (401){rid}; likely cause: {cause}")
     status, answered_ws = api.list_models(base_url, result.token)

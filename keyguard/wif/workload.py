@@ -16,7 +16,9 @@ SHADOW_WARNING = (
 )
 
 
-def variables(fed: Federation, record: WifRecord, token_file: str | None = None) -> dict[str, str]:
+def variables(
+    federation: Federation, record: WifRecord, token_file: str | None = None
+) -> dict[str, str]:
     """The SDKs' federation variables for this environment."""
     if not record.rule_id or not record.service_account_id or not record.organization_id:
         raise UsageError(
@@ -30,26 +32,26 @@ def variables(fed: Federation, record: WifRecord, token_file: str | None = None)
     }
     if record.workspace_id and record.workspace_id != "default":
         out["ANTHROPIC_WORKSPACE_ID"] = record.workspace_id
-    out["ANTHROPIC_IDENTITY_TOKEN_FILE"] = token_file or fed.token_file
+    out["ANTHROPIC_IDENTITY_TOKEN_FILE"] = token_file or federation.token_file
     return out
 
 
-def render(fmt: str, fed: Federation, record: WifRecord) -> str:
+def render(fmt: str, federation: Federation, record: WifRecord) -> str:
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     if fmt == "github-actions":
-        return _github(fed, record)
+        return _github(federation, record)
     if fmt == "kubernetes":
-        return _kubernetes(fed, record)
-    values = variables(fed, record)
+        return _kubernetes(federation, record)
+    values = variables(federation, record)
     if fmt == "json":
         return json.dumps(values, indent=2)
     return "\n".join(f"{k}={v}" for k, v in values.items())
 
 
-def _github(fed: Federation, record: WifRecord) -> str:
+def _github(federation: Federation, record: WifRecord) -> str:
     path = "${{ runner.temp }}/anthropic-identity-token"
-    values = variables(fed, record, path)
+    values = variables(federation, record, path)
     env = "\n".join(f"      {k}: {v}" for k, v in values.items())
     return f"""# GitHub Actions: {SHADOW_WARNING}.
 jobs:
@@ -64,23 +66,23 @@ jobs:
       - name: Fetch the job's identity token for Anthropic
         run: |
           curl -sSf -H "Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN" \\
-            "$ACTIONS_ID_TOKEN_REQUEST_URL&audience={fed.audience}" \\
+            "$ACTIONS_ID_TOKEN_REQUEST_URL&audience={federation.audience}" \\
             | jq -r .value > "$ANTHROPIC_IDENTITY_TOKEN_FILE"
       - run: python call_claude.py   # the SDK exchanges the token itself
 """
 
 
-def _kubernetes(fed: Federation, record: WifRecord) -> str:
-    path = fed.identity_token_file or "/var/run/secrets/anthropic/token"
+def _kubernetes(federation: Federation, record: WifRecord) -> str:
+    path = federation.identity_token_file or "/var/run/secrets/anthropic/token"
     folder, _, name = path.rpartition("/")
-    values = variables(fed, record, path)
+    values = variables(federation, record, path)
     env = "\n".join(
         f"        - name: {k}\n          value: {json.dumps(v)}" for k, v in values.items()
     )
-    lifetime = max(600, min(fed.token_lifetime * 6, 3600))
+    lifetime = max(600, min(federation.token_lifetime * 6, 3600))
     return f"""# Kubernetes pod spec: {SHADOW_WARNING}.
 spec:
-  serviceAccountName: {fed.service_account}
+  serviceAccountName: {federation.service_account}
   containers:
     - name: app
       env:
@@ -94,7 +96,7 @@ spec:
       projected:
         sources:
           - serviceAccountToken:
-              audience: {fed.audience}
+              audience: {federation.audience}
               expirationSeconds: {lifetime}
               path: {name}
 """
