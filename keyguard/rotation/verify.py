@@ -78,10 +78,14 @@ def verify_problem(expected: str | None, result: VerifyResult) -> str | None:
 def identify_served_key(admin: Admin, value: Secret, recorded_id: str | None) -> ApiKey | str:
     """The organization's record of ``value``, proven; else why it cannot be (never a guess).
 
-    A recorded id (store metadata) must name a key that shows ``value``'s hint. Without one,
-    ``value`` must be a live key (``GET /v1/models``) and exactly one key of the organization
-    may show its hint once the tie-breakers ran (``find_key`` refuses more).
+    ``value`` must be a live key (``GET /v1/models``): a hint is seven characters anyone can
+    copy, and store metadata is whoever writes the store's word. Then a recorded id must name
+    a key that shows ``value``'s hint; without one, exactly one key of the organization may
+    show it once the tie-breakers ran (``find_key`` refuses more).
     """
+    result = admin.verify_key(value)
+    if not result.usable and result.problem is None:  # 401/403: dead, or no key at all
+        return "it does not authenticate, so neither its hint nor its record proves which key it is"
     if recorded_id is not None:
         try:
             api = admin.get_key(recorded_id)
@@ -93,9 +97,6 @@ def identify_served_key(admin: Admin, value: Secret, recorded_id: str | None) ->
                 "the record does not prove which key it is"
             )
         return api
-    result = admin.verify_key(value)
-    if not result.usable and result.problem is None:  # 401/403: dead, or no key at all
-        return "it does not authenticate, so its hint alone cannot prove which key it is"
     try:
         return admin.find_key(value)
     except (NotFoundError, UsageError) as exc:

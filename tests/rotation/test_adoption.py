@@ -33,6 +33,19 @@ def test_store_metadata_naming_another_key_never_revokes_that_key(
     assert fake_world.admin.keys[old_id].status == "active"  # not proven: left to a person
 
 
+
+def test_a_look_alike_with_forged_metadata_never_revokes_the_key_it_imitates(
+    fake_world: FakeWorld, new_key: MintedKey
+) -> None:
+    """Both forgeries at once: a string with the victim's hint AND metadata naming its id. The
+    id's hint matches, so only authenticating the stored value tells the two apart."""
+    victim_id, victim = fake_world.admin.mint("billing-prod", "wrkspc_p")
+    for store in fake_world.stores:
+        store.seed(_look_alike(victim), VersionMeta(key_id=victim_id))
+    out = fake_world.engine(grace=timedelta(0)).rotate(new_key.value)
+    assert fake_world.admin.keys[victim_id].status == "active", out.message
+    assert "never identified" in out.message
+
 def test_store_metadata_naming_the_served_key_is_still_trusted(
     fake_world: FakeWorld, new_key: MintedKey
 ) -> None:
