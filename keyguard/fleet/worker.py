@@ -92,6 +92,7 @@ def _unchanged(task: Task, out: Outcome) -> bool:
     prev = task.previous
     if prev is not None and prev.status == "ok" and prev.tips and prev.tips == out.result.tips:
         out.result.mode, out.result.places = "unchanged", list(prev.places)
+        out.result.notes = list(prev.notes)  # what it could not read is still unread
         return True
     return False
 
@@ -127,6 +128,7 @@ def _scan(task: Task, out: Outcome) -> None:
         and mirror.still_reachable(repo, prev.tips, now)
     ):
         result.mode, result.places = "incremental", list(prev.places)
+        result.notes = list(prev.notes)
         revs = ["--all", "--not", *sorted(set(prev.tips.values()))]
     if not now:
         return  # an empty repository: nothing to read
@@ -134,7 +136,7 @@ def _scan(task: Task, out: Outcome) -> None:
     scanned = finish(scan_targets(listing.targets, jobs=1))
     result.blobs += scanned.files
     result.bytes += scanned.bytes
-    result.notes.extend(_clean(n) for n in listing.notes + scanned.notes)
+    result.notes.extend(_clean(n) for n in [*listing.notes, *scanned.notes, *scanned.unread])
     seen = set(result.places)
     for f in scanned.findings:
         place = Place(

@@ -3,8 +3,10 @@ give the same keys and exit code as a full scan would. The previous report is in
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -290,3 +292,31 @@ def test_a_previous_report_of_another_scanner_means_a_full_scan(
     assert {r["mode"] for r in day2["repositories"]} == {"full"}
     assert set(_findings(day2)) == {keys[0].fingerprint}
     assert "another version of the scanner" in done.stderr and "full" in done.stderr
+
+
+def test_what_a_previous_run_could_not_read_stays_reported(
+    tmp_path: Path, git_daemon: GitDaemon, fleet: Run, keys: list[Secret]
+) -> None:
+    """An unchanged repository keeps the previous run's "not read" notes: the part it could not
+    read (here an encrypted zip member) is still unread, and must not turn clean by carry-over."""
+    repo = make_repo(git_daemon.base, "r0", [])
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("a.txt", "x" * 1000)
+    data = bytearray(archive.getvalue())
+    data[6] |= 1  # the local header says: encrypted
+    data[data.find(b"PK\x01\x02") + 8] |= 1  # and so does the central directory
+    (repo / "bad.zip").write_bytes(bytes(data))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "an encrypted archive")
+    source = _list(tmp_path, git_daemon, ["r0"])
+    _, day1 = _scan(fleet, source, tmp_path / "cache", tmp_path / "day1.json")
+    _, day2 = _scan(
+        fleet, source, tmp_path / "cache", tmp_path / "day2.json",
+        "--since", str(tmp_path / "day1.json"),
+    )  # fmt: skip
+    first = _repos(day1)[git_daemon.url("r0")]
+    second = _repos(day2)[git_daemon.url("r0")]
+    assert first.get("notes") and any("bad.zip" in note for note in first["notes"])
+    assert second["mode"] == "unchanged"
+    assert second["notes"] == first["notes"]
