@@ -108,7 +108,16 @@ def _iter_found(found: list[tuple[str, os.stat_result | None]], notes: Notes) ->
     for arg, st in found:
         if st is None:
             continue
-        if not stat.S_ISDIR(st.st_mode):
+        if not stat.S_ISDIR(st.st_mode) and not stat.S_ISREG(st.st_mode):
+            notes.append(  # a FIFO, socket or device named on the command line: never silent
+                Unread(
+                    _display(arg),
+                    "unreadable",
+                    "not a regular file (a pipe, socket or device); scan a stream with "
+                    "`keyguard scan -`",
+                )
+            )
+        elif not stat.S_ISDIR(st.st_mode):
             if (t := _add_file(arg, notes, seen)) is not None:
                 yield t
         elif git_toplevel(arg) is not None:

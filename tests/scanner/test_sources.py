@@ -265,3 +265,15 @@ def test_process_pool_gives_the_same_findings(
         (name, 2) for name in sorted(keys)
     ]
     assert report["stats"]["files"] == 40
+
+
+def test_a_named_fifo_is_reported_not_read_never_silently_clean(
+    plain_dir: Path, scan_json: Scan
+) -> None:
+    """`keyguard scan <(cat .env)` or a FIFO named on the command line is not read (it would
+    block or be consumed): the scan says so instead of reporting 0 files, 0 findings."""
+    os.mkfifo(plain_dir / "pipe")
+    code, _, err = scan_json("pipe")
+    assert code == 0
+    assert "not read: pipe" in err and "not a regular file" in err
+    assert "keyguard scan -" in err  # the way to scan a stream
