@@ -117,16 +117,17 @@ class StoreURI:
             return None
         path = Path(value).expanduser()
         where = f"store {self.scheme}://{self.authority or ''}/{self.path}: option {name}"
-        if os.path.realpath(path) not in chosen_ca_bundles():
+        real = os.path.realpath(path)  # the file checked is the file used: no symlink swap
+        if real not in chosen_ca_bundles():
             raise ConfigError(
                 f"{where} ({path}) would choose the certificates trusted with keys and cloud "
                 f"credentials, and only the store URI names it (a keyguard.toml or argument); "
                 f"to use it, export {STORE_CA_BUNDLES_ENV}={path} (several: separated by "
                 f"{os.pathsep!r}); otherwise remove the option"
             )
-        if not path.is_file():
+        if not Path(real).is_file():
             raise ConfigError(f"{where}: {path} is not a readable file")
-        return str(path)
+        return real
 
     def require_authority(self, what: str, example: str) -> tuple[str, str]:
         """``(authority, path)`` for ``scheme://AUTHORITY/PATH`` URIs, both non-empty."""
