@@ -33,7 +33,6 @@ def test_store_metadata_naming_another_key_never_revokes_that_key(
     assert fake_world.admin.keys[old_id].status == "active"  # not proven: left to a person
 
 
-
 def test_a_look_alike_with_forged_metadata_never_revokes_the_key_it_imitates(
     fake_world: FakeWorld, new_key: MintedKey
 ) -> None:
@@ -45,6 +44,7 @@ def test_a_look_alike_with_forged_metadata_never_revokes_the_key_it_imitates(
     out = fake_world.engine(grace=timedelta(0)).rotate(new_key.value)
     assert fake_world.admin.keys[victim_id].status == "active", out.message
     assert "never identified" in out.message
+
 
 def test_store_metadata_naming_the_served_key_is_still_trusted(
     fake_world: FakeWorld, new_key: MintedKey
