@@ -39,7 +39,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             ids=[f"{name}-{kind}" for name, kind in combos],
         )
     else:
-        metafunc.parametrize("store_factory", list(BACKENDS), indirect=True)
+        only = metafunc.definition.get_closest_marker("backends")
+        names = list(only.args) if only is not None else list(BACKENDS)
+        metafunc.parametrize("store_factory", names, indirect=True)
 
 
 @pytest.fixture
