@@ -7,9 +7,8 @@ import json
 import re
 from typing import Any
 
-from keyguard import __version__
 from keyguard.fleet.model import FleetReport, to_json
-from keyguard.scanner.report import SARIF_SCHEMA
+from keyguard.scanner.report import sarif_log
 from keyguard.scanner.rules import RULES, RULES_BY_ID
 from keyguard.words import plural
 
@@ -67,18 +66,6 @@ def to_text(report: FleetReport) -> str:
     return "".join(printable(line) + "\n" for line in lines)
 
 
-def _sarif_rule(rule_id: str) -> dict[str, Any]:
-    rule = RULES_BY_ID[rule_id]
-    return {
-        "id": rule.id,
-        "shortDescription": {"text": rule.name},
-        "fullDescription": {"text": rule.description},
-        "help": {"text": rule.fix},
-        "defaultConfiguration": {"level": rule.sarif_level},
-        "properties": {"tags": ["security", "secret"], "security-severity": rule.security_severity},
-    }
-
-
 def to_sarif(report: FleetReport) -> dict[str, Any]:
     """One result per place; the repository and commit ride in the location and properties."""
     index = {rule.id: i for i, rule in enumerate(RULES)}
@@ -111,27 +98,14 @@ def to_sarif(report: FleetReport) -> dict[str, Any]:
                 result["properties"]["verdict"] = verdict
             results.append(result)
     failed = [{"url": r.url, "error": r.error} for r in sorted(report.failed, key=lambda r: r.url)]
-    return {
-        "$schema": SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "keyguard",
-                        "version": __version__,
-                        "rules": [_sarif_rule(rule.id) for rule in RULES],
-                    }
-                },
-                "results": results,
-                "properties": {
-                    "repositories": len(report.repos),
-                    "failed": failed,
-                    "gone": [{"url": g.url, "keys": sorted(g.keys)} for g in report.gone],
-                },
-            }
-        ],
-    }
+    return sarif_log(
+        results,
+        {
+            "repositories": len(report.repos),
+            "failed": failed,
+            "gone": [{"url": g.url, "keys": sorted(g.keys)} for g in report.gone],
+        },
+    )
 
 
 _STYLE = (

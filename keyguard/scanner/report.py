@@ -181,32 +181,37 @@ def _sarif_unread(u: Unread) -> dict[str, Any]:
     }
 
 
+def sarif_log(
+    results: list[dict[str, Any]],
+    properties: dict[str, Any],
+    invocations: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One SARIF 2.1.0 run of keyguard, with every rule described: the scan's and the fleet's."""
+    run: dict[str, Any] = {
+        "tool": {
+            "driver": {
+                "name": "keyguard",
+                "version": __version__,
+                "rules": [_sarif_rule(i) for i in range(len(RULES))],
+            }
+        },
+        "results": results,
+    }
+    if invocations is not None:
+        run["invocations"] = invocations
+    run["properties"] = properties
+    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
+
+
 def to_sarif(result: ScanResult) -> dict[str, Any]:
     index = {rule.id: i for i, rule in enumerate(RULES)}
-    return {
-        "$schema": SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [
+    return sarif_log(
+        [_sarif_result(f, index) for f in result.findings],
+        {"files": result.files, "bytes": result.bytes, "unread": len(result.unread)},
+        [
             {
-                "tool": {
-                    "driver": {
-                        "name": "keyguard",
-                        "version": __version__,
-                        "rules": [_sarif_rule(i) for i in range(len(RULES))],
-                    }
-                },
-                "results": [_sarif_result(f, index) for f in result.findings],
-                "invocations": [
-                    {
-                        "executionSuccessful": True,
-                        "toolExecutionNotifications": [_sarif_unread(u) for u in result.unread],
-                    }
-                ],
-                "properties": {
-                    "files": result.files,
-                    "bytes": result.bytes,
-                    "unread": len(result.unread),
-                },
+                "executionSuccessful": True,
+                "toolExecutionNotifications": [_sarif_unread(u) for u in result.unread],
             }
         ],
-    }
+    )
