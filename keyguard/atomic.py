@@ -30,22 +30,26 @@ def write_atomic(
     *,
     mode: int = 0o644,
     dir_mode: int = 0o777,
+    make_folder: bool = True,
     follow_symlinks: bool = False,
     sync_dir: bool = False,
     replace: Callable[[str, str], None] = os.replace,
 ) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically with ``mode`` (0o600 for private files).
 
-    ``dir_mode`` is for a missing parent folder. With ``follow_symlinks``, a symlink at ``path``
-    stays and the file it points at is replaced. With ``sync_dir``, the folder is fsync'd too
-    (the rename itself survives a power cut). ``replace`` is the rename (tests swap it to
-    simulate a crash). OSError propagates; the temp file is gone by then.
+    ``dir_mode`` is for a missing parent folder; without ``make_folder`` a missing folder is
+    FileNotFoundError (a report goes where asked, never into folders made for it). With
+    ``follow_symlinks``, a symlink at ``path`` stays and the file it points at is replaced.
+    With ``sync_dir``, the folder is fsync'd too (the rename itself survives a power cut).
+    ``replace`` is the rename (tests swap it to simulate a crash). OSError propagates; the temp
+    file is gone by then.
     """
     import tempfile  # not at the top: the scanner's hook imports this module on every commit
 
     target = link_target(path) if follow_symlinks else path
     folder = target.parent
-    folder.mkdir(mode=dir_mode, parents=True, exist_ok=True)
+    if make_folder:
+        folder.mkdir(mode=dir_mode, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         os.fchmod(fd, mode)

@@ -3,7 +3,6 @@ summary. Fingerprints and hints only: a record or report that holds a key is nev
 
 from __future__ import annotations
 
-import errno
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -170,6 +169,4 @@ def write_report(path: Path, text: str) -> None:
     """Write the Markdown report (0600: it names keys and environments)."""
     if API_KEY_RE.search(text):  # never: but a report with a key in it must not be written
         raise UsageError("refusing to write an incident record that holds a key")
-    if not path.parent.is_dir():  # the report goes where asked, never into folders made for it
-        raise FileNotFoundError(errno.ENOENT, "no such folder", str(path.parent))
-    write_atomic(path, text, mode=0o600)
+    write_atomic(path, text, mode=0o600, make_folder=False)
