@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench import tools  # noqa: E402
 
 #: The hook may take this many times a bare interpreter start.
 GOAL = 4.0
@@ -51,16 +54,6 @@ def _repo(root: Path, files: int) -> None:
     git("add", ".")
 
 
-def _user_env(env: dict[str, str], source: bool = False) -> dict[str, str]:
-    """Run keyguard as an installed copy runs: from compiled bytecode. (With
-    PYTHONDONTWRITEBYTECODE set, every run would compile every module it imports again;
-    ``--from-source`` measures that.)"""
-    if source:
-        return {**env, "PYTHONDONTWRITEBYTECODE": "1"}
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "keyguard")], check=True)
-    return {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -75,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     env = {k: v for k, v in os.environ.items() if k != "KEYGUARD_CONFIG"}
     env["PYTHONPATH"] = str(REPO)
-    env = _user_env(env, args.from_source)
+    env = tools.installed_env(env, args.from_source)
     bindir = Path(sys.executable).parent
     entry = shutil.which("keyguard-scan", path=str(bindir)) or shutil.which("keyguard-scan")
     rows: list[tuple[str, tuple[float, float]]] = []

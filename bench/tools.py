@@ -151,3 +151,14 @@ def base_env(repo: Path, ceiling: Path) -> dict[str, str]:
     env.pop("GITLEAKS_CONFIG_TOML", None)
     env["LC_ALL"] = "C"
     return env
+
+
+def installed_env(env: dict[str, str], source: bool = False) -> dict[str, str]:
+    """Run keyguard as an installed copy runs: from compiled bytecode. (With
+    PYTHONDONTWRITEBYTECODE set, every run would compile every module it imports again;
+    ``--from-source`` measures that.)"""
+    if source:
+        return {**env, "PYTHONDONTWRITEBYTECODE": "1"}
+    package = Path(__file__).resolve().parent.parent / "keyguard"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+    return {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}

@@ -57,16 +57,6 @@ def _text_findings(report: Path) -> int:
     return len(re.findall(r"^\S.*:\d+:\d+: anthropic-", text, re.MULTILINE))
 
 
-def _user_env(env: dict[str, str], source: bool = False) -> dict[str, str]:
-    """Run keyguard as an installed copy runs: from compiled bytecode. (With
-    PYTHONDONTWRITEBYTECODE set, every run would compile every module it imports again;
-    ``--from-source`` measures that.)"""
-    if source:
-        return {**env, "PYTHONDONTWRITEBYTECODE": "1"}
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "keyguard")], check=True)
-    return {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -82,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     out: Path = args.out.resolve()
-    env = _user_env(tools.base_env(REPO, out), args.from_source)
+    env = tools.installed_env(tools.base_env(REPO, out), args.from_source)
     accel = subprocess.run([sys.executable, "-c", "import hyperscan, isal"], capture_output=True)
     default = "hyperscan + isal" if accel.returncode == 0 else "stdlib (no accelerators)"
     rows: list[tuple[str, str, float, float, float, float]] = []
