@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from keyguard.errors import ConfigError
 from keyguard.urls import check_store_endpoint
@@ -101,8 +101,12 @@ class StoreURI:
         if host_port:
             if any(c in value for c in "/@?#\\") or not value.strip():
                 raise ConfigError(f"{where} must be HOST[:PORT] (no scheme, path or user name)")
-            check_store_endpoint(f"{'http' if insecure else 'https'}://{value}", where)
-            return value
+            checked = urlsplit(
+                check_store_endpoint(f"{'http' if insecure else 'https'}://{value}", where)
+            )
+            # What gRPC dials is what was checked: normalized, the default port spelled out.
+            port = "" if checked.port else f":{80 if insecure else 443}"
+            return checked.netloc + port
         return check_store_endpoint(value, where)
 
     def opt_ca_bundle(self, name: str = "ca_bundle") -> str | None:

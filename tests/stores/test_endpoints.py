@@ -18,7 +18,7 @@ import pytest
 
 from keyguard.errors import ConfigError
 from keyguard.stores import open_store
-from keyguard.stores.uri import STORE_CA_BUNDLES_ENV
+from keyguard.stores.uri import STORE_CA_BUNDLES_ENV, parse_store_uri
 from keyguard.urls import STORE_ENDPOINTS_ENV
 
 
@@ -248,3 +248,22 @@ def test_a_chosen_ca_bundle_is_used(attacker: Attacker, tmp_path: Path) -> None:
     assert "Traceback" not in run.stdout + run.stderr
     assert run.returncode != 0  # the stand-in is no store (nor is the bundle a certificate)
     assert attacker.connections > 0
+
+
+@pytest.mark.parametrize(
+    ("value", "insecure", "allowed", "target"),
+    [
+        ("Store.Example ", False, "https://store.example", "store.example:443"),
+        ("store.example:8443", False, "https://store.example:8443", "store.example:8443"),
+        ("127.0.0.1:80", True, "http://127.0.0.1", "127.0.0.1:80"),
+        ("[::1]:5", True, "http://[::1]:5", "[::1]:5"),
+    ],
+)
+def test_a_grpc_endpoint_is_used_in_the_form_that_was_checked(
+    monkeypatch: pytest.MonkeyPatch, value: str, insecure: bool, allowed: str, target: str
+) -> None:
+    """The HOST:PORT handed to gRPC is the normalized one the opt-in check passed, port spelled
+    out: never the raw option text (case, spaces) that was only compared after normalizing."""
+    monkeypatch.setenv(STORE_ENDPOINTS_ENV, allowed)
+    parsed = parse_store_uri(f"gcp-sm://p/s?endpoint={value}")
+    assert parsed.opt_endpoint("endpoint", host_port=True, insecure=insecure) == target
