@@ -22,7 +22,8 @@ def revoke_step(run: RotationRun, state: RotationState) -> Outcome:
     old_keys = [key for key in state.revocable() if key.id not in state.revoked]
     skipped = [key for key in state.old_keys if not key.id]
     note = "".join(
-        f" Key {key.hint} was never identified: revoke it in the Console yourself."
+        f" Key {key.hint} was never identified, so keyguard did not revoke it: if it still "
+        "authenticates, revoke it in the Console yourself."
         for key in skipped
     )
     # A key another environment still serves is never revoked: it waits until none does.
