@@ -51,6 +51,7 @@ def keyless_chapter(
     sb: Sandbox, admin: AdminClient, root: Path, step: Say, say: Say, clock: DemoClock
 ) -> None:
     """plan, apply, the workload exchanges its identity token, verify, traffic, retire-key."""
+    from keyguard.admin.auth import ANTHROPIC_VERSION, OAUTH_BETA
     from keyguard.wif import api
     from keyguard.wif.plan import apply_plan, make_plan
     from keyguard.wif.record import load_record
@@ -112,8 +113,8 @@ def keyless_chapter(
             f"{sb.url}/v1/messages",
             headers={
                 "authorization": f"Bearer {minted.token.reveal()}",
-                "anthropic-beta": api.OAUTH_BETA,
-                "anthropic-version": api.ANTHROPIC_VERSION,
+                "anthropic-beta": OAUTH_BETA,
+                "anthropic-version": ANTHROPIC_VERSION,
             },
             json={"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user"}]},
         )

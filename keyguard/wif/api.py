@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
+from keyguard.admin.auth import ANTHROPIC_VERSION, OAUTH_BETA
 from keyguard.admin.client import checked_url
 from keyguard.admin.errors import ApiAuthError, ApiError, error_from_response
 from keyguard.admin.parse import format_time
@@ -29,8 +30,6 @@ from keyguard.keys import scrub_text as scrub
 
 log = logging.getLogger("keyguard.wif")
 
-ANTHROPIC_VERSION = "2023-06-01"
-OAUTH_BETA = "oauth-2025-04-20"
 FEDERATION_BETA = "oidc-federation-2026-04-01"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 KINDS = ("service_accounts", "federation_issuers", "federation_rules")
