@@ -170,7 +170,10 @@ def _round(
             lines.catch_up(buf, lo, base)
         rule, key, encoding = result
         line, column = lines.locate(buf, lo, p, base)
-        line_start = buf.rfind(b"\n", max(0, p - LEFT), p) + 1
+        # The marker must be on the key's own line: with no newline in the look-back window,
+        # the line began before it, so the window itself is where the line's text starts.
+        window = max(0, p - LEFT)
+        line_start = buf.rfind(b"\n", window, p) + 1 or window
         line_end = buf.find(b"\n", p, min(n, p + RIGHT))
         end = line_end if line_end >= 0 else min(n, p + RIGHT)
         allowed = _ALLOW.search(buf, line_start, end) is not None

@@ -23,6 +23,30 @@ def test_inline_allow_comment_suppresses_only_its_line(plain_dir: Path, scan_jso
     assert "1 allowed inline" in err
 
 
+@pytest.mark.parametrize("before", [4097, 9000, 600_000])
+def test_an_allow_comment_on_an_earlier_line_never_reaches_a_key_after_a_long_run(
+    plain_dir: Path, scan_json: Scan, before: int
+) -> None:
+    """The attack: a marker on line 1, then a key on line 3 with more than the look-back window
+    of minified code before it on its own line. Only a marker on the key's own line counts."""
+    key = generate_key().reveal()
+    write(plain_dir / "app.js", f"// keyguard: allow\nvar a=1;\n{'x' * before}'{key}';\n")
+    code, report, err = scan_json(".")
+    assert code == 1, err
+    assert [f["line"] for f in report["findings"]] == [3]
+    assert "allowed inline" not in err
+
+
+def test_an_allow_comment_far_before_the_key_on_its_own_line_still_counts(
+    plain_dir: Path, scan_json: Scan
+) -> None:
+    """Within the look-back window the marker is on the key's line: it is honoured."""
+    key = generate_key().reveal()
+    write(plain_dir / "app.js", f"var a=1;\n/* keyguard: allow */{'x' * 3000}'{key}';\n")
+    code, report, err = scan_json(".")
+    assert (code, report["findings"]) == (0, []) and "1 allowed inline" in err
+
+
 def test_baseline_holds_fingerprints_only_and_survives_moves(
     plain_dir: Path, scan_json: Scan
 ) -> None:
