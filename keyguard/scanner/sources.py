@@ -120,8 +120,8 @@ def _iter_found(found: list[tuple[str, os.stat_result | None]], notes: Notes) ->
         elif not stat.S_ISDIR(st.st_mode):
             if (t := _add_file(arg, notes, seen)) is not None:
                 yield t
-        elif git_toplevel(arg) is not None:
-            yield from _list_git(arg, notes, seen)
+        elif (top := git_toplevel(arg)) is not None:
+            yield from _list_git(arg, top, notes, seen)
         else:
             yield from _walk(arg, notes, seen)
 
@@ -132,10 +132,12 @@ def _add_file(
     seen: set[tuple[int, int]],
     shown: str | None = None,
     entry: os.DirEntry[str] | None = None,
+    st: os.stat_result | None = None,
 ) -> Target | None:
     """The file at ``path`` as a target; None when it is no regular file or was seen already."""
     try:
-        st = entry.stat() if entry is not None else os.stat(path)
+        if st is None:
+            st = entry.stat() if entry is not None else os.stat(path)
     except OSError as exc:
         if os.path.islink(path) or os.path.exists(path):
             notes.append(
@@ -151,11 +153,31 @@ def _add_file(
     return Target(shown or _display(path), st.st_size, fs_path=path)
 
 
-def _list_git(folder: str, notes: Notes, seen: set[tuple[int, int]]) -> Iterator[Target]:
+def _inside(path: str, root: str) -> bool:
+    """Whether ``path``, links resolved, is ``root`` (a real path) or lies under it."""
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _list_git(folder: str, top: Path, notes: Notes, seen: set[tuple[int, int]]) -> Iterator[Target]:
+    """What git lists. A symlink is what git tracks, not its target: a target in the work tree
+    is listed as itself, and one outside it (a file beside the checkout, ``/proc/self/environ``)
+    is never read."""
     out = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], folder)
+    root = os.path.realpath(top)
     for raw in out.split(b"\0"):
-        t = _add_file(os.path.join(folder, os.fsdecode(raw)), notes, seen) if raw else None
-        if t is not None:
+        if not raw:
+            continue
+        path = os.path.join(folder, os.fsdecode(raw))
+        try:
+            st = os.lstat(path)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            if not _inside(path, root):
+                notes.append(f"{_display(path)}: symlink to outside the work tree, not followed")
+            continue
+        if (t := _add_file(path, notes, seen, st=st)) is not None:
             yield t
 
 
@@ -164,6 +186,7 @@ def _walk(root: str, notes: Notes, seen: set[tuple[int, int]]) -> Iterator[Targe
     visited: set[tuple[int, int]] = set()
     links: list[tuple[str, str, os.DirEntry[str]]] = []
     stack: list[tuple[str, str]] = [(root, _display(root))]
+    real_root = os.path.realpath(root)
     while stack:
         folder, shown = stack.pop()
         try:
@@ -188,6 +211,13 @@ def _walk(root: str, notes: Notes, seen: set[tuple[int, int]]) -> Iterator[Targe
                 is_dir = e.is_dir()
             except OSError:
                 is_dir = False
+            if e.is_symlink() and not _inside(e.path, real_root):
+                # A link out of the folder (a file beside it, /proc/self/environ) is not what
+                # was asked for: only a path named on the command line is followed anywhere.
+                notes.append(
+                    f"{prefix + e.name}: symlink to outside the scanned folder, not followed"
+                )
+                continue
             if is_dir:
                 subdirs.append((e.path, prefix + e.name))
             elif e.is_symlink():

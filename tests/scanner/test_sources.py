@@ -162,6 +162,47 @@ def test_symlink_loops_and_unreadable_files_are_reported_not_fatal(
     assert code == 0 and "read failed" in err
 
 
+def test_a_tracked_symlink_is_never_followed_out_of_the_work_tree(
+    repo: Path, scan_json: Scan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack: a pull request commits links to a file beside the checkout and to the
+    runner's own environment. A work-tree scan reads what git tracks, the links, not their
+    targets: no finding "in" the repository is the runner's key, and nothing outside is read."""
+    runner_key, beside = generate_key().reveal(), generate_key().reveal()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", runner_key)
+    write(tmp_path / "outside" / "secret.env", f"KEY={beside}\n")
+    (repo / "innocent.txt").symlink_to("../outside/secret.env")
+    (repo / "env.txt").symlink_to("/proc/self/environ")
+    write(repo / "real.txt", "nothing here\n")
+    (repo / "alias.txt").symlink_to("real.txt")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "links")
+    code, report, err = scan_json()
+    assert (code, report["findings"]) == (0, []), err
+    assert "innocent.txt: symlink to outside the work tree, not followed" in err
+    assert "env.txt: symlink to outside the work tree, not followed" in err
+    assert "alias.txt" not in err  # a link inside the tree: its target is scanned as itself
+
+
+def test_a_folder_walk_never_follows_links_out_of_the_folder(
+    plain_dir: Path, scan_json: Scan, tmp_path: Path
+) -> None:
+    inside, beside, below = (generate_key().reveal() for _ in range(3))
+    write(plain_dir / "d" / "k.txt", inside)
+    write(tmp_path / "beside.env", beside)
+    write(tmp_path / "other" / "deep.txt", below)
+    (plain_dir / "x.txt").symlink_to(tmp_path / "beside.env")
+    (plain_dir / "up").symlink_to(tmp_path / "other")
+    (plain_dir / "d" / "again").symlink_to("k.txt")
+    code, report, err = scan_json(".")
+    assert code == 1
+    assert [f["path"] for f in report["findings"]] == ["d/k.txt"], err
+    assert "x.txt: symlink to outside the scanned folder, not followed" in err
+    assert "up: symlink to outside the scanned folder, not followed" in err
+    code, report, _ = scan_json("x.txt")  # named on the command line: the person chose it
+    assert code == 1 and len(report["findings"]) == 1
+
+
 @pytest.mark.usefixtures("scan_engine")
 def test_keys_across_chunk_boundaries_and_in_huge_lines(plain_dir: Path, scan_json: Scan) -> None:
     keys = [generate_key().reveal().encode() for _ in range(4)]
