@@ -400,7 +400,7 @@ def _narrow_rule(
     Read back afterwards: a rule still wider than configured is an error, never "updated".
     """
     rule_id = str(rule["id"])
-    body = {k: v for k, v in want.items() if k not in ("issuer_id", "workspace_id")}
+    body = {k: v for k, v in want.items() if k not in ("name", "issuer_id", "workspace_id")}
     body["applies_to_all_workspaces"] = False
     if "match.condition" in differs:
         body["match"] = {**body["match"], "condition": None}

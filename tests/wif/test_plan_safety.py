@@ -146,6 +146,26 @@ def test_another_environment_never_rewrites_a_shared_issuers_jwks(kl: Keyless) -
     assert _get(kl, "federation_issuers", rule["issuer_id"])["jwks"]["type"] == "discovery"
 
 
+def test_check_jti_on_an_issuer_other_rules_use_is_left_to_the_console(kl: Keyless) -> None:
+    assert kl.run("wif", "apply", "ci", "--yes").returncode == 0
+    (rule,) = _rules(kl)
+    with admin_http(kl.sb) as http:
+        path = f"/v1/organizations/federation_issuers/{rule['issuer_id']}"
+        ok(http.post(path, json={"check_jti": False}))
+    _add_env(
+        kl,
+        "docs",
+        f'provider = "oidc"\nissuer = "{kl.sb.oidc_issuer}"\nsubject = "job:other"\n'
+        'service_account = "docs"\n',
+    )
+    writes = len(kl.sb.writes())
+    done = kl.run("wif", "apply", "docs", "--yes")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "check_jti: off -> on" in done.stderr and rule["id"] in done.stderr
+    assert len(kl.sb.writes()) == writes
+    assert _get(kl, "federation_issuers", rule["issuer_id"])["check_jti"] is False
+
+
 def test_a_jwks_change_is_shown_old_and_new_and_left_to_the_console(kl: Keyless) -> None:
     assert kl.run("wif", "apply", "ci", "--yes").returncode == 0
     (rule,) = _rules(kl)
@@ -247,6 +267,11 @@ def test_a_changed_issuer_never_leaves_the_rule_trusting_the_old_one(
     (live,) = [r for r in _rules(kl) if r["archived_at"] is None]
     assert _get(kl, "federation_issuers", live["issuer_id"])["issuer_url"] == new
     assert _exchange(kl, rule, kl.workspace) == 401  # the old issuer's tokens: refused
+    assert live["name"] == "keyguard-ci-r2"  # the archived rule keeps its name
+    _set(kl, f'subject = "{SUBJECT}"', 'subject = "job:acme/app:ref:release"')
+    assert kl.run("wif", "apply", "ci", "--yes").returncode == 0  # found and updated again
+    assert "nothing to change" in kl.run("wif", "plan", "ci").stdout
+    assert _get(kl, "federation_rules", live["id"])["match"]["subject_prefix"].endswith("release")
 
 
 def test_a_rule_widened_to_another_workspace_is_planned_and_narrowed(kl: Keyless) -> None:
