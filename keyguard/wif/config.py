@@ -20,9 +20,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from keyguard.errors import ConfigError
 from keyguard.policy import format_duration, parse_duration
+from keyguard.urls import is_loopback, parse_base_url, redact_url
 from keyguard.wif.providers import (
     DEFAULT_AUDIENCE,
     FIXED_ISSUERS,
@@ -100,8 +102,7 @@ def parse_federation(env: str, table: Any, fail: Fail) -> Federation:
     issuer = text("issuer", FIXED_ISSUERS.get(provider))
     if issuer is None:
         raise fail("provider", f"{where} issuer is required for provider {provider!r}")
-    if not issuer.startswith("https://") and not issuer.startswith("http://127.0.0.1"):
-        raise fail("issuer", f"{where} issuer must be an https:// URL (the JWT's iss, exactly)")
+    _checked_url(issuer, "issuer", where, fail)
     fixed = FIXED_ISSUERS.get(provider)
     if fixed is not None and issuer.rstrip("/") != fixed:
         raise fail(
@@ -150,8 +151,37 @@ def parse_federation(env: str, table: Any, fail: Fail) -> Federation:
         scope=scope or "workspace:inference",
         token_lifetime=lifetime,
         identity_token_file=text("identity_token_file"),
-        jwks_url=text("jwks_url"),
+        jwks_url=_jwks_url(text("jwks_url"), where, fail),
     )
+
+
+def _checked_url(url: str, key: str, where: str, fail: Fail) -> str:
+    """``url`` in normal form: parsed (never prefix-matched), https, or http to a loopback host.
+
+    A cloned repository's keyguard.toml names these URLs: ``http://127.0.0.1.evil.example`` and
+    ``http://127.0.0.1@evil.example`` must not pass for the local sandbox.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+    except ValueError:
+        parts, host = None, ""
+    if parts is None or not (
+        parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))
+    ):
+        raise fail(
+            key,
+            f"{where} {key} ({redact_url(url)}) must be an https:// URL (plain http only to "
+            "127.0.0.1, ::1 or localhost: the sandbox)",
+        )
+    try:
+        return parse_base_url(url, f"{where} {key}")
+    except ConfigError as exc:
+        raise fail(key, f"{exc}; write it as https://HOST[:PORT][/PATH]") from None
+
+
+def _jwks_url(url: str | None, where: str, fail: Fail) -> str | None:
+    return None if url is None else _checked_url(url, "jwks_url", where, fail)
 
 
 def _lifetime(value: Any, where: str, fail: Fail) -> int:
