@@ -7,6 +7,7 @@ token, or an exchange), 4 API unavailable, 5 waiting (retire-key: traffic or dra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -208,9 +209,12 @@ def retire_cmd(ctx: click.Context, environment: str, yes: bool) -> int:
 @click.pass_context
 def status_cmd(ctx: click.Context, as_json: bool) -> int:
     """Every environment: static, in migration or federated, and what it waits for."""
+    from keyguard.cli.common import admin_client
     from keyguard.wif.status import states
 
-    rows = states(load(ctx))
+    config = load(ctx)
+    with contextlib.ExitStack() as stack:  # the Admin API only to check a recorded retirement
+        rows = states(config, lambda: stack.enter_context(admin_client(config)))
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows], indent=2))
         return 0
