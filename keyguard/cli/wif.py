@@ -2,7 +2,8 @@
 
 plan -> apply -> (deploy with `wif env`) -> verify -> retire-key; `wif status` shows where
 every environment stands. Exit codes: 0 done, 2 usage/config, 3 credential refused (the OAuth
-token, or an exchange), 4 API unavailable, 5 waiting (retire-key: traffic or drain).
+token, or an exchange), 4 API unavailable, 5 waiting (retire-key: traffic, drain, or another
+environment that still serves the static key).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ serves it; the record's word alone never makes an environment "federated, not ro
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -184,3 +186,29 @@ def test_retire_key_retires_for_real_what_a_forged_record_only_claims(kl: Keyles
     assert "ci: federated" in kl.run("wif", "status").stdout
     again = kl.run("wif", "retire-key", "ci", "--yes")
     assert again.returncode == 0 and "already retired" in again.stdout
+
+
+def test_retire_key_refuses_a_live_key_its_store_misnames(kl: Keyless, sandbox: Sandbox) -> None:
+    """The store's metadata (its writer's word) names prod's key beside ci's live one: which
+    key this is stays unproven, so nothing is deactivated and nothing recorded (exit 2)."""
+    prod_id, prod = sandbox.mint_key("prod-api", workspace_id=sandbox.add_workspace("prod"))
+    version = {"id": "t1", "stages": ["current"], "value": kl.key.reveal()}
+    doc = {"format": "keyguard-file-store", "version": 1, "lease": None, "versions": [version]}
+    version["meta"] = {"key_id": prod_id}
+    (kl.root / "stores" / "ci.json").write_text(json.dumps(doc))
+    _switched(kl)
+    done = subprocess.run(
+        [sys.executable, "-m", "keyguard", "wif", "retire-key", "ci", "--yes"],
+        capture_output=True,
+        text=True,
+        env=kl.env(),
+        cwd=kl.root,
+        timeout=60,
+        check=False,
+    )  # not kl.run: the message names both hints (ci's and prod's), never a whole key
+    assert done.returncode == 2, done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert kl.key.reveal() not in said and prod.reveal() not in said and "Traceback" not in said
+    assert f"recorded id {prod_id}" in done.stderr and "deactivated nothing" in done.stderr
+    assert _status(sandbox, prod_id) == "active" and _status(sandbox, kl.key_id) == "active"
+    assert not load_record(_state_dir(kl), "ci").retired
