@@ -212,3 +212,15 @@ def test_retire_key_refuses_a_live_key_its_store_misnames(kl: Keyless, sandbox: 
     assert f"recorded id {prod_id}" in done.stderr and "deactivated nothing" in done.stderr
     assert _status(sandbox, prod_id) == "active" and _status(sandbox, kl.key_id) == "active"
     assert not load_record(_state_dir(kl), "ci").retired
+
+
+def test_wif_status_needs_no_credentials_until_a_record_claims_a_retirement(kl: Keyless) -> None:
+    """Only a claimed retirement is checked against the API; the rest is local, as before."""
+    bare = {"ANTHROPIC_ADMIN_KEY": "", "ANTHROPIC_AUTH_TOKEN": ""}  # kl.env drops empty ones
+    status = kl.run("wif", "status", **bare)
+    assert status.returncode == 0, status.stderr
+    assert "ci: in migration" in status.stdout
+    _forge(kl, {"key_ids": []})
+    unchecked = kl.run("wif", "status", **bare)
+    assert unchecked.returncode == 3, unchecked.stdout + unchecked.stderr
+    assert "ci: federated" not in unchecked.stdout
