@@ -2,11 +2,13 @@
 
 plan -> apply -> (deploy with `wif env`) -> verify -> retire-key; `wif status` shows where
 every environment stands. Exit codes: 0 done, 2 usage/config, 3 credential refused (the OAuth
-token, or an exchange), 4 API unavailable, 5 waiting (retire-key: traffic or drain).
+token, or an exchange), 4 API unavailable, 5 waiting (retire-key: traffic, drain, or another
+environment that still serves the static key).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -208,9 +210,12 @@ def retire_cmd(ctx: click.Context, environment: str, yes: bool) -> int:
 @click.pass_context
 def status_cmd(ctx: click.Context, as_json: bool) -> int:
     """Every environment: static, in migration or federated, and what it waits for."""
+    from keyguard.cli.common import admin_client
     from keyguard.wif.status import states
 
-    rows = states(load(ctx))
+    config = load(ctx)
+    with contextlib.ExitStack() as stack:  # the Admin API only to check a recorded retirement
+        rows = states(config, lambda: stack.enter_context(admin_client(config)))
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows], indent=2))
         return 0

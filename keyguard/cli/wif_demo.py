@@ -132,7 +132,7 @@ def keyless_chapter(
         say(f"{key_id} is now {admin.get_key(key_id).status} in the Admin API")
 
     step("keyguard wif status")
-    for row in states(config):
+    for row in states(config, lambda: admin):
         say(
             f"{row.environment}: {row.state}"
             + (f" (waits for {row.waiting_for})" if row.waiting_for else "")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from keyguard.errors import KeyguardError, NotFoundError, UsageError
-from keyguard.keys import scrub_text
 from keyguard.policy import format_duration
 from keyguard.rotation.context import RotationRun, key_name
 from keyguard.rotation.recover import describe, find_orphan
@@ -53,8 +53,9 @@ def status(run: RotationRun) -> EnvStatus:
     if orphan is not None:
         lost = describe(run, orphan).split(": ", 1)[1]
         return EnvStatus(env.name, "journal lost", current, age, False, lost)
-    if (retired := _retired(run)) and not (state is not None and state.in_flight):
-        return EnvStatus(env.name, "federated", current, age, False, retired)
+    retired = retirement(run)
+    if retired is not None and retired.proven and not (state is not None and state.in_flight):
+        return EnvStatus(env.name, "federated", current, age, False, "nothing: " + retired.message)
     due = current is None or (age is not None and age >= env.policy.due_after)
     phase = state.phase if state is not None else "idle"
     if state is not None and state.in_flight:
@@ -75,22 +76,68 @@ def status(run: RotationRun) -> EnvStatus:
             f"; archives {', '.join(key.hint for key in state.archive_pending())} after "
             f"{format_duration(env.policy.archive_after)}"
         )
+    if retired is not None and not retired.proven:
+        waiting += f"; note: {retired.message}, so it is rotated as any other environment"
     return EnvStatus(
         env.name, phase, current, age, due and not (state and state.in_flight), waiting
     )
 
 
-def _retired(run: RotationRun) -> str | None:
-    """What waits when `keyguard wif retire-key` retired the static key: nothing to rotate."""
+@dataclass(frozen=True)
+class Retirement:
+    """What the WIF record says `keyguard wif retire-key` did, checked against the API and the
+    stores: ``proven``, what was retired; else what is inconsistent."""
+
+    proven: bool
+    message: str
+
+
+_KEY_ID_RE = re.compile(r"apikey_[A-Za-z0-9]{1,64}")
+
+
+def retirement(run: RotationRun) -> Retirement | None:
+    """None when the environment's WIF record claims no retirement; else whether it holds.
+
+    The record is a local file: its word alone never stops rotation. It holds when it names
+    key ids (a list, empty when the stores held no key), each a key of the organization that is
+    not active, and no store of the environment serves a key that authenticates.
+    """
     if run.env.federation is None:
         return None
     record = load_record(run.journal.path.parent, run.env.name)
     if not record.retired:
         return None
-    hint = record.retired.get("hint") if isinstance(record.retired, dict) else None
-    return (
-        f"nothing: static key {scrub_text(str(hint or '(none)'))} was retired by "
-        "`keyguard wif retire-key`; the environment is federated"
+    said = "the WIF record says `keyguard wif retire-key` retired the static key, but"
+    ids = record.retired.get("key_ids") if isinstance(record.retired, dict) else None
+    if not isinstance(ids, list) or not all(
+        isinstance(key_id, str) and _KEY_ID_RE.fullmatch(key_id) for key_id in ids
+    ):
+        return Retirement(False, f"{said} it names no list of apikey_ ids (key_ids)")
+    labels = []
+    for key_id in ids:
+        try:
+            api = run.admin.get_key(key_id)
+        except NotFoundError:
+            return Retirement(False, f"{said} its key id {key_id} is no key of the organization")
+        if api.status == "active":
+            return Retirement(False, f"{said} key {api.partial_key_hint} ({api.id}) is active")
+        labels.append(f"{api.partial_key_hint} ({api.id}, {api.status})")
+    seen: set[str] = set()
+    for store in run.stores:
+        for stage in (Stage.CURRENT, Stage.PENDING):
+            value = store.get(stage)
+            if value is None or value.fingerprint in seen:
+                continue
+            seen.add(value.fingerprint)
+            result = run.admin.verify_key(value)
+            if result.usable or result.problem is not None:  # live (a 401/403 is dead)
+                return Retirement(
+                    False, f"{said} {store.uri} still serves a live key {value.hint} ({stage})"
+                )
+    return Retirement(
+        True,
+        f"static key {', '.join(labels) or '(none)'} was retired by `keyguard wif retire-key`; "
+        "the environment is federated",
     )
 
 
