@@ -224,10 +224,25 @@ def read_incidents(path: Path, say: Say) -> list[dict[str, Any]]:
         except (ValueError, RecursionError):
             record = None
         if isinstance(record, dict):
-            records.append(record)
+            records.append(record)  # kept: a damaged id may sit beside a good fingerprint
+            if not _names_a_key(record.get("key")):
+                say(
+                    f"warning: {path}:{number}: damaged incident log record (its 'key' needs an "
+                    "'id' or a 'fingerprint', each a string); a leak it recorded may be unknown "
+                    "to keyguard: repair or remove the line"
+                )
         else:
             say(
                 f"warning: {path}:{number}: damaged incident log line skipped (not a JSON "
                 "object); a leak it recorded is unknown to keyguard: repair or remove the line"
             )
     return records
+
+
+def _names_a_key(key: Any) -> bool:
+    """An incident record's key as ``incident_record`` writes it: id and fingerprint strings or
+    null, at least one of them a string."""
+    if not isinstance(key, dict):
+        return False
+    parts = [key.get("id"), key.get("fingerprint")]
+    return all(part is None or isinstance(part, str) for part in parts) and any(parts)

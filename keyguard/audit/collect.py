@@ -170,10 +170,18 @@ def first_time(state_dir: Path, keys: list[ApiKey]) -> list[ApiKey]:
     import os
 
     seen_file = state_dir / "audit-departed.jsonl"
+    seen: set[str] = set()
     try:
-        seen = {json.loads(line).get("key_id") for line in seen_file.read_text().splitlines()}
-    except (OSError, ValueError, AttributeError):
-        seen = set()
+        lines = seen_file.read_text("utf-8").splitlines()
+    except (OSError, ValueError):
+        lines = []
+    for line in lines:  # local state anyone can edit: a line of another shape lists its key again
+        try:
+            entry = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("key_id"), str):
+            seen.add(entry["key_id"])
     new = [k for k in keys if k.id not in seen]
     if new:
         try:

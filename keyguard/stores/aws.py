@@ -348,20 +348,28 @@ class AwsSecretsManagerStore:
 
     def withdraw(self, token: str) -> None:
         """AWS keeps ``AWSCURRENT`` on some version: put it on a placeholder version (a
-        ``keyguard-lease-`` id, never read as a key), then take ``AWSPREVIOUS`` off the key."""
+        ``keyguard-lease-`` id, never read as a key), then take ``AWSPREVIOUS`` off the key.
+
+        With ``#FIELD`` the secret is a JSON document other consumers read too: ``AWSCURRENT``
+        goes back to the document the promote replaced (its other fields, the key's field as
+        it was), when there was one."""
         version_id = version_id_for(token)
         state = self._state()
         if state is None or "AWSCURRENT" not in state[0].get(version_id, []):
             return
-        placeholder = f"{LEASE_PREFIX}{uuid.uuid4().hex}"
-        self._call(
-            "put_secret_value",
-            SecretString=f'{{"withdrawn": "{token}"}}',
-            VersionStages=["KEYGUARD_WITHDRAWN"],
-            ClientRequestToken=placeholder,
-        )
-        # An explicit label move: moto mislabels a put that names AWSCURRENT.
-        self._move("AWSCURRENT", placeholder, version_id)
+        before = self._holder(state[0], "AWSPREVIOUS")
+        if self.field and before is not None and not before.startswith(LEASE_PREFIX):
+            self._move("AWSCURRENT", before, version_id)
+        else:
+            placeholder = f"{LEASE_PREFIX}{uuid.uuid4().hex}"
+            self._call(
+                "put_secret_value",
+                SecretString=f'{{"withdrawn": "{token}"}}',
+                VersionStages=["KEYGUARD_WITHDRAWN"],
+                ClientRequestToken=placeholder,
+            )
+            # An explicit label move: moto mislabels a put that names AWSCURRENT.
+            self._move("AWSCURRENT", placeholder, version_id)
         after = self._state()
         if after is not None and "AWSPREVIOUS" in after[0].get(version_id, []):
             self._move("AWSPREVIOUS", None, version_id)

@@ -399,12 +399,17 @@ class FileStore:
             self._save(doc)
 
     def withdraw(self, token: str) -> None:
+        """No version is current afterwards; with ``#FIELD``, the document the promote
+        replaced (its other fields, the key's field as it was) is current again."""
         with self._locked() as doc:
             version = self._find(doc, version_id=token)
             if version is None or Stage.CURRENT.value not in version["stages"]:
                 return
             version["stages"].remove(Stage.CURRENT.value)
+            before = self._find(doc, stage=Stage.PREVIOUS)
             self._move(doc, Stage.PREVIOUS, None)
+            if self.field is not None and before is not None:
+                self._move(doc, Stage.CURRENT, before)
             self._save(doc)
 
     def discard_pending(self, token: str) -> None:

@@ -115,7 +115,10 @@ class SecretStore(Protocol):
 
     def withdraw(self, token: str) -> None:
         """Undo the promote of ``token`` in a store that served no key before it: afterwards
-        no version is current (nor previous). Idempotent; a no-op when ``token`` is not current.
+        no version is current (nor previous). With ``#FIELD``, the JSON document the promote
+        replaced is current again instead (its other fields, the key's field as it was), so
+        other consumers of the secret keep reading it. Idempotent; a no-op when ``token`` is
+        not current.
         """
         ...
 

@@ -217,3 +217,10 @@ def merge_field(existing: str | None, fieldname: str | None, value: str, where: 
     data = _load_object(existing, fieldname, where) if existing else {}
     data[fieldname] = value
     return json.dumps(data)
+
+
+def drop_field(existing: str | None, fieldname: str, where: str) -> str | None:
+    """``existing`` without the field (others kept); None when there is nothing to keep."""
+    data = _load_object(existing, fieldname, where) if existing else {}
+    data.pop(fieldname, None)
+    return json.dumps(data) if data else None

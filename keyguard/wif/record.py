@@ -7,7 +7,10 @@ part-way is finished by a rerun; ``retire-key`` records the static key it deacti
 from __future__ import annotations
 
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +48,72 @@ def load_record(state_dir: Path, env: str) -> WifRecord:
         raise ConfigError(f"{path} is unreadable ({exc}); move it away and rerun apply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is not a JSON object; move it away and rerun apply")
-    known = {k: v for k, v in data.items() if k in WifRecord.__dataclass_fields__}
+    known = {k: v for k, v in data.items() if k in _TYPES}
+    for name, value in known.items():
+        _check(path, name, value, _TYPES[name], strings=False)
+    if isinstance(known.get("applied_at"), str):
+        try:
+            datetime.fromisoformat(known["applied_at"])
+        except ValueError:
+            raise ConfigError(
+                f"{path}: 'applied_at' is not an ISO 8601 time (the file was damaged or "
+                "edited); move it away and rerun apply"
+            ) from None
+    for name, value in known.get("retired", {}).items():
+        if name in _RETIRED:
+            _check(path, f"retired.{name}", value, *_RETIRED[name])
     known["environment"] = env
     return WifRecord(**known)
+
+
+def _check(path: Path, name: str, value: Any, wanted: tuple[type, ...], strings: bool) -> None:
+    """ConfigError naming ``path`` and ``name`` unless ``value`` has a ``wanted`` type (and,
+    with ``strings``, is a list of strings)."""
+    if isinstance(value, list) and strings:
+        if all(isinstance(element, str) for element in value):
+            return
+    elif isinstance(value, wanted):
+        return
+    expected = " or ".join(_JSON[t] for t in wanted) + (" of strings" if strings else "")
+    found = _JSON.get(type(value), "a JSON value")
+    if isinstance(value, list) and strings:
+        found = "a list holding something else than strings"
+    raise ConfigError(
+        f"{path}: {name!r} is {found}, not {expected} (the file was damaged or edited); "
+        "move it away and rerun apply"
+    )
+
+
+def _runtime_types(hint: Any) -> tuple[type, ...]:
+    """``str | None`` -> (str, NoneType); ``dict[str, Any]`` -> (dict,)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return tuple(t for arg in typing.get_args(hint) for t in _runtime_types(arg))
+    return (typing.get_origin(hint) or hint,)
+
+
+#: The type each field read back must have: the dataclass's own annotations. ``environment``
+#: comes from the file's name, never from its content.
+_TYPES: dict[str, tuple[type, ...]] = {
+    name: _runtime_types(hint)
+    for name, hint in typing.get_type_hints(WifRecord).items()
+    if name != "environment"
+}
+#: What ``retire-key`` writes into ``retired`` (other entries are kept as they are).
+_RETIRED: dict[str, tuple[tuple[type, ...], bool]] = {
+    "key_ids": ((list,), True),
+    "hint": ((str, type(None)), False),
+    "at": ((str, type(None)), False),
+    "stores": ((list,), True),
+}
+_JSON = {
+    str: "a string",
+    dict: "an object",
+    list: "a list",
+    bool: "true/false",
+    int: "a number",
+    float: "a number",
+    type(None): "null",
+}
 
 
 def save_record(state_dir: Path, record: WifRecord) -> None:

@@ -7,6 +7,7 @@ import io
 import json
 
 from keyguard.audit import Verdict
+from keyguard.config import load_config
 from tests.audit.conftest import Org
 
 
@@ -95,3 +96,31 @@ def test_every_format_carries_type_scope_principal_and_expiry(org: Org) -> None:
     assert "personal / organization" in out and "v-warning" in out
     code, _, _ = org.cli("--format", "json", "--fail-on", "warning")
     assert code == 1
+
+
+def test_a_damaged_departed_list_is_no_traceback_and_keeps_its_good_lines(org: Org) -> None:
+    """``audit-departed.jsonl`` is local state anyone can edit: a line of the wrong shape is
+    passed over (its key, if any, is listed again), never a traceback."""
+    bob = org.sandbox.add_user("bob@example.invalid")
+    seen = org.key("bob-laptop", key_type="personal", principal_id=bob)
+    again = org.key("bob-desktop", key_type="personal", principal_id=bob)
+    org.env("prod", org.key("prod-1"))
+    org.sandbox.remove_user(bob)
+    state_dir = load_config(org.config_path()).state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "audit-departed.jsonl").write_text(
+        "\n".join(
+            [
+                json.dumps({"key_id": [again.id]}),
+                json.dumps({"key_id": {"id": again.id}}),
+                "[" * 100_000,
+                "[]",
+                "not json",
+                json.dumps({"key_id": seen.id}),
+            ]
+        )
+        + "\n"
+    )
+    code, out, err = org.cli("--format", "json", "--fail-on", "never")
+    assert code == 0, err
+    assert [u["key_id"] for u in json.loads(out)["departed"]] == [again.id]

@@ -66,3 +66,35 @@ def test_a_record_appended_after_a_torn_line_stays_readable(tmp_path: Path) -> N
 
     assert [record["key"]["id"] for record in records] == ["apikey_1", "apikey_2"]
     assert len(said) == 1 and f"{log}:2:" in said[0]
+
+
+def test_rollback_names_an_incident_record_whose_key_is_damaged(incident: Incident) -> None:
+    """A record that is JSON but whose key is of another shape can never match: said with its
+    line like a damaged one, never passed over in silence."""
+    _, old = incident.mint("prod-old")
+    _, new = incident.mint("prod-new")
+    incident.serve("prod", old)
+    incident.deliver("prod", new)
+    with incident.sandbox.client() as admin:
+        open_engine(incident.config, "prod", admin, grace=timedelta(hours=1)).rotate()
+    log = incident.root / ".keyguard" / INCIDENT_LOG
+    damaged = [{"key": ["apikey_1"]}, {"key": {"id": 5}}, {"key": {}}, {"started_at": "today"}]
+    log.write_text("".join(json.dumps(record) + "\n" for record in damaged))
+
+    run = incident.run("rollback", "prod", "--yes")
+
+    assert run.code == 0, run.err
+    for number in (1, 2, 3, 4):
+        assert f"{log}:{number}: damaged incident log record" in run.err
+    assert incident.served("prod") == [old, old]
+
+
+def test_a_record_with_one_damaged_part_still_matches_by_the_other(tmp_path: Path) -> None:
+    log = tmp_path / INCIDENT_LOG
+    log.write_text(json.dumps({"key": {"id": ["apikey_1"], "fingerprint": "f" * 64}}) + "\n")
+    said: list[str] = []
+
+    records = read_incidents(log, said.append)
+
+    assert [record["key"]["fingerprint"] for record in records] == ["f" * 64]
+    assert len(said) == 1 and f"{log}:1: damaged incident log record" in said[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import subprocess
@@ -21,7 +22,7 @@ from keyguard.stores import Stage, open_store
 from keyguard.stores.azure import AzureKeyVaultStore
 from keyguard.stores.interface import VersionMeta
 from keyguard.stores.lease import new_owner
-from tests.stores.servers.azure import AzureKeyVaultServer, closed_port_url
+from tests.stores.servers.azure import AzureHarness, AzureKeyVaultServer, closed_port_url
 from tests.stores.servers.base import allow_store_endpoint
 
 FIELD = "ANTHROPIC_API_KEY"
@@ -291,3 +292,31 @@ def test_fake_challenges_requires_api_version_and_pages(azure_kv: AzureKeyVaultS
     assert len(list(client.list_properties_of_secret_versions(name))) == 7
     status, _, body = _raw(azure_kv, "/secrets/nope-missing?api-version=7.5")
     assert status == 404 and body["error"]["code"] == "SecretNotFound"
+
+
+@pytest.mark.parametrize("writes", [0, 1, 2])
+def test_withdraw_of_a_field_keeps_other_fields_readable_through_a_crash(
+    azure_server: AzureHarness, writes: int
+) -> None:
+    """Disabling the newest version would hide the whole JSON document from its consumers:
+    after a withdraw (and at every crash point in it) they still read their fields."""
+    store = azure_server(field=FIELD)
+    before = {"DB_URL": "postgres://db"}
+    azure_server.put_by_hand(store.uri, json.dumps(before))
+    failed = generate_key()
+    tok = str(uuid.uuid4())
+    store.put_pending(failed, VersionMeta(token=tok))
+    store.promote(tok)
+    with contextlib.suppress(UnavailableError):
+        azure_server.cut_after(store.uri, writes).withdraw(tok)
+    consumer = azure_server.read_by_hand(store.uri)
+    assert consumer is not None and json.loads(consumer)["DB_URL"] == "postgres://db"
+    fresh = azure_server.open(store.uri)
+    assert fresh.get(Stage.PREVIOUS) is None, "never the failed key as previous"
+    fresh.withdraw(tok)  # the rerun finishes the job
+    assert json.loads(azure_server.read_by_hand(store.uri) or "") == before
+    assert fresh.get() is None and fresh.get(Stage.PREVIOUS) is None
+    history = versions(azure_server.server, store.name)
+    withdrawn = next(v for v in history if v.tags.get("keyguard-token") == tok)
+    assert not withdrawn.enabled, "the failed key is no longer readable"
+    assert history[-1].tags["keyguard-withdrawal-of"] == withdrawn.id

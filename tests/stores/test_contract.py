@@ -275,6 +275,28 @@ def test_json_field_keeps_other_fields(store_factory: Harness) -> None:
     assert json.loads(raw) == {"DB_URL": "postgres://db", FIELD: k2.reveal()}
 
 
+def test_withdraw_of_a_field_gives_the_other_fields_back(store_factory: Harness) -> None:
+    """A first key that failed verification is withdrawn from a JSON secret other consumers
+    read too: they still read their fields, and the key's field is as it was before."""
+    store = store_factory(field=FIELD)
+    before = {"DB_URL": "postgres://db", "FEATURE": "on"}
+    store_factory.put_by_hand(store.uri, json.dumps(before))
+    with store.lease(new_owner(), 600):
+        tok = rotate(store, generate_key())
+        store.withdraw(tok)
+        store.withdraw(tok)  # a rerun after a crash: a no-op
+    raw = store_factory.read_by_hand(store.uri)
+    assert raw is not None and json.loads(raw) == before
+    fresh = store_factory.open(store.uri)
+    assert fresh.get() is None and fresh.get(Stage.PREVIOUS) is None
+    assert_consistent(fresh)
+    good = generate_key()
+    rotate(fresh, good)  # the next run goes on from there, keeping the other fields
+    assert fresh.get() == good and fresh.get(Stage.PREVIOUS) is None
+    raw = store_factory.read_by_hand(store.uri)
+    assert raw is not None and json.loads(raw) == {**before, FIELD: good.reveal()}
+
+
 @pytest.mark.parametrize("shape", ["plain", "broken-json"])
 def test_json_field_on_a_plain_secret_is_a_config_error(store_factory: Harness, shape: str) -> None:
     plain = store_factory()

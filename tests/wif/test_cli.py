@@ -361,3 +361,38 @@ def test_an_environment_whose_static_key_was_retired_is_never_due(
     assert "ci: federated" in status.stdout and "(DUE)" not in status.stdout
     assert json.loads(kl.run("status", "--json").stdout)["environments"][0]["due"] is False
     assert len(sandbox.writes()) == writes  # nothing asked of the API but reads
+
+
+@pytest.mark.parametrize(
+    ("field", "damage", "named"),
+    [
+        ("rule_id", ["fedrule_1", "fedrule_2"], "rule_id"),
+        ("service_account_id", {"id": "svac_1"}, "service_account_id"),
+        ("applied_at", 1700000000, "applied_at"),
+        ("applied_at", "yesterday", "applied_at"),
+        ("issuer_id", True, "issuer_id"),
+        ("retired", ["apikey_1"], "retired"),
+        ("retired", "yes", "retired"),
+        ("retired", {"key_ids": "apikey_1"}, "retired.key_ids"),
+        ("retired", {"key_ids": [], "hint": ["sk-ant-"]}, "retired.hint"),
+    ],
+)
+def test_a_damaged_federation_record_is_a_one_line_config_error(
+    kl: Keyless, field: str, damage: Any, named: str
+) -> None:
+    """The record is a file anyone can edit: a wrong type is named, never a traceback or a
+    wrong decision (a list taken for a rule id, a string taken for a retirement)."""
+    from keyguard.config import load_config
+    from keyguard.wif.record import record_path
+
+    assert kl.run("wif", "apply", "ci", "--yes").returncode == 0
+    path = record_path(load_config(kl.root / "keyguard.toml").state_dir, "ci")
+    record = json.loads(path.read_text())
+    record[field] = damage
+    path.write_text(json.dumps(record))
+    for args in (("wif", "env", "ci"), ("wif", "status"), ("status",)):
+        done = kl.run(*args)  # run() fails on any traceback
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        [line] = done.stderr.strip().splitlines()
+        assert str(path) in line and f"'{named}'" in line, line
+        assert "move it away and rerun apply" in line

@@ -43,7 +43,7 @@ from keyguard.stores.azure._sdk import SecretProperties, Vault, make_client
 from keyguard.stores.azure.tags import tags_of
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
 from keyguard.stores.lease import LeaseRecord, lease_held
-from keyguard.stores.uri import extract_field, merge_field, parse_store_uri
+from keyguard.stores.uri import drop_field, extract_field, merge_field, parse_store_uri
 
 _VAULT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
 # Room for the longest companion suffix within Key Vault's 127 characters.
@@ -209,6 +209,8 @@ class AzureKeyVaultStore:
     @staticmethod
     def _previous_of(state: _State) -> SecretProperties | None:
         tags = tags_of(state.current)
+        if tag.WITHDRAWAL_OF in tags:  # the document as it was before a withdrawn promote
+            return None
         if tag.TOKEN in tags:  # written by keyguard: it names its previous
             wanted = tags.get(tag.PREVIOUS)
             return next((version for version in state.versions if version.version == wanted), None)
@@ -373,12 +375,38 @@ class AzureKeyVaultStore:
 
     def withdraw(self, token: str) -> None:
         """The newest version of NAME is current, so disable it and tag it ``withdrawn``:
-        readers then see no current key (and no previous), as before it was promoted."""
+        readers then see no current key (and no previous), as before it was promoted. With
+        ``#FIELD`` (a JSON document other consumers read too) the document the promote replaced
+        is first written again as the newest version, tagged ``keyguard-withdrawal-of``."""
         state = self._state()
+        restored = tags_of(state.current).get(tag.WITHDRAWAL_OF)
+        if restored is not None:  # a rerun after a crash before the disable below
+            self._disable_version(state, restored)
+            return
         if state.current is None or state.current_disabled or state.current_token() != token:
             return
-        self._retag(self.name, state.current, stage="withdrawn")
-        self.vault.disable(self.name, state.current)
+        withdrawn = state.current
+        self._retag(self.name, withdrawn, stage="withdrawn")
+        before = self._before_promote(state)
+        if before is not None:
+            tags = {tag.WITHDRAWAL_OF: str(withdrawn.version)}
+            self.vault.write(self.name, before, tags, self._content_type())
+        self.vault.disable(self.name, withdrawn)
+
+    def _before_promote(self, state: _State) -> str | None:
+        """With ``#FIELD``: the document the promote replaced (None: there was none)."""
+        if not self.field or state.previous is None:
+            return None
+        found = self.vault.read(self.name, state.previous.version)
+        if found is not None and found.value is not None:
+            return found.value
+        # Disabled by hand since: keep the other fields of what is served now.
+        return drop_field(state.current_raw, self.field, self.uri)
+
+    def _disable_version(self, state: _State, version_id: str) -> None:
+        for version in state.versions:
+            if str(version.version) == version_id and version.enabled:
+                self.vault.disable(self.name, version)
 
     def discard_pending(self, token: str) -> None:
         for version in self._list(self.pending_name):

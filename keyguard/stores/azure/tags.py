@@ -12,6 +12,8 @@ from keyguard.stores.interface import VersionMeta
 STAGE = "keyguard-stage"
 PREVIOUS = "keyguard-previous"
 ROLLBACK_OF = "keyguard-rollback-of"
+# On the version a #FIELD withdraw writes: the id of the withdrawn (disabled) version.
+WITHDRAWAL_OF = "keyguard-withdrawal-of"
 LEASE_OWNER = "keyguard-lease-owner"
 LEASE_EXPIRES = "keyguard-lease-expires"
 META_TAGS = {

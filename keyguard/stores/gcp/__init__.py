@@ -201,7 +201,10 @@ class GcpSecretManagerStore:
 
     def withdraw(self, token: str) -> None:
         """Drop ``current`` (and ``previous``) from ``token``'s version, then disable it, so
-        that a hand-made secret does not adopt it again as its newest enabled version."""
+        that a hand-made secret does not adopt it again as its newest enabled version.
+
+        With ``#FIELD`` the secret is a JSON document other consumers read too: ``current``
+        goes back to the document the promote replaced (the ``previous`` alias), if any."""
         withdrawn: list[int] = []
 
         def drop(secret: Any) -> list[str] | None:
@@ -211,7 +214,9 @@ class GcpSecretManagerStore:
                 return None
             withdrawn[:] = [number]
             aliases.pop("current")
-            aliases.pop("previous", None)
+            before = aliases.pop("previous", None)
+            if self.field and before is not None:
+                aliases["current"] = before
             secret.version_aliases = aliases
             return ["version_aliases"]
 
