@@ -39,6 +39,7 @@ def _stage(view: StageView | None) -> dict[str, Any] | None:
         "fingerprint": view.fingerprint,
         "stored_at": iso(view.stored_at),
         "metadata_matches": not view.meta_mismatch,
+        "metadata_key_id": view.claimed_key_id,  # the other key a mismatched record names
     }
 
 
