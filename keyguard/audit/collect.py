@@ -60,15 +60,19 @@ class KeyIndex:
 
     def resolve(self, view: StageView | None) -> StageView | None:
         """Fill in a stage's key id from its hint. Metadata naming a key with another hint than
-        the value proves nothing: that stage is flagged and stands for the key its value shows."""
+        the value's (or a key the organization lacks, while it has the value's) proves nothing:
+        that stage is flagged and stands for the key its value shows."""
         if view is None:
             return None
         if view.key_id:
             known = self.by_id.get(view.key_id)
-            if known and known.partial_key_hint and view.hint != known.partial_key_hint:
+            value_is = self._only(view.hint)
+            if (known and known.partial_key_hint and view.hint != known.partial_key_hint) or (
+                known is None and value_is is not None
+            ):
                 return replace(
                     view,
-                    key_id=self._only(view.hint),
+                    key_id=value_is,
                     claimed_key_id=view.key_id,
                     meta_mismatch=True,
                 )

@@ -118,3 +118,19 @@ def test_a_key_only_a_second_store_keeps_as_previous_is_flagged(org: Org) -> Non
     (env,) = org.audit().environments
     assert [r.code for r in env.reasons] == ["previous_active"]
     assert backdoor.id in env.reasons[0].message and uris[1] in env.reasons[0].message
+
+
+def test_a_previous_version_naming_no_key_of_the_organization_is_judged_by_its_value(
+    org: Org,
+) -> None:
+    prod, backdoor = org.key("prod-1"), org.key("backdoor")
+    uri = org.store("prod")
+    unknown = VersionMeta(key_id="apikey_gone", hint=backdoor.secret.hint, token="gone")
+    org.put(uri, backdoor, meta=unknown)
+    org.put(uri, prod, meta=meta(org, prod))
+    org.envs["prod"] = {"stores": [uri], "workspace": None, "policy": {}}
+    report = org.audit()
+    (env,) = report.environments
+    assert [r.code for r in env.reasons] == ["metadata_mismatch", "previous_active"]
+    assert "apikey_gone" in env.reasons[0].message and backdoor.id in env.reasons[1].message
+    assert env.previous_key_id == backdoor.id and report.unmanaged == ()
