@@ -59,16 +59,39 @@ class KeyIndex:
             self.by_hint[key.partial_key_hint].append(key)
 
     def resolve(self, view: StageView | None) -> StageView | None:
-        """Fill in a stage's key id from its hint; flag metadata naming a key with another hint."""
+        """Fill in a stage's key id from its hint. Metadata naming a key with another hint than
+        the value's (or a key the organization lacks, while it has the value's) proves nothing:
+        that stage is flagged and stands for the key its value shows."""
         if view is None:
             return None
         if view.key_id:
             known = self.by_id.get(view.key_id)
-            if known and known.partial_key_hint and view.hint != known.partial_key_hint:
-                return replace(view, meta_mismatch=True)
+            value_is = self._only(view.hint)
+            if (known and known.partial_key_hint and view.hint != known.partial_key_hint) or (
+                known is None and value_is is not None
+            ):
+                return replace(
+                    view,
+                    key_id=value_is,
+                    claimed_key_id=view.key_id,
+                    meta_mismatch=True,
+                )
             return view
-        matches = self.by_hint.get(view.hint or "", [])
-        return replace(view, key_id=matches[0].id) if len(matches) == 1 else view
+        return replace(view, key_id=self._only(view.hint))
+
+    def _only(self, hint: str | None) -> str | None:
+        matches = self.by_hint.get(hint or "", [])
+        return matches[0].id if len(matches) == 1 else None
+
+    def holds(self, view: StageView | None) -> ApiKey | None:
+        """The organization's key a stage is shown to hold: a key-shaped value whose hint is that
+        key's. Metadata alone (an id, a hint, a fingerprint) is whoever wrote the store's word."""
+        if view is None or not view.key_id or not view.well_formed:
+            return None
+        key = self.by_id.get(view.key_id)
+        if key is None or not key.partial_key_hint or key.partial_key_hint != view.hint:
+            return None
+        return key
 
 
 def list_keys(client: AdminReader, progress: Progress | None = None) -> KeyIndex:
@@ -278,8 +301,9 @@ def run_audit(
     for name, env_views in by_env.items():
         for v in env_views:
             for stage in (v.current, v.pending, v.previous):
-                if stage is not None and stage.key_id:
-                    held.add(stage.key_id)
+                key = index.holds(stage)
+                if key is not None:
+                    held.add(key.id)
             if v.current is not None and v.current.fingerprint:
                 served[v.current.fingerprint].add(name)
 
@@ -362,11 +386,17 @@ def _environment_report(
     shared_with.discard(env.name)
     if ref is not None:
         reasons += judge.shared_reasons(ref, sorted(shared_with), limits)
-    pending, previous = _first(views, "pending"), _first(views, "previous")
-    prev_key = index.by_id.get(previous.key_id) if previous and previous.key_id else None
     rotated = last_rotation(env) if last_rotation else None
     if rotated is None and current is not None:
         rotated = current.stored_at
+    kept = [
+        (v.uri, old)
+        for v in views
+        if v.error is None and (old := index.holds(v.previous)) is not None and old.id != key_id
+    ]
+    reasons += judge.previous_reasons(env.name, kept, rotated, limits, now)
+    pending, previous = _first(views, "pending"), _first(views, "previous")
+    prev_key = index.by_id.get(previous.key_id) if previous and previous.key_id else None
     day, week = usage.get(key_id, (0, 0)) if key_id else (None, None)
     return EnvironmentReport(
         name=env.name,

@@ -15,6 +15,7 @@ from keyguard.audit.cells import (
     summary_line,
 )
 from keyguard.audit.model import AuditReport, EnvironmentReport
+from keyguard.words import shown
 
 #: Nothing may load from anywhere: the page is read offline, often as a mail attachment.
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
@@ -124,7 +125,7 @@ def _chart(envs: tuple[EnvironmentReport, ...]) -> str:
 
 def _cell(value: object, cls: str = "") -> str:
     text = "-" if value is None or value == "" else str(value)
-    body = "<br>".join(escape(line) for line in text.split("\n"))
+    body = "<br>".join(escape(shown(line)) for line in text.split("\n"))
     return f'<td class="{cls}">{body}</td>' if cls else f"<td>{body}</td>"
 
 

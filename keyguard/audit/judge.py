@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from keyguard.audit.model import PolicyLimits, Reason, StoreView, Verdict
+from keyguard.audit.model import PolicyLimits, Reason, StageView, StoreView, Verdict
 from keyguard.models import ApiKey, workspace_problem
 from keyguard.policy import format_duration
 
@@ -17,14 +17,27 @@ def _days(seconds: float) -> str:
     return f"{seconds / 86400:.1f}d"
 
 
+def _mismatch(uri: str, stage: str, view: StageView) -> Reason:
+    which = "its metadata" if stage == "current" else f"the metadata of its {stage} version"
+    named = f", metadata names {view.claimed_key_id}" if view.claimed_key_id else ""
+    return Reason(
+        "metadata_mismatch",
+        Verdict.VIOLATION,
+        f"store {uri}: {which} does not describe the key it holds "
+        f"(value {view.hint}{named}); it was changed outside keyguard",
+    )
+
+
 def store_reasons(stores: Sequence[StoreView]) -> list[Reason]:
-    """Unreadable stores, empty stores, stores whose metadata lies, stores that disagree."""
+    """Unreadable stores, empty stores, stores whose metadata lies (any stage), stores that
+    disagree."""
     v = Verdict.VIOLATION
     out: list[Reason] = []
     for s in stores:
         if s.error is not None:
             out.append(Reason("store_unreadable", v, f"store {s.uri} could not be read: {s.error}"))
-        elif s.current is None:
+            continue
+        if s.current is None:
             out.append(Reason("no_current_key", v, f"store {s.uri} holds no current key"))
         elif not s.current.well_formed:
             out.append(
@@ -36,20 +49,48 @@ def store_reasons(stores: Sequence[StoreView]) -> list[Reason]:
                 )
             )
         elif s.current.meta_mismatch:
-            out.append(
-                Reason(
-                    "metadata_mismatch",
-                    v,
-                    f"store {s.uri}: its metadata does not describe the key it holds "
-                    f"(value {s.current.hint}); it was changed outside keyguard",
-                )
-            )
+            out.append(_mismatch(s.uri, "current", s.current))
+        for stage, view in (("pending", s.pending), ("previous", s.previous)):
+            if view is not None and view.meta_mismatch:
+                out.append(_mismatch(s.uri, stage, view))
     if not stores_agree(stores):
         held = ", ".join(
             f"{s.uri}={s.current.key_id or s.current.hint}" for s in stores if s.current is not None
         )
         out.append(Reason("stores_disagree", v, f"stores serve different keys: {held}"))
     return out
+
+
+def previous_reasons(
+    environment: str,
+    kept: Sequence[tuple[str, ApiKey]],
+    rotated: datetime | None,
+    limits: PolicyLimits,
+    now: datetime,
+) -> list[Reason]:
+    """Keys stores keep as ``previous`` that are still active once the rotation's grace (plus
+    the usage report's lag) is over, or when the rotation's time is unknown: a second live key
+    the environment no longer serves."""
+    since = now - rotated if rotated is not None and rotated <= now else None
+    if since is not None and since <= limits.grace + limits.usage_lag:
+        return []  # a rotation in progress: its old key drains
+    when = (
+        f"{_days(since.total_seconds())} after the last rotation"
+        if since is not None
+        else "and the rotation's time is unknown"
+    )
+    return [
+        Reason(
+            "previous_active",
+            Verdict.WARNING,
+            f"store {uri} keeps key {key.id} as previous, still active {when} "
+            f"(grace {format_duration(limits.grace)}): a rotation that has not finished "
+            f"finishes with `keyguard rotate {environment}`; otherwise deactivate the key "
+            "once nothing uses it",
+        )
+        for uri, key in kept
+        if key.status == "active"
+    ]
 
 
 def stores_agree(stores: Sequence[StoreView]) -> bool:

@@ -41,6 +41,8 @@ class StageView:
     stored_at: datetime | None = None
     meta_mismatch: bool = False  # the stored metadata names another key than the value
     well_formed: bool = True  # the value has the shape of an Anthropic API key
+    #: The key id the metadata names when that key's hint is not the value's (proves nothing).
+    claimed_key_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class PolicyLimits:
     one_key_per_environment: bool = True
     personal_key: Verdict = Verdict.WARNING
     never_expires: Verdict = Verdict.WARNING
+    #: A rotation revokes the old key at the earliest ``grace`` + ``usage_lag`` after it.
+    grace: timedelta = timedelta(hours=24)
+    usage_lag: timedelta = timedelta(minutes=5)
 
     @classmethod
     def of(cls, policy: Policy) -> PolicyLimits:
@@ -76,6 +81,8 @@ class PolicyLimits:
             one_key_per_environment=policy.one_key_per_environment,
             personal_key=Verdict(policy.personal_key),
             never_expires=Verdict(policy.never_expires),
+            grace=policy.grace,
+            usage_lag=policy.usage_lag,
         )
 
 

@@ -26,6 +26,7 @@ from keyguard.audit.model import (
 from keyguard.audit.table import fit_table as fit_table
 from keyguard.audit.table import least_width as least_width
 from keyguard.audit.table import render_table as render_table
+from keyguard.words import shown
 
 FORMATS = ("table", "json", "markdown", "csv", "html")
 
@@ -39,6 +40,7 @@ def _stage(view: StageView | None) -> dict[str, Any] | None:
         "fingerprint": view.fingerprint,
         "stored_at": iso(view.stored_at),
         "metadata_matches": not view.meta_mismatch,
+        "metadata_key_id": view.claimed_key_id,  # the other key a mismatched record names
     }
 
 
@@ -162,10 +164,28 @@ CSV_FIELDS = (
 )
 
 
+#: A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """Text as a spreadsheet shows it, never runs it: a formula start gets a leading ``'``;
+    control characters are escaped (the CSV may go to a terminal). Numbers stay numbers."""
+    if not isinstance(value, str):
+        return value
+    return ("'" if value.startswith(FORMULA_STARTS) else "") + shown(value)
+
+
+class _SafeWriter(csv.DictWriter):  # type: ignore[type-arg]
+    def writerow(self, rowdict: Any) -> Any:
+        return super().writerow({field: csv_cell(value) for field, value in rowdict.items()})
+
+
 def render_csv(report: AuditReport) -> str:
-    """One row per environment (kind=environment) and per unmanaged key (kind=unmanaged)."""
+    """One row per environment (kind=environment) and per unmanaged key (kind=unmanaged).
+    Names and other outside text cannot become formulas (see :func:`csv_cell`)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer = _SafeWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for environment in report.environments:
         fields = environment_dict(environment)
@@ -204,8 +224,11 @@ def render_csv(report: AuditReport) -> str:
 
 
 def _md(value: object) -> str:
+    """A Markdown table cell of outside text: no table break, link, HTML or terminal escape."""
     text = "-" if value is None or value == "" else str(value)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
+    for special in ("\\", "|", "[", "]", "<", ">"):
+        text = text.replace(special, "\\" + special)
+    return "<br>".join(shown(line) for line in text.split("\n"))
 
 
 def _table(header: list[str], rows: list[list[object]]) -> list[str]:

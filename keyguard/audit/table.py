@@ -16,12 +16,21 @@ from keyguard.audit.cells import (
     summary_line,
 )
 from keyguard.audit.model import AuditReport, Verdict
+from keyguard.words import shown
+
+
+def cell(value: object, style: str = "") -> Any:
+    """A table cell from outside text (a key name, a store's word): never parsed as rich markup,
+    control characters and terminal escapes shown escaped; its lines stay lines."""
+    from rich.text import Text
+
+    return Text("\n".join(shown(line) for line in str(value).split("\n")), style=style)
 
 
 def _as_text(value: Any) -> Any:
     from rich.text import Text
 
-    return value.copy() if isinstance(value, Text) else Text.from_markup(str(value))
+    return value.copy() if isinstance(value, Text) else cell(value)
 
 
 def least_width(table: Any) -> int:
@@ -78,7 +87,6 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
     from rich import box
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
 
     buffer = io.StringIO()
     console = Console(
@@ -105,8 +113,8 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
     for head in heads:
         envs.add_column(head, min_width=max(ids, default=10) if head == "Key / hint" else None)
     for environment in report.environments:
-        cells = [Text(c) for c in compact_cells(environment, len(limits) > 1)]
-        cells[1] = Text(environment.verdict.value, style=VERDICT_STYLE[environment.verdict])
+        cells = [cell(c) for c in compact_cells(environment, len(limits) > 1)]
+        cells[1] = cell(environment.verdict.value, VERDICT_STYLE[environment.verdict])
         envs.add_row(*cells)
     fit_table(console, envs)
     flagged = [
@@ -120,9 +128,9 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
             reasons_table.add_column(head)
         for environment, reason in flagged:
             reasons_table.add_row(
-                environment.name,
-                Text(reason.verdict.value, style=VERDICT_STYLE[reason.verdict]),
-                reason.message,
+                cell(environment.name),
+                cell(reason.verdict.value, VERDICT_STYLE[reason.verdict]),
+                cell(reason.message),
             )
         console.print(reasons_table)
     states = [
@@ -135,7 +143,7 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
         for head in ("Environment", "Pending / previous"):
             in_progress.add_column(head)
         for environment, state in states:
-            in_progress.add_row(environment.name, state)
+            in_progress.add_row(cell(environment.name), cell(state))
         console.print(in_progress)
     if report.unmanaged:
         unmanaged = Table(title="Unmanaged active keys (no environment holds them; tokens 24h/7d)")
@@ -145,13 +153,20 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
             unmanaged.add_column(head, overflow="fold")
         for key in report.unmanaged:
             unmanaged.add_row(
-                "\n".join(x for x in (key.key_id, key.hint, kind_line(key.kind), *key.flags) if x),
-                key.key_name,
-                key.kind.workspace_label(key.workspace_id) or "-",
-                key.created_by or "-",
-                number(key.age_days),
-                number(key.tokens_24h),
-                number(key.tokens_7d),
+                *map(
+                    cell,
+                    (
+                        "\n".join(
+                            x for x in (key.key_id, key.hint, kind_line(key.kind), *key.flags) if x
+                        ),
+                        key.key_name,
+                        key.kind.workspace_label(key.workspace_id) or "-",
+                        key.created_by or "-",
+                        number(key.age_days),
+                        number(key.tokens_24h),
+                        number(key.tokens_7d),
+                    ),
+                )
             )
         fit_table(console, unmanaged)
     if report.departed:
@@ -160,7 +175,9 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
             gone.add_column(head, overflow="fold")
         for key in report.departed:
             ident = "\n".join(x for x in (key.key_id, key.hint) if x)
-            gone.add_row(ident, key.key_name, key.kind.label(), key.kind.principal or "-")
+            gone.add_row(
+                *map(cell, (ident, key.key_name, key.kind.label(), key.kind.principal or "-"))
+            )
         fit_table(console, gone)
     fed_rows = federation.rows(report.federation)
     if fed_rows:
@@ -170,12 +187,12 @@ def render_table(report: AuditReport, *, width: int | None = None, color: bool =
         for head in federation.HEADER:
             federation_table.add_column(head, overflow="fold")
         for row in fed_rows:
-            federation_table.add_row(*(str(c) for c in row))
+            federation_table.add_row(*map(cell, row))
         fit_table(console, federation_table)
         assert report.federation is not None
         for item in report.federation.backlog:
-            console.print(f"Migration backlog: {item}")
+            console.print(cell(f"Migration backlog: {item}"))
     for note in report.notes:
-        console.print(Text(f"Note: {note}", style="yellow"))
-    console.print(summary_line(report))
+        console.print(cell(f"Note: {note}", "yellow"))
+    console.print(cell(summary_line(report)))
     return buffer.getvalue()

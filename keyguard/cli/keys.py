@@ -10,6 +10,7 @@ import click
 
 from keyguard.cli.common import admin_client, load, print_table, read_key, terminal_console
 from keyguard.models import KEY_STATUSES, ApiKey
+from keyguard.words import shown
 
 
 def key_dict(key: ApiKey) -> dict[str, Any]:
@@ -36,13 +37,15 @@ def key_dict(key: ApiKey) -> dict[str, Any]:
 def _table(keys: list[ApiKey]) -> None:
     from rich.table import Table
 
+    from keyguard.audit.table import cell
+
     table = Table(show_edge=False, pad_edge=False)
     columns = ("ID", "NAME", "STATUS", "TYPE", "WORKSPACE", "CREATED", "EXPIRES", "HINT")
     for column in columns:
         table.add_column(column, no_wrap=True)
     for key in keys:
         d = key_dict(key)
-        table.add_row(
+        row = (
             d["id"],
             d["name"],
             d["status"],
@@ -52,6 +55,8 @@ def _table(keys: list[ApiKey]) -> None:
             (d["expires_at"] or "never")[:19],
             d["partial_key_hint"] or "-",
         )
+        # The API's words (a name is whatever its creator typed): text, never rich markup.
+        table.add_row(*(cell("-" if value is None else value) for value in row))
     # A terminal's own width (rows stack when too narrow); a pipe: wide, ids never cut.
     print_table(terminal_console(pipe_width=160), table)
 
@@ -100,7 +105,7 @@ def show(ctx: click.Context, key_id: str, fmt: str) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     for field, value in data.items():
-        click.echo(f"{field + ':':<18}{value if value is not None else '-'}")
+        click.echo(f"{field + ':':<18}{shown(str(value)) if value is not None else '-'}")
 
 
 @keys.command("find")
@@ -116,7 +121,7 @@ def find(ctx: click.Context, name: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(key_dict(key), indent=2))
     else:
-        click.echo(key.id)
+        click.echo(shown(key.id))
 
 
 _CREDENTIALS = {
@@ -141,7 +146,8 @@ def whoami(ctx: click.Context, fmt: str) -> None:
         return
     org = info["organization"]
     click.echo(f"credential:    {_CREDENTIALS.get(info['credential'], info['credential'])}")
-    click.echo(f"organization:  {org.get('name') or '-'} ({org.get('id') or '-'})")
+    name, org_id = (shown(str(org.get(field) or "-")) for field in ("name", "id"))
+    click.echo(f"organization:  {name} ({org_id})")
     for what, label in (
         ("list_keys", "list and update API keys"),
         ("read_usage", "read the usage report"),

@@ -17,6 +17,7 @@ from keyguard.errors import ConfigError, ExitCode, KeyguardError, NotFoundError
 from keyguard.keys import Secret
 from keyguard.stores import Stage, open_store
 from keyguard.stores.interface import stage_map
+from keyguard.words import shown
 
 
 @click.command()
@@ -73,6 +74,8 @@ def check(ctx: click.Context, environments: tuple[str, ...], fmt: str) -> int:
     """Open every configured store; show reachability, stages and key hints (never keys)."""
     from rich.table import Table
 
+    from keyguard.audit.table import cell
+
     config = load(ctx)
     names = list(environments) or sorted(config.environments)
     require_environments(config, names)
@@ -93,7 +96,7 @@ def check(ctx: click.Context, environments: tuple[str, ...], fmt: str) -> int:
                 held = stage_map(open_store(uri).describe())
             except KeyguardError as exc:
                 worst = max(worst, int(exc.exit_code))
-                table.add_row(name, uri, f"[red]{type(exc).__name__}[/red]", "", "", "")
+                table.add_row(cell(name), cell(uri), cell(type(exc).__name__, "red"), "", "", "")
                 problems.append(f"{name}: {str(exc).removeprefix(name + ': ')}")
                 row.update(status="error", error=str(exc), kind=type(exc).__name__)
                 continue
@@ -102,14 +105,15 @@ def check(ctx: click.Context, environments: tuple[str, ...], fmt: str) -> int:
                 version = held.get(stage)
                 cells.append("-" if version is None else (version.meta.hint or "(no hint)"))
                 row[stage.value] = None if version is None else version.meta.hint
-            status = "[green]ok[/green]" if Stage.CURRENT in held else "[yellow]empty[/yellow]"
+            status = cell("ok", "green") if Stage.CURRENT in held else cell("empty", "yellow")
             row["status"] = "ok" if Stage.CURRENT in held else "empty"
-            table.add_row(name, uri, status, *cells)
+            # A store's metadata is whoever wrote the store's word: text, never rich markup.
+            table.add_row(cell(name), cell(uri), status, *map(cell, cells))
     if fmt == "json":
         click.echo(json.dumps({"exit_code": worst, "stores": rows}, indent=2))
         return worst
     console = terminal_console(pipe_width=200)
     print_table(console, table)
     for line in problems:
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        console.print(shown(line), markup=False, highlight=False, soft_wrap=True)
     return worst

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from keyguard.words import shown as shown  # kept importable here, where it used to live
+
 #: Kind -> what it is, as the summary counts it.
 KINDS = {
     "unreadable": "unreadable",
@@ -22,20 +24,3 @@ class Unread(NamedTuple):
     path: str
     kind: str  # a key of KINDS
     detail: str
-
-
-def shown(text: str) -> str:
-    """``text`` for a terminal: control, format and undecodable characters escaped."""
-    if text.isprintable():
-        return text
-    out = []
-    for c in text:
-        if c.isprintable():
-            out.append(c)
-        elif 0xDC80 <= ord(c) <= 0xDCFF:  # an undecodable byte kept by os.fsdecode
-            out.append(f"\\x{ord(c) - 0xDC00:02x}")
-        elif ord(c) < 0x100:
-            out.append(f"\\x{ord(c):02x}")
-        else:
-            out.append(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}")
-    return "".join(out)

@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from keyguard.audit.judge import key_reasons, shared_reasons, store_reasons, verdict_of
+from keyguard.audit.judge import (
+    key_reasons,
+    previous_reasons,
+    shared_reasons,
+    store_reasons,
+    verdict_of,
+)
 from keyguard.audit.model import PolicyLimits, StageView, StoreView, Verdict
 from keyguard.models import ApiKey
 
@@ -77,3 +83,28 @@ def test_store_rules() -> None:
     assert [r.code for r in store_reasons(junk)] == ["not_a_key"]
     edited = [StoreView("file:/a", current=stage("x", mismatch=True))]
     assert [r.code for r in store_reasons(edited)] == ["metadata_mismatch"]
+
+
+def test_a_mismatch_on_any_stage_is_a_violation() -> None:
+    for which in ("pending", "previous"):
+        view = StoreView("file:/a", current=stage("x"), **{which: stage("y", mismatch=True)})
+        (reason,) = store_reasons([view])
+        assert reason.code == "metadata_mismatch" and f"its {which} version" in reason.message
+
+
+@pytest.mark.parametrize(
+    ("rotated", "status", "flagged"),
+    [
+        (NOW - timedelta(hours=24, minutes=5), "active", False),  # grace + usage_lag: draining
+        (NOW - timedelta(hours=24, minutes=6), "active", True),
+        (None, "active", True),  # when it rotated is unknown: nothing says it is draining
+        (NOW + timedelta(hours=1), "active", True),  # a rotation "in the future" proves nothing
+        (NOW - timedelta(days=30), "inactive", False),
+    ],
+)
+def test_a_previous_key_is_flagged_once_its_grace_is_over(
+    rotated: datetime | None, status: str, flagged: bool
+) -> None:
+    got = previous_reasons("prod", [("file:/a", key(10, status))], rotated, LIMITS, NOW)
+    assert [r.code for r in got] == (["previous_active"] if flagged else [])
+    assert all(r.verdict is Verdict.WARNING and "keyguard rotate prod" in r.message for r in got)

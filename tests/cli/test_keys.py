@@ -66,6 +66,30 @@ def test_show(env: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 1 and "not_found_error" in err
 
 
+@pytest.mark.parametrize("columns", ["200", "60"])  # one table; rows stacked one by one
+def test_names_are_shown_as_text(
+    env: Sandbox,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    columns: str,
+) -> None:
+    """Whoever creates a key picks its name: never rich markup, never a raw terminal escape."""
+    monkeypatch.setenv("COLUMNS", columns)
+    markup, fake = "batch [/bold] job", "[bold green]ok: managed by prod[/]"
+    escape_id, _ = env.mint_key("\x1b[2J\x1b]0;owned\x07term")
+    for name in (markup, fake):
+        env.mint_key(name)
+    code, out, err = run(["keys", "list"], capsys)
+    assert (code, err) == (0, "")
+    assert markup in out and fake in out, out
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b[2J\\x1b]0;owned\\x07term" in out
+    code, out, _ = run(["keys", "show", escape_id], capsys)
+    assert code == 0 and "\x1b" not in out and "\x07" not in out
+    assert "\\x1b[2J\\x1b]0;owned\\x07term" in out
+    code, out, _ = run(["keys", "list", "--format", "json"], capsys)
+    assert "\x1b[2J\x1b]0;owned\x07term" in {k["name"] for k in json.loads(out)}
+
+
 def test_find_reads_the_key_from_stdin(env: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
     key_id, secret = env.mint_key("prod-1")
     env.mint_key("other")
