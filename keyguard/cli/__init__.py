@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from keyguard.errors import ExitCode, KeyguardError
 from keyguard.keys import KEYISH_RE, scrub_text
+from keyguard.words import shown
 
 #: ``typing`` is for the type checker only (start-up time).
 TYPE_CHECKING = False
@@ -56,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr = stderr
 
 
+def error_text(exc: BaseException) -> str:
+    """An error's message for a terminal. It may repeat outside input (an argument, a path, an
+    API's words): never a key, and no control character that a terminal would obey."""
+    return "\n".join(shown(line) for line in scrub_text(str(exc)).split("\n"))
+
+
 def _run(args: list[str]) -> int:
     try:
         if args[:1] == ["scan"] and not any(a.startswith("-") for a in args[1:]):
@@ -66,8 +73,7 @@ def _run(args: list[str]) -> int:
 
         return run(args)
     except KeyguardError as exc:
-        # A message may repeat an argument (an environment name, a path): never a key.
-        sys.stderr.write(f"keyguard: error: {scrub_text(str(exc))}\n")
+        sys.stderr.write(f"keyguard: error: {error_text(exc)}\n")
         return int(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("keyguard: interrupted\n")

@@ -14,6 +14,7 @@ import click
 
 from keyguard import rotation
 from keyguard.admin import AdminClient
+from keyguard.cli import error_text
 from keyguard.cli.common import (
     admin_client,
     complete_environment,
@@ -203,7 +204,7 @@ def rotate(
             except KeyguardError as exc:
                 if len(names) == 1 and fmt != "json":
                     raise
-                click.echo(f"keyguard: error: {exc}", err=True)
+                click.echo(f"keyguard: error: {error_text(exc)}", err=True)
                 codes.append(int(exc.exit_code))
                 record["error"] = str(exc)
             record["exit_code"] = codes[-1]

@@ -305,3 +305,16 @@ def test_a_workload_file_named_with_a_key_is_reported_without_the_key(tmp_path: 
     assert done.returncode == 1
     assert key not in done.stdout + done.stderr
     assert f"{redact(key)}.env:2: sets ANTHROPIC_API_KEY" in done.stderr
+
+
+def test_an_error_message_never_passes_terminal_controls_through(tmp_path: Path) -> None:
+    """Error text often quotes outside input (a path, an API's message): an escape sequence in
+    it must reach the terminal as visible text, not as a command to the terminal."""
+    hostile = tmp_path / "no\x1b[2Jsuch\x9b.toml"
+    env = {**os.environ, "KEYGUARD_CONFIG": str(hostile)}
+    done = subprocess.run(
+        [sys.executable, "-m", "keyguard", "status"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr
+    assert "\x1b" not in done.stderr and "\x9b" not in done.stderr
+    assert "no\\x1b[2Jsuch\\x9b.toml" in done.stderr
