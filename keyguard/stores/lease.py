@@ -178,7 +178,7 @@ def lease_lost(where: str, record: LeaseRecord | None) -> LeaseHeldError:
     now_held = f"it is now {record.describe()}" if record else "released or taken over meanwhile"
     return LeaseHeldError(
         f"store {where}: this run no longer holds its lease ({now_held}); another run may have "
-        "changed the store since, so this run stopped before its next write"
+        "changed the store since"
     )
 
 

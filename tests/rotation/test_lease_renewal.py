@@ -1,25 +1,36 @@
 """A rotation proves it still holds its store leases before every write: a run that sat past
 its lease while another run took it stops (exit 5) before its next write and resumes later;
-a long but healthy run keeps its leases. File stores, the sandbox over HTTP."""
+a long but healthy run keeps its leases. File stores (each cloud store too), the sandbox over
+HTTP."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from keyguard.admin.sandbox import Sandbox
 from keyguard.errors import ExitCode, LeaseHeldError
-from keyguard.keys import Secret
+from keyguard.keys import API_KEY_RE, Secret
 from keyguard.rotation import RotationEngine, open_engine, rollback
 from keyguard.stores import SecretStore, open_store
 from keyguard.stores.interface import StoreLease
 from keyguard.stores.lease import new_owner
-from tests.rotation.conftest import Project
+from tests.rotation.conftest import Project, make_project
 from tests.rotation.fakes import Clock
+from tests.rotation.test_clouds import cloud  # noqa: F401  (fixture: each cloud, then all four)
 from tests.stores.lease_clock import LeaseClock
+from tests.stores.servers.azure import azure_kv_server, azure_server  # noqa: F401  (fixtures)
+from tests.stores.servers.base import Harness
+from tests.stores.servers.file import file_server  # noqa: F401  (fixture)
+from tests.stores.servers.gcp import gcp_fake, gcp_server  # noqa: F401  (fixtures)
 
 LOST = "no longer holds its lease"
 
@@ -209,3 +220,68 @@ def test_a_long_healthy_run_keeps_its_lease_and_a_second_run_is_refused(
     assert out.exit_code == 0, out.message
     assert len(refused) == 1 and "another keyguard run" in refused[0]
     assert project.status_of(old) == "inactive" and project.served() == [new, new]
+
+
+def test_the_cli_stops_with_exit_5_when_a_host_with_a_fast_clock_takes_its_lease(
+    tmp_path: Path, sandbox: Sandbox, lease_clock: LeaseClock
+) -> None:
+    gate = tmp_path / "gate"
+    project = make_project(
+        tmp_path,
+        sandbox,
+        check=f"touch {gate}.in; i=0; while [ ! -e {gate}.go ] && [ $i -lt 600 ]; "
+        "do sleep 0.05; i=$((i+1)); done",
+    )
+    old, new = adopted(project)
+    keyfile = tmp_path / "new.key"
+    keyfile.write_text(new.reveal())
+    keyfile.chmod(0o600)
+    with keyfile.open() as stdin:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "keyguard", "rotate", "prod", "--grace", "0"],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=project.env(),
+        )
+    for _ in range(1200):  # the first run sits in its verify step (the consumer check)
+        if Path(f"{gate}.in").exists() or first.poll() is not None:
+            break
+        threading.Event().wait(0.05)
+    # Another host whose clock runs 1000 s ahead sees the lease as lapsed and takes it.
+    other = OtherRun(project.stores[0], lease_clock)
+    try:
+        other.take_after_lapse()
+    finally:
+        Path(f"{gate}.go").touch()
+        out, err = first.communicate(timeout=60)
+    assert first.returncode == 5, out + err
+    assert LOST in err and "stopped before the revoke step" in err
+    assert "Traceback" not in err
+    [error] = [line for line in err.splitlines() if "error" in line]
+    assert error.startswith("keyguard: error: prod: stopped before the revoke step")
+    assert not API_KEY_RE.search(out + err)
+    assert project.status_of(old) == "active" and project.served() == [new, new]
+    other.release()
+    done = project.run("rotate", "prod", "--grace", "0")
+    assert done.returncode == 0, done.stderr
+    assert project.status_of(old) == "inactive"
+
+
+def test_a_lost_cloud_lease_stops_the_run_before_verify_and_revoke(
+    cloud: tuple[Project, dict[str, Harness]],  # noqa: F811
+    lease_clock: LeaseClock,
+) -> None:
+    project, _ = cloud
+    old, new = adopted(project)
+    other = OtherRun(project.stores[-1], lease_clock)
+    with project.sandbox.client() as admin:
+        first = engine(project, admin, say=on("every store now serves", other.take_after_lapse))
+        with pytest.raises(LeaseHeldError, match=LOST):
+            first.rotate(new)
+        assert project.status_of(old) == "active"
+        other.release()
+        out = engine(project, admin).rotate()
+    assert out.exit_code == 0, out.message
+    assert project.status_of(old) == "inactive" and project.served() == [new] * len(project.stores)
