@@ -7,7 +7,9 @@ Expiry is the holder's clock plus the ttl, read against the reader's clock: a re
 clock runs ahead by more than what is left takes a live lease. So the holder never trusts time
 to know it still holds the lease: :meth:`HeldLease.renew` reads the record back and finds its
 own owner name (a random token each run) there, or stops; it extends the record by
-compare-and-set while at least half the ttl is left, so a taker needs a clock that far off.
+compare-and-set once half the ttl is gone. A write that follows a renewal thus rests on a
+record with at least half a ttl left: only a clock that far ahead takes it, and the holder
+then stops at its next renewal.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from keyguard.errors import KeyguardError, LeaseHeldError
 T = TypeVar("T")
 
 
-def now() -> float:
+def clock() -> float:
     """The local clock in epoch seconds: every lease expiry is written and compared with it."""
     return time.time()
 
@@ -153,15 +155,15 @@ class LeaseRecord:
     @classmethod
     def starting_now(cls, owner: str, ttl_seconds: float) -> LeaseRecord:
         """``owner``'s record, expiring ``ttl_seconds`` from now by the local clock."""
-        return cls(owner, now() + ttl_seconds)
+        return cls(owner, clock() + ttl_seconds)
 
-    def live(self, at: float | None = None) -> bool:
+    def live(self, now: float | None = None) -> bool:
         """Still binding: not expired and its holder not seen gone."""
-        moment = now() if at is None else at
+        moment = clock() if now is None else now
         return self.expires > moment and not holder_gone(self.owner)
 
     def describe(self) -> str:
-        left = max(0, int(self.expires - now()))
+        left = max(0, int(self.expires - clock()))
         return f"held by {self.owner} for another {left}s"
 
 
@@ -197,7 +199,7 @@ class HeldLease:
 
         It extends only then because each extension is a write (a new version on AWS).
         """
-        extend = self.expires - now() < self.ttl_seconds / 2
+        extend = self.expires - clock() < self.ttl_seconds / 2
         self.expires = self._check(extend)
 
     def _check(self, extend: bool) -> float:  # pragma: no cover - each backend's own

@@ -20,6 +20,7 @@ from keyguard.admin.sandbox import Sandbox
 from keyguard.errors import ExitCode, LeaseHeldError
 from keyguard.keys import API_KEY_RE, Secret
 from keyguard.rotation import RotationEngine, open_engine, rollback
+from keyguard.rotation.update import VerificationError
 from keyguard.stores import SecretStore, open_store
 from keyguard.stores.interface import StoreLease
 from keyguard.stores.lease import new_owner
@@ -285,3 +286,28 @@ def test_a_lost_cloud_lease_stops_the_run_before_verify_and_revoke(
         out = engine(project, admin).rotate()
     assert out.exit_code == 0, out.message
     assert project.status_of(old) == "inactive" and project.served() == [new] * len(project.stores)
+
+
+def test_a_failed_verify_puts_the_old_key_back_only_while_it_holds_the_lease(
+    tmp_path: Path, sandbox: Sandbox, lease_clock: LeaseClock
+) -> None:
+    project = make_project(tmp_path, sandbox, check="false")  # the consumer check fails
+    old, new = adopted(project)
+    other = OtherRun(project.stores[0], lease_clock)
+    with project.sandbox.client() as admin:
+        first = engine(project, admin)
+        real = first.admin.verify_key
+
+        def slow_verify(*args: Any, **kwargs: Any) -> Any:  # the verify step's, after promote
+            if other.held is None and project.served() == [new, new]:
+                other.take_after_lapse()
+            return real(*args, **kwargs)
+
+        first.admin = _Proxy(first.admin, verify_key=slow_verify)
+        with pytest.raises(LeaseHeldError, match="stopped before serving the previous key again"):
+            first.rotate(new)
+        assert project.served() == [new, new], "no store written while another run holds it"
+        other.release()
+        with pytest.raises(VerificationError, match="failed verification"):
+            engine(project, admin).rotate()
+    assert project.served() == [old, old] and project.status_of(old) == "active"

@@ -26,5 +26,5 @@ class LeaseClock:
 @pytest.fixture
 def lease_clock(monkeypatch: pytest.MonkeyPatch) -> LeaseClock:
     clock = LeaseClock()
-    monkeypatch.setattr(lease, "now", clock)
+    monkeypatch.setattr(lease, "clock", clock)
     return clock
