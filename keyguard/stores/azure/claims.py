@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from keyguard.errors import KeyguardError
 from keyguard.stores.azure import tags as tag
 from keyguard.stores.azure.tags import tags_of
 from keyguard.stores.lease import HeldLease, LeaseRecord, lease_held, lease_lost
@@ -98,7 +99,8 @@ def hold_claim(
             elif rival is not None:
                 lapsed.append(claim)
         for claim in lapsed:  # their holders' renewals must find that they lost the lease
-            vault.disable(name, claim)
+            with contextlib.suppress(KeyguardError):  # they still see this live claim
+                vault.disable(name, claim)
     except BaseException:
         with contextlib.suppress(Exception):
             vault.disable(name, mine)
