@@ -10,11 +10,11 @@ from typing import Protocol
 
 from keyguard.admin.protocol import FindsKey, GetsKey, ReadsUsage, UpdatesKey, VerifiesKey
 from keyguard.config import Environment
-from keyguard.errors import UsageError
+from keyguard.errors import LeaseHeldError, UsageError
 from keyguard.journal import RotationJournal
 from keyguard.models import Say
 from keyguard.rotation.state import RotationState, replay
-from keyguard.stores.interface import SecretStore
+from keyguard.stores.interface import SecretStore, StoreLease
 from keyguard.stores.lease import new_owner
 
 Clock = Callable[[], datetime]
@@ -92,6 +92,21 @@ class RotationRun:
         self.recover = recover
         self.peers: Peers = peers or (lambda: ())
         self.owner = new_owner()
+        self.leases: list[StoreLease] = []  # held while ``recover.hold_leases`` runs
+
+    # ----------------------------------------------------------------- the leases
+    def renew_leases(self, before: str) -> None:
+        """Prove this run still holds every store's lease before ``before`` (a write, or the
+        next step), extending them when due; else ``LeaseHeldError`` and nothing written."""
+        for lease in self.leases:
+            try:
+                lease.renew()
+            except LeaseHeldError as exc:
+                raise LeaseHeldError(
+                    f"{self.env.name}: stopped before {before}: {exc}. Nothing after the last "
+                    "journaled step was done; run the command again once the other run has "
+                    "ended: the journal resumes it from there"
+                ) from None
 
     # ----------------------------------------------------------------- time
     def api_now(self) -> datetime:

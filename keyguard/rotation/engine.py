@@ -67,9 +67,12 @@ class RotationEngine(RotationRun):
     def _continue(self, state: RotationState) -> Outcome:
         key = new_key_value(self, state)
         if state.updated_at is None:
+            self.renew_leases("the update")
             promote(self, state)
             state = self.state_of(state.token)
         if state.verified_at is None:
+            self.renew_leases("the verify step")
             verify(self, state, key)
             state = self.state_of(state.token)
+        self.renew_leases("the revoke step")
         return revoke_step(self, state)

@@ -31,9 +31,11 @@ def hold_leases(run: RotationRun, delivered: Secret | None = None) -> Iterator[N
     """Hold every store's lease, in store order, for the whole run; then refuse stores the
     journal does not describe (or rebuild it: see ``check_journal``)."""
     with ExitStack() as stack:
+        held, run.leases = run.leases, []
+        stack.callback(setattr, run, "leases", held)
         for store in run.stores:
             try:
-                stack.enter_context(store.lease(run.owner, run.lease_ttl))
+                run.leases.append(stack.enter_context(store.lease(run.owner, run.lease_ttl)))
             except LeaseHeldError as exc:
                 raise LeaseHeldError(
                     f"{run.env.name}: another keyguard run is rotating this environment "

@@ -45,6 +45,7 @@ def revoke_step(run: RotationRun, state: RotationState) -> Outcome:
         check_not_served(run, old_keys)
     for old in old_keys:
         assert old.id is not None
+        run.renew_leases(f"deactivating the old key {old.label()}")
         run.journal.append(
             state.token, "revoke", "before", run.clock(), key_id=old.id, hint=old.hint
         )
@@ -57,6 +58,7 @@ def revoke_step(run: RotationRun, state: RotationState) -> Outcome:
         run.say(f"{run.env.name}: old key {old.label()} is now inactive")
     if elsewhere:
         return _shared_outcome(run, state, elsewhere)
+    run.renew_leases("disabling superseded versions")
     for store in run.stores:
         try:
             store.retire_superseded()
@@ -236,6 +238,7 @@ def archive_due(run: RotationRun) -> None:
             for store in run.stores
         ):
             continue  # served again (rolled back by hand): never archive it
+        run.renew_leases(f"archiving {old.label()}")
         run.journal.append(state.token, "archive", "before", now, key_id=old.id)
         if run.admin.get_key(old.id).status == "inactive":
             run.admin.update_key(old.id, status="archived")

@@ -110,6 +110,7 @@ def _rollback_rotation(run: RotationRun, live: RotationState, *, reactivate: boo
     make_servable(run, todo, live, reactivate=reactivate)  # before any store changes
     run.journal.append(live.token, "rollback", "before", run.clock())
     for index, store in enumerate(run.stores):
+        run.renew_leases(f"rolling back {store.uri}")
         if store in todo:
             store.rollback()
             run.journal.append(
@@ -232,6 +233,7 @@ def _manual_done(run: RotationRun, record: ManualRollback) -> Outcome | None:
 def _apply_manual(run: RotationRun, token: str, todo: list[int], target: KeyRef) -> Outcome:
     for index in todo:
         store = run.stores[index]
+        run.renew_leases(f"rolling back {store.uri}")
         store.rollback()
         run.journal.append(
             token, "rollback", "after", run.clock(), store_index=index, store=store.uri

@@ -39,6 +39,7 @@ def promote(run: RotationRun, state: RotationState) -> None:
     for index, store in enumerate(run.stores):
         if index in state.promoted:
             continue
+        run.renew_leases(f"promoting the new key in {store.uri}")
         run.journal.append(
             state.token, "promote", "before", run.clock(), store_index=index, store=store.uri
         )
@@ -58,6 +59,7 @@ def verify(run: RotationRun, state: RotationState, key: Secret) -> None:
         run.journal.append(state.token, "verify", "after", run.clock())
         run.say(f"{run.env.name}: verified {state.new.hint} in every store and with the API")
         return
+    run.renew_leases("serving the previous key again after the failed verify")
     run.journal.append(state.token, "verify", "failed", run.clock(), reason=problem)
     served_again = restore_previous(run, state)
     run.journal.append(state.token, "verify", "closed", run.clock(), reason=f"failed: {problem}")

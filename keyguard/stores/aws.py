@@ -31,7 +31,7 @@ from keyguard.errors import (
 )
 from keyguard.keys import Secret
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
-from keyguard.stores.lease import LeaseRecord, hold_lease
+from keyguard.stores.lease import HeldLease, LeaseRecord, hold_lease
 from keyguard.stores.uri import extract_field, merge_field, parse_store_uri
 
 LABELS = {Stage.PENDING: "AWSPENDING", Stage.CURRENT: "AWSCURRENT", Stage.PREVIOUS: "AWSPREVIOUS"}
@@ -413,7 +413,7 @@ class AwsSecretsManagerStore:
             out.append((key, StoreVersion(version_id, own, meta)))
         return [version for _, version in sorted(out, key=lambda pair: pair[0], reverse=True)]
 
-    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
+    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[HeldLease]:
         """A lease on AWS's own conditional write: the ``ClientRequestToken`` of a new version.
 
         Each lease change puts generation n+1 as version ``keyguard-lease-<n+1>`` labelled

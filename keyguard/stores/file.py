@@ -29,7 +29,7 @@ from keyguard.atomic import link_target, write_atomic
 from keyguard.errors import AuthError, ConfigError, ConflictError, UnavailableError, UsageError
 from keyguard.keys import Secret, is_api_key
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
-from keyguard.stores.lease import LeaseRecord, hold_lease
+from keyguard.stores.lease import HeldLease, LeaseRecord, hold_lease
 from keyguard.stores.uri import extract_field, merge_field, parse_store_uri
 
 FORMAT = "keyguard-file-store"
@@ -431,7 +431,7 @@ class FileStore:
             for version in reversed(doc["versions"])
         ]
 
-    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
+    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[HeldLease]:
         def read() -> tuple[LeaseRecord | None, str | None]:
             doc = self._load()
             return LeaseRecord.decode(doc.get("lease")), doc.get("lease")

@@ -78,6 +78,14 @@ class StoreVersion:
     meta: VersionMeta = field(default_factory=VersionMeta)
 
 
+class StoreLease(Protocol):
+    """A store lease a run holds (see :class:`keyguard.stores.lease.HeldLease`)."""
+
+    def renew(self) -> None:
+        """``LeaseHeldError`` unless this run still holds the lease; extends it when due."""
+        ...
+
+
 @runtime_checkable
 class SecretStore(Protocol):
     """One secret in one secret manager.
@@ -130,8 +138,11 @@ class SecretStore(Protocol):
         """Versions with their stages and metadata, newest first, never values."""
         ...
 
-    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
+    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[StoreLease]:
         """Hold the store for one rotation: ``LeaseHeldError`` if another live holder has it.
+
+        The run calls ``renew()`` on what it yields before each write: it stops with
+        ``LeaseHeldError`` once another run took the lease, and keeps a long run's lease.
 
         ``owner`` comes from :func:`keyguard.stores.lease.new_owner` (host, pid, a random token,
         boot id, PID namespace, process start time). A lease whose holder died expires after

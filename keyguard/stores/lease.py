@@ -2,6 +2,14 @@
 
 A backend stores the record with its own conditional write (a file lock, an AWS idempotency
 token, a GCP etag, ...) and gives :func:`hold_lease` two functions: read and compare-and-set.
+
+Expiry is the holder's clock plus the ttl, read against the reader's clock: a reader whose
+clock runs ahead by more than what is left takes a live lease. So the holder never trusts time
+to know it still holds the lease: :meth:`HeldLease.renew` reads the record back and finds its
+own owner name (a random token each run) there, or stops; it extends the record by
+compare-and-set once half the ttl is gone. A write that follows a renewal thus rests on a
+record with at least half a ttl left: only a clock that far ahead takes it, and the holder
+then stops at its next renewal.
 """
 
 from __future__ import annotations
@@ -15,11 +23,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from keyguard.errors import KeyguardError, LeaseHeldError
 
 T = TypeVar("T")
+
+
+def clock() -> float:
+    """The local clock in epoch seconds: every lease expiry is written and compared with it."""
+    return time.time()
 
 
 def _read(path: str) -> str | None:
@@ -139,13 +152,18 @@ class LeaseRecord:
             return None
         return cls(owner, moment)
 
+    @classmethod
+    def starting_now(cls, owner: str, ttl_seconds: float) -> LeaseRecord:
+        """``owner``'s record, expiring ``ttl_seconds`` from now by the local clock."""
+        return cls(owner, clock() + ttl_seconds)
+
     def live(self, now: float | None = None) -> bool:
         """Still binding: not expired and its holder not seen gone."""
-        moment = time.time() if now is None else now
+        moment = clock() if now is None else now
         return self.expires > moment and not holder_gone(self.owner)
 
     def describe(self) -> str:
-        left = max(0, int(self.expires - time.time()))
+        left = max(0, int(self.expires - clock()))
         return f"held by {self.owner} for another {left}s"
 
 
@@ -157,6 +175,65 @@ def lease_held(where: str, record: LeaseRecord) -> LeaseHeldError:
     )
 
 
+def lease_lost(where: str, record: LeaseRecord | None) -> LeaseHeldError:
+    """The error for a holder that finds its lease gone: taken over, or released by another."""
+    now_held = f"it is now {record.describe()}" if record else "released or taken over meanwhile"
+    return LeaseHeldError(
+        f"store {where}: this run no longer holds its lease ({now_held}); another run may have "
+        "changed the store since"
+    )
+
+
+class HeldLease:
+    """A lease this run holds; :meth:`renew` proves it still does before a write."""
+
+    def __init__(self, where: str, owner: str, ttl_seconds: float, expires: float) -> None:
+        self.where = where
+        self.owner = owner
+        self.ttl_seconds = ttl_seconds
+        self.expires = expires
+
+    def renew(self) -> None:
+        """``LeaseHeldError`` unless the store still names this run as the holder; extended
+        (by compare-and-set on this run's own record) once less than half the ttl is left.
+
+        It extends only then because each extension is a write (a new version on AWS).
+        """
+        extend = self.expires - clock() < self.ttl_seconds / 2
+        self.expires = self._check(extend)
+
+    def _check(self, extend: bool) -> float:  # pragma: no cover - each backend's own
+        """Raise ``lease_lost`` unless still held; extend if asked; the expiry now stored."""
+        raise NotImplementedError
+
+
+class _SwapLease(HeldLease, Generic[T]):
+    """A lease on a backend with compare-and-set: ``read`` and ``write_if``."""
+
+    def __init__(
+        self,
+        where: str,
+        record: LeaseRecord,
+        read: Callable[[], tuple[LeaseRecord | None, T]],
+        write_if: Callable[[T, LeaseRecord | None], bool],
+        ttl_seconds: float,
+    ) -> None:
+        super().__init__(where, record.owner, ttl_seconds, record.expires)
+        self._read, self._write_if = read, write_if
+
+    def _check(self, extend: bool) -> float:
+        record, token = self._read()
+        if record is None or record.owner != self.owner:
+            raise lease_lost(self.where, record)  # never re-taken, even when free again
+        if not extend:
+            return record.expires
+        mine = LeaseRecord.starting_now(self.owner, self.ttl_seconds)
+        if not self._write_if(token, mine):
+            record, _ = self._read()
+            raise lease_lost(self.where, record)
+        return mine.expires
+
+
 @contextmanager
 def hold_lease(
     read: Callable[[], tuple[LeaseRecord | None, T]],
@@ -164,7 +241,7 @@ def hold_lease(
     owner: str,
     ttl_seconds: float,
     where: str,
-) -> Iterator[None]:
+) -> Iterator[HeldLease]:
     """Take the lease with compare-and-set, hold it for the block, release it after.
 
     ``read`` returns the record and a CAS token (etag, generation, ...); ``write_if`` stores a
@@ -173,13 +250,13 @@ def hold_lease(
     record, token = read()
     if record is not None and record.owner != owner and record.live():
         raise lease_held(where, record)
-    mine = LeaseRecord(owner, time.time() + ttl_seconds)
+    mine = LeaseRecord.starting_now(owner, ttl_seconds)
     if not write_if(token, mine):
         raise LeaseHeldError(
             f"store {where}: another run took the lease at the same moment; run again later"
         )
     try:
-        yield
+        yield _SwapLease(where, mine, read, write_if, ttl_seconds)
     finally:
         # A failed release only delays the next run until the lease expires.
         with contextlib.suppress(KeyguardError):

@@ -25,6 +25,7 @@ from keyguard.stores.interface import Stage
 from keyguard.stores.uri import STORE_CA_BUNDLES_ENV
 from keyguard.urls import STORE_ENDPOINTS_ENV
 from tests.rotation.fakes import Clock, FakeAdmin, FakeStore
+from tests.stores.lease_clock import lease_clock  # noqa: F401  (fixture: a lease lapses)
 from tests.stores.servers.aws import aws_server  # noqa: F401  (fixture for the AWS scenarios)
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,6 +20,18 @@ from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
 _LEASES: dict[str, str] = {}
 
 
+@dataclass(frozen=True)
+class FakeLease:
+    """A held lease of a ``FakeStore``: renewing it fails once another owner took the store."""
+
+    uri: str
+    owner: str
+
+    def renew(self) -> None:
+        if _LEASES.get(self.uri) != self.owner:
+            raise LeaseHeldError(f"{self.uri}: this run no longer holds its lease")
+
+
 @dataclass
 class _Version:
     version_id: str
@@ -123,15 +135,16 @@ class FakeStore:
         return [StoreVersion(v.version_id, frozenset(v.stages), v.meta) for v in self.versions]
 
     @contextmanager
-    def lease(self, owner: str, ttl_seconds: float) -> Iterator[None]:
+    def lease(self, owner: str, ttl_seconds: float) -> Iterator[FakeLease]:
         holder = _LEASES.get(self.uri)
         if holder is not None and holder != owner:
             raise LeaseHeldError(f"{self.uri} is leased by {holder}")
         _LEASES[self.uri] = owner
         try:
-            yield
+            yield FakeLease(self.uri, owner)
         finally:
-            _LEASES.pop(self.uri, None)
+            if _LEASES.get(self.uri) == owner:
+                _LEASES.pop(self.uri, None)
 
     def retire_superseded(self) -> None:
         pass

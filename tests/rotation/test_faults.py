@@ -16,7 +16,7 @@ from keyguard.errors import AuthError, KeyguardError, UnavailableError
 from keyguard.keys import Secret
 from keyguard.rotation import RotationEngine, open_engine
 from keyguard.stores import SecretStore
-from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
+from keyguard.stores.interface import Stage, StoreLease, StoreVersion, VersionMeta
 from tests.rotation.conftest import Project, make_project
 from tests.rotation.fakes import Clock
 from tests.stores.servers.aws import AwsHarness
@@ -65,7 +65,7 @@ class FaultyStore:
     def describe(self) -> list[StoreVersion]:
         return self._call("describe")  # type: ignore[no-any-return]
 
-    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
+    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[StoreLease]:
         return self.inner.lease(owner, ttl_seconds)
 
     def retire_superseded(self) -> None:

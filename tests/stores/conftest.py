@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.stores.lease_clock import lease_clock  # noqa: F401  (fixture)
 from tests.stores.servers.aws import aws_server  # noqa: F401  (fixture)
 from tests.stores.servers.azure import (  # noqa: F401  (fixtures)
     azure_kv,

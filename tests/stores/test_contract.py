@@ -24,6 +24,7 @@ from keyguard.keys import Secret, generate_key
 from keyguard.stores import SecretStore, Stage
 from keyguard.stores.interface import VersionMeta, stage_map
 from keyguard.stores.lease import new_owner
+from tests.stores.lease_clock import LeaseClock
 from tests.stores.servers.base import Harness
 
 FIELD = "ANTHROPIC_API_KEY"
@@ -242,6 +243,41 @@ def test_lease_of_a_dead_holder_is_taken_over(store_factory: Harness) -> None:
     held = store.lease(dead, 3600)
     held.__enter__()  # killed before it could release
     with store_factory.open(store.uri).lease(new_owner(), 600):
+        pass
+
+
+def test_renewal_keeps_a_long_run_s_lease(store_factory: Harness, lease_clock: LeaseClock) -> None:
+    store = store_factory()
+    other = store_factory.open(store.uri)
+    with store.lease(new_owner(), 600) as held:
+        lease_clock.advance(500)  # a slow step: most of the lease is gone
+        held.renew()
+        lease_clock.advance(200)  # past the expiry the run started with
+        with pytest.raises(LeaseHeldError, match="is leased"), other.lease(new_owner(), 600):
+            pass
+        held.renew()  # the refused run took nothing
+    with other.lease(new_owner(), 600):  # released: free again
+        pass
+
+
+def test_a_lease_taken_over_after_it_lapsed_is_never_renewed(
+    store_factory: Harness, lease_clock: LeaseClock
+) -> None:
+    store = store_factory()
+    other = store_factory.open(store.uri)
+    with store.lease(new_owner(), 600) as held:
+        held.renew()  # nothing happened: still ours, nothing to extend yet
+        lease_clock.advance(700)  # the run sat past its lease (a suspended laptop)
+        with other.lease(new_owner(), 600):
+            with pytest.raises(LeaseHeldError, match="no longer holds its lease") as err:
+                held.renew()
+            assert err.value.exit_code == ExitCode.PENDING
+            with pytest.raises(LeaseHeldError):  # the taker keeps it: nothing was written
+                store_factory.open(store.uri).lease(new_owner(), 600).__enter__()
+        # The other run finished and released: a free lease is still not this run's again.
+        with pytest.raises(LeaseHeldError, match="no longer holds its lease"):
+            held.renew()
+    with other.lease(new_owner(), 600):  # the stale holder's exit released nothing it lost
         pass
 
 

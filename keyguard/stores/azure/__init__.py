@@ -27,10 +27,7 @@ retries of throttling (429, honouring Retry-After), 5xx answers and connection e
 
 from __future__ import annotations
 
-import contextlib
 import re
-import time
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -40,9 +37,10 @@ from keyguard.errors import ConfigError, ConflictError, UsageError
 from keyguard.keys import Secret
 from keyguard.stores.azure import tags as tag
 from keyguard.stores.azure._sdk import SecretProperties, Vault, make_client
+from keyguard.stores.azure.claims import hold_claim
 from keyguard.stores.azure.tags import tags_of
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
-from keyguard.stores.lease import LeaseRecord, lease_held
+from keyguard.stores.lease import HeldLease
 from keyguard.stores.uri import drop_field, extract_field, merge_field, parse_store_uri
 
 _VAULT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
@@ -455,44 +453,6 @@ class AzureKeyVaultStore:
 
     # -- the lease ------------------------------------------------------------------------------
 
-    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
-        """Hold the store by a claim version in ``NAME-lease``; the earliest live claim wins.
-
-        Key Vault has no compare-and-set (no ETag or If-Match on secrets), so each contender
-        writes a claim version (owner and expiry in tags), then lists the claims. It holds the
-        lease only if no *other* live claim (enabled, not expired, holder not seen gone) was
-        created at or before its own; a loser disables its claim at once. Reads after a write
-        are consistent, so of two claims the later one always sees the earlier: at most one
-        contender wins. Creation times have one-second resolution, so two claims in the same
-        second may both lose (both runs stop with exit 5 and can be run again).
-
-        The race we accept: expiry uses the claimant's clock, so a holder that runs past its
-        ``ttl_seconds`` (or a host whose clock is far off) can overlap the next holder; and a
-        loser whose release fails blocks others until its own claim expires.
-        """
-        return self._lease(owner, ttl_seconds)
-
-    @contextlib.contextmanager
-    def _lease(self, owner: str, ttl_seconds: float) -> Iterator[None]:
-        record = LeaseRecord(owner, time.time() + ttl_seconds)
-        tags = {tag.LEASE_OWNER: owner[:256], tag.LEASE_EXPIRES: repr(record.expires)}
-        mine = self.vault.write(self.lease_name, record.encode(), tags, "application/json")
-        try:
-            my_time = mine.created_on or _NEVER
-            for claim in self._list(self.lease_name):
-                if claim.version == mine.version or not claim.enabled:
-                    continue
-                claim_tags = tags_of(claim)
-                rival = LeaseRecord.from_fields(
-                    claim_tags.get(tag.LEASE_OWNER), claim_tags.get(tag.LEASE_EXPIRES)
-                )
-                if rival and rival.live() and (claim.created_on or _NEVER) <= my_time:
-                    raise lease_held(self.uri, rival)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.vault.disable(self.lease_name, mine)
-            raise
-        try:
-            yield
-        finally:
-            self.vault.disable(self.lease_name, mine)
+    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[HeldLease]:
+        """Hold the store by a claim version in ``NAME-lease`` (see :mod:`.claims`)."""
+        return hold_claim(self.vault, self.lease_name, self.uri, owner, ttl_seconds)

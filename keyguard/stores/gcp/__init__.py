@@ -31,7 +31,7 @@ from keyguard.stores.gcp.metadata import (
     token_version,
 )
 from keyguard.stores.interface import Stage, StoreVersion, VersionMeta
-from keyguard.stores.lease import LeaseRecord, hold_lease
+from keyguard.stores.lease import HeldLease, LeaseRecord, hold_lease
 from keyguard.stores.uri import extract_field, merge_field, parse_store_uri
 
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -270,7 +270,7 @@ class GcpSecretManagerStore:
             except sdk.GONE_OR_CONFLICT:
                 continue  # changed under us (destroyed, re-enabled): leave it to the next run
 
-    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
+    def lease(self, owner: str, ttl_seconds: float) -> AbstractContextManager[HeldLease]:
         """An annotation holding owner + expiry, written with the secret's etag."""
 
         def read() -> tuple[LeaseRecord | None, str]:
