@@ -404,12 +404,14 @@ def _previous_id(
 def _journaled_id(run: RotationRun, previous: Secret, live: RotationState | None) -> str | None:
     """The one id keyguard's journal records for ``previous``'s fingerprint, if exactly one."""
     entries = run.journal.entries()
-    # A journal rebuilt by --recover took its new key's id from the stores' metadata.
+    # A new key's id is proven once its value authenticated (verify); a journal rebuilt by
+    # --recover took it from the stores' metadata instead. Old keys' ids were proven on adoption.
     rebuilt = {e.rotation for e in entries if e.step == "create" and e.data.get("recovered")}
     ids = {
         key.id
         for state in ([live] if live is not None else []) + replay(entries)
-        for key in ([] if state.token in rebuilt else [state.new]) + state.old_keys
+        for key in state.old_keys
+        + ([state.new] if state.verified_at and state.token not in rebuilt else [])
         if key.id and key.fingerprint == previous.fingerprint
     }
     return ids.pop() if len(ids) == 1 else None
