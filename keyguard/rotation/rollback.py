@@ -45,7 +45,8 @@ def rollback(run: RotationRun, *, reactivate: bool = True) -> Outcome:
     """Serve the previous key again everywhere, re-activating it first if it was inactive.
 
     Refuses (nothing changed) a key recorded as leaked, one whose verify failed, an archived
-    key, or one ``GET /v1/models`` refuses. ``reactivate=False``: an inactive one too.
+    key, or one ``GET /v1/models`` refuses; an inactive one unless the journal proves its id
+    (``reactivate=False``: any inactive one).
     A rerun after a crash finishes the same rollback; it never swaps back.
     """
     name = run.env.name
