@@ -9,16 +9,19 @@ alone, one that still serves the replaced key is rolled back, anything else is r
 second swap, which would serve the replaced key again.
 
 Before any store changes, every previous key must be fit to serve (``make_servable``): never a
-leaked, failed, archived or dead key, and re-activated only when its record proves which key it is.
+leaked, failed, archived or dead key, and re-activated only when keyguard's journal proves
+which key it is (by fingerprint) and the Admin API shows that key with its hint.
 """
 
 from __future__ import annotations
 
 import secrets
 
+from keyguard.admin.hints import key_matches_hint
 from keyguard.errors import ConflictError, NotFoundError, UsageError
 from keyguard.journal import INCIDENT_LOG, read_incidents
 from keyguard.keys import Secret, is_leak_marked
+from keyguard.models import ApiKey
 from keyguard.rotation.context import Outcome, RotationRun
 from keyguard.rotation.create import abandon
 from keyguard.rotation.recover import hold_leases
@@ -42,7 +45,8 @@ def rollback(run: RotationRun, *, reactivate: bool = True) -> Outcome:
     """Serve the previous key again everywhere, re-activating it first if it was inactive.
 
     Refuses (nothing changed) a key recorded as leaked, one whose verify failed, an archived
-    key, or one ``GET /v1/models`` refuses. ``reactivate=False``: an inactive one too.
+    key, or one ``GET /v1/models`` refuses; an inactive one unless the journal proves its id
+    (``reactivate=False``: any inactive one).
     A rerun after a crash finishes the same rollback; it never swaps back.
     """
     name = run.env.name
@@ -316,33 +320,23 @@ def make_servable(
 
     Returns each previous key's ``apikey_`` id by fingerprint (None: not identified).
     """
-    targets: dict[str, tuple[Secret, str | None, str | None]] = {}
+    targets: dict[str, tuple[Secret, str | None, bool]] = {}  # (key, id, re-activate it)
     for store in todo:
         previous = store.get(Stage.PREVIOUS)
         if previous is None:
             raise ConflictError(f"{store.uri} has no previous key to serve again")
         if previous.fingerprint not in targets:
-            key_id = _previous_id(run, store, previous, live)
-            targets[previous.fingerprint] = (
-                previous,
-                key_id,
-                _refuse_unsafe(run, previous, key_id),
-            )
+            key_id, unproven = _previous_id(run, store, previous, live)
+            api = _refuse_unsafe(run, previous, key_id, proven=unproven is None)
+            inactive = False
+            if key_id is not None and api is not None and api.status != "active":
+                _may_reactivate(run, previous, key_id, api, unproven, reactivate=reactivate)
+                inactive = True
+            targets[previous.fingerprint] = (previous, key_id, inactive)
     reactivated: list[str] = []
     try:
-        for previous, key_id, status in targets.values():
-            if key_id is not None and status != "active":
-                if not reactivate:
-                    raise RollbackRefused(
-                        f"{run.env.name}: the previous key {previous.hint} ({key_id}) is "
-                        f"{status}; nothing changed"
-                    )
-                if run.admin.verify_key(previous, run.env.workspace).usable:
-                    # The key already works, so it is not the inactive key_id: that id is wrong.
-                    raise RollbackRefused(
-                        f"{run.env.name}: the previous key {previous.hint} already works, so "
-                        f"it is not the {status} key {key_id} its record names; nothing changed"
-                    )
+        for previous, key_id, inactive in targets.values():
+            if inactive and key_id is not None:
                 run.admin.update_key(key_id, status="active")
                 reactivated.append(key_id)
                 run.say(f"{run.env.name}: re-activated {previous.hint} ({key_id})")
@@ -354,27 +348,83 @@ def make_servable(
     return {fingerprint: key_id for fingerprint, (_, key_id, _) in targets.items()}
 
 
+def _may_reactivate(
+    run: RotationRun,
+    previous: Secret,
+    key_id: str,
+    api: ApiKey,
+    unproven: str | None,
+    *,
+    reactivate: bool,
+) -> None:
+    """RollbackRefused unless re-activating ``key_id`` (a write) rests on proven facts: the
+    journal names it by ``previous``'s fingerprint, and the API shows it with that hint."""
+    name, status = run.env.name, api.status
+    if not reactivate:
+        raise RollbackRefused(
+            f"{name}: the previous key {previous.hint} ({key_id}) is {status}; nothing changed"
+        )
+    if unproven is None and api.partial_key_hint is None:
+        unproven = f"{key_id} shows {_shown_hint(api)}, so the API cannot confirm it"
+    if unproven is not None:
+        raise RollbackRefused(
+            f"{name}: not re-activating {key_id} ({status}) to serve the previous key "
+            f"{previous.hint}: keyguard re-activates only a key its journal proves, but "
+            f"{unproven}; nothing changed. If you know which key {previous.hint} is, re-activate "
+            f"it in the Anthropic Console yourself, then run `keyguard rollback {name}` again"
+        )
+    if run.admin.verify_key(previous, run.env.workspace).usable:
+        # The key already works, so it is not the inactive key_id: that id is wrong.
+        raise RollbackRefused(
+            f"{name}: the previous key {previous.hint} already works, so it is not the "
+            f"{status} key {key_id} its record names; nothing changed"
+        )
+
+
 def _previous_id(
     run: RotationRun, store: SecretStore, previous: Secret, live: RotationState | None
-) -> str | None:
-    key_id = None
-    if live is not None:
-        key_id = next(
-            (old.id for old in live.old_keys if old.fingerprint == previous.fingerprint), None
-        )
-    if key_id is None:
-        version = stage_map(store.describe()).get(Stage.PREVIOUS)
-        key_id = version.meta.key_id if version else None
-    if key_id is None:
-        try:
-            key_id = run.admin.find_key(previous).id
-        except (NotFoundError, UsageError):
-            return None  # not in the organization's list: GET /v1/models decides
-    return key_id
+) -> tuple[str | None, str | None]:
+    """The previous key's id, and None when keyguard's journal proves it, else why not.
+
+    The journal records ids keyguard proved, beside the key's fingerprint; a store's metadata
+    is whoever writes the store's word, and a hint is seven characters anyone can copy: their
+    ids serve the read-only checks, never a re-activation.
+    """
+    key_id = _journaled_id(run, previous, live)
+    if key_id is not None:
+        return key_id, None
+    version = stage_map(store.describe()).get(Stage.PREVIOUS)
+    key_id = version.meta.key_id if version else None
+    if key_id is not None:
+        return key_id, "that id comes from the store's metadata, which whoever writes it can forge"
+    try:
+        key_id = run.admin.find_key(previous).id
+    except (NotFoundError, UsageError):
+        return None, "not identified"  # not in the organization's list: GET /v1/models decides
+    return key_id, "that id was found by its hint alone, which a different string can show"
 
 
-def _refuse_unsafe(run: RotationRun, previous: Secret, key_id: str | None) -> str | None:
-    """RollbackRefused for a leaked, failed or archived key; else its status (None: unknown)."""
+def _journaled_id(run: RotationRun, previous: Secret, live: RotationState | None) -> str | None:
+    """The one id keyguard's journal records for ``previous``'s fingerprint, if exactly one."""
+    entries = run.journal.entries()
+    # A new key's id is proven once its value authenticated (verify); a journal rebuilt by
+    # --recover took it from the stores' metadata instead. Old keys' ids were proven on adoption.
+    rebuilt = {e.rotation for e in entries if e.step == "create" and e.data.get("recovered")}
+    ids = {
+        key.id
+        for state in ([live] if live is not None else []) + replay(entries)
+        for key in state.old_keys
+        + ([state.new] if state.verified_at and state.token not in rebuilt else [])
+        if key.id and key.fingerprint == previous.fingerprint
+    }
+    return ids.pop() if len(ids) == 1 else None
+
+
+def _refuse_unsafe(
+    run: RotationRun, previous: Secret, key_id: str | None, *, proven: bool
+) -> ApiKey | None:
+    """RollbackRefused for a leaked, failed or archived key; else the API's record of it (None:
+    not identified). ``proven``: the journal names ``key_id`` by the key's fingerprint."""
     name = run.env.name
     label = f"{previous.hint} ({key_id})" if key_id else previous.hint
     then = f"; nothing changed. Deliver a new key instead: {run.request_text()}"
@@ -403,13 +453,15 @@ def _refuse_unsafe(run: RotationRun, previous: Secret, key_id: str | None) -> st
     if key_id is None:
         return None
     api = run.admin.get_key(key_id)
-    if api.partial_key_hint != previous.hint:
-        # The id came from a journal or a store's metadata, which anyone who can write the store
-        # can forge: the key it names must at least show the previous key's hint.
+    # An id from a store's metadata is forgeable: the key it names must at least show the
+    # previous key's hint. A null hint proves nothing either way: only the journal's id passes
+    # (and is never re-activated on it, see _may_reactivate).
+    if (api.partial_key_hint is not None or not proven) and not key_matches_hint(
+        previous, api.partial_key_hint
+    ):
         raise RollbackRefused(
             f"{name}: the previous key {previous.hint} is recorded as {key_id}, but {key_id} "
-            f"shows the hint {api.partial_key_hint}: the record does not prove which key to "
-            f"re-activate{then}"
+            f"shows {_shown_hint(api)}: the record does not prove which key to re-activate{then}"
         )
     if is_leak_marked(api.name):  # the organization's own record of a leak: any machine sees it
         raise RollbackRefused(
@@ -420,7 +472,12 @@ def _refuse_unsafe(run: RotationRun, previous: Secret, key_id: str | None) -> st
         raise RollbackRefused(
             f"{name}: the previous key {label} is {api.status} and cannot serve again{then}"
         )
-    return api.status
+    return api
+
+
+def _shown_hint(api: ApiKey) -> str:
+    hint = api.partial_key_hint
+    return f"the hint {hint}" if hint is not None else "no hint (its partial_key_hint is null)"
 
 
 def _check_works(run: RotationRun, previous: Secret, key_id: str | None) -> None:

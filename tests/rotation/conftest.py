@@ -31,6 +31,14 @@ from tests.stores.servers.aws import aws_server  # noqa: F401  (fixture for the 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def look_alike(key: Secret) -> Secret:
+    """A different string with the same ``partial_key_hint``: anyone who saw the hint can."""
+    raw = key.reveal()
+    twin = Secret(raw[:20] + ("x" if raw[20] != "x" else "y") + raw[21:])
+    assert twin.hint == key.hint and twin != key
+    return twin
+
+
 @dataclass
 class Project:
     """keyguard.toml with one environment ``prod`` on file stores, plus the sandbox behind it."""

@@ -6,17 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from keyguard.keys import Secret
 from keyguard.stores.interface import Stage, VersionMeta
-from tests.rotation.conftest import FakeWorld, MintedKey, Project
-
-
-def _look_alike(key: Secret) -> Secret:
-    """A different string with the same ``partial_key_hint``: anyone who saw the hint can."""
-    raw = key.reveal()
-    twin = Secret(raw[:20] + ("x" if raw[20] != "x" else "y") + raw[21:])
-    assert twin.hint == key.hint and twin != key
-    return twin
+from tests.rotation.conftest import FakeWorld, MintedKey, Project, look_alike
 
 
 def test_store_metadata_naming_another_key_never_revokes_that_key(
@@ -40,7 +31,7 @@ def test_a_look_alike_with_forged_metadata_never_revokes_the_key_it_imitates(
     id's hint matches, so only authenticating the stored value tells the two apart."""
     victim_id, victim = fake_world.admin.mint("billing-prod", "wrkspc_p")
     for store in fake_world.stores:
-        store.seed(_look_alike(victim), VersionMeta(key_id=victim_id))
+        store.seed(look_alike(victim), VersionMeta(key_id=victim_id))
     out = fake_world.engine(grace=timedelta(0)).rotate(new_key.value)
     assert fake_world.admin.keys[victim_id].status == "active", out.message
     assert "never identified" in out.message
@@ -75,7 +66,7 @@ def test_a_look_alike_in_the_stores_never_revokes_the_key_whose_hint_it_copies(
     project: Project,
 ) -> None:
     _, victim = project.mint("billing-prod")
-    project.seed(_look_alike(victim))  # a typo'd or planted value that shows the victim's hint
+    project.seed(look_alike(victim))  # a typo'd or planted value that shows the victim's hint
     _, new = project.mint("prod-20261125")
     done = project.run("rotate", "prod", "--grace", "0", "--yes", input=new.reveal())
     assert done.returncode == 0, done.stdout + done.stderr
@@ -89,7 +80,7 @@ def test_two_keys_with_the_served_key_hint_are_never_told_apart_by_a_guess(
 ) -> None:
     _, served = project.mint("prod-legacy")
     project.seed(served)
-    _, twin = project.mint("prod-twin", secret=_look_alike(served))
+    _, twin = project.mint("prod-twin", secret=look_alike(served))
     _, new = project.mint("prod-20261125")
     done = project.run("rotate", "prod", "--grace", "0", "--yes", input=new.reveal())
     assert done.returncode == 0, done.stdout + done.stderr

@@ -1,7 +1,8 @@
 """A rollback with no journaled rotation behind it, killed part way, then run again.
 
-The stores hold a current and a previous key that no rotation in the journal put there (written
-by hand, or the journal was lost after a finished rotation). SIGKILL at each point of the
+The stores hold a current and a previous key that no open rotation of the journal put there
+(written by hand, or the newest rotation was closed: the previous key's id is proven by an older
+one, so a rollback re-activates it). SIGKILL at each point of the
 rollback, then a rerun: it finishes the same rollback (each store written once at most) or
 refuses with exit 2; it never swaps back, never mixes keys across stores, never loses a key.
 """
@@ -51,17 +52,19 @@ def write_by_hand(
 
 
 def setup(project: Project, how: str) -> tuple[Secret, Secret]:
-    """(old, new): new serves, old is previous, and the journal knows no rotation."""
+    """(old, new): new serves, old is previous, and no open rotation of the journal put them."""
     _, old = project.mint("prod-legacy")
     _, new = project.mint("prod-20261125")
     if how == "by-hand":
         write_by_hand(project, old, new)
-    else:  # a finished rotation (old revoked), then its journal was lost
+    else:  # a finished rotation (old revoked), then a delivered key rolled back before its update
         project.seed(old)
         done = project.run("rotate", "prod", "--grace", "0", "--yes", input=new.reveal())
         assert done.returncode == 0, done.stderr
-        assert project.status_of(old) == "inactive"
-        project.journal.unlink()
+        assert project.status_of(old) == "inactive"  # the journal proves it: re-activated
+        _, newer = project.mint("prod-20261126")
+        assert project.run("deliver", "prod", input=newer.reveal()).returncode == 0
+        assert project.run("rollback", "prod", "--yes").returncode == 0
     return old, new
 
 
@@ -76,7 +79,7 @@ def previous_keys(project: Project) -> list[Secret | None]:
     return [s.get(Stage.PREVIOUS) for s in project.open_stores()]
 
 
-@pytest.mark.parametrize("how", ["by-hand", "journal-lost"])
+@pytest.mark.parametrize("how", ["by-hand", "rotation-closed"])
 @pytest.mark.parametrize("point", POINTS)
 def test_sigkill_mid_rollback_without_a_rotation_then_rerun(
     project: Project, point: str, how: str
