@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from keyguard.admin.protocol import FindsKey, GetsKey, ReadsUsage, UpdatesKey, VerifiesKey
+from keyguard.admin.protocol import (
+    FindsKey,
+    GetsKey,
+    ListsKeys,
+    ReadsUsage,
+    UpdatesKey,
+    VerifiesKey,
+)
 from keyguard.config import Environment
 from keyguard.errors import LeaseHeldError, UsageError
 from keyguard.journal import RotationJournal
@@ -29,7 +36,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Admin(GetsKey, UpdatesKey, ReadsUsage, VerifiesKey, FindsKey, Protocol):
+class Admin(GetsKey, ListsKeys, UpdatesKey, ReadsUsage, VerifiesKey, FindsKey, Protocol):
     """The part of ``AdminClient`` the engine uses (a fake satisfies it in unit tests)."""
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+from keyguard.admin.hints import key_matches_hint
 from keyguard.errors import NotFoundError, UsageError
 from keyguard.keys import Secret, scrub_text
 from keyguard.models import ApiKey, VerifyResult
@@ -95,6 +96,13 @@ def identify_served_key(admin: Admin, value: Secret, recorded_id: str | None) ->
             return (
                 f"its recorded id {recorded_id} shows the hint {api.partial_key_hint}: "
                 "the record does not prove which key it is"
+            )
+        namesakes = [k.id for k in admin.list_keys() if key_matches_hint(value, k.partial_key_hint)]
+        if len(namesakes) > 1:  # the record may name the other one: a hint cannot tell
+            return (
+                f"{len(namesakes)} keys of the organization show its hint "
+                f"({', '.join(namesakes)}), so its recorded id {recorded_id} does not prove "
+                "which key it is"
             )
         return api
     try:

@@ -209,6 +209,13 @@ class FakeAdmin:
             return VerifyResult(False, status_code=401)
         return VerifyResult(True, self.keys[key_id].workspace_id, 200)
 
+    def list_keys(
+        self, *, status: str | None = None, workspace_id: str | None = None
+    ) -> Iterator[ApiKey]:
+        for key in list(self.keys.values()):
+            if status in (None, key.status) and workspace_id in (None, key.workspace_id):
+                yield key
+
     def find_key(
         self, key: Secret, *, name: str | None = None, workspace_id: str | None = None
     ) -> ApiKey:
