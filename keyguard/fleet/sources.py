@@ -34,7 +34,8 @@ class Auth:
     """How a worker authenticates a clone: an HTTP header scoped to one origin.
 
     ``token_env`` names an environment variable the worker reads (never the token itself);
-    ``basic`` is user:password cut out of a URL in a list file (base64, kept in memory only)."""
+    ``basic`` is the user info (user:password, or a user name alone, which may be a token) cut
+    out of an http(s) URL in a list file (base64, kept in memory only)."""
 
     scope: str  # e.g. https://github.com/
     user: str
@@ -89,10 +90,13 @@ def spec_for(raw: str, *, remote_only: bool = False, auth: Auth | None = None) -
         host = parts.hostname or ""
         netloc = host + (f":{parts.port}" if parts.port else "")
         user = parts.username
-        if parts.password is not None and scheme in ("http", "https"):
-            secret = f"{urllib.parse.unquote(user or '')}:{urllib.parse.unquote(parts.password)}"
+        if (user is not None or parts.password is not None) and scheme in ("http", "https"):
+            # Any user info is a credential here, a user name alone too: GitHub documents
+            # https://TOKEN@github.com/ORG/REPO for a token. git would send it as user:(empty).
+            password = urllib.parse.unquote(parts.password or "")
+            secret = f"{urllib.parse.unquote(user or '')}:{password}"
             basic = base64.b64encode(secret.encode()).decode()
-            auth = Auth(f"{scheme}://{netloc}/", user or "", basic=basic)
+            auth = Auth(f"{scheme}://{netloc}/", "", basic=basic)
             user = None
         elif parts.password is not None:
             raise UsageError(f"{shown!r}: a password in a {scheme} URL is not allowed")
