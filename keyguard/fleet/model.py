@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from keyguard.errors import UsageError
+from keyguard.scanner.engine import masked
 from keyguard.scanner.rules import RULES_BY_ID
 
 FORMAT_VERSION = 1
@@ -107,13 +108,15 @@ class FleetReport:
 
 @cache
 def engine_id() -> str:
-    """Which scanner finds keys here: keyguard's version and a digest of the scanner's source.
+    """Which scanner finds keys here: keyguard's version and a digest of the scanner's source
+    and of the fleet's worker (what it reads of a repository: blobs, ref names, inline allows).
     Places found by another scanner are not carried over by ``--since`` (it may find more)."""
     import keyguard
     import keyguard.scanner
 
     digest = hashlib.sha256()
-    for path in sorted(Path(keyguard.scanner.__file__).parent.glob("*.py")):
+    worker = Path(__file__).with_name("worker.py")
+    for path in [*sorted(Path(keyguard.scanner.__file__).parent.glob("*.py")), worker]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return f"keyguard {keyguard.__version__} scanner {digest.hexdigest()[:16]}"
 
@@ -125,7 +128,10 @@ def to_json(report: FleetReport) -> dict[str, Any]:
         entry: dict[str, Any] = {"url": r.url, "status": r.status}
         if r.error:
             entry["error"] = r.error
-        entry.update(mode=r.mode, tips=dict(sorted(r.tips.items())), blobs=r.blobs, bytes=r.bytes)
+        # A key used as a ref name is written masked: that tip then matches no remote ref, so
+        # --since reads the repository again (and finds the key again) instead of trusting it.
+        tips = dict(sorted((masked(ref), oid) for ref, oid in r.tips.items()))
+        entry.update(mode=r.mode, tips=tips, blobs=r.blobs, bytes=r.bytes)
         entry["seconds"] = round(r.seconds, 3)
         if r.notes:
             entry["notes"] = r.notes

@@ -8,6 +8,7 @@ it holds a full key only when the run verifies keys (``want_keys``), for the one
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -17,8 +18,9 @@ from keyguard.errors import KeyguardError
 from keyguard.fleet import mirror
 from keyguard.fleet.model import Place, RepoResult
 from keyguard.fleet.sources import RepoSpec, redact_url
-from keyguard.keys import redact
-from keyguard.scanner.engine import finish, scan_targets
+from keyguard.keys import Secret, redact
+from keyguard.scanner.detect import scan_bytes
+from keyguard.scanner.engine import finish, masked, scan_targets
 from keyguard.scanner.sources import list_blobs
 from keyguard.scanner.unread import KINDS, Unread, shown
 
@@ -154,3 +156,28 @@ def _scan(task: Task, out: Outcome) -> None:
             result.places.append(place)
         if task.want_keys:
             out.keys[f.fingerprint] = f.secret.reveal()
+    _ref_names(task, out, seen)
+
+
+def _ref_names(task: Task, out: Outcome, seen: set[Place]) -> None:
+    """Keys in the names of refs (``git branch sk-ant-...``): a place at line 0 of the masked
+    ref name, at the commit it points to. The report's tips hold such a name masked."""
+    result = out.result
+    for ref, oid in sorted(result.tips.items()):
+        for hit in scan_bytes(os.fsencode(ref)):
+            secret = Secret(hit.key.decode("ascii"))
+            place = Place(
+                secret.fingerprint,
+                masked(ref),
+                oid,
+                0,
+                hit.column,
+                hit.rule.id,
+                secret.redacted,
+                "ref name",
+            )
+            if place not in seen:
+                seen.add(place)
+                result.places.append(place)
+            if task.want_keys:
+                out.keys[secret.fingerprint] = secret.reveal()
