@@ -42,6 +42,7 @@ class Place:
     rule: str
     redacted: str
     encoding: str = "plain"
+    allowed_inline: bool = False  # the repository's own `keyguard: allow` marks it: reported
 
 
 @dataclass
@@ -105,6 +106,10 @@ class FleetReport:
     def places(self) -> int:
         return sum(len(r.places) for r in self.repos)
 
+    def allowed_inline(self) -> int:
+        """Places a repository marked `keyguard: allow`: reported and counted all the same."""
+        return sum(p.allowed_inline for r in self.repos for p in r.places)
+
 
 @cache
 def engine_id() -> str:
@@ -157,6 +162,7 @@ def to_json(report: FleetReport) -> dict[str, Any]:
                 "line": p.line,
                 "column": p.column,
                 "encoding": p.encoding,
+                **({"allowed_inline": True} if p.allowed_inline else {}),
             }
             for url, p in places
         ]
@@ -179,6 +185,7 @@ def to_json(report: FleetReport) -> dict[str, Any]:
             "bytes": sum(r.bytes for r in report.repos),
             "keys": len(keys),
             "places": report.places(),
+            "allowed_inline": report.allowed_inline(),
             "seconds": round(report.seconds, 3),
         },
     }
@@ -229,6 +236,7 @@ def from_json(data: Any, source: str) -> FleetReport:
                         str(group["rule"]),
                         str(group["redacted"]),
                         str(p.get("encoding", "plain")),
+                        p.get("allowed_inline", False) is True,
                     )
                 )
         report.repos = list(by_url.values())

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from keyguard.keys import Secret
-from tests.fleet.conftest import GitDaemon, Run, git, make_repo, report
+from tests.fleet.conftest import GitDaemon, Run, commit, git, make_repo, report
 
 
 def _scan(fleet: Run, tmp_path: Path, source: str, out: str, *extra: str) -> tuple[str, int]:
@@ -50,3 +50,54 @@ def test_a_key_used_as_a_branch_or_tag_name_is_found_and_never_written_in_full(
     assert {k["fingerprint"] for k in day2["keys"]} == set(found)
     for key in keys:
         assert key.reveal() not in text
+
+
+def test_a_repositorys_own_inline_allow_does_not_hide_a_key_from_the_fleet_scan(
+    tmp_path: Path, git_daemon: GitDaemon, fleet: Run, keys: list[Secret]
+) -> None:
+    repo = make_repo(git_daemon.base, "app")
+    filler = "x=1;" * 700  # minified code: the marker need not even be near the key
+    commit(
+        repo,
+        {
+            "settings.py": f'ANTHROPIC_API_KEY = "{keys[0].reveal()}"  # keyguard: allow\n',
+            "bundle.min.js": f'/*keyguard:allow*/{filler}var k="{keys[1].reveal()}";{filler}\n',
+            "plain.env": f"KEY={keys[2].reveal()}\n",
+        },
+    )
+    url, cache = git_daemon.url("app"), str(tmp_path / "c")
+
+    text, code = _scan(fleet, tmp_path, url, "r.json")
+
+    assert code == 1
+    data = report(tmp_path / "r.json")
+    assert data["stats"]["keys"] == 3 and data["stats"]["allowed_inline"] == 2
+    flagged = {
+        k["fingerprint"]: [p.get("allowed_inline", False) for p in k["places"]]
+        for k in data["keys"]
+    }
+    assert flagged == {
+        keys[0].fingerprint: [True],
+        keys[1].fingerprint: [True],
+        keys[2].fingerprint: [False],
+    }
+    assert "2 allowed inline" in text  # the summary on stderr
+    shown = fleet("scan", url, "--cache", cache)
+    assert shown.returncode == 1
+    assert shown.stdout.count("allowed inline by the repository") == 2
+    sarif = json.loads(fleet("scan", url, "--cache", cache, "-f", "sarif").stdout)
+    results = sarif["runs"][0]["results"]
+    assert sorted(r["properties"].get("allowedInline", False) for r in results) == [
+        False,
+        True,
+        True,
+    ]
+    page = fleet("scan", url, "--cache", cache, "-f", "html").stdout
+    assert page.count("allowed inline by the repository") == 2
+    for key in keys:
+        assert key.reveal() not in text + shown.stdout + json.dumps(sarif) + page
+
+    # Read back (--since, merge), the flag stays.
+    merged = fleet("merge", str(tmp_path / "r.json"), "-f", "json")
+    assert merged.returncode == 1
+    assert json.loads(merged.stdout)["stats"]["allowed_inline"] == 2
