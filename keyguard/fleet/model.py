@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import cache
+from math import isfinite
 from pathlib import Path
 from typing import Any
 
@@ -210,9 +211,9 @@ def from_json(data: Any, source: str) -> FleetReport:
                 error=str(entry["error"]) if entry.get("error") else None,
                 mode=str(entry.get("mode", "full")),
                 tips=tips,
-                blobs=int(entry.get("blobs", 0)),
-                bytes=int(entry.get("bytes", 0)),
-                seconds=float(entry.get("seconds", 0.0)),
+                blobs=_count(entry.get("blobs", 0)),
+                bytes=_count(entry.get("bytes", 0)),
+                seconds=_seconds(entry.get("seconds", 0.0)),
                 notes=[str(n) for n in entry.get("notes", [])],
             )
             by_url[repo.url] = repo
@@ -231,8 +232,8 @@ def from_json(data: Any, source: str) -> FleetReport:
                         fp,
                         str(p["path"]),
                         str(p.get("commit", "")),
-                        int(p["line"]),
-                        int(p["column"]),
+                        _count(p["line"]),
+                        _count(p["column"]),
                         str(group["rule"]),
                         str(group["redacted"]),
                         str(p.get("encoding", "plain")),
@@ -240,7 +241,7 @@ def from_json(data: Any, source: str) -> FleetReport:
                     )
                 )
         report.repos = list(by_url.values())
-        report.seconds = float(data.get("stats", {}).get("seconds", 0.0))
+        report.seconds = _seconds(data.get("stats", {}).get("seconds", 0.0))
         engine = data.get("engine")
         if engine is not None and not isinstance(engine, str):
             raise ValueError("the engine is not a string")
@@ -259,9 +260,30 @@ def from_json(data: Any, source: str) -> FleetReport:
             if any(not _HEX64.fullmatch(fp) for fp in fps):
                 raise ValueError("a gone repository's key is not a SHA-256")
             report.gone.append(Gone(str(g["url"]), fps))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise UsageError(f"{source}: damaged fleet report ({exc}); write it again") from None
+    except RecursionError:  # str() of a value nested past Python's stack
+        message = "damaged fleet report (nested too deep); write it again"
+        raise UsageError(f"{source}: {message}") from None
     return report
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a report holds")
+
+
+def _count(value: Any) -> int:
+    """A whole number from a report: never a bool, an infinity or NaN (int() of 1e999 raises
+    OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"a count is a {type(value).__name__}, not a number")
+    return int(value)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not isfinite(value):
+        raise ValueError("a time is not a finite number of seconds")
+    return float(value)
 
 
 def load(path: str) -> FleetReport:
@@ -271,8 +293,8 @@ def load(path: str) -> FleetReport:
     except OSError as exc:
         raise UsageError(f"{path}: cannot read ({exc.strerror}); check the path") from None
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # RecursionError: nested past Python's stack
         raise UsageError(f"{path}: not JSON; give a report written with -f json") from None
     return from_json(data, path)
 

@@ -80,7 +80,11 @@ def spec_for(raw: str, *, remote_only: bool = False, auth: Auth | None = None) -
     if "::" in text.split("/", 1)[0] or text.split(":", 1)[0].lower() in ("ext", "fd"):
         raise UsageError(f"{shown!r}: git transport helpers (X::address) are not allowed")
     if "://" in text:
-        parts = urllib.parse.urlsplit(text)
+        try:  # a bad IPv6 literal or port raises ValueError from urlsplit or .port
+            parts = urllib.parse.urlsplit(text)
+            port = parts.port
+        except ValueError:
+            raise UsageError(f"{shown!r}: not a valid URL (its host or port)") from None
         scheme = parts.scheme.lower()
         allowed = _REMOTE_SCHEMES if remote_only else (*_REMOTE_SCHEMES, *_LOCAL_SCHEMES)
         if scheme not in allowed or (scheme != "file" and not parts.hostname):
@@ -88,7 +92,7 @@ def spec_for(raw: str, *, remote_only: bool = False, auth: Auth | None = None) -
         if scheme == "file":
             return _local(urllib.parse.unquote(parts.path), shown)
         host = parts.hostname or ""
-        netloc = host + (f":{parts.port}" if parts.port else "")
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
         user = parts.username
         if (user is not None or parts.password is not None) and scheme in ("http", "https"):
             # Any user info is a credential here, a user name alone too: GitHub documents

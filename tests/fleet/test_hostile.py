@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from keyguard.keys import Secret
-from tests.fleet.conftest import GitDaemon, Run, commit, git, make_repo, report
+from tests.fleet.conftest import Api, GitDaemon, Run, commit, git, make_repo, report
 
 
 def _scan(fleet: Run, tmp_path: Path, source: str, out: str, *extra: str) -> tuple[str, int]:
@@ -101,3 +101,46 @@ def test_a_repositorys_own_inline_allow_does_not_hide_a_key_from_the_fleet_scan(
     merged = fleet("merge", str(tmp_path / "r.json"), "-f", "json")
     assert merged.returncode == 1
     assert json.loads(merged.stdout)["stats"]["allowed_inline"] == 2
+
+
+def test_a_hostile_report_is_a_one_line_usage_error(tmp_path: Path, fleet: Run) -> None:
+    base = {"keyguard_fleet": 1, "keys": []}
+    entry = {"url": "git://h/x", "status": "ok", "tips": {}}
+    hostile = {
+        "deep": "[" * 100_000 + "]" * 100_000,
+        "overflow": json.dumps({**base, "repositories": [{**entry, "blobs": 1e999}]}),
+        "nan": json.dumps({**base, "repositories": [{**entry, "seconds": float("nan")}]}),
+        "deep-json": '{"keyguard_fleet": 1, "repositories": ' + "[" * 100_000 + "]" * 100_000,
+    }
+    for name, text in hostile.items():
+        (tmp_path / f"{name}.json").write_text(text + ("}" if name == "deep-json" else ""))
+        for args in (["merge"], ["scan", ".", "--since"]):
+            done = fleet(*args, str(tmp_path / f"{name}.json"))
+            assert done.returncode == 2, (name, args, done.stderr)
+            assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_a_listed_url_with_a_bad_port_or_address_is_refused_and_the_run_goes_on(
+    tmp_path: Path, git_daemon: GitDaemon, fleet: Run
+) -> None:
+    make_repo(git_daemon.base, "fine")
+    bad = ["https://example.com:99999/org/x", "https://[::1/org/x", "http://h:port/x"]
+    (tmp_path / "repos.txt").write_text("\n".join([*bad, git_daemon.url("fine")]) + "\n")
+
+    text, code = _scan(fleet, tmp_path, f"@{tmp_path / 'repos.txt'}", "r.json")
+
+    assert code == 5
+    repos = {r["url"]: r for r in report(tmp_path / "r.json")["repositories"]}
+    assert repos[git_daemon.url("fine")]["status"] == "ok"
+    assert all(repos[url]["status"] == "error" for url in bad)
+    assert text.count("not scanned: https://example.com:99999/org/x") == 1
+
+
+def test_an_api_clone_url_with_a_bad_port_is_a_one_line_usage_error(
+    tmp_path: Path, fake_api: Api, fleet: Run
+) -> None:
+    repo = {"full_name": "acme/x", "clone_url": "https://github.example:99999/acme/x"}
+    fake_api.routes["/orgs/acme/repos?per_page=100&type=all"] = ([repo], {})
+    done = fleet("scan", "github:acme", "--github-api-url", fake_api.url)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "github.example:99999" in done.stderr
