@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from typing import Any
 
 from keyguard.fleet.model import FleetReport, to_json
 from keyguard.scanner.report import sarif_log
 from keyguard.scanner.rules import RULES, RULES_BY_ID
+from keyguard.scanner.unread import shown
 from keyguard.words import plural
 
 FORMATS = ("text", "json", "sarif", "html")
 #: How a place the repository marked `keyguard: allow` is flagged (it is reported all the same).
 ALLOWED_INLINE = "allowed inline by the repository"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def printable(text: str) -> str:
-    """``text`` with control bytes shown as ``\\xNN``: a file name from a hostile repository
-    must not move the cursor or recolour the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+    """``text`` with control, format and undecodable characters escaped (``\\xNN``,
+    ``\\uNNNN``), as ``keyguard scan`` shows them: a file name from a hostile repository must
+    not move the cursor, recolour the terminal (C0, C1 such as U+009B) or reorder what is shown
+    (bidi overrides such as U+202E)."""
+    return shown(text)
 
 
 def summary(report: FleetReport) -> str:

@@ -144,3 +144,20 @@ def test_an_api_clone_url_with_a_bad_port_is_a_one_line_usage_error(
     done = fleet("scan", "github:acme", "--github-api-url", fake_api.url)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "github.example:99999" in done.stderr
+
+
+def test_bidi_and_8_bit_controls_in_names_reach_no_terminal_raw(
+    tmp_path: Path, git_daemon: GitDaemon, fleet: Run, keys: list[Secret]
+) -> None:
+    repo = make_repo(git_daemon.base, "evil")
+    name = "src/\u202egnp.exe\u202c/cfg\u009b2J.env"
+    commit(repo, {name: f"KEY={keys[0].reveal()}\n"}, "evil name")
+    (tmp_path / "repos.txt").write_text(f"{git_daemon.url('evil')}\ngit://127.0.0.1:1/\u202ex\n")
+
+    done = fleet("scan", f"@{tmp_path / 'repos.txt'}", "--cache", str(tmp_path / "c"))
+
+    assert done.returncode == 1, done.stderr
+    for raw in ("\u202e", "\u202c", "\u009b"):
+        assert raw not in done.stdout + done.stderr
+    assert "src/\\u202egnp.exe\\u202c/cfg\\x9b2J.env" in done.stdout
+    assert "not scanned: git://127.0.0.1:1/\\u202ex" in done.stderr
