@@ -17,6 +17,8 @@ from pathlib import Path
 from keyguard.fleet.sources import Auth, RepoSpec, redact_url
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: How a note says a cached mirror was not trusted (a note of that run, never carried over).
+RECLONED = "the cached mirror was cloned again"
 GIT_TIMEOUT = 3600.0
 
 
@@ -98,25 +100,121 @@ def _run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> bytes
     return proc.stdout
 
 
-def update(spec: RepoSpec, cache: Path) -> Path:
-    """Clone the mirror, or fetch what changed into it; returns the bare repository."""
+#: The config a mirror may hold: what ``clone --mirror`` and keyguard write (name -> the one
+#: value allowed, or None for any). Anything else (``core.gitProxy``, ``credential.helper``,
+#: ``remote.origin.uploadpack``, ``include.path``, ``url.*.insteadOf``, ``http.proxy``...) could
+#: run a command, send a token elsewhere or hide history: such a mirror is cloned again.
+_MIRROR_CONFIG: dict[str, str | None] = {
+    "core.repositoryformatversion": None,
+    "extensions.objectformat": None,
+    "core.filemode": None,
+    "core.bare": "true",
+    "core.ignorecase": None,
+    "core.precomposeunicode": None,
+    "core.symlinks": None,
+    "core.usereplacerefs": "false",
+    "remote.origin.url": None,
+    "remote.origin.fetch": "+refs/*:refs/*",
+    "remote.origin.mirror": "true",
+}
+#: Files that change what git reads in a repository (other object stores, a cut history, a
+#: shared git dir): never written by keyguard, so a mirror holding one is cloned again.
+_FOREIGN = ("objects/info/alternates", "objects/info/http-alternates", "info/grafts", "shallow")
+
+
+def _untrusted(where: Path) -> str | None:
+    """Why a cached mirror is not one keyguard wrote (None when it is). The cache may be shared
+    (a CI cache, a volume): git obeys a repository's own config, which GIT_CONFIG_* can add to
+    but not take keys out of."""
+    if where.is_symlink() or (where / "commondir").exists():
+        return "it is a link to another repository"
+    for name in _FOREIGN:
+        if (where / name).exists():
+            return f"it holds {name}"
+    config = where / "config"
+    if config.is_symlink() or not config.is_file():
+        return "its config is not a plain file"
+    # --file reads only that file (no include.*), with git's own parser; nothing runs.
+    # (Run from /: the cache folder itself may look like a repository to git's discovery.)
+    out = _run(["config", "--file", str(config), "--null", "--list"], git_env(None), Path("/"))
+    seen: set[str] = set()
+    for item in out.split(b"\0"):
+        if not item:
+            continue
+        name, _, value = item.decode("utf-8", "replace").partition("\n")
+        key = name.lower()
+        if key not in _MIRROR_CONFIG or key in seen:
+            return f"its config sets {shown_name(name)}"
+        seen.add(key)
+        allowed = _MIRROR_CONFIG[key]
+        if allowed is not None and value.lower() != allowed:
+            return f"its config sets {shown_name(name)}"
+    return None
+
+
+def shown_name(name: str) -> str:
+    """A config key from a hostile file, fit for a note: short, no control characters."""
+    return _SAFE.sub("?", name)[:80]
+
+
+def update(spec: RepoSpec, cache: Path, notes: list[str] | None = None) -> Path:
+    """Clone the mirror, or fetch what changed into it; returns the bare repository. A cached
+    mirror whose config or files keyguard did not write is removed and cloned again (with a
+    note): it could run commands, send credentials elsewhere or hide history."""
     env = git_env(spec.auth)
     where = cache_dir(cache, spec)
+    if where.is_symlink() or (where / "HEAD").exists():
+        why = _untrusted(where)
+        if why is not None:
+            if notes is not None:
+                notes.append(f"{RECLONED}: {why}")
+            _remove(where)
     if (where / "HEAD").exists():
         if _origin_url(where) != spec.url:
             _run(["config", "remote.origin.url", spec.url], env, where)
+        if _config_value(where, "core.usereplacerefs") is None:
+            _run(["config", "core.useReplaceRefs", "false"], env, where)
         fetch = ["fetch", "--prune", "--force", "--quiet", "--no-write-fetch-head"]
         _run([*fetch, "--no-show-forced-updates", "origin"], env, where)
     else:
         cache.mkdir(parents=True, exist_ok=True)
         partial = where.with_name(where.name + ".partial")
-        if partial.exists():
-            import shutil
-
-            shutil.rmtree(partial)
+        if partial.is_symlink() or partial.exists():
+            _remove(partial)
         _run(["clone", "--mirror", "--quiet", "--", spec.url, str(partial)], env)
+        # A repository's own refs/replace/* (fetched like any ref) must not make git read one
+        # commit as another: the scan reads the objects the refs really point to.
+        _run(["config", "core.useReplaceRefs", "false"], env, partial)
         partial.rename(where)
     return where
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
+
+
+def _config_value(repo: Path, name: str) -> str | None:
+    """One key's value from the mirror's config file (read without git)."""
+    section, _, key = name.rpartition(".")
+    current = ""
+    try:
+        text = (repo / "config").read_text("utf-8", "replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            current = line.strip("[]").strip().lower()
+        elif current == section:
+            k, _, v = line.partition("=")
+            if k.strip().lower() == key:
+                return v.strip()
+    return None
 
 
 def remote_tips(spec: RepoSpec) -> dict[str, str] | None:

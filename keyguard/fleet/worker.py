@@ -35,6 +35,7 @@ class Task:
     want_keys: bool = False
     fetched: dict[str, str] | None = None  # the tips, when the mirror was fetched already
     fetch_seconds: float = 0.0
+    fetch_notes: tuple[str, ...] = ()  # what the fetch said (a cached mirror cloned again)
 
 
 @dataclass
@@ -56,7 +57,12 @@ def fetch(task: Task) -> Outcome | Task:
     to scan with its tips filled in."""
     done = _guarded(task, _fetch_only)
     if done.result.status == "ok" and done.result.mode == "pending":
-        return replace(task, fetched=done.result.tips, fetch_seconds=done.result.seconds)
+        return replace(
+            task,
+            fetched=done.result.tips,
+            fetch_seconds=done.result.seconds,
+            fetch_notes=tuple(done.result.notes),
+        )
     return done
 
 
@@ -84,7 +90,7 @@ def _fetch_only(task: Task, out: Outcome) -> None:
         out.result.tips = mirror.remote_tips(task.spec) or {}
         if _unchanged(task, out):
             return
-    repo = mirror.update(task.spec, Path(task.cache))
+    repo = mirror.update(task.spec, Path(task.cache), out.result.notes)
     out.result.tips = mirror.tips(repo)
     if not _unchanged(task, out):
         out.result.mode = "pending"
@@ -94,9 +100,14 @@ def _unchanged(task: Task, out: Outcome) -> bool:
     prev = task.previous
     if prev is not None and prev.status == "ok" and prev.tips and prev.tips == out.result.tips:
         out.result.mode, out.result.places = "unchanged", list(prev.places)
-        out.result.notes = list(prev.notes)  # what it could not read is still unread
+        out.result.notes = [*_carried(prev.notes), *out.result.notes]  # still unread
         return True
     return False
+
+
+def _carried(notes: list[str]) -> list[str]:
+    """The previous report's notes that still hold: what was not read (not what a fetch said)."""
+    return [n for n in notes if not n.startswith(mirror.RECLONED)]
 
 
 def _clean(message: str | Unread) -> str:
@@ -114,10 +125,11 @@ def _clean(message: str | Unread) -> str:
 def _scan(task: Task, out: Outcome) -> None:
     result = out.result
     if task.fetched is None:
-        repo = mirror.update(task.spec, Path(task.cache))
+        repo = mirror.update(task.spec, Path(task.cache), out.result.notes)
         result.tips = mirror.tips(repo)
     else:
         repo, result.tips = mirror.cache_dir(Path(task.cache), task.spec), task.fetched
+        result.notes.extend(task.fetch_notes)
     now = result.tips
     prev = task.previous
     revs = ["--all"]
@@ -130,7 +142,7 @@ def _scan(task: Task, out: Outcome) -> None:
         and mirror.still_reachable(repo, prev.tips, now)
     ):
         result.mode, result.places = "incremental", list(prev.places)
-        result.notes = list(prev.notes)
+        result.notes = [*_carried(prev.notes), *result.notes]
         revs = ["--all", "--not", *sorted(set(prev.tips.values()))]
     if not now:
         return  # an empty repository: nothing to read

@@ -161,3 +161,56 @@ def test_bidi_and_8_bit_controls_in_names_reach_no_terminal_raw(
         assert raw not in done.stdout + done.stderr
     assert "src/\\u202egnp.exe\\u202c/cfg\\x9b2J.env" in done.stdout
     assert "not scanned: git://127.0.0.1:1/\\u202ex" in done.stderr
+
+
+def test_a_repositorys_own_replace_refs_do_not_hide_a_commit(
+    tmp_path: Path, git_daemon: GitDaemon, fleet: Run, keys: list[Secret]
+) -> None:
+    # `git replace` (refs/replace/*, pushed like any ref) makes git read one commit as
+    # another: the branch still points at the commit with the key, shown as a clean one.
+    repo = make_repo(git_daemon.base, "app", [keys[0]])
+    leaky = git(repo, "rev-parse", "HEAD")
+    commit(repo, {"conf/app0.env": "KEY=from-the-vault\n"}, "clean")
+    git(repo, "replace", leaky, "HEAD")
+    git(repo, "update-ref", "refs/heads/main", leaky)
+
+    _, code = _scan(fleet, tmp_path, git_daemon.url("app"), "r.json")
+
+    assert code == 1
+    found = report(tmp_path / "r.json")["keys"]
+    assert [k["fingerprint"] for k in found] == [keys[0].fingerprint]
+    assert found[0]["places"][0]["commit"] == leaky
+
+
+def test_a_poisoned_mirror_cache_runs_nothing_and_is_cloned_again(
+    tmp_path: Path, git_daemon: GitDaemon, fleet: Run, keys: list[Secret]
+) -> None:
+    # A cache shared between runs (a CI cache, a volume) is writable by whoever wrote it
+    # last: git obeys a repository's own config, and some of its keys run commands.
+    make_repo(git_daemon.base, "app", [keys[0]])
+    url = git_daemon.url("app")
+    _, code = _scan(fleet, tmp_path, url, "day1.json")
+    assert code == 1
+    mirror = next((tmp_path / "c").glob("*.git"))
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.sh"
+    evil.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    evil.chmod(0o755)
+    (tmp_path / "evil.cfg").write_text(f"[credential]\n\thelper = !{evil}\n")
+    for name, value in (
+        ("core.gitProxy", str(evil)),
+        ("remote.origin.uploadpack", str(evil)),
+        ("include.path", str(tmp_path / "evil.cfg")),
+    ):
+        git(mirror, "config", "--add", name, value)
+    (mirror / "shallow").write_text(git(mirror, "rev-parse", "HEAD") + "\n")  # hides history
+
+    _, code = _scan(fleet, tmp_path, url, "day2.json")
+
+    assert code == 1
+    assert not marker.exists()
+    data = report(tmp_path / "day2.json")
+    assert [k["fingerprint"] for k in data["keys"]] == [keys[0].fingerprint]
+    assert any("cloned again" in n for n in data["repositories"][0]["notes"])
+    assert "gitproxy" not in (mirror / "config").read_text().lower()
+    assert not (mirror / "shallow").exists()
