@@ -303,3 +303,20 @@ def test_a_token_as_user_name_stays_out_of_the_not_scanned_line(
     assert done.returncode == 5, done.stderr
     assert f"not scanned: http://{host}/missing" in done.stderr
     assert token not in done.stdout + done.stderr + out.read_text()
+
+
+def test_a_forge_api_url_in_plain_http_or_with_credentials_is_refused(
+    tmp_path: Path, fleet: Run
+) -> None:
+    # The token goes to this URL: over plain http only to loopback (a local fake), and never
+    # with a user or password in it (the URL is written into the report's sources).
+    secret = "glpat-" + "P" * 20
+    for args in (
+        ["github:acme", "--github-api-url", "http://ghe.example.invalid/api/v3"],
+        ["gitlab:grp", "--gitlab-url", "http://gitlab.example.invalid"],
+        ["gitlab:grp", "--gitlab-url", f"https://oauth2:{secret}@gitlab.example.invalid"],
+    ):
+        done = fleet("scan", *args, env={"GITHUB_TOKEN": secret, "GITLAB_TOKEN": secret})
+        assert done.returncode == 2, (args, done.stderr)
+        assert args[1] in done.stderr and "Traceback" not in done.stderr
+        assert secret not in done.stderr + done.stdout
