@@ -134,22 +134,36 @@ def _untrusted(where: Path) -> str | None:
     config = where / "config"
     if config.is_symlink() or not config.is_file():
         return "its config is not a plain file"
-    # --file reads only that file (no include.*), with git's own parser; nothing runs.
-    # (Run from /: the cache folder itself may look like a repository to git's discovery.)
-    out = _run(["config", "--file", str(config), "--null", "--list"], git_env(None), Path("/"))
+    try:
+        text = config.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return "its config is unreadable"
+    # Only the plain lines git itself writes are understood; anything else (a comment, quotes,
+    # a backslash, another section spelling) is not trusted: the price is one clone, and this
+    # costs no git process per repository and run.
+    section = ""
     seen: set[str] = set()
-    for item in out.split(b"\0"):
-        if not item:
+    for line in text.split("\n"):
+        if not line:
             continue
-        name, _, value = item.decode("utf-8", "replace").partition("\n")
-        key = name.lower()
-        if key not in _MIRROR_CONFIG or key in seen:
-            return f"its config sets {shown_name(name)}"
+        head = _SECTION.fullmatch(line)
+        if head is not None:
+            section = head.group(1) or f"remote.{head.group(2)}"
+            continue
+        entry = _ENTRY.fullmatch(line)
+        if entry is None or not section:
+            return "its config holds a line keyguard does not write"
+        key = f"{section}.{entry.group(1)}".lower()
+        value = entry.group(2).strip()
+        allowed = _MIRROR_CONFIG.get(key, "")
+        if key not in _MIRROR_CONFIG or key in seen or allowed not in (None, value.lower()):
+            return f"its config sets {shown_name(key)}"
         seen.add(key)
-        allowed = _MIRROR_CONFIG[key]
-        if allowed is not None and value.lower() != allowed:
-            return f"its config sets {shown_name(name)}"
     return None
+
+
+_SECTION = re.compile(r'\[(?:(core|extensions)|remote "(origin)")\]')
+_ENTRY = re.compile(r'[ \t]*([A-Za-z][A-Za-z0-9-]*) = ([^"\\;#\x00-\x1f\x7f]*)')
 
 
 def shown_name(name: str) -> str:

@@ -214,3 +214,7 @@ def test_a_poisoned_mirror_cache_runs_nothing_and_is_cloned_again(
     assert any("cloned again" in n for n in data["repositories"][0]["notes"])
     assert "gitproxy" not in (mirror / "config").read_text().lower()
     assert not (mirror / "shallow").exists()
+    # The mirror as keyguard wrote it again is trusted: the next run only fetches into it.
+    _, code = _scan(fleet, tmp_path, url, "day3.json")
+    assert code == 1
+    assert not report(tmp_path / "day3.json")["repositories"][0].get("notes")
