@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
+
 from keyguard.keys import Secret
 from tests.fleet.conftest import Api, GitDaemon, Run, commit, git, make_repo, report
 
@@ -86,6 +88,8 @@ def test_a_repositorys_own_inline_allow_does_not_hide_a_key_from_the_fleet_scan(
     assert shown.returncode == 1
     assert shown.stdout.count("allowed inline by the repository") == 2
     sarif = json.loads(fleet("scan", url, "--cache", cache, "-f", "sarif").stdout)
+    schema = Path(__file__).parents[1] / "data" / "sarif-schema-2.1.0.json"
+    jsonschema.validate(sarif, json.loads(schema.read_text()))
     results = sarif["runs"][0]["results"]
     assert sorted(r["properties"].get("allowedInline", False) for r in results) == [
         False,
