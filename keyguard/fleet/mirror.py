@@ -17,6 +17,8 @@ from pathlib import Path
 from keyguard.fleet.sources import Auth, RepoSpec, redact_url
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: How a note says a cached mirror was not trusted (a note of that run, never carried over).
+RECLONED = "the cached mirror was cloned again"
 GIT_TIMEOUT = 3600.0
 
 
@@ -98,25 +100,135 @@ def _run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> bytes
     return proc.stdout
 
 
-def update(spec: RepoSpec, cache: Path) -> Path:
-    """Clone the mirror, or fetch what changed into it; returns the bare repository."""
+#: The config a mirror may hold: what ``clone --mirror`` and keyguard write (name -> the one
+#: value allowed, or None for any). Anything else (``core.gitProxy``, ``credential.helper``,
+#: ``remote.origin.uploadpack``, ``include.path``, ``url.*.insteadOf``, ``http.proxy``...) could
+#: run a command, send a token elsewhere or hide history: such a mirror is cloned again.
+_MIRROR_CONFIG: dict[str, str | None] = {
+    "core.repositoryformatversion": None,
+    "extensions.objectformat": None,
+    "core.filemode": None,
+    "core.bare": "true",
+    "core.ignorecase": None,
+    "core.precomposeunicode": None,
+    "core.symlinks": None,
+    "core.usereplacerefs": "false",
+    "remote.origin.url": None,
+    "remote.origin.fetch": "+refs/*:refs/*",
+    "remote.origin.mirror": "true",
+}
+#: Files that change what git reads in a repository (other object stores, a cut history, a
+#: shared git dir): never written by keyguard, so a mirror holding one is cloned again.
+_FOREIGN = ("objects/info/alternates", "objects/info/http-alternates", "info/grafts", "shallow")
+
+
+def _untrusted(where: Path) -> str | None:
+    """Why a cached mirror is not one keyguard wrote (None when it is). The cache may be shared
+    (a CI cache, a volume): git obeys a repository's own config, which GIT_CONFIG_* can add to
+    but not take keys out of."""
+    if where.is_symlink() or (where / "commondir").exists():
+        return "it is a link to another repository"
+    for name in _FOREIGN:
+        if (where / name).exists():
+            return f"it holds {name}"
+    config = where / "config"
+    if config.is_symlink() or not config.is_file():
+        return "its config is not a plain file"
+    try:
+        text = config.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return "its config is unreadable"
+    # Only the plain lines git itself writes are understood; anything else (a comment, quotes,
+    # a backslash, another section spelling) is not trusted: the price is one clone, and this
+    # costs no git process per repository and run.
+    section = ""
+    seen: set[str] = set()
+    for line in text.split("\n"):
+        if not line:
+            continue
+        head = _SECTION.fullmatch(line)
+        if head is not None:
+            section = head.group(1) or f"remote.{head.group(2)}"
+            continue
+        entry = _ENTRY.fullmatch(line)
+        if entry is None or not section:
+            return "its config holds a line keyguard does not write"
+        key = f"{section}.{entry.group(1)}".lower()
+        value = entry.group(2).strip()
+        allowed = _MIRROR_CONFIG.get(key, "")
+        if key not in _MIRROR_CONFIG or key in seen or allowed not in (None, value.lower()):
+            return f"its config sets {shown_name(key)}"
+        seen.add(key)
+    return None
+
+
+_SECTION = re.compile(r'\[(?:(core|extensions)|remote "(origin)")\]')
+_ENTRY = re.compile(r'[ \t]*([A-Za-z][A-Za-z0-9-]*) = ([^"\\;#\x00-\x1f\x7f]*)')
+
+
+def shown_name(name: str) -> str:
+    """A config key from a hostile file, fit for a note: short, no control characters."""
+    return _SAFE.sub("?", name)[:80]
+
+
+def update(spec: RepoSpec, cache: Path, notes: list[str] | None = None) -> Path:
+    """Clone the mirror, or fetch what changed into it; returns the bare repository. A cached
+    mirror whose config or files keyguard did not write is removed and cloned again (with a
+    note): it could run commands, send credentials elsewhere or hide history."""
     env = git_env(spec.auth)
     where = cache_dir(cache, spec)
+    if where.is_symlink() or (where / "HEAD").exists():
+        why = _untrusted(where)
+        if why is not None:
+            if notes is not None:
+                notes.append(f"{RECLONED}: {why}")
+            _remove(where)
     if (where / "HEAD").exists():
         if _origin_url(where) != spec.url:
             _run(["config", "remote.origin.url", spec.url], env, where)
+        if _config_value(where, "core.usereplacerefs") is None:
+            _run(["config", "core.useReplaceRefs", "false"], env, where)
         fetch = ["fetch", "--prune", "--force", "--quiet", "--no-write-fetch-head"]
         _run([*fetch, "--no-show-forced-updates", "origin"], env, where)
     else:
         cache.mkdir(parents=True, exist_ok=True)
         partial = where.with_name(where.name + ".partial")
-        if partial.exists():
-            import shutil
-
-            shutil.rmtree(partial)
+        if partial.is_symlink() or partial.exists():
+            _remove(partial)
         _run(["clone", "--mirror", "--quiet", "--", spec.url, str(partial)], env)
+        # A repository's own refs/replace/* (fetched like any ref) must not make git read one
+        # commit as another: the scan reads the objects the refs really point to.
+        _run(["config", "core.useReplaceRefs", "false"], env, partial)
         partial.rename(where)
     return where
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
+
+
+def _config_value(repo: Path, name: str) -> str | None:
+    """One key's value from the mirror's config file (read without git)."""
+    section, _, key = name.rpartition(".")
+    current = ""
+    try:
+        text = (repo / "config").read_text("utf-8", "replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            current = line.strip("[]").strip().lower()
+        elif current == section:
+            k, _, v = line.partition("=")
+            if k.strip().lower() == key:
+                return v.strip()
+    return None
 
 
 def remote_tips(spec: RepoSpec) -> dict[str, str] | None:

@@ -13,10 +13,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import cache
+from math import isfinite
 from pathlib import Path
 from typing import Any
 
 from keyguard.errors import UsageError
+from keyguard.scanner.engine import masked
 from keyguard.scanner.rules import RULES_BY_ID
 
 FORMAT_VERSION = 1
@@ -41,6 +43,7 @@ class Place:
     rule: str
     redacted: str
     encoding: str = "plain"
+    allowed_inline: bool = False  # the repository's own `keyguard: allow` marks it: reported
 
 
 @dataclass
@@ -104,16 +107,22 @@ class FleetReport:
     def places(self) -> int:
         return sum(len(r.places) for r in self.repos)
 
+    def allowed_inline(self) -> int:
+        """Places a repository marked `keyguard: allow`: reported and counted all the same."""
+        return sum(p.allowed_inline for r in self.repos for p in r.places)
+
 
 @cache
 def engine_id() -> str:
-    """Which scanner finds keys here: keyguard's version and a digest of the scanner's source.
+    """Which scanner finds keys here: keyguard's version and a digest of the scanner's source
+    and of the fleet's worker (what it reads of a repository: blobs, ref names, inline allows).
     Places found by another scanner are not carried over by ``--since`` (it may find more)."""
     import keyguard
     import keyguard.scanner
 
     digest = hashlib.sha256()
-    for path in sorted(Path(keyguard.scanner.__file__).parent.glob("*.py")):
+    worker = Path(__file__).with_name("worker.py")
+    for path in [*sorted(Path(keyguard.scanner.__file__).parent.glob("*.py")), worker]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return f"keyguard {keyguard.__version__} scanner {digest.hexdigest()[:16]}"
 
@@ -125,7 +134,10 @@ def to_json(report: FleetReport) -> dict[str, Any]:
         entry: dict[str, Any] = {"url": r.url, "status": r.status}
         if r.error:
             entry["error"] = r.error
-        entry.update(mode=r.mode, tips=dict(sorted(r.tips.items())), blobs=r.blobs, bytes=r.bytes)
+        # A key used as a ref name is written masked: that tip then matches no remote ref, so
+        # --since reads the repository again (and finds the key again) instead of trusting it.
+        tips = dict(sorted((masked(ref), oid) for ref, oid in r.tips.items()))
+        entry.update(mode=r.mode, tips=tips, blobs=r.blobs, bytes=r.bytes)
         entry["seconds"] = round(r.seconds, 3)
         if r.notes:
             entry["notes"] = r.notes
@@ -151,6 +163,7 @@ def to_json(report: FleetReport) -> dict[str, Any]:
                 "line": p.line,
                 "column": p.column,
                 "encoding": p.encoding,
+                **({"allowed_inline": True} if p.allowed_inline else {}),
             }
             for url, p in places
         ]
@@ -173,6 +186,7 @@ def to_json(report: FleetReport) -> dict[str, Any]:
             "bytes": sum(r.bytes for r in report.repos),
             "keys": len(keys),
             "places": report.places(),
+            "allowed_inline": report.allowed_inline(),
             "seconds": round(report.seconds, 3),
         },
     }
@@ -197,9 +211,9 @@ def from_json(data: Any, source: str) -> FleetReport:
                 error=str(entry["error"]) if entry.get("error") else None,
                 mode=str(entry.get("mode", "full")),
                 tips=tips,
-                blobs=int(entry.get("blobs", 0)),
-                bytes=int(entry.get("bytes", 0)),
-                seconds=float(entry.get("seconds", 0.0)),
+                blobs=_count(entry.get("blobs", 0)),
+                bytes=_count(entry.get("bytes", 0)),
+                seconds=_seconds(entry.get("seconds", 0.0)),
                 notes=[str(n) for n in entry.get("notes", [])],
             )
             by_url[repo.url] = repo
@@ -218,15 +232,16 @@ def from_json(data: Any, source: str) -> FleetReport:
                         fp,
                         str(p["path"]),
                         str(p.get("commit", "")),
-                        int(p["line"]),
-                        int(p["column"]),
+                        _count(p["line"]),
+                        _count(p["column"]),
                         str(group["rule"]),
                         str(group["redacted"]),
                         str(p.get("encoding", "plain")),
+                        p.get("allowed_inline", False) is True,
                     )
                 )
         report.repos = list(by_url.values())
-        report.seconds = float(data.get("stats", {}).get("seconds", 0.0))
+        report.seconds = _seconds(data.get("stats", {}).get("seconds", 0.0))
         engine = data.get("engine")
         if engine is not None and not isinstance(engine, str):
             raise ValueError("the engine is not a string")
@@ -245,9 +260,30 @@ def from_json(data: Any, source: str) -> FleetReport:
             if any(not _HEX64.fullmatch(fp) for fp in fps):
                 raise ValueError("a gone repository's key is not a SHA-256")
             report.gone.append(Gone(str(g["url"]), fps))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise UsageError(f"{source}: damaged fleet report ({exc}); write it again") from None
+    except RecursionError:  # str() of a value nested past Python's stack
+        message = "damaged fleet report (nested too deep); write it again"
+        raise UsageError(f"{source}: {message}") from None
     return report
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a report holds")
+
+
+def _count(value: Any) -> int:
+    """A whole number from a report: never a bool, an infinity or NaN (int() of 1e999 raises
+    OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"a count is a {type(value).__name__}, not a number")
+    return int(value)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not isfinite(value):
+        raise ValueError("a time is not a finite number of seconds")
+    return float(value)
 
 
 def load(path: str) -> FleetReport:
@@ -257,8 +293,8 @@ def load(path: str) -> FleetReport:
     except OSError as exc:
         raise UsageError(f"{path}: cannot read ({exc.strerror}); check the path") from None
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # RecursionError: nested past Python's stack
         raise UsageError(f"{path}: not JSON; give a report written with -f json") from None
     return from_json(data, path)
 

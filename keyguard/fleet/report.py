@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from typing import Any
 
 from keyguard.fleet.model import FleetReport, to_json
 from keyguard.scanner.report import sarif_log
 from keyguard.scanner.rules import RULES, RULES_BY_ID
+from keyguard.scanner.unread import shown
 from keyguard.words import plural
 
 FORMATS = ("text", "json", "sarif", "html")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: How a place the repository marked `keyguard: allow` is flagged (it is reported all the same).
+ALLOWED_INLINE = "allowed inline by the repository"
 
 
 def printable(text: str) -> str:
-    """``text`` with control bytes shown as ``\\xNN``: a file name from a hostile repository
-    must not move the cursor or recolour the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+    """``text`` with control, format and undecodable characters escaped (``\\xNN``,
+    ``\\uNNNN``), as ``keyguard scan`` shows them: a file name from a hostile repository must
+    not move the cursor, recolour the terminal (C0, C1 such as U+009B) or reorder what is shown
+    (bidi overrides such as U+202E)."""
+    return shown(text)
 
 
 def summary(report: FleetReport) -> str:
@@ -31,6 +34,8 @@ def summary(report: FleetReport) -> str:
         f"{plural(data['bytes'], 'byte')} in {report.seconds:.2f}s: "
         f"{plural(data['keys'], 'key')} at {plural(data['places'], 'place')}"
     )
+    if data["allowed_inline"]:
+        line += f" ({data['allowed_inline']} allowed inline by their repository, reported)"
     live = sum(1 for v in report.verdicts.values() if v == "live")
     return line + (f", {live} live" if report.verdicts else "")
 
@@ -58,7 +63,10 @@ def to_text(report: FleetReport) -> str:
             f"fingerprint {fp[:16]}"
         )
         for url, p in places:
-            lines.append(f"    {url} {p.path}:{p.line}:{p.column} (commit {p.commit[:12]})")
+            lines.append(
+                f"    {url} {p.path}:{p.line}:{p.column} (commit {p.commit[:12]})"
+                + (f" ({ALLOWED_INLINE})" if p.allowed_inline else "")
+            )
     for r in sorted(report.failed, key=lambda r: r.url):
         lines.append(f"not scanned: {r.url}: {r.error}")
     for g in sorted(report.gone, key=lambda g: g.url):
@@ -77,6 +85,8 @@ def to_sarif(report: FleetReport) -> dict[str, Any]:
             text = f"{rule.name if rule else p.rule} {p.redacted} in {url}, commit {p.commit}"
             if verdict:
                 text += f" (key {verdict})"
+            if p.allowed_inline:
+                text += f" ({ALLOWED_INLINE})"
             result: dict[str, Any] = {
                 "ruleId": p.rule,
                 "ruleIndex": index.get(p.rule, 0),
@@ -96,6 +106,9 @@ def to_sarif(report: FleetReport) -> dict[str, Any]:
             }
             if verdict:
                 result["properties"]["verdict"] = verdict
+            if p.allowed_inline:
+                # A property, not a SARIF suppression: code scanning would hide a suppressed one.
+                result["properties"]["allowedInline"] = True
             results.append(result)
     failed = [{"url": r.url, "error": r.error} for r in sorted(report.failed, key=lambda r: r.url)]
     return sarif_log(
@@ -123,7 +136,9 @@ def to_html(report: FleetReport) -> str:
         first = places[0][1]
         verdict = report.verdicts.get(fp, "")
         where = "<br>".join(
-            f"{e(url)} <code>{e(p.path)}:{p.line}</code> @{e(p.commit[:12])}" for url, p in places
+            f"{e(url)} <code>{e(p.path)}:{p.line}</code> @{e(p.commit[:12])}"
+            + (f" <em>{ALLOWED_INLINE}</em>" if p.allowed_inline else "")
+            for url, p in places
         )
         rows.append(
             f"<tr><td><code>{e(first.redacted)}</code></td><td>{e(first.rule)}</td>"

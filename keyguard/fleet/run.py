@@ -12,7 +12,15 @@ from keyguard.errors import UsageError
 from keyguard.fleet.executor import check_executor, run_tasks
 from keyguard.fleet.model import FleetReport, Gone, RepoResult, engine_id, load
 from keyguard.fleet.report import printable
-from keyguard.fleet.sources import ApiOptions, RepoSpec, collect, redact_url, shard_of, spec_for
+from keyguard.fleet.sources import (
+    ApiOptions,
+    RepoSpec,
+    check_api,
+    collect,
+    redact_url,
+    shard_of,
+    spec_for,
+)
 from keyguard.fleet.worker import Task
 from keyguard.keys import Secret
 
@@ -117,6 +125,7 @@ def run_fleet(
     """Scan every selected repository; a repository's failure is in its result, not raised."""
     started = time.perf_counter()
     check_executor(opts.executor)
+    check_api(opts.api)
     sources = source_ids(opts)
     before, reuse = previous_state(opts, sources)
     previous = {r.url: r for r in before.repos} if reuse else {}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from keyguard.errors import AuthError, UnavailableError, UsageError
+from keyguard.urls import parse_base_url
 
 _SCP = re.compile(r"^(?:(?P<user>[^@/:\s]+)@)?(?P<host>[A-Za-z0-9.\-]+):(?P<path>(?!//).+)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -34,7 +35,9 @@ class Auth:
     """How a worker authenticates a clone: an HTTP header scoped to one origin.
 
     ``token_env`` names an environment variable the worker reads (never the token itself);
-    ``basic`` is user:password cut out of a URL in a list file (base64, kept in memory only)."""
+    ``basic`` is the user info (user:password, or a user name alone, which may be a token) cut
+    out of an http(s) URL in a list file (base64; never in argv, a file or a report, but part
+    of the task, so with Dask it travels to the scheduler and workers)."""
 
     scope: str  # e.g. https://github.com/
     user: str
@@ -79,7 +82,11 @@ def spec_for(raw: str, *, remote_only: bool = False, auth: Auth | None = None) -
     if "::" in text.split("/", 1)[0] or text.split(":", 1)[0].lower() in ("ext", "fd"):
         raise UsageError(f"{shown!r}: git transport helpers (X::address) are not allowed")
     if "://" in text:
-        parts = urllib.parse.urlsplit(text)
+        try:  # a bad IPv6 literal or port raises ValueError from urlsplit or .port
+            parts = urllib.parse.urlsplit(text)
+            port = parts.port
+        except ValueError:
+            raise UsageError(f"{shown!r}: not a valid URL (its host or port)") from None
         scheme = parts.scheme.lower()
         allowed = _REMOTE_SCHEMES if remote_only else (*_REMOTE_SCHEMES, *_LOCAL_SCHEMES)
         if scheme not in allowed or (scheme != "file" and not parts.hostname):
@@ -87,12 +94,15 @@ def spec_for(raw: str, *, remote_only: bool = False, auth: Auth | None = None) -
         if scheme == "file":
             return _local(urllib.parse.unquote(parts.path), shown)
         host = parts.hostname or ""
-        netloc = host + (f":{parts.port}" if parts.port else "")
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
         user = parts.username
-        if parts.password is not None and scheme in ("http", "https"):
-            secret = f"{urllib.parse.unquote(user or '')}:{urllib.parse.unquote(parts.password)}"
+        if (user is not None or parts.password is not None) and scheme in ("http", "https"):
+            # Any user info is a credential here, a user name alone too: GitHub documents
+            # https://TOKEN@github.com/ORG/REPO for a token. git would send it as user:(empty).
+            password = urllib.parse.unquote(parts.password or "")
+            secret = f"{urllib.parse.unquote(user or '')}:{password}"
             basic = base64.b64encode(secret.encode()).decode()
-            auth = Auth(f"{scheme}://{netloc}/", user or "", basic=basic)
+            auth = Auth(f"{scheme}://{netloc}/", "", basic=basic)
             user = None
         elif parts.password is not None:
             raise UsageError(f"{shown!r}: a password in a {scheme} URL is not allowed")
@@ -144,6 +154,13 @@ class ApiOptions:
     transport: Any = None  # an httpx transport, for tests
 
 
+def check_api(opts: ApiOptions) -> None:
+    """The forges' API URLs get the token: https (plain http only to loopback, a local fake),
+    no user or password in them (they are written into a report's sources). UsageError else."""
+    parse_base_url(opts.github_api_url, "--github-api-url")
+    parse_base_url(opts.gitlab_url, "--gitlab-url")
+
+
 def _origin(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -190,12 +207,15 @@ def list_github(org: str, opts: ApiOptions) -> list[RepoSpec]:
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", org):
         raise UsageError(f"github:{org}: not an organization name")
+    parse_base_url(opts.github_api_url, "--github-api-url")
     token = os.environ.get("GITHUB_TOKEN")
     headers = {"accept": "application/vnd.github+json"}
     if token:
         headers["authorization"] = f"Bearer {token}"
     api = opts.github_api_url.rstrip("/")
-    auth = Auth(_github_web(api), "x-access-token", token_env="GITHUB_TOKEN")  # noqa: S106 (a name) if token else None
+    # Always: each worker reads the token from its own environment (a Dask worker may hold one
+    # the client does not); without one, no header is sent.
+    auth = Auth(_github_web(api), "x-access-token", token_env="GITHUB_TOKEN")  # noqa: S106
     specs: list[RepoSpec] = []
     with _client(api, headers, opts) as client:
         url = f"{api}/orgs/{org}/repos?per_page=100&type=all"
@@ -225,10 +245,11 @@ def list_gitlab(group: str, opts: ApiOptions) -> list[RepoSpec]:
     """Every project of a GitLab group and its subgroups, following ``x-next-page``."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", group) or ".." in group:
         raise UsageError(f"gitlab:{group}: not a group path")
+    parse_base_url(opts.gitlab_url, "--gitlab-url")
     token = os.environ.get("GITLAB_TOKEN")
     headers = {"private-token": token} if token else {}
     base = opts.gitlab_url.rstrip("/")
-    auth = Auth(base + "/", "oauth2", token_env="GITLAB_TOKEN")  # noqa: S106 (a name) if token else None
+    auth = Auth(base + "/", "oauth2", token_env="GITLAB_TOKEN")  # noqa: S106 (as for GitHub)
     quoted = urllib.parse.quote(group, safe="")
     specs: list[RepoSpec] = []
     page = "1"

@@ -8,6 +8,7 @@ it holds a full key only when the run verifies keys (``want_keys``), for the one
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -17,8 +18,9 @@ from keyguard.errors import KeyguardError
 from keyguard.fleet import mirror
 from keyguard.fleet.model import Place, RepoResult
 from keyguard.fleet.sources import RepoSpec, redact_url
-from keyguard.keys import redact
-from keyguard.scanner.engine import finish, scan_targets
+from keyguard.keys import Secret, redact
+from keyguard.scanner.detect import scan_bytes
+from keyguard.scanner.engine import finish, masked, scan_targets
 from keyguard.scanner.sources import list_blobs
 from keyguard.scanner.unread import KINDS, Unread, shown
 
@@ -33,6 +35,7 @@ class Task:
     want_keys: bool = False
     fetched: dict[str, str] | None = None  # the tips, when the mirror was fetched already
     fetch_seconds: float = 0.0
+    fetch_notes: tuple[str, ...] = ()  # what the fetch said (a cached mirror cloned again)
 
 
 @dataclass
@@ -54,7 +57,12 @@ def fetch(task: Task) -> Outcome | Task:
     to scan with its tips filled in."""
     done = _guarded(task, _fetch_only)
     if done.result.status == "ok" and done.result.mode == "pending":
-        return replace(task, fetched=done.result.tips, fetch_seconds=done.result.seconds)
+        return replace(
+            task,
+            fetched=done.result.tips,
+            fetch_seconds=done.result.seconds,
+            fetch_notes=tuple(done.result.notes),
+        )
     return done
 
 
@@ -82,7 +90,7 @@ def _fetch_only(task: Task, out: Outcome) -> None:
         out.result.tips = mirror.remote_tips(task.spec) or {}
         if _unchanged(task, out):
             return
-    repo = mirror.update(task.spec, Path(task.cache))
+    repo = mirror.update(task.spec, Path(task.cache), out.result.notes)
     out.result.tips = mirror.tips(repo)
     if not _unchanged(task, out):
         out.result.mode = "pending"
@@ -92,9 +100,14 @@ def _unchanged(task: Task, out: Outcome) -> bool:
     prev = task.previous
     if prev is not None and prev.status == "ok" and prev.tips and prev.tips == out.result.tips:
         out.result.mode, out.result.places = "unchanged", list(prev.places)
-        out.result.notes = list(prev.notes)  # what it could not read is still unread
+        out.result.notes = [*_carried(prev.notes), *out.result.notes]  # still unread
         return True
     return False
+
+
+def _carried(notes: list[str]) -> list[str]:
+    """The previous report's notes that still hold: what was not read (not what a fetch said)."""
+    return [n for n in notes if not n.startswith(mirror.RECLONED)]
 
 
 def _clean(message: str | Unread) -> str:
@@ -112,10 +125,11 @@ def _clean(message: str | Unread) -> str:
 def _scan(task: Task, out: Outcome) -> None:
     result = out.result
     if task.fetched is None:
-        repo = mirror.update(task.spec, Path(task.cache))
+        repo = mirror.update(task.spec, Path(task.cache), out.result.notes)
         result.tips = mirror.tips(repo)
     else:
         repo, result.tips = mirror.cache_dir(Path(task.cache), task.spec), task.fetched
+        result.notes.extend(task.fetch_notes)
     now = result.tips
     prev = task.previous
     revs = ["--all"]
@@ -128,12 +142,18 @@ def _scan(task: Task, out: Outcome) -> None:
         and mirror.still_reachable(repo, prev.tips, now)
     ):
         result.mode, result.places = "incremental", list(prev.places)
-        result.notes = list(prev.notes)
+        result.notes = [*_carried(prev.notes), *result.notes]
         revs = ["--all", "--not", *sorted(set(prev.tips.values()))]
     if not now:
         return  # an empty repository: nothing to read
     listing = list_blobs(repo, revs)
-    scanned = finish(scan_targets(listing.targets, jobs=1))
+    scanned = scan_targets(listing.targets, jobs=1)
+    # A repository's own `keyguard: allow` does not hide a key from the security team's scan:
+    # the key is reported, flagged as allowed inline, and counts like any other.
+    inline = {id(f) for f in scanned.findings if f.allowed}
+    for f in scanned.findings:
+        f.allowed = False
+    scanned = finish(scanned)
     result.blobs += scanned.files
     result.bytes += scanned.bytes
     result.notes.extend(_clean(n) for n in [*listing.notes, *scanned.notes, *scanned.unread])
@@ -148,9 +168,35 @@ def _scan(task: Task, out: Outcome) -> None:
             f.rule.id,
             f.redacted,
             f.encoding,
+            id(f) in inline,
         )
         if place not in seen:
             seen.add(place)
             result.places.append(place)
         if task.want_keys:
             out.keys[f.fingerprint] = f.secret.reveal()
+    _ref_names(task, out, seen)
+
+
+def _ref_names(task: Task, out: Outcome, seen: set[Place]) -> None:
+    """Keys in the names of refs (``git branch sk-ant-...``): a place at line 0 of the masked
+    ref name, at the commit it points to. The report's tips hold such a name masked."""
+    result = out.result
+    for ref, oid in sorted(result.tips.items()):
+        for hit in scan_bytes(os.fsencode(ref)):
+            secret = Secret(hit.key.decode("ascii"))
+            place = Place(
+                secret.fingerprint,
+                masked(ref),
+                oid,
+                0,
+                hit.column,
+                hit.rule.id,
+                secret.redacted,
+                "ref name",
+            )
+            if place not in seen:
+                seen.add(place)
+                result.places.append(place)
+            if task.want_keys:
+                out.keys[secret.fingerprint] = secret.reveal()

@@ -251,3 +251,72 @@ def test_sources_are_merged_and_deduplicated(
         str(out),
     )
     assert len(report(out)["repositories"]) == 1
+
+
+def test_a_token_written_as_the_user_name_of_a_listed_url_never_leaks(
+    tmp_path: Path, fake_api: Api, fleet: Run, keys: list[Secret]
+) -> None:
+    # https://TOKEN@github.com/org/repo is how GitHub documents a PAT in a clone URL.
+    fake_api.git_base = tmp_path / "served"
+    make_repo(fake_api.git_base, "repo", [keys[0]])
+    host = fake_api.url.removeprefix("http://")
+    token = "ghp_" + "Z" * 36
+    (tmp_path / "repos.txt").write_text(f"http://{token}@{host}/repo\n")
+    env, log = _argv_log(tmp_path)
+    out = tmp_path / "r.json"
+
+    done = fleet(
+        "scan",
+        f"@{tmp_path / 'repos.txt'}",
+        "--cache",
+        str(tmp_path / "c"),
+        "-f",
+        "json",
+        "-o",
+        str(out),
+        env=env,
+    )
+
+    assert done.returncode == 1, done.stderr
+    assert report(out)["repositories"][0]["url"] == f"http://{host}/repo"
+    config = (next((tmp_path / "c").glob("*.git")) / "config").read_text()
+    for text in (log.read_text(), done.stdout, done.stderr, out.read_text(), config):
+        assert token not in text
+    sent = {h.get("authorization") for _, h in fake_api.requests}
+    assert "Basic " + base64.b64encode(f"{token}:".encode()).decode() in sent
+
+
+def test_a_token_as_user_name_stays_out_of_the_not_scanned_line(
+    tmp_path: Path, fake_api: Api, fleet: Run
+) -> None:
+    fake_api.git_base = tmp_path / "served"
+    fake_api.git_base.mkdir()
+    host = fake_api.url.removeprefix("http://")
+    token = "glpat-" + "Q" * 20
+    (tmp_path / "repos.txt").write_text(f"http://{token}@{host}/missing\n")
+    out = tmp_path / "r.json"
+
+    done = fleet(
+        "scan", f"@{tmp_path / 'repos.txt'}", "--cache", str(tmp_path / "c"), "-o", str(out)
+    )
+
+    assert done.returncode == 5, done.stderr
+    assert f"not scanned: http://{host}/missing" in done.stderr
+    assert token not in done.stdout + done.stderr + out.read_text()
+
+
+def test_a_forge_api_url_in_plain_http_or_with_credentials_is_refused(
+    tmp_path: Path, fleet: Run
+) -> None:
+    # The token goes to this URL: over plain http only to loopback (a local fake), and never
+    # with a user or password in it (the URL is written into the report's sources).
+    secret = "glpat-" + "P" * 20
+    for args in (
+        ["github:acme", "--github-api-url", "http://ghe.example.invalid/api/v3"],
+        ["gitlab:grp", "--gitlab-url", "http://gitlab.example.invalid"],
+        ["gitlab:grp", "--gitlab-url", f"https://oauth2:{secret}@gitlab.example.invalid"],
+    ):
+        done = fleet("scan", *args, env={"GITHUB_TOKEN": secret, "GITLAB_TOKEN": secret})
+        assert done.returncode == 2, (args, done.stderr)
+        assert args[1] in done.stderr and "Traceback" not in done.stderr
+        assert secret not in done.stderr + done.stdout
