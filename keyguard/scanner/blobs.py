@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from keyguard.scanner.archives import ItemResult, scan_item
 from keyguard.scanner.detect import scan_bytes
-from keyguard.scanner.sources import Target
+from keyguard.scanner.sources import Target, git_env
 from keyguard.scanner.unread import Unread
 
 #: What reading one target gave: what it holds, or why it was not read (or both).
@@ -66,6 +66,7 @@ def _cat_file(targets: list[Target]) -> Generator[TargetResult, None, int]:
     repo = targets[0].repo
     proc = subprocess.Popen(
         ["git", "cat-file", "--batch"],
+        env=git_env(),  # a replaced blob would show other content
         cwd=repo,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

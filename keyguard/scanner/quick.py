@@ -12,6 +12,7 @@ the needle table only (no dataclasses, typing, hashlib, json, archives or pool).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -28,12 +29,17 @@ def _clean(data: bytes) -> bool:
     return not any(needle in data for needle in FIND_NEEDLES) and not SPLIT_MARK_RE.search(data)
 
 
+#: A replaced blob (``git replace``) would show other content than the one committed.
+_GIT_ENV = {**os.environ, "GIT_NO_REPLACE_OBJECTS": "1"}
+
+
 def staged_clean() -> tuple[int, int, float] | None:
     """(files, bytes, seconds) when the staged content is certainly clean, else None."""
     started = time.perf_counter()
     try:
         diff = subprocess.run(
             ["git", "diff", "--cached", "--raw", "-z", "--no-abbrev", "--no-renames"],
+            env=_GIT_ENV,
             capture_output=True,
             check=False,
         )
@@ -67,6 +73,7 @@ def _read_blobs(oids: list[bytes]) -> int | None:
     try:
         proc = subprocess.Popen(
             ["git", "cat-file", "--batch"],
+            env=_GIT_ENV,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

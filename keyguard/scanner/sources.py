@@ -40,7 +40,7 @@ class Listing:
 def _git(args: list[str], cwd: str | Path) -> bytes:
     try:
         proc = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, check=False, env=_git_env()
+            ["git", *args], cwd=cwd, capture_output=True, check=False, env=git_env()
         )
     except FileNotFoundError:
         raise UsageError("git is not installed; install it or scan a plain folder") from None
@@ -50,9 +50,13 @@ def _git(args: list[str], cwd: str | Path) -> bytes:
     return proc.stdout
 
 
-def _git_env() -> dict[str, str]:
+def git_env() -> dict[str, str]:
+    """The environment of every git the scanner runs. A repository's own ``refs/replace/*``
+    (``git replace``: fetched and pushed like any ref) would make git show other commits and
+    blobs in place of the real ones, and hide a key: a scan reads the objects themselves."""
     env = dict(os.environ)
     env.setdefault("LC_ALL", "C")
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
     return env
 
 
@@ -295,7 +299,11 @@ def list_blobs(git_dir: str | Path, revs: list[str], label: str = "--all") -> Li
     check = ["cat-file", "--batch-all-objects", "--unordered", _BLOB_CHECK]
     try:
         lister = subprocess.Popen(
-            ["git", *walk, "--"], cwd=top, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            ["git", *walk, "--"],
+            cwd=top,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=git_env(),
         )
     except FileNotFoundError:
         raise UsageError("git is not installed; install it or scan a plain folder") from None
@@ -413,6 +421,7 @@ def _sizes(top: Path, oids: list[str]) -> dict[str, int]:
         return {}
     proc = subprocess.run(
         ["git", "cat-file", "--batch-check=%(objectname) %(objectsize)"],
+        env=git_env(),
         cwd=top,
         input="\n".join(oids).encode() + b"\n",
         capture_output=True,

@@ -79,6 +79,33 @@ def test_staged_scans_the_index_not_the_work_tree(repo: Path, scan_json: Scan) -
 
 
 @pytest.mark.usefixtures("scan_engine")
+@pytest.mark.parametrize("replaced", ["commit", "blob"])
+def test_a_repositorys_own_replace_refs_never_hide_a_key_from_history(
+    repo: Path, scan_json: Scan, replaced: str
+) -> None:
+    """`git replace` (refs/replace/*, fetched like any ref) makes git show other objects in
+    place of the real ones: a history scan reads what the repository really holds."""
+    key = generate_key().reveal()
+    write(repo / "README.md", "hello\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "one")
+    write(repo / "leak.env", f"KEY={key}\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "leak")
+    if replaced == "commit":  # the leaking commit shown as one that changed nothing
+        clean = git(repo, "commit-tree", "HEAD~1^{tree}", "-p", "HEAD~1", "-m", "leak")
+        git(repo, "replace", "HEAD", clean.stdout.strip())
+    else:  # the key's blob shown as a harmless one
+        blob = git(repo, "rev-parse", "HEAD:leak.env").stdout.strip()
+        harmless = write(repo / "harmless.txt", "nothing\n")
+        other = git(repo, "hash-object", "-w", str(harmless)).stdout.strip()
+        harmless.unlink()
+        git(repo, "replace", blob, other)
+    code, report, err = scan_json("--history")
+    assert code == 1, err
+    assert [f["path"] for f in report["findings"]] == ["leak.env"]
+
+
 def test_history_reads_each_blob_once_and_names_the_introducing_commit(
     repo: Path, scan_json: Scan
 ) -> None:
