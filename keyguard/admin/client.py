@@ -27,6 +27,7 @@ from keyguard.admin.errors import (
 from keyguard.admin.hints import hint_parts
 from keyguard.admin.hints import key_matches_hint as key_matches_hint
 from keyguard.admin.parse import (
+    decode_answer,
     format_time,
     parse_api_key,
     parse_cost_page,
@@ -188,7 +189,7 @@ class AdminClient:
         if not response.is_success:
             raise error_from_response(response, f"{method} {path}")
         try:
-            return response.json()
+            return decode_answer(response.content)  # NaN, Infinity, 1e999: not JSON either
         except ValueError:
             raise ApiError(
                 f"Anthropic API answered {method} {path} with something that is not JSON "

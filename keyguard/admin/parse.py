@@ -1,11 +1,23 @@
-"""Lenient parsing of Admin API answers: unknown fields ignored, unknown values kept, nulls ok."""
+"""Lenient parsing of Admin API answers: unknown fields ignored, unknown values kept, nulls ok.
+
+Numbers are the exception: a count or an amount a decision rests on (the audit, the rotation's
+drain check, an incident's exposure) is either a number the API could send or a malformed
+answer (``ApiError``), never a guess such as 0.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
+from keyguard.admin.errors import ApiError
 from keyguard.models import ApiKey, CostRow, Principal, UsageRow, Workspace
+
+#: The largest count an answer may hold: 2**53, the largest whole number every JSON reader
+#: (and a float in the cost arithmetic) holds exactly; far above any real bucket's tokens.
+MAX_COUNT = 2**53
 
 #: Both shapes of ``principal``: Sept 2026 ``{type: user_actor, user_id}`` /
 #: ``{type: service_account_actor, service_account_id}``; Aug 2026 ``{id, type: user}``.
@@ -39,18 +51,43 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 reads as inf
+        raise ValueError(f"{text[:20]} is not a finite number")
+    return value
+
+
+def decode_answer(content: bytes | str) -> Any:
+    """An API answer's JSON, refusing what the standard forbids but Python reads: ``NaN``,
+    ``Infinity`` and numbers too large for a float (ValueError, as for any text not JSON)."""
+    return json.loads(content, parse_constant=_no_constant, parse_float=_finite_float)
+
+
+def parse_count(value: Any, name: str, what: str) -> int:
+    """A count from an answer (tokens, requests): absent or null is 0; a whole number from 0 to
+    ``MAX_COUNT`` is itself; anything else (bool, text, negative, fraction, non-finite, huge)
+    makes ``what`` (e.g. "a usage report") a malformed answer."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
+        return value
+    if isinstance(value, float) and value.is_integer() and 0 <= value <= MAX_COUNT:
+        return int(value)
+    shown = repr(value)[:40]
+    raise ApiError(
+        f"Anthropic API answered {what} with {name} = {shown}: not a count (a whole number "
+        f"from 0 to 2**53); nothing was decided on it: run again, and if it stays, check "
+        "ANTHROPIC_BASE_URL and report it to Anthropic"
+    )
+
+
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
-    return 0
 
 
 def parse_principal(value: Any) -> Principal | None:
@@ -128,16 +165,33 @@ def parse_workspace(data: Any) -> Workspace:
     )
 
 
+_USAGE = "a usage report"
+
+
 def _cache_creation(result: dict[str, Any]) -> int:
     nested = result.get("cache_creation")
     if isinstance(nested, dict):
-        return sum(_int(v) for v in nested.values())
-    return _int(result.get("cache_creation_input_tokens"))
+        # every ``*_tokens`` entry (5m, 1h, a new duration); other unknown entries are ignored
+        return sum(
+            parse_count(v, f"cache_creation[{str(k)[:40]!r}]", _USAGE)
+            for k, v in nested.items()
+            if str(k).endswith("_tokens")
+        )
+    name = "cache_creation_input_tokens"
+    return parse_count(result.get(name), name, _USAGE)
 
 
 def _cache_1h(result: dict[str, Any]) -> int:
     nested = result.get("cache_creation")
-    return _int(nested.get("ephemeral_1h_input_tokens")) if isinstance(nested, dict) else 0
+    if not isinstance(nested, dict):
+        return 0
+    return parse_count(
+        nested.get("ephemeral_1h_input_tokens"), "cache_creation.ephemeral_1h_input_tokens", _USAGE
+    )
+
+
+def _tokens(result: dict[str, Any], name: str) -> int:
+    return parse_count(result.get(name), name, _USAGE)
 
 
 def parse_usage_page(data: Any) -> list[UsageRow]:
@@ -159,10 +213,10 @@ def parse_usage_page(data: Any) -> list[UsageRow]:
                     starting_at=start,
                     ending_at=end,
                     api_key_id=_str(result.get("api_key_id")),
-                    uncached_input_tokens=_int(result.get("uncached_input_tokens")),
-                    cache_read_input_tokens=_int(result.get("cache_read_input_tokens")),
+                    uncached_input_tokens=_tokens(result, "uncached_input_tokens"),
+                    cache_read_input_tokens=_tokens(result, "cache_read_input_tokens"),
                     cache_creation_input_tokens=_cache_creation(result),
-                    output_tokens=_int(result.get("output_tokens")),
+                    output_tokens=_tokens(result, "output_tokens"),
                     model=_str(result.get("model")),
                     cache_creation_1h_input_tokens=_cache_1h(result),
                 )
@@ -186,8 +240,12 @@ def parse_cost_page(data: Any) -> list[CostRow]:
                 cents = float(str(result.get("amount")))
             except ValueError:
                 continue
-            if cents != cents:  # NaN
-                continue
+            if not math.isfinite(cents):  # "NaN", "Infinity", "1e999": no sum may rest on it
+                raise ApiError(
+                    f"Anthropic API answered a cost report with amount = "
+                    f"{str(result.get('amount'))[:40]!r}: not a finite amount; run again, and "
+                    "if it stays, check ANTHROPIC_BASE_URL and report it to Anthropic"
+                )
             rows.append(
                 CostRow(
                     starting_at=start,

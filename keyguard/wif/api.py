@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import builtins
 import logging
+import math
 import os
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -22,9 +23,9 @@ import httpx
 from keyguard.admin.auth import ANTHROPIC_VERSION, OAUTH_BETA
 from keyguard.admin.client import checked_url
 from keyguard.admin.errors import ApiAuthError, ApiError, error_from_response
-from keyguard.admin.parse import format_time
+from keyguard.admin.parse import decode_answer, format_time, parse_count, parse_time
 from keyguard.admin.retry import RetryPolicy, send_with_retries
-from keyguard.errors import AuthError
+from keyguard.errors import AuthError, UnavailableError
 from keyguard.keys import Secret
 from keyguard.keys import scrub_text as scrub
 
@@ -33,6 +34,14 @@ log = logging.getLogger("keyguard.wif")
 FEDERATION_BETA = "oidc-federation-2026-04-01"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 KINDS = ("service_accounts", "federation_issuers", "federation_rules")
+#: The longest a federated token lives (``token_lifetime_seconds`` is 60-86400, and a token
+#: lives max(60, min(that, 2 x the JWT's remaining validity))): an answer claiming longer is
+#: counted at this.
+MAX_TOKEN_LIFETIME = 86400
+MIN_TOKEN_LIFETIME = 60
+#: Most pages one listing may take (100 objects or a week of hourly buckets each): an answer
+#: whose ``next_page`` never ends is the API error, not a loop.
+MAX_PAGES = 1000
 
 OAUTH_HELP = (
     "the federation endpoints (service accounts, issuers, rules) accept only an org:admin "
@@ -140,28 +149,49 @@ class WifClient:
                 ) from None
             raise err
         try:
-            return response.json()
+            return decode_answer(response.content)  # NaN, Infinity, 1e999: not JSON either
         except ValueError:
             raise ApiError(
                 f"Anthropic API answered {what} with something that is not JSON"
             ) from None
+
+    def pages(self, path: str, query: Callable[[str | None], Any]) -> Iterator[Any]:
+        """Each page of a ``page``/``next_page`` listing; ``query(token)`` gives its params.
+
+        A token seen before or more than ``MAX_PAGES`` pages are the API error: a listing
+        that stopped early would be read as complete (a rule, an account, traffic missed)."""
+        token: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            page = self.call("GET", path, params=query(token))
+            yield page
+            nxt = page.get("next_page") if isinstance(page, dict) else None
+            done = isinstance(page, dict) and page.get("has_more") is False
+            if done or not isinstance(nxt, str) or not nxt:
+                return
+            if nxt in seen:
+                raise ApiError(f"Anthropic API repeated a page token on GET {path}")
+            seen.add(nxt)
+            token = nxt
+        raise ApiError(
+            f"Anthropic API kept answering GET {path} with more pages after {MAX_PAGES}: "
+            "nothing was decided on a partial list; run again, and if it stays, report it"
+        )
 
     def list_all(self, kind: str, *, include_archived: bool = False, **filters: str) -> list[Any]:
         """Every object of ``kind`` (``page`` = the previous ``next_page``)."""
         params: dict[str, Any] = {"limit": 100, **filters}
         if include_archived:
             params["include_archived"] = "true"
+
+        def query(token: str | None) -> dict[str, Any]:
+            return params | ({"page": token} if token else {})
+
         items: list[Any] = []
-        seen: set[str] = set()
-        while True:
-            page = self.call("GET", f"/v1/organizations/{kind}", params=params)
+        for page in self.pages(f"/v1/organizations/{kind}", query):
             data = page.get("data") if isinstance(page, dict) else None
             items.extend(i for i in (data if isinstance(data, list) else []) if isinstance(i, dict))
-            nxt = page.get("next_page") if isinstance(page, dict) else None
-            if not isinstance(nxt, str) or not nxt or nxt in seen:
-                return items
-            seen.add(nxt)
-            params["page"] = nxt
+        return items
 
     def get(self, kind: str, object_id: str) -> dict[str, Any]:
         data = self.call("GET", f"/v1/organizations/{kind}/{quote(object_id, safe='')}")
@@ -213,13 +243,12 @@ class WifClient:
             ("group_by[]", "service_account_id"),
             ("service_account_ids[]", service_account_id),
         ]
-        from keyguard.admin.parse import parse_time
+
+        def query(token: str | None) -> list[tuple[str, str]]:
+            return params + ([("page", token)] if token else [])
 
         out: builtins.list[tuple[datetime, int]] = []
-        page_token: str | None = None
-        while True:
-            query = params + ([("page", page_token)] if page_token else [])
-            page = self.call("GET", "/v1/organizations/usage_report/messages", params=query)
+        for page in self.pages("/v1/organizations/usage_report/messages", query):
             for bucket in page.get("data") or [] if isinstance(page, dict) else []:
                 end = parse_time(bucket.get("ending_at")) if isinstance(bucket, dict) else None
                 for row in bucket.get("results") or [] if end else []:
@@ -229,21 +258,42 @@ class WifClient:
                         and end
                     ):
                         out.append((end, _tokens(row)))
-            nxt = page.get("next_page") if isinstance(page, dict) else None
-            if not (isinstance(page, dict) and page.get("has_more")) or not isinstance(nxt, str):
-                return out
-            page_token = nxt
+        return out
 
 
 def _tokens(row: dict[str, Any]) -> int:
+    """A result's tokens; a value that is not a count is the API error, never 0 (the drain
+    check would read a hostile ``-1000000`` or ``"9"`` as an idle service account)."""
+    what = "a usage report"
     total = 0
     for name in ("uncached_input_tokens", "cache_read_input_tokens", "output_tokens"):
-        value = row.get(name)
-        total += value if isinstance(value, int) and not isinstance(value, bool) else 0
+        total += parse_count(row.get(name), name, what)
     cache = row.get("cache_creation")
     if isinstance(cache, dict):
-        total += sum(v for v in cache.values() if isinstance(v, int) and not isinstance(v, bool))
+        total += sum(
+            parse_count(v, f"cache_creation[{str(k)[:40]!r}]", what)
+            for k, v in cache.items()
+            if str(k).endswith("_tokens")
+        )
     return total
+
+
+def seconds(value: Any) -> int | None:
+    """A number of seconds from an answer, at most ``MAX_TOKEN_LIFETIME`` (what the API
+    enforces for any token: an answer claiming longer is counted at it); None when it is not
+    a finite number from 0 up (absent, bool, text, negative, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return min(math.ceil(value), MAX_TOKEN_LIFETIME) if value >= 0 else None
+
+
+def token_lifetime(value: Any) -> int | None:
+    """How long tokens a rule mints can live, from its ``token_lifetime_seconds``: 60-86400
+    (every token lives at least 60 s); None when the value is not a number of seconds."""
+    lifetime = seconds(value)
+    return None if lifetime is None else max(MIN_TOKEN_LIFETIME, lifetime)
 
 
 class ExchangeResult:
@@ -256,10 +306,20 @@ class ExchangeResult:
         self.scope: str | None = None
         self.expires_in: int | None = None
         if status == 200 and isinstance(body, dict) and isinstance(body.get("access_token"), str):
+            raw = body.get("expires_in")
+            if raw is not None:
+                self.expires_in = seconds(raw)
+                if self.expires_in is None:  # the token itself is dropped with the answer
+                    rid = f" (request-id {request_id})" if request_id else ""
+                    raise ApiError(
+                        f"Anthropic API answered POST /v1/oauth/token with expires_in = "
+                        f"{repr(raw)[:40]}{rid}: not a number of seconds; run again, and if it "
+                        "stays, check ANTHROPIC_BASE_URL and report it to Anthropic",
+                        status=status,
+                        request_id=request_id,
+                    )
             self._token = Secret(body["access_token"])
             self.scope = body.get("scope") if isinstance(body.get("scope"), str) else None
-            raw = body.get("expires_in")
-            self.expires_in = int(raw) if isinstance(raw, int | float) else None
         self.expires_at = time.time() + self.expires_in if self.expires_in else None
 
     @property
@@ -296,14 +356,19 @@ def exchange(
                 headers={"anthropic-beta": f"{OAUTH_BETA},{FEDERATION_BETA}"},
             )
         except httpx.TransportError as exc:
-            from keyguard.errors import UnavailableError
-
             raise UnavailableError(
                 f"cannot reach {base_url}/v1/oauth/token: {type(exc).__name__}"
             ) from None
     try:
-        data = response.json()
+        data = decode_answer(response.content)
     except ValueError:
+        if response.is_success:  # a token may be in it: its text is never shown
+            raise ApiError(
+                f"Anthropic API answered POST /v1/oauth/token with something that is not JSON "
+                f"(status {response.status_code}); check ANTHROPIC_BASE_URL ({base_url})",
+                status=response.status_code,
+                request_id=response.headers.get("request-id"),
+            ) from None
         data = None
     return ExchangeResult(response.status_code, data, response.headers.get("request-id"))
 
@@ -311,5 +376,10 @@ def exchange(
 def list_models(base_url: str, token: Secret, *, transport: Any = None) -> tuple[int, str | None]:
     """``GET /v1/models`` with a federated token: ``(status, anthropic-workspace-id)``."""
     with _http(base_url, transport, 30.0) as http:
-        response = http.get("/v1/models", auth=_BearerAuth(token))
+        try:
+            response = http.get("/v1/models", auth=_BearerAuth(token))
+        except httpx.TransportError as exc:
+            raise UnavailableError(
+                f"cannot reach {base_url}/v1/models: {type(exc).__name__}"
+            ) from None
     return response.status_code, response.headers.get("anthropic-workspace-id")

@@ -8,8 +8,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from keyguard.admin.errors import ApiError
 from keyguard.errors import NotFoundError, UsageError
-from keyguard.wif.api import WifClient
+from keyguard.wif.api import MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME, WifClient, token_lifetime
 
 
 @dataclass
@@ -20,12 +21,15 @@ class Archived:
     service_account: str | None = None
     #: when the last token the archived rules could have minted expires (epoch seconds)
     last_token_expires_at: float = 0.0
+    #: what the API said that could not be believed, and what was counted instead
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_token_expires_at))
         lines = [
             f"archived rule {rule}: no new token can be exchanged through it" for rule in self.rules
         ]
+        lines.extend(self.notes)
         if self.service_account:
             lines.append(f"archived service account {self.service_account}")
         if self.rules:
@@ -36,9 +40,21 @@ class Archived:
         return lines
 
 
-def _lifetime(rule: dict[str, Any]) -> int:
+def _lifetime(rule_id: str, rule: dict[str, Any]) -> tuple[int, str | None]:
+    """How long the rule's tokens can live, and a note when its answer is outside the
+    documented 60-86400 s: the longest a token can then live is counted, so no wait is cut
+    short. Read before the archive, so nothing computed after that write can fail."""
     value = rule.get("token_lifetime_seconds")
-    return value if isinstance(value, int) and not isinstance(value, bool) else 86400
+    if value is None:
+        return MAX_TOKEN_LIFETIME, None  # not said: the longest a token can live
+    lifetime = token_lifetime(value)
+    if lifetime is not None and MIN_TOKEN_LIFETIME <= value <= MAX_TOKEN_LIFETIME:
+        return lifetime, None
+    counted = MAX_TOKEN_LIFETIME if lifetime is None or value > MAX_TOKEN_LIFETIME else lifetime
+    return counted, (
+        f"rule {rule_id} reported token_lifetime_seconds = {repr(value)[:40]}, outside "
+        f"the documented {MIN_TOKEN_LIFETIME}-{MAX_TOKEN_LIFETIME}: counted as {counted} s"
+    )
 
 
 def _check(prefix: str, object_id: str) -> None:
@@ -57,8 +73,9 @@ def archive_rule(client: WifClient, rule_id: str) -> Archived:
     rule = describe_rule(client, rule_id)
     if not rule:
         raise NotFoundError(f"no federation rule {rule_id}")
+    lifetime, note = _lifetime(rule_id, rule)
     client.archive("federation_rules", rule_id)
-    return Archived([rule_id], None, time.time() + _lifetime(rule))
+    return Archived([rule_id], None, time.time() + lifetime, [note] if note else [])
 
 
 def rules_of(client: WifClient, service_account_id: str) -> list[dict[str, Any]]:
@@ -76,11 +93,20 @@ def rules_of(client: WifClient, service_account_id: str) -> list[dict[str, Any]]
 def archive_service_account(client: WifClient, service_account_id: str) -> Archived:
     """Archive every live rule that targets the service account, then the account."""
     rules = rules_of(client, service_account_id)
+    # everything read from the answers is checked before the first archive
+    ids = [rule.get("id") for rule in rules]
+    if not all(isinstance(i, str) and i.startswith("fdrl_") for i in ids):
+        raise ApiError(
+            f"Anthropic API listed a federation rule of {service_account_id} without an fdrl_ "
+            "id: nothing was archived; archive its rules in the Console"
+        )
+    lifetimes = [_lifetime(str(i), rule) for i, rule in zip(ids, rules, strict=True)]
     archived = Archived()
-    for rule in rules:
-        client.archive("federation_rules", str(rule["id"]))
-        archived.rules.append(str(rule["id"]))
-        expires = time.time() + _lifetime(rule)
+    for rule_id, (lifetime, note) in zip(ids, lifetimes, strict=True):
+        client.archive("federation_rules", str(rule_id))
+        archived.rules.append(str(rule_id))
+        archived.notes.extend([note] if note else [])
+        expires = time.time() + lifetime
         archived.last_token_expires_at = max(archived.last_token_expires_at, expires)
     client.archive("service_accounts", service_account_id)
     archived.service_account = service_account_id
