@@ -143,7 +143,7 @@ class FileStore:
             ) from None
         try:
             doc = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
             doc = None
         if isinstance(doc, dict) and doc.get("format") == FORMAT:
             self._check_document(doc)

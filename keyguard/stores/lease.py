@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import time
@@ -133,7 +134,7 @@ class LeaseRecord:
             return None
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
             return None
         if not isinstance(data, dict):
             return None
@@ -149,6 +150,8 @@ class LeaseRecord:
         try:
             moment = float(expires)
         except ValueError:
+            return None
+        if not math.isfinite(moment):  # no moment: an expiry at infinity is no record
             return None
         return cls(owner, moment)
 

@@ -187,7 +187,7 @@ def parse_store_uri(uri: str) -> StoreURI:
 def _load_object(raw: str, fieldname: str, where: str) -> dict[str, object]:
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         data = None
     if not isinstance(data, dict):
         raise ConfigError(

@@ -60,3 +60,18 @@ def test_renewal_loses_to_a_run_that_writes_between_its_read_and_its_write(
             held.renew()
         assert cell.record == thief, "the compare-and-set never overwrote the other run"
     assert cell.record == thief, "nor did the release"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"owner": "ci@otherhost pid=1", "expires": 1e999}',
+        '{"owner": "ci@otherhost pid=1", "expires": NaN}',
+        '{"owner": "ci@otherhost pid=1", "expires": "-inf"}',
+        "[" * 100_000,
+    ],
+)
+def test_a_lease_record_that_is_no_moment_is_unreadable_not_a_traceback(text: str) -> None:
+    """A store document is hostile input: an expiry at infinity, or JSON nested past the
+    parser's depth, is an unreadable record (as any garbage is), never an OverflowError."""
+    assert LeaseRecord.decode(text) is None

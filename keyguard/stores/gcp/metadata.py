@@ -48,7 +48,7 @@ def metas_of(secret: Any) -> dict[int, dict[str, Any]]:
         if number is not None:
             try:
                 data = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # nested past the parser's depth
                 continue
             if isinstance(data, dict):
                 out[number] = data
