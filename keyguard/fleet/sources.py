@@ -276,7 +276,7 @@ def list_gitlab(group: str, opts: ApiOptions) -> list[RepoSpec]:
 def _items(response: Any, what: str) -> list[dict[str, Any]]:
     try:
         data = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         raise UnavailableError(f"{what}: the API answered something that is not JSON") from None
     if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
         raise UnavailableError(f"{what}: the API answered an unexpected shape")

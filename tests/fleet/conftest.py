@@ -122,7 +122,8 @@ def git_daemon(tmp_path: Path) -> Iterator[GitDaemon]:
 
 @dataclass
 class Api:
-    """A fake REST API: ``routes`` maps a path (with query) to (JSON body, headers)."""
+    """A fake REST API: ``routes`` maps a path (with query) to (JSON body, headers); a bytes
+    body is sent as it is."""
 
     url: str = ""
     routes: dict[str, tuple[Any, dict[str, str]]] = field(default_factory=dict)
@@ -153,7 +154,7 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
                 self.send_response(404)
                 self.end_headers()
                 return
-            data = json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
             for k, v in headers.items():

@@ -74,6 +74,15 @@ def test_a_github_next_page_on_another_host_is_refused_so_the_token_stays_home(
     assert "another host" in done.stderr
 
 
+def test_a_forge_answer_nested_past_the_parsers_depth_is_one_line(
+    fake_api: Api, fleet: Run
+) -> None:
+    fake_api.routes["/orgs/acme/repos?per_page=100&type=all"] = (b"[" * 100_000, {})
+    done = fleet("scan", "github:acme", "--github-api-url", fake_api.url, env={"GITHUB_TOKEN": "x"})
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr and "not JSON" in done.stderr
+
+
 def test_the_github_token_goes_to_git_as_a_header_never_in_argv_or_a_report(
     tmp_path: Path, fake_api: Api, fleet: Run, keys: list[Secret]
 ) -> None:
