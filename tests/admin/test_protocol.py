@@ -55,7 +55,14 @@ def test_signatures_match_exactly(implementation: type, protocol: type) -> None:
 
 def test_layer_protocols_are_subsets_of_the_admin_api() -> None:
     assert members(AdminReader) == ["list_keys", "usage"]
-    assert members(Admin) == ["find_key", "get_key", "update_key", "usage", "verify_key"]
+    assert members(Admin) == [
+        "find_key",
+        "get_key",
+        "list_keys",
+        "update_key",
+        "usage",
+        "verify_key",
+    ]
     for protocol in (AdminReader, Admin):
         for name in members(protocol):
             assert getattr(protocol, name) is getattr(AdminApi, name), name
