@@ -110,7 +110,7 @@ def error_body(response: httpx.Response) -> tuple[str | None, str | None, str | 
     request_id = response.headers.get("request-id")
     try:
         data: Any = json.loads(response.content or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # any body: even nested too deep
         data = None
     if isinstance(data, dict):
         err = data.get("error")
@@ -126,7 +126,7 @@ def error_code(response: httpx.Response) -> str | None:
     """``error.details.error_code`` of an error answer, if any."""
     try:
         data: Any = json.loads(response.content or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     err = data.get("error") if isinstance(data, dict) else None
     details = err.get("details") if isinstance(err, dict) else None

@@ -64,8 +64,12 @@ def _finite_float(text: str) -> float:
 
 def decode_answer(content: bytes | str) -> Any:
     """An API answer's JSON, refusing what the standard forbids but Python reads: ``NaN``,
-    ``Infinity`` and numbers too large for a float (ValueError, as for any text not JSON)."""
-    return json.loads(content, parse_constant=_no_constant, parse_float=_finite_float)
+    ``Infinity``, numbers too large for a float and nesting past the parser's depth
+    (ValueError, as for any text not JSON)."""
+    try:
+        return json.loads(content, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("nested past the JSON parser's depth") from None
 
 
 def parse_count(value: Any, name: str, what: str) -> int:

@@ -78,7 +78,7 @@ def load_scan(path: Path) -> list[ScanFinding]:
         data = json.loads(path.read_text("utf-8"))
     except OSError as exc:
         raise UsageError(f"cannot read the scan report {path}: {exc.strerror}") from None
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UsageError(
             f"{path} is not JSON; write it with `keyguard scan --format json --output FILE`"
         ) from None

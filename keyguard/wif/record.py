@@ -44,7 +44,7 @@ def load_record(state_dir: Path, env: str) -> WifRecord:
         data = json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
         return WifRecord(env)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ConfigError(f"{path} is unreadable ({exc}); move it away and rerun apply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is not a JSON object; move it away and rerun apply")

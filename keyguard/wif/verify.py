@@ -59,7 +59,7 @@ def jwt_claims(token: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
         claims = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise UsageError("the identity token's payload is not base64url JSON") from None
     if not isinstance(claims, dict):
         raise UsageError("the identity token's payload is not a JSON object")

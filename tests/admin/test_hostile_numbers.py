@@ -145,3 +145,12 @@ def test_a_cost_amount_that_is_not_finite_is_a_malformed_answer(amount: str) -> 
     }
     with pytest.raises(ApiError, match="cost report"):
         parse_cost_page(page)
+
+
+def test_an_answer_nested_past_the_parsers_depth_is_one_line_not_a_traceback(
+    tmp_path: Path, hostile: HostileApi, admin_key: Secret
+) -> None:
+    hostile.routes["/v1/organizations/api_keys"] = "[" * 100_000
+    done = _audit(tmp_path, hostile, admin_key)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "not JSON" in done.stderr
