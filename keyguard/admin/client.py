@@ -27,7 +27,7 @@ from keyguard.admin.errors import (
 from keyguard.admin.hints import hint_parts
 from keyguard.admin.hints import key_matches_hint as key_matches_hint
 from keyguard.admin.parse import (
-    decode_answer,
+    answer_json,
     format_time,
     parse_api_key,
     parse_cost_page,
@@ -188,15 +188,7 @@ class AdminClient:
         response = self._send(method, path, **kwargs)
         if not response.is_success:
             raise error_from_response(response, f"{method} {path}")
-        try:
-            return decode_answer(response.content)  # NaN, Infinity, 1e999: not JSON either
-        except ValueError:
-            raise ApiError(
-                f"Anthropic API answered {method} {path} with something that is not JSON "
-                f"(status {response.status_code}); check ANTHROPIC_BASE_URL ({self.base_url})",
-                status=response.status_code,
-                request_id=response.headers.get("request-id"),
-            ) from None
+        return answer_json(response, f"{method} {path}", self.base_url)
 
     def _pages(
         self, path: str, params: dict[str, Any], *, limit: int = PAGE_LIMIT

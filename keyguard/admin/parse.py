@@ -72,6 +72,20 @@ def decode_answer(content: bytes | str) -> Any:
         raise ValueError("nested past the JSON parser's depth") from None
 
 
+def answer_json(response: Any, what: str, base_url: str) -> Any:
+    """The JSON of a successful answer to ``what``; anything else is the API error (its text is
+    never shown: an answer may hold a token)."""
+    try:
+        return decode_answer(response.content)
+    except ValueError:
+        raise ApiError(
+            f"Anthropic API answered {what} with something that is not JSON "
+            f"(status {response.status_code}); check ANTHROPIC_BASE_URL ({base_url})",
+            status=response.status_code,
+            request_id=response.headers.get("request-id"),
+        ) from None
+
+
 def parse_count(value: Any, name: str, what: str) -> int:
     """A count from an answer (tokens, requests): absent or null is 0; a whole number from 0 to
     ``MAX_COUNT`` is itself; anything else (bool, text, negative, fraction, non-finite, huge)

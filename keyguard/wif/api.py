@@ -23,7 +23,13 @@ import httpx
 from keyguard.admin.auth import ANTHROPIC_VERSION, OAUTH_BETA
 from keyguard.admin.client import checked_url
 from keyguard.admin.errors import ApiAuthError, ApiError, error_from_response
-from keyguard.admin.parse import decode_answer, format_time, parse_count, parse_time
+from keyguard.admin.parse import (
+    answer_json,
+    decode_answer,
+    format_time,
+    parse_count,
+    parse_time,
+)
 from keyguard.admin.retry import RetryPolicy, send_with_retries
 from keyguard.errors import AuthError, UnavailableError
 from keyguard.keys import Secret
@@ -148,12 +154,7 @@ class WifClient:
                     f"{reason}; {OAUTH_HELP}"
                 ) from None
             raise err
-        try:
-            return decode_answer(response.content)  # NaN, Infinity, 1e999: not JSON either
-        except ValueError:
-            raise ApiError(
-                f"Anthropic API answered {what} with something that is not JSON"
-            ) from None
+        return answer_json(response, what, self.base_url)
 
     def pages(self, path: str, query: Callable[[str | None], Any]) -> Iterator[Any]:
         """Each page of a ``page``/``next_page`` listing; ``query(token)`` gives its params.
@@ -359,17 +360,13 @@ def exchange(
             raise UnavailableError(
                 f"cannot reach {base_url}/v1/oauth/token: {type(exc).__name__}"
             ) from None
-    try:
-        data = decode_answer(response.content)
-    except ValueError:
-        if response.is_success:  # a token may be in it: its text is never shown
-            raise ApiError(
-                f"Anthropic API answered POST /v1/oauth/token with something that is not JSON "
-                f"(status {response.status_code}); check ANTHROPIC_BASE_URL ({base_url})",
-                status=response.status_code,
-                request_id=response.headers.get("request-id"),
-            ) from None
-        data = None
+    if response.is_success:
+        data = answer_json(response, "POST /v1/oauth/token", base_url)
+    else:
+        try:
+            data = decode_answer(response.content)
+        except ValueError:
+            data = None
     return ExchangeResult(response.status_code, data, response.headers.get("request-id"))
 
 
