@@ -164,11 +164,13 @@ def _inside(path: str, root: str) -> bool:
 
 
 def _list_git(folder: str, top: Path, notes: Notes, seen: set[tuple[int, int]]) -> Iterator[Target]:
-    """What git lists. A symlink is what git tracks, not its target: a target in the work tree
-    is listed as itself, and one outside it (a file beside the checkout, ``/proc/self/environ``)
-    is never read."""
+    """What git lists. A link whose target stays in the work tree is read after every listed
+    file (so a finding names the file itself when git lists it too; a target git ignores, a
+    local ``.env``, is read through the link); a link out of the work tree (a file beside the
+    checkout, ``/proc/self/environ``) is never followed."""
     out = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], folder)
     root = os.path.realpath(top)
+    links: list[str] = []
     for raw in out.split(b"\0"):
         if not raw:
             continue
@@ -178,10 +180,15 @@ def _list_git(folder: str, top: Path, notes: Notes, seen: set[tuple[int, int]]) 
         except OSError:
             st = None
         if st is not None and stat.S_ISLNK(st.st_mode):
-            if not _inside(path, root):
+            if _inside(path, root):
+                links.append(path)
+            else:
                 notes.append(f"{_display(path)}: symlink to outside the work tree, not followed")
             continue
         if (t := _add_file(path, notes, seen, st=st)) is not None:
+            yield t
+    for path in links:
+        if (t := _add_file(path, notes, seen)) is not None:
             yield t
 
 

@@ -211,6 +211,22 @@ def test_a_tracked_symlink_is_never_followed_out_of_the_work_tree(
     assert "alias.txt" not in err  # a link inside the tree: its target is scanned as itself
 
 
+def test_a_tracked_link_to_an_ignored_file_in_the_work_tree_is_still_read(
+    repo: Path, scan_json: Scan
+) -> None:
+    """A link that stays inside the work tree is followed: its target may be a file git ignores
+    (a local `.env`), and the committed link is how the key reaches whoever uses the repo."""
+    key = generate_key().reveal()
+    write(repo / ".gitignore", ".env.local\n")
+    write(repo / ".env.local", f"KEY={key}\n")
+    (repo / "app.env").symlink_to(".env.local")
+    git(repo, "add", ".gitignore", "app.env")
+    git(repo, "commit", "-qm", "link")
+    code, report, err = scan_json()
+    assert code == 1, err
+    assert [f["path"] for f in report["findings"]] == ["app.env"]
+
+
 def test_a_folder_walk_never_follows_links_out_of_the_folder(
     plain_dir: Path, scan_json: Scan, tmp_path: Path
 ) -> None:
