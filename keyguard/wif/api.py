@@ -167,8 +167,16 @@ class WifClient:
             page = self.call("GET", path, params=query(token))
             yield page
             nxt = page.get("next_page") if isinstance(page, dict) else None
-            done = isinstance(page, dict) and page.get("has_more") is False
-            if done or not isinstance(nxt, str) or not nxt:
+            more = page.get("has_more") if isinstance(page, dict) else None
+            if more is False:
+                return
+            if not isinstance(nxt, str) or not nxt:
+                if more is True:  # a partial list would pass for the whole
+                    raise ApiError(
+                        f"Anthropic API answered GET {path} with has_more but no next_page: "
+                        "more pages follow that cannot be read; nothing was decided on a "
+                        "partial list"
+                    )
                 return
             if nxt in seen:
                 raise ApiError(f"Anthropic API repeated a page token on GET {path}")

@@ -162,6 +162,19 @@ def test_list_all_refuses_a_page_token_that_repeats(hostile: HostileApi) -> None
         client.list_all("federation_rules")
 
 
+@pytest.mark.parametrize("token", [None, "", 7])
+def test_list_all_refuses_more_pages_without_a_next_page(
+    hostile: HostileApi, token: object
+) -> None:
+    """``has_more: true`` with no usable ``next_page``: the listing is incomplete, and a partial
+    list of rules or accounts must not pass for the whole."""
+    hostile.routes["/v1/organizations/federation_rules"] = lambda q: json.dumps(
+        {"data": [{"id": "fdrl_01"}], "has_more": True, "next_page": token}
+    )
+    with WifClient(_token(), hostile.url) as client, pytest.raises(ApiError, match="more pages"):
+        client.list_all("federation_rules")
+
+
 def test_list_all_stops_at_a_page_cap(hostile: HostileApi, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(api, "MAX_PAGES", 5)
     served = iter(range(10**6))
