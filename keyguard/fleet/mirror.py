@@ -64,6 +64,16 @@ def git_env(auth: Auth | None) -> dict[str, str]:
     return env
 
 
+def mirror_env(where: Path, auth: Auth | None = None) -> dict[str, str]:
+    """The environment of a git run on the mirror ``where``: addressed by ``GIT_DIR`` (git never
+    looks in the folders above it, where a shared cache could hold a repository of its own), and
+    with the cache folder as a ceiling should git look for one anyway."""
+    env = git_env(auth)
+    env["GIT_DIR"] = str(where.absolute())
+    env["GIT_CEILING_DIRECTORIES"] = str(where.absolute().parent)
+    return env
+
+
 def _auth_header(auth: Auth | None) -> str | None:
     import base64
 
@@ -126,10 +136,19 @@ def _untrusted(where: Path) -> str | None:
     """Why a cached mirror is not one keyguard wrote (None when it is). The cache may be shared
     (a CI cache, a volume): git obeys a repository's own config, which GIT_CONFIG_* can add to
     but not take keys out of."""
-    if where.is_symlink() or (where / "commondir").exists():
+    if where.is_symlink() or os.path.lexists(where / "commondir"):
         return "it is a link to another repository"
+    # What makes a folder a repository for git: HEAD, objects/ and refs/ (real folders, not
+    # links to elsewhere); a ``.git`` inside would be read before the mirror itself.
+    for name in ("objects", "refs"):
+        if (where / name).is_symlink() or not (where / name).is_dir():
+            return f"its {name} is not a folder"
+    if (where / "HEAD").is_symlink() or not (where / "HEAD").is_file():
+        return "its HEAD is not a plain file"
+    if os.path.lexists(where / ".git"):
+        return "it holds .git"
     for name in _FOREIGN:
-        if (where / name).exists():
+        if os.path.lexists(where / name):
             return f"it holds {name}"
     config = where / "config"
     if config.is_symlink() or not config.is_file():
@@ -175,8 +194,8 @@ def update(spec: RepoSpec, cache: Path, notes: list[str] | None = None) -> Path:
     """Clone the mirror, or fetch what changed into it; returns the bare repository. A cached
     mirror whose config or files keyguard did not write is removed and cloned again (with a
     note): it could run commands, send credentials elsewhere or hide history."""
-    env = git_env(spec.auth)
     where = cache_dir(cache, spec)
+    env = mirror_env(where, spec.auth)
     if where.is_symlink() or (where / "HEAD").exists():
         why = _untrusted(where)
         if why is not None:
@@ -195,10 +214,10 @@ def update(spec: RepoSpec, cache: Path, notes: list[str] | None = None) -> Path:
         partial = where.with_name(where.name + ".partial")
         if partial.is_symlink() or partial.exists():
             _remove(partial)
-        _run(["clone", "--mirror", "--quiet", "--", spec.url, str(partial)], env)
+        _run(["clone", "--mirror", "--quiet", "--", spec.url, str(partial)], git_env(spec.auth))
         # A repository's own refs/replace/* (fetched like any ref) must not make git read one
         # commit as another: the scan reads the objects the refs really point to.
-        _run(["config", "core.useReplaceRefs", "false"], env, partial)
+        _run(["config", "core.useReplaceRefs", "false"], mirror_env(partial), partial)
         partial.rename(where)
     return where
 
@@ -269,7 +288,7 @@ def tips(repo: Path) -> dict[str, str]:
     found = _read_refs(repo)
     if found is not None:
         return found
-    out = _run(["for-each-ref", "--format=%(objectname) %(refname)"], git_env(None), repo)
+    out = _run(["for-each-ref", "--format=%(objectname) %(refname)"], mirror_env(repo), repo)
     found = {}
     for line in out.decode("utf-8", "replace").splitlines():
         oid, _, ref = line.partition(" ")
@@ -309,7 +328,7 @@ def _read_refs(repo: Path) -> dict[str, str] | None:
 def still_reachable(repo: Path, old: dict[str, str], now: dict[str, str]) -> bool:
     """True when every old tip is still in the history of some current ref (no rewrite)."""
     current = set(now.values())
-    env = git_env(None)
+    env = mirror_env(repo)
     try:
         for oid in set(old.values()) - current:
             _run(["cat-file", "-e", oid], env, repo)

@@ -146,7 +146,8 @@ def _scan(task: Task, out: Outcome) -> None:
         revs = ["--all", "--not", *sorted(set(prev.tips.values()))]
     if not now:
         return  # an empty repository: nothing to read
-    listing = list_blobs(repo, revs)
+    # The mirror named in GIT_DIR: git never reads a repository in the folders above it.
+    listing = list_blobs(repo, revs, env={**mirror.mirror_env(repo), "GIT_NO_REPLACE_OBJECTS": "1"})
     scanned = scan_targets(listing.targets, jobs=1)
     # A repository's own `keyguard: allow` does not hide a key from the security team's scan:
     # the key is reported, flagged as allowed inline, and counts like any other.

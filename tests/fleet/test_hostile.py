@@ -5,6 +5,8 @@ reports and URLs, and names that would drive the terminal. Each test is the atta
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -222,3 +224,34 @@ def test_a_poisoned_mirror_cache_runs_nothing_and_is_cloned_again(
     _, code = _scan(fleet, tmp_path, url, "day3.json")
     assert code == 1
     assert not report(tmp_path / "day3.json")["repositories"][0].get("notes")
+
+
+def test_a_mirror_that_is_no_repository_never_lets_git_use_the_folder_above(
+    tmp_path: Path, git_daemon: GitDaemon, fleet: Run, keys: list[Secret]
+) -> None:
+    # A cached mirror with a clean config and HEAD but no objects/ is no repository for git,
+    # which then looks upward: the cache folder, made a repository whose config runs commands.
+    make_repo(git_daemon.base, "app", [keys[0]])
+    url = git_daemon.url("app")
+    _, code = _scan(fleet, tmp_path, url, "day1.json")
+    assert code == 1
+    cache = tmp_path / "c"
+    mirror = next(cache.glob("*.git"))
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.sh"
+    evil.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    evil.chmod(0o755)
+    shutil.rmtree(mirror / "objects")
+    (mirror / "refs").rename(mirror / "refs.real")
+    (mirror / "refs").symlink_to(mirror / "refs.real")  # refs/ must be a real folder too
+    subprocess.run(["git", "init", "-q", "--bare", str(cache)], check=True)
+    git(cache, "config", "core.gitProxy", str(evil))
+    git(cache, "config", "remote.origin.url", url)
+
+    _, code = _scan(fleet, tmp_path, url, "day2.json")
+
+    assert not marker.exists()
+    assert code == 1
+    data = report(tmp_path / "day2.json")
+    assert [k["fingerprint"] for k in data["keys"]] == [keys[0].fingerprint]
+    assert any("cloned again" in n for n in data["repositories"][0]["notes"])
