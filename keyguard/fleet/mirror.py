@@ -53,6 +53,11 @@ def git_env(auth: Auth | None) -> dict[str, str]:
         ("maintenance.auto", "false"),
         ("gc.auto", "0"),
         ("fetch.writeCommitGraph", "false"),
+        # Git reads a commit's parents from a commit-graph file when there is one, without
+        # checking them against the commit: a planted one cuts the history a scan walks (and a
+        # multi-pack index names where each object lies). Read the objects themselves.
+        ("core.commitGraph", "false"),
+        ("core.multiPackIndex", "false"),
     ]
     header = _auth_header(auth)
     if auth is not None and header is not None:
@@ -128,8 +133,18 @@ _MIRROR_CONFIG: dict[str, str | None] = {
     "remote.origin.mirror": "true",
 }
 #: Files that change what git reads in a repository (other object stores, a cut history, a
-#: shared git dir): never written by keyguard, so a mirror holding one is cloned again.
-_FOREIGN = ("objects/info/alternates", "objects/info/http-alternates", "info/grafts", "shallow")
+#: commit-graph or multi-pack index that git trusts over the objects, a shared git dir): never
+#: written by keyguard, so a mirror holding one is cloned again.
+_FOREIGN = (
+    "objects/info/alternates",
+    "objects/info/http-alternates",
+    "objects/info/commit-graph",
+    "objects/info/commit-graphs",
+    "objects/pack/multi-pack-index",
+    "objects/pack/multi-pack-index.d",
+    "info/grafts",
+    "shallow",
+)
 
 
 def _untrusted(where: Path) -> str | None:

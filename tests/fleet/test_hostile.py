@@ -4,8 +4,10 @@ reports and URLs, and names that would drive the terminal. Each test is the atta
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -255,3 +257,43 @@ def test_a_mirror_that_is_no_repository_never_lets_git_use_the_folder_above(
     data = report(tmp_path / "day2.json")
     assert [k["fingerprint"] for k in data["keys"]] == [keys[0].fingerprint]
     assert any("cloned again" in n for n in data["repositories"][0]["notes"])
+
+
+def _cut_history_at(mirror: Path, oid: str) -> None:
+    """Write a commit-graph into ``mirror`` that says commit ``oid`` has no parent."""
+    git(mirror, "commit-graph", "write", "--reachable")
+    path = mirror / "objects/info/commit-graph"
+    data = bytearray(path.read_bytes())
+    chunks = {
+        bytes(data[8 + 12 * i : 12 + 12 * i]): struct.unpack(">Q", data[12 + 12 * i : 20 + 12 * i])[
+            0
+        ]
+        for i in range(data[6] + 1)
+    }
+    oids, commits = chunks[b"OIDL"], chunks[b"CDAT"]
+    for i in range((commits - oids) // 20):
+        if data[oids + 20 * i : oids + 20 * i + 20].hex() == oid:
+            at = commits + 36 * i + 20
+            data[at : at + 4] = struct.pack(">I", 0x70000000)  # "no parent"
+    data[-20:] = hashlib.sha1(bytes(data[:-20])).digest()
+    path.write_bytes(bytes(data))
+
+
+def test_a_planted_commit_graph_does_not_cut_the_history_a_full_scan_reads(
+    tmp_path: Path, git_daemon: GitDaemon, fleet: Run, keys: list[Secret]
+) -> None:
+    repo = make_repo(git_daemon.base, "app", [keys[0]])
+    head = commit(repo, {"conf/app0.env": "KEY=from-the-vault\n"}, "clean")
+    url = git_daemon.url("app")
+    _, code = _scan(fleet, tmp_path, url, "day1.json")
+    assert code == 1
+    mirror = next((tmp_path / "c").glob("*.git"))
+    _cut_history_at(mirror, head)
+    assert git(mirror, "rev-list", "--count", "HEAD").strip() == "1"  # git believes it
+
+    _, code = _scan(fleet, tmp_path, url, "day2.json")
+
+    assert code == 1
+    data = report(tmp_path / "day2.json")
+    assert [k["fingerprint"] for k in data["keys"]] == [keys[0].fingerprint]
+    assert any("commit-graph" in n for n in data["repositories"][0]["notes"])
