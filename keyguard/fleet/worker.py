@@ -119,7 +119,7 @@ def _clean(message: str | Unread) -> str:
         kind = KINDS.get(message.kind, message.kind)
         message = f"not read: {message.path}: {kind}: {message.detail}"
     text = re.sub(r"sk-ant-[A-Za-z0-9_\-]*", lambda m: redact(m.group(0)), redact_url(message))
-    return shown(text)
+    return shown(masked(text))  # a key in base64 (a ref name in git's words) too
 
 
 def _scan(task: Task, out: Outcome) -> None:

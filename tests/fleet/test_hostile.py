@@ -4,8 +4,10 @@ reports and URLs, and names that would drive the terminal. Each test is the atta
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -14,6 +16,8 @@ from pathlib import Path
 import jsonschema
 
 from keyguard.keys import Secret
+from keyguard.scanner.detect import scan_bytes
+from keyguard.scanner.engine import masked
 from tests.fleet.conftest import Api, GitDaemon, Run, commit, git, make_repo, report
 
 
@@ -297,3 +301,47 @@ def test_a_planted_commit_graph_does_not_cut_the_history_a_full_scan_reads(
     data = report(tmp_path / "day2.json")
     assert [k["fingerprint"] for k in data["keys"]] == [keys[0].fingerprint]
     assert any("commit-graph" in n for n in data["repositories"][0]["notes"])
+
+
+def test_a_base64_key_used_as_a_branch_name_is_never_written_decodable(
+    tmp_path: Path, git_daemon: GitDaemon, fleet: Run, keys: list[Secret]
+) -> None:
+    repo = make_repo(git_daemon.base, "app")
+    encoded = {
+        "b64": base64.b64encode(keys[0].reveal().encode()).decode(),
+        "urlsafe": base64.urlsafe_b64encode(f'{{"k": "{keys[1].reveal()}"}}'.encode()).decode(),
+    }
+    for name, text in encoded.items():
+        git(repo, "branch", f"{name}/{text}")
+    url = git_daemon.url("app")
+
+    text, code = _scan(fleet, tmp_path, url, "r.json")
+    shown = fleet("scan", url, "--cache", str(tmp_path / "c"))
+
+    assert code == 1
+    assert shown.returncode == 1
+    data = report(tmp_path / "r.json")
+    assert {k["fingerprint"] for k in data["keys"]} == {keys[0].fingerprint, keys[1].fingerprint}
+    paths = {k["fingerprint"]: k["places"][0]["path"] for k in data["keys"]}
+    # Masked from the base64 group holding the key's first byte on (before it: '{"k": ').
+    assert paths[keys[0].fingerprint] == f"refs/heads/b64/{keys[0].redacted}"
+    assert paths[keys[1].fingerprint].startswith("refs/heads/urlsafe/")
+    assert paths[keys[1].fingerprint].endswith(f"/{encoded['urlsafe'][:8]}{keys[1].redacted}")
+    for value in encoded.values():
+        for half in (value[: len(value) // 2], value[len(value) // 2 :]):
+            assert half not in text + shown.stdout + shown.stderr
+
+
+def test_masked_leaves_no_encoding_of_a_key_in_a_name(keys: list[Secret]) -> None:
+    key = keys[0].reveal()
+    for name in (
+        f"refs/heads/{key}/x",
+        f"refs/heads/{base64.b64encode(key.encode()).decode()}",
+        f"tag {key.encode('utf-16-le').decode('latin-1')}",
+        f'x = "{key[:20]}" + "{key[20:]}"',
+    ):
+        shown = masked(name)
+        assert keys[0].redacted in shown
+        assert key[14:30] not in shown.replace("\0", "")
+        assert not scan_bytes(os.fsencode(shown))
+    assert masked("refs/heads/main") == "refs/heads/main"
