@@ -158,8 +158,14 @@ def _untrusted(where: Path) -> str | None:
     for name in ("objects", "refs"):
         if (where / name).is_symlink() or not (where / name).is_dir():
             return f"its {name} is not a folder"
-    if (where / "HEAD").is_symlink() or not (where / "HEAD").is_file():
+    head_file = where / "HEAD"
+    if head_file.is_symlink() or not head_file.is_file():
         return "its HEAD is not a plain file"
+    try:
+        if _HEAD.fullmatch(head_file.read_bytes()) is None:
+            return "its HEAD is not a ref"
+    except OSError:
+        return "its HEAD is unreadable"
     if os.path.lexists(where / ".git"):
         return "it holds .git"
     for name in _FOREIGN:
@@ -196,6 +202,7 @@ def _untrusted(where: Path) -> str | None:
     return None
 
 
+_HEAD = re.compile(rb"(?:ref: refs/[^\x00-\x20\x7f]+|[0-9a-f]{40}|[0-9a-f]{64})\n?")
 _SECTION = re.compile(r'\[(?:(core|extensions)|remote "(origin)")\]')
 _ENTRY = re.compile(r'[ \t]*([A-Za-z][A-Za-z0-9-]*) = ([^"\\;#\x00-\x1f\x7f]*)')
 

@@ -11,9 +11,11 @@ import os
 import shutil
 import struct
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from keyguard.keys import Secret
 from keyguard.scanner.detect import scan_bytes
@@ -232,8 +234,23 @@ def test_a_poisoned_mirror_cache_runs_nothing_and_is_cloned_again(
     assert not report(tmp_path / "day3.json")["repositories"][0].get("notes")
 
 
+def _no_objects(mirror: Path) -> None:
+    shutil.rmtree(mirror / "objects")
+    (mirror / "refs").rename(mirror / "refs.real")
+    (mirror / "refs").symlink_to(mirror / "refs.real")  # refs/ must be a real folder too
+
+
+def _bad_head(mirror: Path) -> None:
+    (mirror / "HEAD").write_text("not a ref\n")
+
+
+@pytest.mark.parametrize("breaks", [_no_objects, _bad_head])
 def test_a_mirror_that_is_no_repository_never_lets_git_use_the_folder_above(
-    tmp_path: Path, git_daemon: GitDaemon, fleet: Run, keys: list[Secret]
+    tmp_path: Path,
+    git_daemon: GitDaemon,
+    fleet: Run,
+    keys: list[Secret],
+    breaks: Callable[[Path], None],
 ) -> None:
     # A cached mirror with a clean config and HEAD but no objects/ is no repository for git,
     # which then looks upward: the cache folder, made a repository whose config runs commands.
@@ -247,9 +264,7 @@ def test_a_mirror_that_is_no_repository_never_lets_git_use_the_folder_above(
     evil = tmp_path / "evil.sh"
     evil.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
     evil.chmod(0o755)
-    shutil.rmtree(mirror / "objects")
-    (mirror / "refs").rename(mirror / "refs.real")
-    (mirror / "refs").symlink_to(mirror / "refs.real")  # refs/ must be a real folder too
+    breaks(mirror)
     subprocess.run(["git", "init", "-q", "--bare", str(cache)], check=True)
     git(cache, "config", "core.gitProxy", str(evil))
     git(cache, "config", "remote.origin.url", url)
