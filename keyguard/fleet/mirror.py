@@ -53,6 +53,11 @@ def git_env(auth: Auth | None) -> dict[str, str]:
         ("maintenance.auto", "false"),
         ("gc.auto", "0"),
         ("fetch.writeCommitGraph", "false"),
+        # Git reads a commit's parents from a commit-graph file when there is one, without
+        # checking them against the commit: a planted one cuts the history a scan walks (and a
+        # multi-pack index names where each object lies). Read the objects themselves.
+        ("core.commitGraph", "false"),
+        ("core.multiPackIndex", "false"),
     ]
     header = _auth_header(auth)
     if auth is not None and header is not None:
@@ -61,6 +66,16 @@ def git_env(auth: Auth | None) -> dict[str, str]:
     for i, (key, value) in enumerate(config):
         env[f"GIT_CONFIG_KEY_{i}"] = key
         env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
+
+def mirror_env(where: Path, auth: Auth | None = None) -> dict[str, str]:
+    """The environment of a git run on the mirror ``where``: addressed by ``GIT_DIR`` (git never
+    looks in the folders above it, where a shared cache could hold a repository of its own), and
+    with the cache folder as a ceiling should git look for one anyway."""
+    env = git_env(auth)
+    env["GIT_DIR"] = str(where.absolute())
+    env["GIT_CEILING_DIRECTORIES"] = str(where.absolute().parent)
     return env
 
 
@@ -118,18 +133,43 @@ _MIRROR_CONFIG: dict[str, str | None] = {
     "remote.origin.mirror": "true",
 }
 #: Files that change what git reads in a repository (other object stores, a cut history, a
-#: shared git dir): never written by keyguard, so a mirror holding one is cloned again.
-_FOREIGN = ("objects/info/alternates", "objects/info/http-alternates", "info/grafts", "shallow")
+#: commit-graph or multi-pack index that git trusts over the objects, a shared git dir): never
+#: written by keyguard, so a mirror holding one is cloned again.
+_FOREIGN = (
+    "objects/info/alternates",
+    "objects/info/http-alternates",
+    "objects/info/commit-graph",
+    "objects/info/commit-graphs",
+    "objects/pack/multi-pack-index",
+    "objects/pack/multi-pack-index.d",
+    "info/grafts",
+    "shallow",
+)
 
 
 def _untrusted(where: Path) -> str | None:
     """Why a cached mirror is not one keyguard wrote (None when it is). The cache may be shared
     (a CI cache, a volume): git obeys a repository's own config, which GIT_CONFIG_* can add to
     but not take keys out of."""
-    if where.is_symlink() or (where / "commondir").exists():
+    if where.is_symlink() or os.path.lexists(where / "commondir"):
         return "it is a link to another repository"
+    # What makes a folder a repository for git: HEAD, objects/ and refs/ (real folders, not
+    # links to elsewhere); a ``.git`` inside would be read before the mirror itself.
+    for name in ("objects", "refs"):
+        if (where / name).is_symlink() or not (where / name).is_dir():
+            return f"its {name} is not a folder"
+    head_file = where / "HEAD"
+    if head_file.is_symlink() or not head_file.is_file():
+        return "its HEAD is not a plain file"
+    try:
+        if _HEAD.fullmatch(head_file.read_bytes()) is None:
+            return "its HEAD is not a ref"
+    except OSError:
+        return "its HEAD is unreadable"
+    if os.path.lexists(where / ".git"):
+        return "it holds .git"
     for name in _FOREIGN:
-        if (where / name).exists():
+        if os.path.lexists(where / name):
             return f"it holds {name}"
     config = where / "config"
     if config.is_symlink() or not config.is_file():
@@ -162,6 +202,7 @@ def _untrusted(where: Path) -> str | None:
     return None
 
 
+_HEAD = re.compile(rb"(?:ref: refs/[^\x00-\x20\x7f]+|[0-9a-f]{40}|[0-9a-f]{64})\n?")
 _SECTION = re.compile(r'\[(?:(core|extensions)|remote "(origin)")\]')
 _ENTRY = re.compile(r'[ \t]*([A-Za-z][A-Za-z0-9-]*) = ([^"\\;#\x00-\x1f\x7f]*)')
 
@@ -175,8 +216,8 @@ def update(spec: RepoSpec, cache: Path, notes: list[str] | None = None) -> Path:
     """Clone the mirror, or fetch what changed into it; returns the bare repository. A cached
     mirror whose config or files keyguard did not write is removed and cloned again (with a
     note): it could run commands, send credentials elsewhere or hide history."""
-    env = git_env(spec.auth)
     where = cache_dir(cache, spec)
+    env = mirror_env(where, spec.auth)
     if where.is_symlink() or (where / "HEAD").exists():
         why = _untrusted(where)
         if why is not None:
@@ -195,10 +236,10 @@ def update(spec: RepoSpec, cache: Path, notes: list[str] | None = None) -> Path:
         partial = where.with_name(where.name + ".partial")
         if partial.is_symlink() or partial.exists():
             _remove(partial)
-        _run(["clone", "--mirror", "--quiet", "--", spec.url, str(partial)], env)
+        _run(["clone", "--mirror", "--quiet", "--", spec.url, str(partial)], git_env(spec.auth))
         # A repository's own refs/replace/* (fetched like any ref) must not make git read one
         # commit as another: the scan reads the objects the refs really point to.
-        _run(["config", "core.useReplaceRefs", "false"], env, partial)
+        _run(["config", "core.useReplaceRefs", "false"], mirror_env(partial), partial)
         partial.rename(where)
     return where
 
@@ -269,7 +310,7 @@ def tips(repo: Path) -> dict[str, str]:
     found = _read_refs(repo)
     if found is not None:
         return found
-    out = _run(["for-each-ref", "--format=%(objectname) %(refname)"], git_env(None), repo)
+    out = _run(["for-each-ref", "--format=%(objectname) %(refname)"], mirror_env(repo), repo)
     found = {}
     for line in out.decode("utf-8", "replace").splitlines():
         oid, _, ref = line.partition(" ")
@@ -309,7 +350,7 @@ def _read_refs(repo: Path) -> dict[str, str] | None:
 def still_reachable(repo: Path, old: dict[str, str], now: dict[str, str]) -> bool:
     """True when every old tip is still in the history of some current ref (no rewrite)."""
     current = set(now.values())
-    env = git_env(None)
+    env = mirror_env(repo)
     try:
         for oid in set(old.values()) - current:
             _run(["cat-file", "-e", oid], env, repo)

@@ -119,7 +119,7 @@ def _clean(message: str | Unread) -> str:
         kind = KINDS.get(message.kind, message.kind)
         message = f"not read: {message.path}: {kind}: {message.detail}"
     text = re.sub(r"sk-ant-[A-Za-z0-9_\-]*", lambda m: redact(m.group(0)), redact_url(message))
-    return shown(text)
+    return shown(masked(text))  # a key in base64 (a ref name in git's words) too
 
 
 def _scan(task: Task, out: Outcome) -> None:
@@ -146,7 +146,8 @@ def _scan(task: Task, out: Outcome) -> None:
         revs = ["--all", "--not", *sorted(set(prev.tips.values()))]
     if not now:
         return  # an empty repository: nothing to read
-    listing = list_blobs(repo, revs)
+    # The mirror named in GIT_DIR: git never reads a repository in the folders above it.
+    listing = list_blobs(repo, revs, env={**mirror.mirror_env(repo), "GIT_NO_REPLACE_OBJECTS": "1"})
     scanned = scan_targets(listing.targets, jobs=1)
     # A repository's own `keyguard: allow` does not hide a key from the security team's scan:
     # the key is reported, flagged as allowed inline, and counts like any other.

@@ -353,13 +353,48 @@ def scan_stdin(stream: IO[bytes], label: str = "<stdin>") -> ScanResult:
 
 
 def masked(text: str) -> str:
-    """``text`` (a path, a note) with every key in it redacted."""
-    if "ant" not in text:
-        return text
-    for hit in scan_bytes(os.fsencode(text)):
-        key = os.fsdecode(hit.key)
-        text = text.replace(key, redact(key))
-    return text
+    """``text`` (a path, a ref name, a note) with every key in it redacted: the bytes each key
+    was found in (its base64, UTF-16 or split text as well as the plain key) become the key's
+    redacted form, so nothing left decodes to the key."""
+    data = os.fsencode(text)
+    for _ in range(4):  # what a mask leaves is scanned again (two keys in one run, say)
+        hits = scan_bytes(data)
+        if not hits:
+            break
+        data = _mask_hits(data, hits)
+    return os.fsdecode(data)
+
+
+_B64_TEXT = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_")
+
+
+def _mask_hits(data: bytes, hits: list[Hit]) -> bytes:
+    out = bytearray()
+    pos = 0
+    for hit in sorted(hits, key=lambda h: h.offset):
+        start, end = max(hit.offset, pos), _hit_end(data, hit)
+        if end <= start:
+            continue
+        out += data[pos:start] + os.fsencode(redact(os.fsdecode(hit.key)))
+        pos = end
+    return bytes(out + data[pos:])
+
+
+def _hit_end(data: bytes, hit: Hit) -> int:
+    """Where the text holding ``hit`` ends; when unsure, the end of its line (too much masked
+    is a shorter path, too little a leak)."""
+    at = hit.offset
+    if hit.encoding == "plain" and data.startswith(hit.key, at):
+        return at + len(hit.key)
+    if hit.encoding == "base64":
+        end = at
+        while end < len(data) and data[end] in _B64_TEXT:
+            end += 1
+        return end
+    if hit.encoding == "utf-16":
+        return min(len(data), at + 2 * len(hit.key))
+    newline = data.find(b"\n", at)
+    return len(data) if newline < 0 else newline
 
 
 def finish(

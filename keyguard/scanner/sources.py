@@ -37,10 +37,10 @@ class Listing:
     notes: Notes = field(default_factory=list)
 
 
-def _git(args: list[str], cwd: str | Path) -> bytes:
+def _git(args: list[str], cwd: str | Path, env: dict[str, str] | None = None) -> bytes:
     try:
         proc = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, check=False, env=git_env()
+            ["git", *args], cwd=cwd, capture_output=True, check=False, env=env or git_env()
         )
     except FileNotFoundError:
         raise UsageError("git is not installed; install it or scan a plain folder") from None
@@ -292,9 +292,12 @@ def list_history(rev_range: str | None, cwd: str | Path = ".") -> Listing:
     return list_blobs(top, [rev_range] if rev_range else ["--all"], rev_range or "--all")
 
 
-def list_blobs(git_dir: str | Path, revs: list[str], label: str = "--all") -> Listing:
+def list_blobs(
+    git_dir: str | Path, revs: list[str], label: str = "--all", env: dict[str, str] | None = None
+) -> Listing:
     """Each distinct blob reachable from ``revs`` (rev-list arguments, e.g. ``--all --not
-    TIP``) once, with the commit and path that introduced it; ``git_dir`` may be bare."""
+    TIP``) once, with the commit and path that introduced it; ``git_dir`` may be bare. ``env``
+    replaces ``git_env()`` for its gits (the fleet's, which names the repository in GIT_DIR)."""
     # One walk that reads each tree once: `rev-list --objects` lists every reachable object
     # once, and with `--topo-order --reverse --in-commit-order` each blob right after the first
     # commit that holds it (parents come first, so one none of whose parents holds it), under
@@ -310,11 +313,11 @@ def list_blobs(git_dir: str | Path, revs: list[str], label: str = "--all") -> Li
             cwd=top,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=git_env(),
+            env=env or git_env(),
         )
     except FileNotFoundError:
         raise UsageError("git is not installed; install it or scan a plain folder") from None
-    sizes, others = _blob_sizes(_git(check, top))
+    sizes, others = _blob_sizes(_git(check, top, env))
     # Trees too: a key in a file name must be found even when the file's content (an empty
     # file, say) is a blob already listed under another name.
     trees = {oid: size for oid, (kind, size) in others.items() if kind == b"tree"}
@@ -367,7 +370,7 @@ def list_blobs(git_dir: str | Path, revs: list[str], label: str = "--all") -> Li
                 )
             )
     if missing:
-        listing.notes.extend(_missing(top, revs, missing))
+        listing.notes.extend(_missing(top, revs, missing, env))
     if not read_trees:
         listing.notes.append(
             Unread(
@@ -381,12 +384,14 @@ def list_blobs(git_dir: str | Path, revs: list[str], label: str = "--all") -> Li
     return listing
 
 
-def _missing(top: Path, revs: list[str], oids: list[bytes]) -> Iterator[Unread]:
+def _missing(
+    top: Path, revs: list[str], oids: list[bytes], env: dict[str, str] | None = None
+) -> Iterator[Unread]:
     """Each missing object named with a path and commit that hold it (a slow walk, but only
     a damaged repository takes it)."""
     where: dict[str, tuple[str, str]] = {}
     wanted = {o.decode() for o in oids}
-    out = _git(["log", "--raw", "-z", "--no-abbrev", "--format=%H", "-m", *revs, "--"], top)
+    out = _git(["log", "--raw", "-z", "--no-abbrev", "--format=%H", "-m", *revs, "--"], top, env)
     parts = [p.lstrip(b"\n") for p in out.split(b"\0")]
     commit = ""
     for i, head in enumerate(parts):

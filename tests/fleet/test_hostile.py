@@ -4,12 +4,22 @@ reports and URLs, and names that would drive the terminal. Each test is the atta
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
+import shutil
+import struct
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from keyguard.keys import Secret
+from keyguard.scanner.detect import scan_bytes
+from keyguard.scanner.engine import masked
 from tests.fleet.conftest import Api, GitDaemon, Run, commit, git, make_repo, report
 
 
@@ -222,3 +232,131 @@ def test_a_poisoned_mirror_cache_runs_nothing_and_is_cloned_again(
     _, code = _scan(fleet, tmp_path, url, "day3.json")
     assert code == 1
     assert not report(tmp_path / "day3.json")["repositories"][0].get("notes")
+
+
+def _no_objects(mirror: Path) -> None:
+    shutil.rmtree(mirror / "objects")
+    (mirror / "refs").rename(mirror / "refs.real")
+    (mirror / "refs").symlink_to(mirror / "refs.real")  # refs/ must be a real folder too
+
+
+def _bad_head(mirror: Path) -> None:
+    (mirror / "HEAD").write_text("not a ref\n")
+
+
+@pytest.mark.parametrize("breaks", [_no_objects, _bad_head])
+def test_a_mirror_that_is_no_repository_never_lets_git_use_the_folder_above(
+    tmp_path: Path,
+    git_daemon: GitDaemon,
+    fleet: Run,
+    keys: list[Secret],
+    breaks: Callable[[Path], None],
+) -> None:
+    # A cached mirror with a clean config and HEAD but no objects/ is no repository for git,
+    # which then looks upward: the cache folder, made a repository whose config runs commands.
+    make_repo(git_daemon.base, "app", [keys[0]])
+    url = git_daemon.url("app")
+    _, code = _scan(fleet, tmp_path, url, "day1.json")
+    assert code == 1
+    cache = tmp_path / "c"
+    mirror = next(cache.glob("*.git"))
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.sh"
+    evil.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    evil.chmod(0o755)
+    breaks(mirror)
+    subprocess.run(["git", "init", "-q", "--bare", str(cache)], check=True)
+    git(cache, "config", "core.gitProxy", str(evil))
+    git(cache, "config", "remote.origin.url", url)
+
+    _, code = _scan(fleet, tmp_path, url, "day2.json")
+
+    assert not marker.exists()
+    assert code == 1
+    data = report(tmp_path / "day2.json")
+    assert [k["fingerprint"] for k in data["keys"]] == [keys[0].fingerprint]
+    assert any("cloned again" in n for n in data["repositories"][0]["notes"])
+
+
+def _cut_history_at(mirror: Path, oid: str) -> None:
+    """Write a commit-graph into ``mirror`` that says commit ``oid`` has no parent."""
+    git(mirror, "commit-graph", "write", "--reachable")
+    path = mirror / "objects/info/commit-graph"
+    data = bytearray(path.read_bytes())
+    chunks = {
+        bytes(data[8 + 12 * i : 12 + 12 * i]): struct.unpack(">Q", data[12 + 12 * i : 20 + 12 * i])[
+            0
+        ]
+        for i in range(data[6] + 1)
+    }
+    oids, commits = chunks[b"OIDL"], chunks[b"CDAT"]
+    for i in range((commits - oids) // 20):
+        if data[oids + 20 * i : oids + 20 * i + 20].hex() == oid:
+            at = commits + 36 * i + 20
+            data[at : at + 4] = struct.pack(">I", 0x70000000)  # "no parent"
+    data[-20:] = hashlib.sha1(bytes(data[:-20])).digest()
+    path.write_bytes(bytes(data))
+
+
+def test_a_planted_commit_graph_does_not_cut_the_history_a_full_scan_reads(
+    tmp_path: Path, git_daemon: GitDaemon, fleet: Run, keys: list[Secret]
+) -> None:
+    repo = make_repo(git_daemon.base, "app", [keys[0]])
+    head = commit(repo, {"conf/app0.env": "KEY=from-the-vault\n"}, "clean")
+    url = git_daemon.url("app")
+    _, code = _scan(fleet, tmp_path, url, "day1.json")
+    assert code == 1
+    mirror = next((tmp_path / "c").glob("*.git"))
+    _cut_history_at(mirror, head)
+    assert git(mirror, "rev-list", "--count", "HEAD").strip() == "1"  # git believes it
+
+    _, code = _scan(fleet, tmp_path, url, "day2.json")
+
+    assert code == 1
+    data = report(tmp_path / "day2.json")
+    assert [k["fingerprint"] for k in data["keys"]] == [keys[0].fingerprint]
+    assert any("commit-graph" in n for n in data["repositories"][0]["notes"])
+
+
+def test_a_base64_key_used_as_a_branch_name_is_never_written_decodable(
+    tmp_path: Path, git_daemon: GitDaemon, fleet: Run, keys: list[Secret]
+) -> None:
+    repo = make_repo(git_daemon.base, "app")
+    encoded = {
+        "b64": base64.b64encode(keys[0].reveal().encode()).decode(),
+        "urlsafe": base64.urlsafe_b64encode(f'{{"k": "{keys[1].reveal()}"}}'.encode()).decode(),
+    }
+    for name, text in encoded.items():
+        git(repo, "branch", f"{name}/{text}")
+    url = git_daemon.url("app")
+
+    text, code = _scan(fleet, tmp_path, url, "r.json")
+    shown = fleet("scan", url, "--cache", str(tmp_path / "c"))
+
+    assert code == 1
+    assert shown.returncode == 1
+    data = report(tmp_path / "r.json")
+    assert {k["fingerprint"] for k in data["keys"]} == {keys[0].fingerprint, keys[1].fingerprint}
+    paths = {k["fingerprint"]: k["places"][0]["path"] for k in data["keys"]}
+    # Masked from the base64 group holding the key's first byte on (before it: '{"k": ').
+    assert paths[keys[0].fingerprint] == f"refs/heads/b64/{keys[0].redacted}"
+    assert paths[keys[1].fingerprint].startswith("refs/heads/urlsafe/")
+    assert paths[keys[1].fingerprint].endswith(f"/{encoded['urlsafe'][:8]}{keys[1].redacted}")
+    for value in encoded.values():
+        for half in (value[: len(value) // 2], value[len(value) // 2 :]):
+            assert half not in text + shown.stdout + shown.stderr
+
+
+def test_masked_leaves_no_encoding_of_a_key_in_a_name(keys: list[Secret]) -> None:
+    key = keys[0].reveal()
+    for name in (
+        f"refs/heads/{key}/x",
+        f"refs/heads/{base64.b64encode(key.encode()).decode()}",
+        f"tag {key.encode('utf-16-le').decode('latin-1')}",
+        f'x = "{key[:20]}" + "{key[20:]}"',
+    ):
+        shown = masked(name)
+        assert keys[0].redacted in shown
+        assert key[14:30] not in shown.replace("\0", "")
+        assert not scan_bytes(os.fsencode(shown))
+    assert masked("refs/heads/main") == "refs/heads/main"
