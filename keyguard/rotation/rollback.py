@@ -16,9 +16,11 @@ which key it is (by fingerprint) and the Admin API shows that key with its hint.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from keyguard.admin.hints import key_matches_hint
-from keyguard.errors import ConflictError, NotFoundError, UsageError
+from keyguard.errors import ConflictError, KeyguardError, NotFoundError, UsageError
 from keyguard.journal import INCIDENT_LOG, read_incidents
 from keyguard.keys import Secret, is_leak_marked
 from keyguard.models import ApiKey
@@ -111,17 +113,18 @@ def _rollback_rotation(run: RotationRun, live: RotationState, *, reactivate: boo
         raise RollbackRefused(
             f"{name}: nothing to roll back: no store serves a key with a previous one to go back to"
         )
-    make_servable(run, todo, live, reactivate=reactivate)  # before any store changes
-    run.journal.append(live.token, "rollback", "before", run.clock())
-    for index, store in enumerate(run.stores):
-        run.renew_leases(f"rolling back {store.uri}")
-        if store in todo:
-            store.rollback()
-            run.journal.append(
-                live.token, "rollback", "after", run.clock(), store_index=index, store=store.uri
-            )
-        else:
-            store.discard_pending(live.token)
+    with make_servable(run, todo, live, reactivate=reactivate) as (_, undo):
+        run.journal.append(live.token, "rollback", "before", run.clock())
+        for index, store in enumerate(run.stores):
+            run.renew_leases(f"rolling back {store.uri}")
+            if store in todo:
+                undo.clear()  # the store may serve the re-activated key from here on
+                store.rollback()
+                run.journal.append(
+                    live.token, "rollback", "after", run.clock(), store_index=index, store=store.uri
+                )
+            else:
+                store.discard_pending(live.token)
     run.journal.append(live.token, "rollback", "closed", run.clock(), reason="rolled back")
     served = todo[0].get(Stage.CURRENT)
     hint = served.hint if served else "?"
@@ -163,21 +166,18 @@ def _start_manual(run: RotationRun, *, reactivate: bool) -> Outcome:
             f"Make them agree by hand, or put a new key in service: `keyguard deliver {name}` "
             f"then `keyguard rotate {name}`"
         )
-    ids = make_servable(run, list(run.stores), None, reactivate=reactivate)
-    replaced_version = stage_map(first.describe()).get(Stage.CURRENT)
-    target = KeyRef(previous.fingerprint, previous.hint, ids.get(previous.fingerprint))
-    replaced = KeyRef(
-        current.fingerprint,
-        current.hint,
-        replaced_version.meta.key_id if replaced_version else None,
-    )
-    now = run.clock()
-    token = f"{name}-rollback-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-    # Recorded before any store changes: a rerun knows which way every store must end.
-    run.journal.append(
-        token, "rollback", "before", now, key=target.to_json(), replaced=replaced.to_json()
-    )
-    return _apply_manual(run, token, list(range(len(run.stores))), target)
+    with make_servable(run, list(run.stores), None, reactivate=reactivate) as (ids, undo):
+        replaced_version = stage_map(first.describe()).get(Stage.CURRENT)
+        target = KeyRef(previous.fingerprint, previous.hint, ids.get(previous.fingerprint))
+        replaced_id = replaced_version.meta.key_id if replaced_version else None
+        replaced = KeyRef(current.fingerprint, current.hint, replaced_id)
+        now = run.clock()
+        token = f"{name}-rollback-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        # Recorded before any store changes: a rerun knows which way every store must end.
+        run.journal.append(
+            token, "rollback", "before", now, key=target.to_json(), replaced=replaced.to_json()
+        )
+        return _apply_manual(run, token, list(range(len(run.stores))), target, undo)
 
 
 def _finish_manual(run: RotationRun, record: ManualRollback, *, reactivate: bool) -> Outcome:
@@ -209,15 +209,15 @@ def _finish_manual(run: RotationRun, record: ManualRollback, *, reactivate: bool
             f"{target.hint} by hand, then run `keyguard rollback {name}` again to close it; or "
             f"put a new key in service: `keyguard deliver {name}` then `keyguard rotate {name}`"
         )
-    if todo:
-        try:
-            make_servable(run, [run.stores[i] for i in todo], None, reactivate=reactivate)
-        except RollbackRefused as exc:
-            raise RollbackRefused(
-                f"{stopped}. Not finishing it: {exc}. Put a new key in service: "
-                f"`keyguard deliver {name}` then `keyguard rotate {name}`"
-            ) from None
-    return _apply_manual(run, record.token, todo, target)
+    stores = [run.stores[i] for i in todo]
+    try:
+        with make_servable(run, stores, None, reactivate=reactivate) as (_, undo):
+            return _apply_manual(run, record.token, todo, target, undo)
+    except RollbackRefused as exc:
+        raise RollbackRefused(
+            f"{stopped}. Not finishing it: {exc}. Put a new key in service: "
+            f"`keyguard deliver {name}` then `keyguard rotate {name}`"
+        ) from None
 
 
 def _manual_done(run: RotationRun, record: ManualRollback) -> Outcome | None:
@@ -234,10 +234,13 @@ def _manual_done(run: RotationRun, record: ManualRollback) -> Outcome | None:
     )
 
 
-def _apply_manual(run: RotationRun, token: str, todo: list[int], target: KeyRef) -> Outcome:
+def _apply_manual(
+    run: RotationRun, token: str, todo: list[int], target: KeyRef, undo: list[str]
+) -> Outcome:
     for index in todo:
         store = run.stores[index]
         run.renew_leases(f"rolling back {store.uri}")
+        undo.clear()  # the store may serve the re-activated key from here on
         store.rollback()
         run.journal.append(
             token, "rollback", "after", run.clock(), store_index=index, store=store.uri
@@ -285,10 +288,7 @@ def _legacy_keys(run: RotationRun, record: ManualRollback) -> tuple[KeyRef, KeyR
     previous = stores[reference].get(Stage.PREVIOUS)
     if current is None or previous is None:
         return None
-    return (
-        KeyRef(current.fingerprint, current.hint),
-        KeyRef(previous.fingerprint, previous.hint),
-    )
+    return KeyRef(current.fingerprint, current.hint), KeyRef(previous.fingerprint, previous.hint)
 
 
 def _close_legacy(run: RotationRun, record: ManualRollback, *, reactivate: bool) -> Outcome:
@@ -309,17 +309,14 @@ def _close_legacy(run: RotationRun, record: ManualRollback, *, reactivate: bool)
 
 
 # --------------------------------------------------------------------- may the previous key serve?
+@contextmanager
 def make_servable(
-    run: RotationRun,
-    todo: list[SecretStore],
-    live: RotationState | None,
-    *,
-    reactivate: bool,
-) -> dict[str, str | None]:
-    """Check every previous key (reads only), then re-activate and verify each; else undo.
-
-    Returns each previous key's ``apikey_`` id by fingerprint (None: not identified).
-    """
+    run: RotationRun, todo: list[SecretStore], live: RotationState | None, *, reactivate: bool
+) -> Iterator[tuple[dict[str, str | None], list[str]]]:
+    """Check every previous key (reads only), then re-activate (leases just renewed) and verify
+    each. Yields each one's ``apikey_`` id by fingerprint (None: not identified) and the ids it
+    re-activated, which any stop (a lost lease too) makes inactive again until the body clears
+    that list, just before a store may serve them."""
     targets: dict[str, tuple[Secret, str | None, bool]] = {}  # (key, id, re-activate it)
     for store in todo:
         previous = store.get(Stage.PREVIOUS)
@@ -333,19 +330,29 @@ def make_servable(
                 _may_reactivate(run, previous, key_id, api, unproven, reactivate=reactivate)
                 inactive = True
             targets[previous.fingerprint] = (previous, key_id, inactive)
-    reactivated: list[str] = []
+    undo: list[str] = []  # inactive before this run: leave them that way if it stops
     try:
         for previous, key_id, inactive in targets.values():
             if inactive and key_id is not None:
+                run.renew_leases(f"re-activating {previous.hint} ({key_id})")
+                undo.append(key_id)  # before the call: it may take effect and still fail
                 run.admin.update_key(key_id, status="active")
-                reactivated.append(key_id)
                 run.say(f"{run.env.name}: re-activated {previous.hint} ({key_id})")
             _check_works(run, previous, key_id)
-    except BaseException:
-        for key_id in reactivated:  # it was inactive before this run: leave it that way
-            run.admin.update_key(key_id, status="inactive")
+        yield {fingerprint: key_id for fingerprint, (_, key_id, _) in targets.items()}, undo
+    except BaseException as exc:
+        left = []
+        for key_id in undo:
+            try:
+                run.admin.update_key(key_id, status="inactive")
+            except Exception:
+                left.append(key_id)
+        if left and isinstance(exc, KeyguardError):  # the message must not claim nothing changed
+            raise type(exc)(
+                f"{exc}. But {', '.join(left)}, re-activated by this run, could not be made "
+                "inactive again: deactivate it in the Anthropic Console"
+            ) from exc
         raise
-    return {fingerprint: key_id for fingerprint, (_, key_id, _) in targets.items()}
 
 
 def _may_reactivate(

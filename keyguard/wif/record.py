@@ -51,19 +51,29 @@ def load_record(state_dir: Path, env: str) -> WifRecord:
     known = {k: v for k, v in data.items() if k in _TYPES}
     for name, value in known.items():
         _check(path, name, value, _TYPES[name], strings=False)
-    if isinstance(known.get("applied_at"), str):
-        try:
-            datetime.fromisoformat(known["applied_at"])
-        except ValueError:
-            raise ConfigError(
-                f"{path}: 'applied_at' is not an ISO 8601 time (the file was damaged or "
-                "edited); move it away and rerun apply"
-            ) from None
+    _check_time(path, "applied_at", known.get("applied_at"))
     for name, value in known.get("retired", {}).items():
         if name in _RETIRED:
             _check(path, f"retired.{name}", value, *_RETIRED[name])
+    _check_time(path, "retired.at", known.get("retired", {}).get("at"))
     known["environment"] = env
     return WifRecord(**known)
+
+
+def _check_time(path: Path, name: str, value: str | None) -> None:
+    """ConfigError naming ``path`` and ``name`` unless ``value`` (None: absent) is an ISO 8601
+    time with its time zone: keyguard writes UTC, and a time without one cannot be compared."""
+    if value is None:
+        return
+    try:
+        if datetime.fromisoformat(value).utcoffset() is not None:
+            return
+        why = "a time without its time zone (keyguard writes UTC: +00:00)"
+    except ValueError:
+        why = "not an ISO 8601 time"
+    raise ConfigError(
+        f"{path}: {name!r} is {why} (the file was damaged or edited); move it away and rerun apply"
+    )
 
 
 def _check(path: Path, name: str, value: Any, wanted: tuple[type, ...], strings: bool) -> None:

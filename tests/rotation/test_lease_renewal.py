@@ -183,6 +183,52 @@ def test_a_rollback_that_lost_its_lease_changes_no_store(
     assert project.served() == [old, old]
 
 
+def test_a_rollback_that_lost_its_lease_after_re_activating_leaves_the_key_inactive(
+    project: Project, lease_clock: LeaseClock
+) -> None:
+    """The old key was deactivated (grace 0); the rollback re-activates it, then sits past its
+    lease while another run takes it: no store serves the old key, so it is inactive again."""
+    old, new = adopted(project)
+    other = OtherRun(project.stores[0], lease_clock)
+    with project.sandbox.client() as admin:
+        engine(project, admin, grace=timedelta(0)).rotate(new)
+        assert project.status_of(old) == "inactive"
+        stalled = engine(project, admin, say=on("re-activated", other.take_after_lapse))
+        with pytest.raises(LeaseHeldError, match="Nothing after the last journaled step was done"):
+            rollback(stalled)
+        assert project.served() == [new, new], "no store rolled back"
+        assert project.status_of(old) == "inactive", "re-activated, yet served by no store"
+        other.release()
+        assert rollback(engine(project, admin)).finished
+    assert project.served() == [old, old] and project.status_of(old) == "active"
+
+
+def test_a_rollback_that_lost_its_lease_before_re_activating_never_re_activates(
+    project: Project, lease_clock: LeaseClock
+) -> None:
+    old, new = adopted(project)
+    other = OtherRun(project.stores[0], lease_clock)
+    with project.sandbox.client() as admin:
+        engine(project, admin, grace=timedelta(0)).rotate(new)
+        stalled = engine(project, admin)
+        real, updates = stalled.admin.get_key, []
+
+        def slow_get(*args: Any, **kwargs: Any) -> Any:  # the read checks of the previous key
+            if other.held is None:
+                other.take_after_lapse()
+            return real(*args, **kwargs)
+
+        def update_key(*args: Any, **kwargs: Any) -> Any:
+            updates.append(kwargs.get("status"))
+            return admin.update_key(*args, **kwargs)
+
+        stalled.admin = _Proxy(stalled.admin, get_key=slow_get, update_key=update_key)
+        with pytest.raises(LeaseHeldError, match=f"stopped before re-activating {old.hint}"):
+            rollback(stalled)
+        assert updates == [], "re-activated while another run held the lease"
+        assert project.served() == [new, new] and project.status_of(old) == "inactive"
+
+
 class _Proxy:
     """An object with some attributes replaced."""
 

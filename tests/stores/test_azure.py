@@ -20,8 +20,10 @@ from keyguard.errors import AuthError, ConfigError, ConflictError, LeaseHeldErro
 from keyguard.keys import Secret, generate_key
 from keyguard.stores import Stage, open_store
 from keyguard.stores.azure import AzureKeyVaultStore
+from keyguard.stores.azure._sdk import Vault
 from keyguard.stores.interface import VersionMeta
 from keyguard.stores.lease import new_owner
+from tests.stores.lease_clock import LeaseClock
 from tests.stores.servers.azure import AzureHarness, AzureKeyVaultServer, closed_port_url
 from tests.stores.servers.base import allow_store_endpoint
 
@@ -216,6 +218,38 @@ def test_lease_admits_one_holder_among_racing_runs(azure_kv: AzureKeyVaultServer
     assert not any(v.enabled for v in versions(azure_kv, name)), "every claim was released"
     with open_store(uri).lease(new_owner(), 60):  # free again
         pass
+
+
+def test_a_lapsed_holder_never_gets_its_lease_back(
+    azure_server: AzureHarness, lease_clock: LeaseClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run sat past its lease (a suspended laptop). Another run takes over only by disabling
+    the lapsed claim; when that disable fails, it does not take over (so the first may go on),
+    and once another run has held the lease, the first never renews it again."""
+    store = azure_server()
+    other = azure_server.open(store.uri)
+    real, failed = Vault.disable, []
+
+    def disable_fails_once(self: Vault, name: str, claim: Any) -> None:
+        if not failed:
+            failed.append(name)
+            raise UnavailableError("Key Vault answered 503 after retries")
+        real(self, name, claim)
+
+    monkeypatch.setattr(Vault, "disable", disable_fails_once)
+    with store.lease(new_owner(), 600) as held:
+        lease_clock.advance(700)
+        with (
+            pytest.raises(LeaseHeldError, match="could not be ended"),
+            other.lease(new_owner(), 600),
+        ):
+            pytest.fail("took over while the lapsed claim stayed enabled")
+        held.renew()  # no other run held it meanwhile: the first goes on
+        lease_clock.advance(700)
+        with other.lease(new_owner(), 600):
+            pass  # the second run's whole rotation, while the first is suspended again
+        with pytest.raises(LeaseHeldError, match="no longer holds its lease"):
+            held.renew()
 
 
 @pytest.mark.parametrize(

@@ -370,6 +370,9 @@ def test_an_environment_whose_static_key_was_retired_is_never_due(
         ("service_account_id", {"id": "svac_1"}, "service_account_id"),
         ("applied_at", 1700000000, "applied_at"),
         ("applied_at", "yesterday", "applied_at"),
+        ("applied_at", "2026-12-01T00:00:00", "applied_at"),  # no time zone: not comparable
+        ("retired", {"key_ids": [], "at": "2026-12-01T00:00:00"}, "retired.at"),
+        ("retired", {"key_ids": [], "at": "yesterday"}, "retired.at"),
         ("issuer_id", True, "issuer_id"),
         ("retired", ["apikey_1"], "retired"),
         ("retired", "yes", "retired"),
@@ -390,7 +393,7 @@ def test_a_damaged_federation_record_is_a_one_line_config_error(
     record = json.loads(path.read_text())
     record[field] = damage
     path.write_text(json.dumps(record))
-    for args in (("wif", "env", "ci"), ("wif", "status"), ("status",)):
+    for args in (("wif", "env", "ci"), ("wif", "status"), ("status",), ("wif", "retire-key", "ci")):
         done = kl.run(*args)  # run() fails on any traceback
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         [line] = done.stderr.strip().splitlines()

@@ -7,13 +7,22 @@ own; a loser disables its claim at once. Reads after a write are consistent, so 
 the later one always sees the earlier: at most one contender wins. Creation times have
 one-second resolution, so two claims in the same second may both lose (both runs stop with
 exit 5 and can be run again). A winner disables the lapsed claims it beat: their holders'
-renewals then find their claim disabled and stop.
+renewals then find their claim disabled and stop. Should one of those disables fail, the
+contender has not won: it disables its own claim and stops (exit 5), so the lapsed holder, whom
+no other run ever replaced, may renew and go on. Winning while a beaten claim stays enabled
+would let that holder renew once the winner released: two runs writing the store in turn.
 
 A renewal extends its own claim's tags first, then lists: it stops when its claim is disabled
 or any other live claim is enabled (the winner that took over, or a contender about to find
 that it lost: stopping then is the safe side). The races we accept: expiry uses the claimant's
 clock, so a host whose clock is far off can overlap the holder until the holder's next
 renewal; and a loser whose release fails blocks others until its own claim expires.
+
+Why a renewal does not also stop on every claim created after its own, enabled or not: every
+refused contender leaves such a claim (disabled), so a second run started by mistake would stop
+the healthy run too; and Key Vault cannot tell a loser's disabled claim from a released
+winner's. Comparing creation times with the holder's lapse would rest on the vault's and the
+local clock agreeing. Disabling every beaten claim, or not winning, needs neither.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from keyguard.errors import KeyguardError
+from keyguard.errors import KeyguardError, LeaseHeldError
 from keyguard.stores.azure import tags as tag
 from keyguard.stores.azure.tags import tags_of
 from keyguard.stores.lease import HeldLease, LeaseRecord, lease_held, lease_lost
@@ -97,10 +106,15 @@ def hold_claim(
                 if (claim.created_on or _NEVER) <= my_time:
                     raise lease_held(where, rival)
             elif rival is not None:
-                lapsed.append(claim)
-        for claim in lapsed:  # their holders' renewals must find that they lost the lease
-            with contextlib.suppress(KeyguardError):  # they still see this live claim
+                lapsed.append((claim, rival))
+        for claim, rival in lapsed:  # their holders' renewals must find that they lost the lease
+            try:
                 vault.disable(name, claim)
+            except KeyguardError as exc:  # still enabled: its holder could renew after us
+                raise LeaseHeldError(
+                    f"store {where}: the lapsed lease of {rival.owner} could not be ended "
+                    f"({exc}), so this run did not take it over; run it again"
+                ) from None
     except BaseException:
         with contextlib.suppress(Exception):
             vault.disable(name, mine)
