@@ -64,7 +64,7 @@ def federation_data(state: SandboxState) -> dict[str, Any]:
                 "jtis": {},
             }
             state.save()
-        return data  # type: ignore[no-any-return]
+        return data
 
 
 def admin_token(state: SandboxState) -> Secret:

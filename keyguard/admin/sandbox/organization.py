@@ -12,9 +12,32 @@ from typing import Any
 
 from keyguard.admin.sandbox.wire import SandboxError, iso, new_id, page
 from keyguard.atomic import write_atomic
+from keyguard.errors import ConfigError
 from keyguard.keys import Secret, generate_key
 
 ROLES = ("admin", "developer")
+
+
+#: What a state file must hold (and of what type) before the sandbox serves from it.
+_STATE_FIELDS = {"admin_key": str, "user_id": str, "workspaces": list, "keys": list, "usage": list}
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    """A state file written by the sandbox; ConfigError (and the file untouched) otherwise."""
+    fix = "move it away or pass another --state"
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except OSError as exc:
+        why = f"cannot read the sandbox state ({exc.strerror})"
+        raise ConfigError(f"{path}: {why}; {fix}") from None
+    except (ValueError, RecursionError):
+        raise ConfigError(f"{path} is not a sandbox state file (not JSON); {fix}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a sandbox state file (not an object); {fix}")
+    wrong = [name for name, kind in _STATE_FIELDS.items() if not isinstance(data.get(name), kind)]
+    if wrong:
+        raise ConfigError(f"{path} is not a sandbox state file ({', '.join(wrong)}); {fix}")
+    return data
 
 
 class Organization:
@@ -25,7 +48,7 @@ class Organization:
         self.path = path
         self.now = time.time
         if path is not None and path.exists():
-            self.data = json.loads(path.read_text("utf-8"))
+            self.data = _load_state(path)
         else:
             self.data = {
                 "admin_key": generate_key("admin").reveal(),
